@@ -1,0 +1,13 @@
+"""Top-level URLs (see INTERFACES.md): admin, API, health probes, desktops."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from collabadmin import health
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("collabadmin.api_urls")),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+]

@@ -1,0 +1,1 @@
+"""Servers, peers, links, health, switchovers, alerts, audit and configuration sync."""

@@ -1,0 +1,116 @@
+"""Every status of the failover app, as TextChoices (one place to read them all)."""
+
+from django.db import models
+
+
+class ServerRole(models.TextChoices):
+    ROUTING = "routing", "Routing"
+    AGENT = "agent", "Agent"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    UP = "up", "Up"
+    DOWN = "down", "Down"
+
+
+class PeerKind(models.TextChoices):
+    MEDIA_BLENDER = "media_blender", "Media Blender"
+    ADMIN_WORKSTATION = "admin_workstation", "Admin Workstation"
+
+
+class PeerPriority(models.IntegerChoices):
+    PRIMARY = 1, "Primary"
+    SECONDARY = 2, "Secondary"
+
+
+class PeerConnection(models.TextChoices):
+    CONNECTED = "connected", "Connected"
+    STANDBY = "standby", "Standby"
+
+
+class LinkState(models.TextChoices):
+    CONNECTED = "connected", "Connected"
+    SWITCHING = "switching", "Switching over"
+    DOWN = "down", "Down"
+
+
+class IcmSide(models.TextChoices):
+    NONE = "", "Not connected"
+    A = "A", "Side A"
+    B = "B", "Side B"
+
+
+class FailoverKind(models.TextChoices):
+    AUTOMATIC = "automatic", "Automatic switchover"
+    MANUAL = "manual", "Manual switchover"
+    MAINTENANCE = "maintenance", "Maintenance drain"
+    FAILBACK = "failback", "Fail back after stable"
+    LINK_DOWN = "link_down", "Link down (no healthy peer)"
+    LINK_RESTORED = "link_restored", "Link restored"
+    SERVER_FAILED = "server_failed", "Server failed"
+    SERVER_RECOVERED = "server_recovered", "Server recovered"
+
+
+class AlertKind(models.TextChoices):
+    CONFIG_OUT_OF_SYNC = "config_out_of_sync", "Configuration may be out of sync"
+    LINK_DOWN = "link_down", "Link down"
+    SERVER_FAILED = "server_failed", "Server failed"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "Information"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class WizardKind(models.TextChoices):
+    ADD_AGENT = "add_agent", "Add an agent"
+    CHANGE_AGENT_SKILLS = "change_agent_skills", "Change an agent's skill groups"
+    REMOVE_AGENT = "remove_agent", "Remove an agent"
+    ADD_SKILL_GROUP = "add_skill_group", "Add a skill group"
+
+
+class WizardState(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    INTERRUPTED = "interrupted", "Interrupted"
+    FAILED = "failed", "Failed"
+
+
+class SyncRunState(models.TextChoices):
+    VERIFYING = "verifying", "Verifying"
+    IN_SYNC = "in_sync", "No differences"
+    PLANNED = "planned", "Differences found"
+    SYNCING = "syncing", "Syncing"
+    COMPLETED = "completed", "Synced"
+    INTERRUPTED = "interrupted", "Interrupted"
+    FAILED = "failed", "Failed"
+    STALE = "stale", "Stale plan"
+
+
+# Runs in these states hold the per-server "one run at a time" slot.
+SYNC_RUN_BUSY_STATES = (SyncRunState.VERIFYING, SyncRunState.SYNCING)
+
+
+class AuditAction(models.TextChoices):
+    LINK_SWITCHOVER = "link.switchover", "Link switched over"
+    PEER_MAINTENANCE_ON = "peer.maintenance_on", "Peer put into maintenance"
+    PEER_MAINTENANCE_OFF = "peer.maintenance_off", "Peer taken out of maintenance"
+    SERVER_FAILED = "server.failed", "Server declared failed"
+    SESSION_REQUESTED = "session.requested", "Session requested"
+    SESSION_ROUTED = "session.routed", "Session routed"
+    SESSION_ACTIVATED = "session.activated", "Session activated"
+    SESSION_REQUEUED = "session.requeued", "Session returned to the queue"
+    SESSION_ADOPTED = "session.adopted", "Session adopted by another server"
+    SESSION_PHONE_HUNG_UP = "session.phone_hung_up", "Caller hung up the phone"
+    SESSION_ENDED = "session.ended", "Session ended"
+    AGENT_STATE = "agent.state", "Agent state changed"
+    AGENT_LOGGED_OUT = "agent.logged_out", "Agent logged out"
+    WIZARD_STEP = "wizard.step", "Wizard step"
+    WIZARD_INTERRUPTED = "wizard.interrupted", "Wizard interrupted"
+    SYNC_VERIFY = "sync.verify", "Verify run"
+    SYNC_APPLY = "sync.apply", "Sync run"
+    ALERT_RAISED = "alert.raised", "Alert raised"
+    ALERT_CLEARED = "alert.cleared", "Alert cleared"
+    POLICY_CHANGED = "policy.changed", "Policy changed"

@@ -1,0 +1,25 @@
+"""Failover models, one concept per module."""
+
+from failover.models.alerts import Alert
+from failover.models.audit import AuditEntry
+from failover.models.events import FailoverEvent
+from failover.models.lease import Lease
+from failover.models.links import Link
+from failover.models.peers import Peer
+from failover.models.policy import Policy
+from failover.models.servers import Server
+from failover.models.sync import SyncRun
+from failover.models.wizards import WizardRun
+
+__all__ = [
+    "Alert",
+    "AuditEntry",
+    "FailoverEvent",
+    "Lease",
+    "Link",
+    "Peer",
+    "Policy",
+    "Server",
+    "SyncRun",
+    "WizardRun",
+]

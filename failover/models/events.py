@@ -1,0 +1,50 @@
+"""Failover events: every switchover, link loss and server failure, with its timings."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from failover.choices import FailoverKind
+
+
+class FailoverEvent(models.Model):
+    """One failover, manual or automatic.
+
+    ``failed_at`` is the moment the failure began (connection dropped, or the first
+    failed probe of the run that crossed ``fall``), ``detected_at`` when the poller
+    declared it, ``completed_at`` when the switchover committed. The durations follow.
+    """
+
+    server = models.ForeignKey("failover.Server", on_delete=models.CASCADE, related_name="failover_events")
+    link = models.ForeignKey(
+        "failover.Link", on_delete=models.CASCADE, null=True, blank=True, related_name="failover_events"
+    )
+    kind = models.CharField(max_length=32, choices=FailoverKind.choices)
+    from_peer = models.ForeignKey("failover.Peer", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    to_peer = models.ForeignKey("failover.Peer", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    epoch = models.PositiveBigIntegerField(null=True, blank=True, help_text="The link's epoch after the change.")
+    reason = models.CharField(max_length=300, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    detected_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        indexes = [models.Index(fields=["-detected_at"], name="failover_event_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.server} at {self.detected_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def detection_seconds(self) -> float | None:
+        if self.failed_at is None:
+            return None
+        return (self.detected_at - self.failed_at).total_seconds()
+
+    @property
+    def switchover_seconds(self) -> float | None:
+        if self.completed_at is None:
+            return None
+        return (self.completed_at - self.detected_at).total_seconds()

@@ -1,0 +1,47 @@
+"""Writing the audit history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import models
+
+from failover.choices import AuditAction
+from failover.models import AuditEntry
+
+
+def actor_label(actor: AbstractBaseUser | str | None) -> str:
+    """``user:NAME`` for a person, the given ``system:...`` label for automation."""
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    return f"user:{actor.get_username()}"
+
+
+def audit_record(
+    *,
+    actor: AbstractBaseUser | str | None,
+    action: AuditAction,
+    target: models.Model,
+    reason: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry to the audit history, in the caller's transaction.
+
+    Call it inside the service's ``transaction.atomic`` so the entry exists exactly when
+    the change it describes was committed.
+    """
+    return AuditEntry.objects.create(
+        actor=actor if isinstance(actor, AbstractBaseUser) else None,
+        actor_name=actor_label(actor),
+        action=action,
+        object_type=target._meta.label_lower,
+        object_id=str(target.pk),
+        object_repr=str(target)[:200],
+        reason=reason[:300],
+        before=before or {},
+        after=after or {},
+    )

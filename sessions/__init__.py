@@ -1,0 +1,1 @@
+"""Agents, skill groups and collaboration sessions (app label ``collab_sessions``)."""

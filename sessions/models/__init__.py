@@ -1,0 +1,6 @@
+"""Session models, one concept per module."""
+
+from sessions.models.agents import Agent, SkillGroup
+from sessions.models.sessions import CollaborationSession
+
+__all__ = ["Agent", "CollaborationSession", "SkillGroup"]
