@@ -14,7 +14,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.task(name="collabadmin.ping", time_limit=10, expires=60)
+@app.task(name="collabadmin.ping", time_limit=10, soft_time_limit=8, expires=60)
 def ping(token: str) -> dict[str, object]:
     """Answer with the token and this worker's pid: proves a worker is consuming the queue."""
     return {"token": token, "pid": os.getpid()}

@@ -171,6 +171,19 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # One name per choice set that several serializers share under one field name ("kind",
+    # "state"); without it drf-spectacular invents hashed enum names and warns.
+    "ENUM_NAME_OVERRIDES": {
+        "PeerKindEnum": "failover.choices.PeerKind",
+        "LinkStateEnum": "failover.choices.LinkState",
+        "AlertKindEnum": "failover.choices.AlertKind",
+        "FailoverKindEnum": "failover.choices.FailoverKind",
+        "WizardKindEnum": "failover.choices.WizardKind",
+        "WizardStateEnum": "failover.choices.WizardState",
+        "SyncRunStateEnum": "failover.choices.SyncRunState",
+        "AgentStateEnum": "sessions.choices.AgentState",
+        "SessionStateEnum": "sessions.choices.SessionState",
+    },
 }
 
 # --- Internationalization, static ------------------------------------------------------
@@ -180,6 +193,9 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+# In development whitenoise serves straight from the apps' folders, no collectstatic needed.
+WHITENOISE_USE_FINDERS = DEBUG
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Security (tightened further when DEBUG is off) --------------------------------------

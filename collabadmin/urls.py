@@ -3,9 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from collabadmin import health
+from collabadmin import health, views
 
 urlpatterns = [
+    path("", views.home, name="home"),
+    path("", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("collabadmin.api_urls")),
     path("healthz", health.healthz, name="healthz"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
@@ -65,3 +67,23 @@ def agent_api(agent) -> APIClient:
 @pytest.fixture
 def anonymous_api() -> APIClient:
     return APIClient()
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests need Debian's Chromium. Without it they are skipped with a clear
+    message, except in CI (COLLABADMIN_REQUIRE_BROWSER=1), where that is a failure."""
+    if os.path.exists(CHROMIUM):
+        return
+    browser_tests = [item for item in items if item.get_closest_marker("browser")]
+    if not browser_tests:
+        return
+    if os.environ.get("COLLABADMIN_REQUIRE_BROWSER") == "1":
+        raise pytest.UsageError(
+            f"{CHROMIUM} is missing and COLLABADMIN_REQUIRE_BROWSER=1: install it (apt-get install -y chromium)."
+        )
+    skip = pytest.mark.skip(reason=f"browser test skipped: {CHROMIUM} not found (apt-get install -y chromium)")
+    for item in browser_tests:
+        item.add_marker(skip)
