@@ -1,9 +1,40 @@
-"""The REST API under /api/v1/: schema, docs and each app's endpoints."""
+"""The REST API under /api/v1/: each app's endpoints, the OpenAPI schema and its docs."""
 
-from django.urls import path
+from __future__ import annotations
+
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+
+class JsonErrorsMixin:
+    """Render errors as JSON on views whose success renderer is YAML or HTML.
+
+    Without it an anonymous request for the schema gets its 403 as YAML, and one for the
+    docs page as a bare HTML line; API clients expect JSON errors everywhere under /api/.
+    """
+
+    def handle_exception(self, exc: Exception) -> Response:
+        request = self.request  # type: ignore[attr-defined]
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)  # type: ignore[misc]
+
+
+class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+    # drf-spectacular serves the schema to anyone by default; nothing here is anonymous.
+    permission_classes = [IsAuthenticated]
+
+
+class DocsView(JsonErrorsMixin, SpectacularSwaggerView):
+    permission_classes = [IsAuthenticated]
+
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("failover.api.urls")),
+    path("", include("sessions.api.urls")),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
+    path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -36,6 +36,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # The name of the Collaboration Server this process serves (issue 3: one node per server).
 COLLABADMIN_SERVER_NAME = env_str("COLLABADMIN_SERVER_NAME", "")
+# Whether this web process also runs the health monitor (only the lease holder acts).
+COLLABADMIN_RUN_MONITOR = env_bool("COLLABADMIN_RUN_MONITOR", True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -11,6 +11,12 @@ from rest_framework.test import APIClient
 from tests.factories import AgentFactory, ServerFactory, StaffFactory
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness costs a third of a second per user in every test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def server(db):
     return ServerFactory(name="routing-a")

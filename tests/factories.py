@@ -6,8 +6,20 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from failover.choices import PeerKind, PeerPriority, ServerRole
-from failover.models import Peer, Server
+from failover.choices import (
+    AlertKind,
+    AuditAction,
+    FailoverKind,
+    LinkState,
+    PeerConnection,
+    PeerKind,
+    PeerPriority,
+    ServerRole,
+    SyncRunState,
+    WizardKind,
+    WizardState,
+)
+from failover.models import Alert, AuditEntry, FailoverEvent, Link, Peer, Server, SyncRun, WizardRun
 from failover.services.topology import peer_ensure, server_ensure
 from sessions.models import Agent, CollaborationSession, SkillGroup
 
@@ -88,3 +100,76 @@ class SessionFactory(factory.django.DjangoModelFactory):
     caller_name = factory.Faker("name")
     caller_contact = factory.Faker("email")
     queued_at = factory.LazyFunction(timezone.now)
+
+
+class AlertFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Alert
+
+    server = factory.SubFactory(ServerFactory)
+    kind = AlertKind.LINK_DOWN
+    message = "Media Blender link down"
+    raised_at = factory.LazyFunction(timezone.now)
+
+
+class FailoverEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = FailoverEvent
+
+    server = factory.SubFactory(ServerFactory)
+    kind = FailoverKind.AUTOMATIC
+    detected_at = factory.LazyFunction(timezone.now)
+
+
+def peer_mark_connected(peer: Peer, *, epoch: int = 1) -> Peer:
+    """Make ``peer`` its pair's connected peer and its link connected at ``epoch``.
+
+    A direct row update for test set-up only (the switchover service is the real way);
+    it respects the constraints: the other peer of the pair goes standby first.
+    """
+    now = timezone.now()
+    pair = Peer.objects.filter(server_id=peer.server_id, kind=peer.kind)
+    pair.exclude(pk=peer.pk).update(connection=PeerConnection.STANDBY, connected_epoch=None, connected_at=None)
+    pair.filter(pk=peer.pk).update(
+        connection=PeerConnection.CONNECTED, connected_epoch=epoch, connected_at=now, in_maintenance=False
+    )
+    Link.objects.filter(server_id=peer.server_id, kind=peer.kind).update(
+        state=LinkState.CONNECTED, epoch=epoch, state_changed_at=now, last_switchover_at=now
+    )
+    peer.refresh_from_db()
+    return peer
+
+
+class AuditEntryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AuditEntry
+
+    actor_name = "system:poller"
+    action = AuditAction.LINK_SWITCHOVER
+    object_type = "failover.link"
+    object_id = factory.Sequence(str)
+    object_repr = factory.Sequence(lambda n: f"server-{n} Media Blender link")
+    reason = "Primary stopped answering"
+
+
+class WizardRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WizardRun
+
+    server = factory.SubFactory(ServerFactory)
+    kind = WizardKind.ADD_AGENT
+    state = WizardState.COMPLETED
+    started_by = factory.SubFactory(StaffFactory)
+    started_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.LazyFunction(timezone.now)
+
+
+class SyncRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SyncRun
+
+    server = factory.SubFactory(ServerFactory)
+    state = SyncRunState.IN_SYNC
+    started_by = factory.SubFactory(StaffFactory)
+    started_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.LazyFunction(timezone.now)

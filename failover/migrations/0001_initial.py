@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,241 +15,570 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Lease',
+            name="Lease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('holder', models.CharField(blank=True, max_length=150)),
-                ('epoch', models.PositiveBigIntegerField(default=0)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('renewed_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                ("holder", models.CharField(blank=True, max_length=150)),
+                ("epoch", models.PositiveBigIntegerField(default=0)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("renewed_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Server',
+            name="Server",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('health', models.CharField(choices=[('unknown', 'Unknown'), ('up', 'Up'), ('down', 'Down')], default='unknown', max_length=16)),
-                ('consecutive_successes', models.PositiveIntegerField(default=0)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('last_probe_at', models.DateTimeField(blank=True, null=True)),
-                ('last_latency_ms', models.FloatField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=300)),
-                ('health_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('role', models.CharField(choices=[('routing', 'Routing'), ('agent', 'Agent')], default='routing', max_length=16)),
-                ('base_url', models.URLField(blank=True, help_text="Where this server's process answers /healthz.")),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('failed_at', models.DateTimeField(blank=True, help_text='When it was last declared failed; cleared when it recovers.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "health",
+                    models.CharField(
+                        choices=[("unknown", "Unknown"), ("up", "Up"), ("down", "Down")],
+                        default="unknown",
+                        max_length=16,
+                    ),
+                ),
+                ("consecutive_successes", models.PositiveIntegerField(default=0)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("last_probe_at", models.DateTimeField(blank=True, null=True)),
+                ("last_latency_ms", models.FloatField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=300)),
+                ("health_changed_at", models.DateTimeField(blank=True, null=True)),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("routing", "Routing"), ("agent", "Agent")], default="routing", max_length=16
+                    ),
+                ),
+                ("base_url", models.URLField(blank=True, help_text="Where this server's process answers /healthz.")),
+                ("description", models.CharField(blank=True, max_length=200)),
+                (
+                    "failed_at",
+                    models.DateTimeField(
+                        blank=True, help_text="When it was last declared failed; cleared when it recovers.", null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Policy',
+            name="Policy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('probe_interval_ms', models.PositiveIntegerField(default=500, validators=[django.core.validators.MinValueValidator(50)])),
-                ('probe_timeout_ms', models.PositiveIntegerField(default=400, validators=[django.core.validators.MinValueValidator(20)])),
-                ('rise', models.PositiveSmallIntegerField(default=2, help_text='Consecutive good probes before a peer is up.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('fall', models.PositiveSmallIntegerField(default=2, help_text='Consecutive failed probes before a peer is down.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('flap_window_seconds', models.PositiveIntegerField(default=60)),
-                ('flap_max_transitions', models.PositiveSmallIntegerField(default=4, help_text='More health changes than this within the window hold the peer out until it is stable.')),
-                ('fail_back_after_minutes', models.PositiveIntegerField(blank=True, help_text='Empty: never fail back by itself (non-preemptive).', null=True)),
-                ('transit_timeout_seconds', models.PositiveIntegerField(default=10, validators=[django.core.validators.MinValueValidator(1)])),
-                ('hung_up_grace_seconds', models.PositiveIntegerField(blank=True, help_text='Empty: sessions whose caller hung up wait for the agent to end them.', null=True)),
-                ('adopt_queued_on_server_failure', models.BooleanField(default=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "probe_interval_ms",
+                    models.PositiveIntegerField(default=500, validators=[django.core.validators.MinValueValidator(50)]),
+                ),
+                (
+                    "probe_timeout_ms",
+                    models.PositiveIntegerField(default=400, validators=[django.core.validators.MinValueValidator(20)]),
+                ),
+                (
+                    "rise",
+                    models.PositiveSmallIntegerField(
+                        default=2,
+                        help_text="Consecutive good probes before a peer is up.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "fall",
+                    models.PositiveSmallIntegerField(
+                        default=2,
+                        help_text="Consecutive failed probes before a peer is down.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                ("flap_window_seconds", models.PositiveIntegerField(default=60)),
+                (
+                    "flap_max_transitions",
+                    models.PositiveSmallIntegerField(
+                        default=4,
+                        help_text="More health changes than this within the window hold the peer out until it is stable.",
+                    ),
+                ),
+                (
+                    "fail_back_after_minutes",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Empty: never fail back by itself (non-preemptive).", null=True
+                    ),
+                ),
+                (
+                    "transit_timeout_seconds",
+                    models.PositiveIntegerField(default=10, validators=[django.core.validators.MinValueValidator(1)]),
+                ),
+                (
+                    "hung_up_grace_seconds",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Empty: sessions whose caller hung up wait for the agent to end them.",
+                        null=True,
+                    ),
+                ),
+                ("adopt_queued_on_server_failure", models.BooleanField(default=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'policy',
-                'constraints': [models.CheckConstraint(condition=models.Q(('id', 1)), name='failover_policy_singleton')],
+                "verbose_name_plural": "policy",
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("id", 1)), name="failover_policy_singleton")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Peer',
+            name="Peer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('health', models.CharField(choices=[('unknown', 'Unknown'), ('up', 'Up'), ('down', 'Down')], default='unknown', max_length=16)),
-                ('consecutive_successes', models.PositiveIntegerField(default=0)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('last_probe_at', models.DateTimeField(blank=True, null=True)),
-                ('last_latency_ms', models.FloatField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=300)),
-                ('health_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('kind', models.CharField(choices=[('media_blender', 'Media Blender'), ('admin_workstation', 'Admin Workstation')], max_length=32)),
-                ('name', models.SlugField(max_length=64)),
-                ('host', models.CharField(default='127.0.0.1', max_length=255)),
-                ('port', models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(65535)])),
-                ('priority', models.PositiveSmallIntegerField(choices=[(1, 'Primary'), (2, 'Secondary')], default=1)),
-                ('connection', models.CharField(choices=[('connected', 'Connected'), ('standby', 'Standby')], default='standby', max_length=16)),
-                ('connected_epoch', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('connected_at', models.DateTimeField(blank=True, null=True)),
-                ('in_maintenance', models.BooleanField(default=False)),
-                ('maintenance_reason', models.CharField(blank=True, max_length=300)),
-                ('maintenance_since', models.DateTimeField(blank=True, null=True)),
-                ('icm_side', models.CharField(blank=True, choices=[('', 'Not connected'), ('A', 'Side A'), ('B', 'Side B')], help_text='Media Blender only: its own ICM connection.', max_length=1)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='peers', to='failover.server')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "health",
+                    models.CharField(
+                        choices=[("unknown", "Unknown"), ("up", "Up"), ("down", "Down")],
+                        default="unknown",
+                        max_length=16,
+                    ),
+                ),
+                ("consecutive_successes", models.PositiveIntegerField(default=0)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("last_probe_at", models.DateTimeField(blank=True, null=True)),
+                ("last_latency_ms", models.FloatField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=300)),
+                ("health_changed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("media_blender", "Media Blender"), ("admin_workstation", "Admin Workstation")],
+                        max_length=32,
+                    ),
+                ),
+                ("name", models.SlugField(max_length=64)),
+                ("host", models.CharField(default="127.0.0.1", max_length=255)),
+                (
+                    "port",
+                    models.PositiveIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(65535),
+                        ]
+                    ),
+                ),
+                ("priority", models.PositiveSmallIntegerField(choices=[(1, "Primary"), (2, "Secondary")], default=1)),
+                (
+                    "connection",
+                    models.CharField(
+                        choices=[("connected", "Connected"), ("standby", "Standby")], default="standby", max_length=16
+                    ),
+                ),
+                ("connected_epoch", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("connected_at", models.DateTimeField(blank=True, null=True)),
+                ("in_maintenance", models.BooleanField(default=False)),
+                ("maintenance_reason", models.CharField(blank=True, max_length=300)),
+                ("maintenance_since", models.DateTimeField(blank=True, null=True)),
+                (
+                    "icm_side",
+                    models.CharField(
+                        blank=True,
+                        choices=[("", "Not connected"), ("A", "Side A"), ("B", "Side B")],
+                        help_text="Media Blender only: its own ICM connection.",
+                        max_length=1,
+                    ),
+                ),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="peers", to="failover.server"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['server__name', 'kind', 'priority'],
+                "ordering": ["server__name", "kind", "priority"],
             },
         ),
         migrations.CreateModel(
-            name='Link',
+            name="Link",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('media_blender', 'Media Blender'), ('admin_workstation', 'Admin Workstation')], max_length=32)),
-                ('state', models.CharField(choices=[('connected', 'Connected'), ('switching', 'Switching over'), ('down', 'Down')], default='down', max_length=16)),
-                ('epoch', models.PositiveBigIntegerField(default=0)),
-                ('state_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('last_switchover_at', models.DateTimeField(blank=True, null=True)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='links', to='failover.server')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("media_blender", "Media Blender"), ("admin_workstation", "Admin Workstation")],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("connected", "Connected"), ("switching", "Switching over"), ("down", "Down")],
+                        default="down",
+                        max_length=16,
+                    ),
+                ),
+                ("epoch", models.PositiveBigIntegerField(default=0)),
+                ("state_changed_at", models.DateTimeField(blank=True, null=True)),
+                ("last_switchover_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="links", to="failover.server"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['server__name', 'kind'],
+                "ordering": ["server__name", "kind"],
             },
         ),
         migrations.CreateModel(
-            name='FailoverEvent',
+            name="FailoverEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('automatic', 'Automatic switchover'), ('manual', 'Manual switchover'), ('maintenance', 'Maintenance drain'), ('failback', 'Fail back after stable'), ('link_down', 'Link down (no healthy peer)'), ('link_restored', 'Link restored'), ('server_failed', 'Server failed'), ('server_recovered', 'Server recovered')], max_length=32)),
-                ('epoch', models.PositiveBigIntegerField(blank=True, help_text="The link's epoch after the change.", null=True)),
-                ('reason', models.CharField(blank=True, max_length=300)),
-                ('failed_at', models.DateTimeField(blank=True, null=True)),
-                ('detected_at', models.DateTimeField()),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('link', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='failover_events', to='failover.link')),
-                ('from_peer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='failover.peer')),
-                ('to_peer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='failover.peer')),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='failover_events', to='failover.server')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("automatic", "Automatic switchover"),
+                            ("manual", "Manual switchover"),
+                            ("maintenance", "Maintenance drain"),
+                            ("failback", "Fail back after stable"),
+                            ("link_down", "Link down (no healthy peer)"),
+                            ("link_restored", "Link restored"),
+                            ("server_failed", "Server failed"),
+                            ("server_recovered", "Server recovered"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "epoch",
+                    models.PositiveBigIntegerField(
+                        blank=True, help_text="The link's epoch after the change.", null=True
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=300)),
+                ("failed_at", models.DateTimeField(blank=True, null=True)),
+                ("detected_at", models.DateTimeField()),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "link",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="failover_events",
+                        to="failover.link",
+                    ),
+                ),
+                (
+                    "from_peer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="failover.peer",
+                    ),
+                ),
+                (
+                    "to_peer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="failover.peer",
+                    ),
+                ),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="failover_events",
+                        to="failover.server",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-detected_at', '-id'],
+                "ordering": ["-detected_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('config_out_of_sync', 'Configuration may be out of sync'), ('link_down', 'Link down'), ('server_failed', 'Server failed')], max_length=32)),
-                ('severity', models.CharField(choices=[('info', 'Information'), ('warning', 'Warning'), ('critical', 'Critical')], default='warning', max_length=16)),
-                ('message', models.CharField(max_length=300)),
-                ('raised_at', models.DateTimeField()),
-                ('cleared_at', models.DateTimeField(blank=True, null=True)),
-                ('clear_reason', models.CharField(blank=True, max_length=300)),
-                ('cleared_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='failover.server')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("config_out_of_sync", "Configuration may be out of sync"),
+                            ("link_down", "Link down"),
+                            ("server_failed", "Server failed"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("info", "Information"), ("warning", "Warning"), ("critical", "Critical")],
+                        default="warning",
+                        max_length=16,
+                    ),
+                ),
+                ("message", models.CharField(max_length=300)),
+                ("raised_at", models.DateTimeField()),
+                ("cleared_at", models.DateTimeField(blank=True, null=True)),
+                ("clear_reason", models.CharField(blank=True, max_length=300)),
+                (
+                    "cleared_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="alerts", to="failover.server"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-raised_at', '-id'],
+                "ordering": ["-raised_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='SyncRun',
+            name="SyncRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('verifying', 'Verifying'), ('in_sync', 'No differences'), ('planned', 'Differences found'), ('syncing', 'Syncing'), ('completed', 'Synced'), ('interrupted', 'Interrupted'), ('failed', 'Failed'), ('stale', 'Stale plan')], default='verifying', max_length=16)),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('icm_version', models.BigIntegerField(blank=True, null=True)),
-                ('local_fingerprint', models.CharField(blank=True, max_length=64)),
-                ('aw_epoch', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('plan', models.JSONField(blank=True, default=list)),
-                ('report', models.JSONField(blank=True, default=dict)),
-                ('progress_done', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(default=0)),
-                ('error', models.CharField(blank=True, max_length=300)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sync_runs', to='failover.server')),
-                ('started_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("verifying", "Verifying"),
+                            ("in_sync", "No differences"),
+                            ("planned", "Differences found"),
+                            ("syncing", "Syncing"),
+                            ("completed", "Synced"),
+                            ("interrupted", "Interrupted"),
+                            ("failed", "Failed"),
+                            ("stale", "Stale plan"),
+                        ],
+                        default="verifying",
+                        max_length=16,
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("icm_version", models.BigIntegerField(blank=True, null=True)),
+                ("local_fingerprint", models.CharField(blank=True, max_length=64)),
+                ("aw_epoch", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("plan", models.JSONField(blank=True, default=list)),
+                ("report", models.JSONField(blank=True, default=dict)),
+                ("progress_done", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(default=0)),
+                ("error", models.CharField(blank=True, max_length=300)),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="sync_runs", to="failover.server"
+                    ),
+                ),
+                (
+                    "started_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-started_at', '-id'],
+                "ordering": ["-started_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='WizardRun',
+            name="WizardRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('add_agent', 'Add an agent'), ('change_agent_skills', "Change an agent's skill groups"), ('remove_agent', 'Remove an agent'), ('add_skill_group', 'Add a skill group')], max_length=32)),
-                ('state', models.CharField(choices=[('running', 'Running'), ('completed', 'Completed'), ('interrupted', 'Interrupted'), ('failed', 'Failed')], default='running', max_length=16)),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('step_log', models.JSONField(blank=True, default=list)),
-                ('current_step', models.PositiveSmallIntegerField(default=0)),
-                ('aw_epoch', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=300)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wizard_runs', to='failover.server')),
-                ('started_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("add_agent", "Add an agent"),
+                            ("change_agent_skills", "Change an agent's skill groups"),
+                            ("remove_agent", "Remove an agent"),
+                            ("add_skill_group", "Add a skill group"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("interrupted", "Interrupted"),
+                            ("failed", "Failed"),
+                        ],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("step_log", models.JSONField(blank=True, default=list)),
+                ("current_step", models.PositiveSmallIntegerField(default=0)),
+                ("aw_epoch", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=300)),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="wizard_runs", to="failover.server"
+                    ),
+                ),
+                (
+                    "started_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-started_at', '-id'],
+                "ordering": ["-started_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor_name', models.CharField(max_length=150)),
-                ('action', models.CharField(choices=[('link.switchover', 'Link switched over'), ('peer.maintenance_on', 'Peer put into maintenance'), ('peer.maintenance_off', 'Peer taken out of maintenance'), ('server.failed', 'Server declared failed'), ('session.requested', 'Session requested'), ('session.routed', 'Session routed'), ('session.activated', 'Session activated'), ('session.requeued', 'Session returned to the queue'), ('session.adopted', 'Session adopted by another server'), ('session.phone_hung_up', 'Caller hung up the phone'), ('session.ended', 'Session ended'), ('agent.state', 'Agent state changed'), ('agent.logged_out', 'Agent logged out'), ('wizard.step', 'Wizard step'), ('wizard.interrupted', 'Wizard interrupted'), ('sync.verify', 'Verify run'), ('sync.apply', 'Sync run'), ('alert.raised', 'Alert raised'), ('alert.cleared', 'Alert cleared'), ('policy.changed', 'Policy changed')], max_length=48)),
-                ('object_type', models.CharField(max_length=64)),
-                ('object_id', models.CharField(max_length=64)),
-                ('object_repr', models.CharField(max_length=200)),
-                ('reason', models.CharField(blank=True, max_length=300)),
-                ('before', models.JSONField(blank=True, default=dict)),
-                ('after', models.JSONField(blank=True, default=dict)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("actor_name", models.CharField(max_length=150)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("link.switchover", "Link switched over"),
+                            ("peer.maintenance_on", "Peer put into maintenance"),
+                            ("peer.maintenance_off", "Peer taken out of maintenance"),
+                            ("server.failed", "Server declared failed"),
+                            ("session.requested", "Session requested"),
+                            ("session.routed", "Session routed"),
+                            ("session.activated", "Session activated"),
+                            ("session.requeued", "Session returned to the queue"),
+                            ("session.adopted", "Session adopted by another server"),
+                            ("session.phone_hung_up", "Caller hung up the phone"),
+                            ("session.ended", "Session ended"),
+                            ("agent.state", "Agent state changed"),
+                            ("agent.logged_out", "Agent logged out"),
+                            ("wizard.step", "Wizard step"),
+                            ("wizard.interrupted", "Wizard interrupted"),
+                            ("sync.verify", "Verify run"),
+                            ("sync.apply", "Sync run"),
+                            ("alert.raised", "Alert raised"),
+                            ("alert.cleared", "Alert cleared"),
+                            ("policy.changed", "Policy changed"),
+                        ],
+                        max_length=48,
+                    ),
+                ),
+                ("object_type", models.CharField(max_length=64)),
+                ("object_id", models.CharField(max_length=64)),
+                ("object_repr", models.CharField(max_length=200)),
+                ("reason", models.CharField(blank=True, max_length=300)),
+                ("before", models.JSONField(blank=True, default=dict)),
+                ("after", models.JSONField(blank=True, default=dict)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'audit entries',
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['object_type', 'object_id'], name='failover_audit_object_idx')],
+                "verbose_name_plural": "audit entries",
+                "ordering": ["-created_at", "-id"],
+                "indexes": [models.Index(fields=["object_type", "object_id"], name="failover_audit_object_idx")],
             },
         ),
         migrations.AddConstraint(
-            model_name='peer',
-            constraint=models.UniqueConstraint(condition=models.Q(('connection', 'connected')), fields=('server', 'kind'), name='failover_peer_one_connected_per_pair', violation_error_message='Only one peer of a pair can be connected.'),
+            model_name="peer",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("connection", "connected")),
+                fields=("server", "kind"),
+                name="failover_peer_one_connected_per_pair",
+                violation_error_message="Only one peer of a pair can be connected.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='peer',
-            constraint=models.UniqueConstraint(fields=('server', 'kind', 'priority'), name='failover_peer_unique_priority_per_pair', violation_error_message='A pair has one primary and one secondary peer.'),
+            model_name="peer",
+            constraint=models.UniqueConstraint(
+                fields=("server", "kind", "priority"),
+                name="failover_peer_unique_priority_per_pair",
+                violation_error_message="A pair has one primary and one secondary peer.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='peer',
-            constraint=models.UniqueConstraint(fields=('server', 'name'), name='failover_peer_unique_name_per_server'),
+            model_name="peer",
+            constraint=models.UniqueConstraint(fields=("server", "name"), name="failover_peer_unique_name_per_server"),
         ),
         migrations.AddConstraint(
-            model_name='peer',
-            constraint=models.CheckConstraint(condition=models.Q(('priority__in', [1, 2])), name='failover_peer_priority_primary_or_secondary'),
+            model_name="peer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("priority__in", [1, 2])), name="failover_peer_priority_primary_or_secondary"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='peer',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('connection', 'connected'), _negated=True), models.Q(('connected_epoch__isnull', False), ('in_maintenance', False)), _connector='OR'), name='failover_peer_connected_has_epoch_and_no_maintenance', violation_error_message='A connected peer needs an epoch and cannot be in maintenance.'),
+            model_name="peer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("connection", "connected"), _negated=True),
+                    models.Q(("connected_epoch__isnull", False), ("in_maintenance", False)),
+                    _connector="OR",
+                ),
+                name="failover_peer_connected_has_epoch_and_no_maintenance",
+                violation_error_message="A connected peer needs an epoch and cannot be in maintenance.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='link',
-            constraint=models.UniqueConstraint(fields=('server', 'kind'), name='failover_link_one_per_server_and_kind'),
+            model_name="link",
+            constraint=models.UniqueConstraint(fields=("server", "kind"), name="failover_link_one_per_server_and_kind"),
         ),
         migrations.AddIndex(
-            model_name='failoverevent',
-            index=models.Index(fields=['-detected_at'], name='failover_event_recent_idx'),
+            model_name="failoverevent",
+            index=models.Index(fields=["-detected_at"], name="failover_event_recent_idx"),
         ),
         migrations.AddConstraint(
-            model_name='alert',
-            constraint=models.UniqueConstraint(condition=models.Q(('cleared_at__isnull', True)), fields=('server', 'kind'), name='failover_alert_one_open_per_server_and_kind'),
+            model_name="alert",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("cleared_at__isnull", True)),
+                fields=("server", "kind"),
+                name="failover_alert_one_open_per_server_and_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='syncrun',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ('verifying', 'syncing'))), fields=('server',), name='failover_syncrun_one_busy_per_server', violation_error_message='A Verify and Sync run is already in progress for this server.'),
+            model_name="syncrun",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state__in", ("verifying", "syncing"))),
+                fields=("server",),
+                name="failover_syncrun_one_busy_per_server",
+                violation_error_message="A Verify and Sync run is already in progress for this server.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='wizardrun',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('finished_at__isnull', True), ('state', 'running')), models.Q(models.Q(('state', 'running'), _negated=True), ('finished_at__isnull', False)), _connector='OR'), name='failover_wizard_finished_iff_not_running'),
+            model_name="wizardrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("finished_at__isnull", True), ("state", "running")),
+                    models.Q(models.Q(("state", "running"), _negated=True), ("finished_at__isnull", False)),
+                    _connector="OR",
+                ),
+                name="failover_wizard_finished_iff_not_running",
+            ),
         ),
     ]

@@ -1,0 +1,1 @@
+"""REST API of the sessions app (agents and collaboration sessions), mounted under /api/v1/."""
