@@ -17,12 +17,16 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from collabadmin.routing import websocket_urlpatterns  # noqa: E402
+from failover.monitor.runner import MonitorLifespan  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # Each node runs the health monitor beside its web server (one acts, by lease).
+        "lifespan": MonitorLifespan(enabled=settings.COLLABADMIN_RUN_MONITOR),
         # Foreign origins are refused before any consumer runs.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -1,0 +1,64 @@
+"""Live updates: the one module that owns WebSocket group names and event payloads.
+
+Services call :func:`publish` inside their transaction; the broadcast leaves only after
+the commit, so nobody hears of a change that rolled back. Each event carries a sequence
+number from one Redis counter, so a desktop can tell when it missed one and reload the
+snapshot. A failed broadcast (Redis down) is logged, never raised: the database is the
+truth, and every desktop resynchronises from the snapshot when it reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+STATUS_GROUP = "status"
+SEQUENCE_KEY = "collabadmin:live:seq"
+_redis_client: redis.Redis | None = None
+
+
+def agent_group(agent_id: int) -> str:
+    """The group of one agent's desktops: its own sessions and alerts only."""
+    return f"agent.{agent_id}"
+
+
+def _redis() -> redis.Redis:
+    global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
+    return _redis_client
+
+
+def next_sequence() -> int:
+    """The next number of the one sequence shared by every process."""
+    return int(_redis().incr(SEQUENCE_KEY))
+
+
+def current_sequence() -> int:
+    """The last number handed out; a snapshot carries it so clients drop older events."""
+    return int(_redis().get(SEQUENCE_KEY) or 0)
+
+
+def publish(event_type: str, data: dict[str, Any], *, groups: Iterable[str] = (STATUS_GROUP,)) -> None:
+    """Broadcast ``{"type", "seq", "data"}`` to ``groups`` once the current transaction commits."""
+    targets = tuple(groups)
+    transaction.on_commit(lambda: send_now(event_type, data, targets))
+
+
+def send_now(event_type: str, data: dict[str, Any], groups: Iterable[str]) -> None:
+    try:
+        event = {"type": event_type, "seq": next_sequence(), "data": data}
+        layer = get_channel_layer()
+        for group in groups:
+            async_to_sync(layer.group_send)(group, {"type": "live.event", "event": event})
+    except Exception:  # Redis down or restarting: clients resync on reconnect.
+        logger.warning("live update %s not broadcast", event_type, exc_info=True)

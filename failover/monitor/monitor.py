@@ -1,0 +1,176 @@
+"""The monitor loop: hold the lease, watch everything, write decisions, give way when replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from datetime import UTC, datetime
+
+from asgiref.sync import sync_to_async
+
+from failover.monitor import targets
+from failover.monitor.targets import PeerTarget, ServerTarget, Timings
+from failover.monitor.watchers import OnEvent, PeerWatcher, ServerWatcher, Transition, Watcher
+from failover.services.health import ProbeFigures, peer_health_changed, peers_record_probes
+from failover.services.lease import LeaseToken, lease_acquire, lease_release, lease_renew
+from failover.services.servers import server_health_changed
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "health-monitor"
+# How often the set of peers and servers is re-read, so configuration changes are picked up.
+TOPOLOGY_REFRESH_SECONDS = 2.0
+# Probe figures (latency, counters) are informational; writing them in bulk every few
+# seconds keeps thousands of peers from costing thousands of writes a second.
+FIGURES_FLUSH_SECONDS = 3.0
+
+
+def default_holder() -> str:
+    node = os.environ.get("COLLABADMIN_SERVER_NAME") or socket.gethostname()
+    return f"{node}:{os.getpid()}"
+
+
+def _dt(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+class Monitor:
+    """Runs until ``stop`` is set. Only the holder of the database lease probes and writes;
+    the others wait and take over within a lease time-to-live when the holder dies."""
+
+    def __init__(self, *, holder: str | None = None, on_event: OnEvent | None = None) -> None:
+        self.holder = holder or default_holder()
+        self.on_event = on_event
+        self.token: LeaseToken | None = None
+        self.peer_watchers: dict[int, tuple[PeerTarget, PeerWatcher, asyncio.Task[None]]] = {}
+        self.server_watchers: dict[int, tuple[ServerTarget, ServerWatcher, asyncio.Task[None]]] = {}
+        self.timings: Timings | None = None
+
+    @staticmethod
+    def lease_ttl(timings: Timings) -> float:
+        return max(2.0, 4 * timings.interval)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            timings = await sync_to_async(targets.load_timings)()
+            self.token = await sync_to_async(lease_acquire)(
+                name=LEASE_NAME, holder=self.holder, ttl_seconds=self.lease_ttl(timings)
+            )
+            if self.token is None:
+                await _wait(stop, timings.interval)
+                continue
+            log.info("health monitor active", extra={"holder": self.holder, "epoch": self.token.epoch})
+            try:
+                await self._lead(stop, timings)
+            finally:
+                await self._stop_watchers()
+                if stop.is_set() and self.token is not None:
+                    await sync_to_async(lease_release)(token=self.token)
+                self.token = None
+
+    async def _lead(self, stop: asyncio.Event, timings: Timings) -> None:
+        self.timings = timings
+        loop = asyncio.get_running_loop()
+        next_refresh = next_flush = 0.0
+        while not stop.is_set():
+            now = loop.time()
+            if now >= next_refresh:
+                await self._refresh_topology()
+                next_refresh = now + TOPOLOGY_REFRESH_SECONDS
+            if now >= next_flush:
+                await self._flush_figures()
+                next_flush = now + FIGURES_FLUSH_SECONDS
+            renewed = await sync_to_async(lease_renew)(token=self.token, ttl_seconds=self.lease_ttl(timings))
+            if not renewed:
+                log.warning("health monitor lost its lease", extra={"holder": self.holder})
+                return
+            await _wait(stop, timings.interval)
+
+    async def _refresh_topology(self) -> None:
+        timings = await sync_to_async(targets.load_timings)()
+        if timings != self.timings:
+            # New probe settings: restart every watcher with them.
+            self.timings = timings
+            await self._stop_watchers()
+        peers = {p.id: p for p in await sync_to_async(targets.load_peers)()}
+        servers = {s.id: s for s in await sync_to_async(targets.load_servers)()}
+        self._sync_watchers(self.peer_watchers, peers, self._start_peer)
+        self._sync_watchers(self.server_watchers, servers, self._start_server)
+
+    @staticmethod
+    def _sync_watchers(running: dict, wanted: dict, start) -> None:
+        for target_id in list(running):
+            target, _, task = running[target_id]
+            fresh = wanted.get(target_id)
+            # Restart when the address changed; health alone changes often and is ours.
+            if fresh is None or _address(fresh) != _address(target):
+                task.cancel()
+                del running[target_id]
+        for target_id, target in wanted.items():
+            if target_id not in running:
+                running[target_id] = start(target)
+
+    def _start_peer(self, target: PeerTarget):
+        watcher = PeerWatcher(target, self.timings, self._peer_transition, self.on_event)
+        return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-peer-{target.name}")
+
+    def _start_server(self, target: ServerTarget):
+        watcher = ServerWatcher(target, self.timings, self._server_transition)
+        return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-server-{target.name}")
+
+    async def _peer_transition(self, transition: Transition) -> None:
+        await self._write(peer_health_changed, peer_id=transition.target_id, transition=transition)
+
+    async def _server_transition(self, transition: Transition) -> None:
+        await self._write(server_health_changed, server_id=transition.target_id, transition=transition)
+
+    async def _write(self, service, *, transition: Transition, **ids: int) -> None:
+        try:
+            await sync_to_async(service)(
+                **ids,
+                health=transition.health,
+                at=_dt(transition.at),
+                failed_at=_dt(transition.failed_at),
+                error=transition.error,
+                lease=self.token,
+            )
+        except Exception:
+            # The database may be briefly unavailable; the next transition or the next
+            # monitor re-derives everything from fresh probes.
+            log.exception("could not record a health change", extra={"transition": transition})
+
+    async def _flush_figures(self) -> None:
+        figures = [
+            ProbeFigures(
+                peer_id=peer_id,
+                at=_dt(w.figures.at),
+                latency_ms=w.figures.latency_ms,
+                consecutive_successes=w.figures.successes,
+                consecutive_failures=w.figures.failures,
+            )
+            for peer_id, (_, w, _) in self.peer_watchers.items()
+            if isinstance(w, Watcher) and w.figures is not None
+        ]
+        with contextlib.suppress(Exception):
+            await sync_to_async(peers_record_probes)(figures)
+
+    async def _stop_watchers(self) -> None:
+        tasks = [task for registry in (self.peer_watchers, self.server_watchers) for _, _, task in registry.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.peer_watchers.clear()
+        self.server_watchers.clear()
+
+
+def _address(target: PeerTarget | ServerTarget) -> tuple:
+    return (target.host, target.port) if isinstance(target, PeerTarget) else (target.base_url,)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()

@@ -1,0 +1,201 @@
+"""One asyncio task per watched thing: a peer over a held connection, or a server's /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from failover.choices import Health
+from failover.monitor.hysteresis import HealthTracker
+from failover.monitor.targets import PeerTarget, ServerTarget, Timings
+from failover.peering import client
+from failover.peering.protocol import Message
+
+log = logging.getLogger(__name__)
+
+# After a failed probe the next one goes out this soon (HAProxy's "fastinter"), so a
+# stalled peer reaches ``fall`` failures in about fall x timeout, not fall x interval.
+FAST_RETRY_SECONDS = 0.05
+# A refused, reset or dropped connection is certain; a time-out may be a slow moment.
+HARD_FAILURES = {client.REFUSED, client.RESET, client.CLOSED}
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A health decision for the monitor to write."""
+
+    target_id: int
+    health: Health
+    at: float  # wall-clock seconds
+    failed_at: float | None
+    error: str
+
+
+@dataclass
+class Figures:
+    """The latest probe figures, flushed to the database in bulk now and then."""
+
+    at: float
+    latency_ms: float | None
+    successes: int
+    failures: int
+    error: str
+
+
+OnTransition = Callable[[Transition], Awaitable[None]]
+OnEvent = Callable[[PeerTarget, Message], None]
+
+
+def make_tracker(timings: Timings, health: Health) -> HealthTracker:
+    # Start from the health the database already has, so a monitor taking over from
+    # another node does not flip every peer to unknown and back.
+    return HealthTracker(
+        rise=timings.rise, fall=timings.fall, flap_window=timings.flap_window, flap_max=timings.flap_max, health=health
+    )
+
+
+class Watcher:
+    """Shared loop: probe, feed the tracker, report transitions, wait."""
+
+    def __init__(self, target_id: int, timings: Timings, health: Health, on_transition: OnTransition) -> None:
+        self.target_id = target_id
+        self.timings = timings
+        self.tracker = make_tracker(timings, health)
+        self.on_transition = on_transition
+        self.figures: Figures | None = None
+
+    async def record(self, ok: bool, latency_ms: float | None, error: str = "", *, hard: bool = False) -> None:
+        now = time.time()
+        failing_since = self.tracker.failing_since if not ok else None
+        changed = self.tracker.observe(ok, now, hard=hard)
+        self.figures = Figures(now, latency_ms, self.tracker.successes, self.tracker.failures, error)
+        if changed is not None:
+            failed_at = (failing_since or now) if changed == Health.DOWN else None
+            await self.on_transition(Transition(self.target_id, changed, now, failed_at, error))
+
+    def next_wait(self, ok: bool) -> float:
+        # Retry fast only to confirm a suspected failure; a peer already down is
+        # retried at the normal interval so thousands of dead peers cost little.
+        if ok or self.tracker.health == Health.DOWN:
+            return self.timings.interval
+        return min(self.timings.interval, FAST_RETRY_SECONDS)
+
+
+class PeerWatcher(Watcher):
+    """Holds a connection open to the peer and pings over it every interval.
+
+    The held connection is what makes a crash visible at once: the kernel closes the
+    dead process's socket, the reader sees EOF, and ``closed`` wakes this task between
+    probes. A stalled peer keeps its socket open; only probe time-outs reveal it.
+    """
+
+    def __init__(
+        self, target: PeerTarget, timings: Timings, on_transition: OnTransition, on_event: OnEvent | None = None
+    ) -> None:
+        super().__init__(target.id, timings, target.health, on_transition)
+        self.target = target
+        self.on_event = on_event
+        self.connection: client.PeerConnection | None = None
+
+    async def run(self) -> None:
+        try:
+            while True:
+                ok = await self._probe_once()
+                await self._wait(self.next_wait(ok))
+        finally:
+            if self.connection is not None:
+                with contextlib.suppress(Exception):
+                    await self.connection.close()
+
+    async def _probe_once(self) -> bool:
+        if self.connection is None or self.connection.closed.is_set():
+            started = time.perf_counter()
+            try:
+                self.connection = await client.PeerConnection.open(
+                    self.target.host,
+                    self.target.port,
+                    timeout=self.timings.timeout,
+                    on_event=self._deliver,
+                )
+            except client.PeerUnavailable as exc:
+                self.connection = None
+                await self.record(False, None, str(exc), hard=exc.reason in HARD_FAILURES)
+                return False
+            except client.PeerError as exc:
+                self.connection = None
+                await self.record(False, None, str(exc), hard=True)
+                return False
+            await self.record(True, (time.perf_counter() - started) * 1000)
+            return True
+        result = await self.connection.probe(timeout=self.timings.timeout)
+        hard = not result.ok and self.connection.closed.is_set()
+        await self.record(result.ok, result.latency_ms, result.error or "", hard=hard)
+        return result.ok
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep until the next probe, waking at once if the held connection drops."""
+        if self.connection is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.connection.closed.wait()
+                await self.record(False, None, f"closed: {self.connection.close_reason}", hard=True)
+
+    def _deliver(self, message: Message) -> None:
+        if self.on_event is not None:
+            self.on_event(self.target, message)
+
+
+class ServerWatcher(Watcher):
+    """Probes a node's ``/healthz`` over HTTP/1.1, a fresh connection each time (as a load balancer does)."""
+
+    def __init__(self, target: ServerTarget, timings: Timings, on_transition: OnTransition) -> None:
+        super().__init__(target.id, timings, target.health, on_transition)
+        self.target = target
+        parts = urlsplit(target.base_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.path = (parts.path.rstrip("/") or "") + "/healthz"
+
+    async def run(self) -> None:
+        while True:
+            ok = await self._probe_once()
+            await asyncio.sleep(self.next_wait(ok))
+
+    async def _probe_once(self) -> bool:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timings.timeout):
+                status = await self._get_status()
+        except TimeoutError:
+            await self.record(False, None, "timeout")
+            return False
+        except ConnectionRefusedError as exc:
+            await self.record(False, None, f"refused: {exc}", hard=True)
+            return False
+        except OSError as exc:
+            await self.record(False, None, f"unreachable: {exc}")
+            return False
+        ok = status == 200
+        await self.record(ok, (time.perf_counter() - started) * 1000, "" if ok else f"HTTP {status}")
+        return ok
+
+    async def _get_status(self) -> int:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            request = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n"
+            writer.write(request.encode())
+            await writer.drain()
+            status_line = await reader.readline()
+            parts = status_line.split()
+            return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()

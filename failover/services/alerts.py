@@ -1,0 +1,60 @@
+"""Raising and clearing the alerts every administrator sees."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from collabadmin import live
+from failover.choices import AlertKind, AlertSeverity, AuditAction
+from failover.models import Alert, Server
+from failover.services.audit import audit_record
+from failover.services.switchover import Actor
+
+
+def _payload(alert: Alert) -> dict:
+    return {
+        "id": alert.pk,
+        "server": alert.server.name,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "message": alert.message,
+        "open": alert.is_open,
+    }
+
+
+@transaction.atomic
+def alert_raise(*, server: Server, kind: AlertKind, message: str, severity: AlertSeverity, actor: Actor) -> Alert:
+    """Open the alert, or refresh the one already open (the database allows one per kind and server)."""
+    now = timezone.now()
+    alert = Alert.objects.select_for_update().filter(server=server, kind=kind, cleared_at__isnull=True).first()
+    if alert is None:
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(
+                    server=server, kind=kind, message=message, severity=severity, raised_at=now
+                )
+        except IntegrityError:
+            # Raised by someone else between our read and insert: refresh theirs.
+            alert = Alert.objects.select_for_update().get(server=server, kind=kind, cleared_at__isnull=True)
+        else:
+            audit_record(actor=actor, action=AuditAction.ALERT_RAISED, target=alert, after={"message": message})
+    alert.message, alert.severity = message, severity
+    alert.save(update_fields=["message", "severity"])
+    live.publish("alert.changed", _payload(alert))
+    return alert
+
+
+@transaction.atomic
+def alert_clear(*, server: Server, kind: AlertKind, actor: Actor, reason: str) -> Alert | None:
+    """Close the open alert of this kind, if any; returns it."""
+    alert = Alert.objects.select_for_update().filter(server=server, kind=kind, cleared_at__isnull=True).first()
+    if alert is None:
+        return None
+    alert.cleared_at = timezone.now()
+    alert.cleared_by = actor if not isinstance(actor, str | None) else None
+    alert.clear_reason = reason[:300]
+    alert.save(update_fields=["cleared_at", "cleared_by", "clear_reason"])
+    audit_record(actor=actor, action=AuditAction.ALERT_CLEARED, target=alert, reason=reason)
+    live.publish("alert.changed", _payload(alert))
+    return alert

@@ -1,0 +1,64 @@
+"""Maintenance: drain a peer (switch away from it) and keep it out until released."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from collabadmin import live
+from failover.choices import AuditAction, FailoverKind
+from failover.models import Link, Peer
+from failover.services.audit import audit_record
+from failover.services.switchover import (
+    Actor,
+    SwitchoverRefused,
+    SwitchoverResult,
+    first_eligible,
+    link_reconcile,
+    lock_link,
+    pair_peers,
+    switch,
+)
+
+
+def _link_of(peer_id: int) -> int:
+    peer = Peer.objects.only("server_id", "kind").get(pk=peer_id)
+    return Link.objects.values_list("pk", flat=True).get(server_id=peer.server_id, kind=peer.kind)
+
+
+@transaction.atomic
+def peer_set_maintenance(*, peer_id: int, on: bool, actor: Actor, reason: str) -> SwitchoverResult | None:
+    """Put a peer into maintenance (draining it first) or take it out.
+
+    Draining a connected peer switches its link to the other peer when that one is
+    eligible, else the link goes down; both happen in this transaction, before the flag
+    is set (the database refuses a connected peer in maintenance). Taking a peer out of
+    maintenance reconnects a down link to it. Idempotent; returns the switchover if any.
+    """
+    if not reason.strip():
+        raise SwitchoverRefused({"reason": "Give a reason for the maintenance change."})
+    link = lock_link(_link_of(peer_id))
+    peer = Peer.objects.get(pk=peer_id)
+    if peer.in_maintenance == on:
+        return None
+    result = None
+    if on and peer.is_connected:
+        target = first_eligible(pair_peers(link), besides=peer)
+        result = switch(link, current=peer, target=target, kind=FailoverKind.MAINTENANCE, actor=actor, reason=reason)
+    now = timezone.now()
+    Peer.objects.filter(pk=peer.pk).update(
+        in_maintenance=on, maintenance_reason=reason[:300] if on else "", maintenance_since=now if on else None
+    )
+    audit_record(
+        actor=actor,
+        action=AuditAction.PEER_MAINTENANCE_ON if on else AuditAction.PEER_MAINTENANCE_OFF,
+        target=peer,
+        reason=reason,
+        before={"in_maintenance": not on},
+        after={"in_maintenance": on},
+    )
+    live.publish("peer.changed", {"peer": peer.pk, "name": peer.name, "in_maintenance": on})
+    if not on:
+        restored = link_reconcile(link_id=link.pk, reason=f"{peer.name} left maintenance")
+        return restored if restored.changed else None
+    return result

@@ -1,0 +1,214 @@
+"""Switchover: the one place that changes which peer of a pair is connected.
+
+Every function here locks the link row first (``select_for_update``), then reads and
+writes the pair's peers. That single lock order is what keeps concurrent workers from
+deadlocking, and the database's partial unique index (one connected peer per pair) is
+what keeps them from ever leaving two peers connected, whatever the interleaving.
+Each change raises the link's epoch by one: the fencing token that makes a late write
+(``expected_epoch`` no longer current) a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from collabadmin import live
+from failover.choices import AuditAction, FailoverKind, LinkState, PeerConnection
+from failover.models import FailoverEvent, Link, Peer
+from failover.services.audit import audit_record
+
+Actor = AbstractBaseUser | str | None
+SYSTEM = "system:monitor"
+
+
+class SwitchoverRefused(ValidationError):
+    """A requested switchover cannot be done (target down, in maintenance, unknown)."""
+
+
+@dataclass(frozen=True)
+class SwitchoverResult:
+    link: Link
+    changed: bool
+    outcome: str  # "switched", "restored", "down", "unchanged", "stale"
+    event: FailoverEvent | None = None
+
+
+def lock_link(link_id: int) -> Link:
+    return Link.objects.select_for_update().select_related("server").get(pk=link_id)
+
+
+def pair_peers(link: Link) -> list[Peer]:
+    return list(link.peers().order_by("priority"))
+
+
+def first_eligible(peers: list[Peer], *, besides: Peer | None) -> Peer | None:
+    return next((p for p in peers if p.is_eligible and (besides is None or p.pk != besides.pk)), None)
+
+
+def _describe(peer: Peer | None) -> str | None:
+    return peer.name if peer else None
+
+
+def switch(
+    link: Link,
+    *,
+    current: Peer | None,
+    target: Peer | None,
+    kind: FailoverKind,
+    actor: Actor,
+    reason: str,
+    failed_at: datetime | None = None,
+    detected_at: datetime | None = None,
+) -> SwitchoverResult:
+    """Move the connection from ``current`` to ``target`` (either may be None), in the
+    caller's transaction, with the link already locked."""
+    now = timezone.now()
+    before = {"connected": _describe(current), "epoch": link.epoch, "state": link.state}
+    link.epoch += 1
+    # Deactivate before activating: the unique index is checked per statement.
+    if current is not None:
+        Peer.objects.filter(pk=current.pk).update(
+            connection=PeerConnection.STANDBY, connected_epoch=None, connected_at=None
+        )
+    if target is not None:
+        Peer.objects.filter(pk=target.pk).update(
+            connection=PeerConnection.CONNECTED, connected_epoch=link.epoch, connected_at=now
+        )
+    link.state = LinkState.CONNECTED if target else LinkState.DOWN
+    link.state_changed_at = now
+    link.last_switchover_at = now
+    link.save(update_fields=["epoch", "state", "state_changed_at", "last_switchover_at"])
+
+    if target is None:
+        kind, outcome = FailoverKind.LINK_DOWN, "down"
+    elif current is None:
+        kind = FailoverKind.LINK_RESTORED if kind == FailoverKind.AUTOMATIC else kind
+        outcome = "restored"
+    else:
+        outcome = "switched"
+    event = FailoverEvent.objects.create(
+        server=link.server,
+        link=link,
+        kind=kind,
+        from_peer=current,
+        to_peer=target,
+        epoch=link.epoch,
+        reason=reason[:300],
+        actor=actor if isinstance(actor, AbstractBaseUser) else None,
+        failed_at=failed_at,
+        detected_at=detected_at or now,
+        completed_at=now,
+    )
+    after = {"connected": _describe(target), "epoch": link.epoch, "state": link.state}
+    audit_record(
+        actor=actor, action=AuditAction.LINK_SWITCHOVER, target=link, reason=reason, before=before, after=after
+    )
+    live.publish(
+        "link.changed",
+        {
+            "link": link.pk,
+            "server": link.server.name,
+            "kind": link.kind,
+            "state": link.state,
+            "epoch": link.epoch,
+            "from_peer": _describe(current),
+            "to_peer": _describe(target),
+            "event": kind,
+            "reason": reason,
+        },
+    )
+    return SwitchoverResult(link=link, changed=True, outcome=outcome, event=event)
+
+
+@transaction.atomic
+def link_reconcile(
+    *,
+    link_id: int,
+    reason: str = "",
+    actor: Actor = SYSTEM,
+    failed_at: datetime | None = None,
+    detected_at: datetime | None = None,
+) -> SwitchoverResult:
+    """Bring a link back to its rule: connected to an eligible peer whenever one exists.
+
+    Non-preemptive: a connected peer that is still healthy and not in maintenance stays
+    connected even if a higher-priority peer is up. A connected peer that is no longer
+    eligible is replaced by the other peer when that one is eligible, else the link goes
+    *down*. A down link is connected to the first eligible peer. Idempotent: a link that
+    already follows the rule is left unchanged (no event, no epoch change).
+    """
+    link = lock_link(link_id)
+    peers = pair_peers(link)
+    current = next((p for p in peers if p.is_connected), None)
+    if current is not None and current.is_eligible:
+        return SwitchoverResult(link=link, changed=False, outcome="unchanged")
+    target = first_eligible(peers, besides=current)
+    if current is None and target is None:
+        if link.state != LinkState.DOWN:
+            # A link without peers (or both never seen up) is down; no event needed.
+            link.state, link.state_changed_at = LinkState.DOWN, timezone.now()
+            link.save(update_fields=["state", "state_changed_at"])
+        return SwitchoverResult(link=link, changed=False, outcome="unchanged")
+    return switch(
+        link,
+        current=current,
+        target=target,
+        kind=FailoverKind.AUTOMATIC,
+        actor=actor,
+        reason=reason or _automatic_reason(current, target),
+        failed_at=failed_at,
+        detected_at=detected_at,
+    )
+
+
+def _automatic_reason(current: Peer | None, target: Peer | None) -> str:
+    if current is None:
+        return f"{target.name} is up; connecting it" if target else "no healthy peer"
+    why = "in maintenance" if current.in_maintenance else f"health {current.health}"
+    return f"{current.name} is {why}" + (f"; switched to {target.name}" if target else "; no healthy peer left")
+
+
+@transaction.atomic
+def link_switchover(
+    *,
+    link_id: int,
+    actor: Actor,
+    reason: str,
+    to_peer_id: int | None = None,
+    expected_epoch: int | None = None,
+    kind: FailoverKind = FailoverKind.MANUAL,
+) -> SwitchoverResult:
+    """Switch a link to ``to_peer_id`` (default: the other peer) on request.
+
+    Used for manual switchovers and fail-back. Refuses (``SwitchoverRefused``) a target
+    that is unknown, down or in maintenance, and a blank reason. A request carrying an
+    ``expected_epoch`` that is no longer current changes nothing (outcome ``stale``);
+    switching to the peer that is already connected changes nothing (``unchanged``).
+    """
+    if not reason.strip():
+        raise SwitchoverRefused({"reason": "Give a reason for the switchover."})
+    link = lock_link(link_id)
+    if expected_epoch is not None and expected_epoch != link.epoch:
+        return SwitchoverResult(link=link, changed=False, outcome="stale")
+    peers = pair_peers(link)
+    current = next((p for p in peers if p.is_connected), None)
+    if to_peer_id is None:
+        target = next((p for p in peers if current is None or p.pk != current.pk), None)
+    else:
+        target = next((p for p in peers if p.pk == to_peer_id), None)
+        if target is None:
+            raise SwitchoverRefused({"to_peer": f"Peer {to_peer_id} is not part of this link."})
+    if target is None:
+        raise SwitchoverRefused({"to_peer": "This link has no other peer to switch to."})
+    if current is not None and target.pk == current.pk:
+        return SwitchoverResult(link=link, changed=False, outcome="unchanged")
+    if not target.is_eligible:
+        why = "in maintenance" if target.in_maintenance else f"not healthy (health: {target.health})"
+        raise SwitchoverRefused({"to_peer": f"{target.name} is {why}; it cannot be connected."})
+    return switch(link, current=current, target=target, kind=kind, actor=actor, reason=reason)

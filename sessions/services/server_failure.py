@@ -1,0 +1,132 @@
+"""What a Collaboration Server's failure does to its agents and sessions (PRODUCT.md row 11)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from failover.choices import AuditAction
+from failover.models import AuditEntry, Policy, Server
+from failover.services.audit import actor_label
+from sessions.choices import ROUTED_STATES, AgentState, EndReason, LogoutReason, SessionState
+from sessions.models import Agent, CollaborationSession, SkillGroup
+from sessions.services.director import NoHealthyServer, choose_server
+
+SYSTEM = "system:monitor"
+
+
+@dataclass(frozen=True)
+class FailureOutcome:
+    agents_logged_out: int
+    sessions_ended: int
+    queued_adopted: int
+    queued_ended: int
+    adopted_by: str | None
+
+    def describe(self) -> str:
+        adopted = f"{self.queued_adopted} queued adopted by {self.adopted_by}" if self.queued_adopted else ""
+        parts = [
+            f"{self.agents_logged_out} agent log-ins ended",
+            f"{self.sessions_ended} sessions ended",
+            adopted,
+            f"{self.queued_ended} queued ended" if self.queued_ended else "",
+        ]
+        return ", ".join(part for part in parts if part)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def end_work_of_failed_server(*, server: Server, at: datetime) -> FailureOutcome:
+    """End the failed server's agent log-ins and current sessions with ``server_failed`` at
+    ``at``; adopt its queued sessions by the least-loaded surviving routing server (policy,
+    on by default) or end them too. Runs in the caller's transaction; one audit row per
+    session and agent.
+    """
+    agents = list(Agent.objects.filter(server=server).exclude(state=AgentState.LOGGED_OUT).select_related("user"))
+    Agent.objects.filter(pk__in=[a.pk for a in agents]).update(
+        state=AgentState.LOGGED_OUT, state_changed_at=at, logged_out_at=at, logout_reason=LogoutReason.SERVER_FAILED
+    )
+    current = list(CollaborationSession.objects.filter(server=server, state__in=ROUTED_STATES))
+    CollaborationSession.objects.filter(pk__in=[s.pk for s in current]).update(
+        state=SessionState.ENDED, end_reason=EndReason.SERVER_FAILED, ended_at=at
+    )
+    queued = list(CollaborationSession.objects.filter(server=server, state=SessionState.QUEUED))
+    survivor = None
+    if queued and Policy.current().adopt_queued_on_server_failure:
+        try:
+            survivor = choose_server(exclude_ids=[server.pk])
+        except NoHealthyServer:
+            survivor = None
+    if survivor is not None:
+        _adopt(queued, failed=server, survivor=survivor)
+    else:
+        CollaborationSession.objects.filter(pk__in=[s.pk for s in queued]).update(
+            state=SessionState.ENDED, end_reason=EndReason.SERVER_FAILED, ended_at=at
+        )
+    _audit(agents, current, queued, survivor)
+    return FailureOutcome(
+        agents_logged_out=len(agents),
+        sessions_ended=len(current),
+        queued_adopted=len(queued) if survivor else 0,
+        queued_ended=0 if survivor else len(queued),
+        adopted_by=survivor.name if survivor else None,
+    )
+
+
+def _adopt(queued: list[CollaborationSession], *, failed: Server, survivor: Server) -> None:
+    # Skill groups belong to one server's configuration: map each by its ICM id. Queue
+    # order is kept because ``queued_at`` is not touched.
+    survivor_groups = dict(SkillGroup.objects.filter(server=survivor).values_list("icm_id", "pk"))
+    failed_groups = dict(SkillGroup.objects.filter(server=failed).values_list("pk", "icm_id"))
+    by_group: dict[int | None, list] = {}
+    for session in queued:
+        by_group.setdefault(session.skill_group_id, []).append(session.pk)
+    for group_id, ids in by_group.items():
+        mapped = survivor_groups.get(failed_groups.get(group_id)) if group_id else None
+        CollaborationSession.objects.filter(pk__in=ids).update(
+            server=survivor, adopted_from=failed, skill_group_id=mapped
+        )
+
+
+def _audit(agents, current, queued, survivor) -> None:
+    actor = actor_label(SYSTEM)
+    rows = [
+        AuditEntry(
+            actor_name=actor,
+            action=AuditAction.AGENT_LOGGED_OUT,
+            object_type="collab_sessions.agent",
+            object_id=str(a.pk),
+            object_repr=str(a)[:200],
+            reason=EndReason.SERVER_FAILED,
+            before={"state": a.state},
+            after={"state": AgentState.LOGGED_OUT, "reason": LogoutReason.SERVER_FAILED},
+        )
+        for a in agents
+    ]
+    for session in current:
+        rows.append(
+            _session_row(actor, session, AuditAction.SESSION_ENDED, {"state": "ended", "reason": "server_failed"})
+        )
+    for session in queued:
+        if survivor:
+            after = {"server": survivor.name, "state": SessionState.QUEUED}
+            rows.append(_session_row(actor, session, AuditAction.SESSION_ADOPTED, after))
+        else:
+            rows.append(
+                _session_row(actor, session, AuditAction.SESSION_ENDED, {"state": "ended", "reason": "server_failed"})
+            )
+    AuditEntry.objects.bulk_create(rows, batch_size=500)
+
+
+def _session_row(actor: str, session: CollaborationSession, action: AuditAction, after: dict) -> AuditEntry:
+    return AuditEntry(
+        actor_name=actor,
+        action=action,
+        object_type="collab_sessions.collaborationsession",
+        object_id=str(session.pk),
+        object_repr=str(session)[:200],
+        reason=EndReason.SERVER_FAILED,
+        before={"state": session.state, "server": session.server_id},
+        after=after,
+    )
