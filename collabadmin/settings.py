@@ -39,6 +39,11 @@ COLLABADMIN_SERVER_NAME = env_str("COLLABADMIN_SERVER_NAME", "")
 # Whether this web process also runs the health monitor (only the lease holder acts).
 COLLABADMIN_RUN_MONITOR = env_bool("COLLABADMIN_RUN_MONITOR", True)
 
+# /metrics (docs/metrics.md): anonymous scrapes only from these addresses or CIDR networks
+# (empty: none), otherwise a staff user or "Authorization: Bearer <METRICS_TOKEN>" (if set).
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -144,6 +149,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "collabadmin")
 CELERY_TIMEZONE = "UTC"
+# Tasks that live outside an app's tasks.py module.
+CELERY_IMPORTS = ["failover.monitor.watchdog"]
+# Periodic work: each entry expires before the next tick, so ticks never pile up, and
+# every task is safe to run twice (see docs/architecture.md).
+CELERY_BEAT_SCHEDULE = {
+    "monitor-watchdog": {"task": "failover.monitor_watchdog", "schedule": 5.0, "options": {"expires": 4.5}},
+    "fail-back": {"task": "failover.fail_back", "schedule": 30.0, "options": {"expires": 25.0}},
+}
 
 # --- Auth, API --------------------------------------------------------------------------
 LOGIN_URL = "/login/"

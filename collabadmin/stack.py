@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 STOP_GRACE_SECONDS = 10.0
 
@@ -28,30 +29,23 @@ class ProcessSpec:
     env: dict[str, str]
 
 
-def stack_processes(*, host: str, port: int) -> list[ProcessSpec]:
-    """The processes of the stack, with the commands production would use too."""
+def stack_processes(*, host: str, port: int, simulators: bool = True) -> list[ProcessSpec]:
+    """The processes of the stack, with the commands production would use too.
+
+    One web node per configured server whose ``base_url`` is on this machine (each node
+    also runs the health monitor; one acts, by lease), a simulator per local peer, one
+    Celery worker and one beat. Without configured servers: a single web node on ``port``.
+    """
     python = sys.executable
-    return [
-        ProcessSpec(
-            "web",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "collabadmin.asgi:application",
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            {"COLLABADMIN_SERVER_NAME": "routing-a"},
-        ),
+    specs = [*_web_nodes(python, host, port), *(_simulators(python) if simulators else [])]
+    specs.append(
         ProcessSpec(
             "worker",
             [python, "-m", "celery", "-A", "collabadmin", "worker", "--loglevel", "INFO", "--concurrency", "2"],
             {},
-        ),
+        )
+    )
+    specs.append(
         ProcessSpec(
             "beat",
             [
@@ -67,8 +61,55 @@ def stack_processes(*, host: str, port: int) -> list[ProcessSpec]:
                 os.path.join(_var_dir(), "celerybeat-schedule"),
             ],
             {},
-        ),
+        )
+    )
+    return specs
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _uvicorn(python: str, host: str, port: int) -> list[str]:
+    return [
+        python,
+        "-m",
+        "uvicorn",
+        "collabadmin.asgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--lifespan",
+        "on",
     ]
+
+
+def _web_nodes(python: str, host: str, port: int) -> list[ProcessSpec]:
+    from failover.models import Server
+
+    nodes = []
+    for server in Server.objects.exclude(base_url="").order_by("name"):
+        url = urlsplit(server.base_url)
+        if url.hostname in LOCAL_HOSTS and url.port:
+            nodes.append(
+                ProcessSpec(server.name, _uvicorn(python, host, url.port), {"COLLABADMIN_SERVER_NAME": server.name})
+            )
+    return nodes or [ProcessSpec("web", _uvicorn(python, host, port), {})]
+
+
+def _simulators(python: str) -> list[ProcessSpec]:
+    from failover.models import Peer
+
+    specs = []
+    for peer in Peer.objects.filter(host__in=LOCAL_HOSTS).order_by("port"):
+        kind = peer.kind.replace("_", "-")
+        argv = [python, "-m", "failover.peering", kind, "--port", str(peer.port), "--name", peer.name]
+        if kind == "admin-workstation":
+            # The simulated ICM configuration survives restarts, like a real one.
+            argv += ["--data", os.path.join(_var_dir(), f"icm-{peer.name}.json")]
+        specs.append(ProcessSpec(peer.name, argv, {}))
+    return specs
 
 
 def _var_dir() -> str:
@@ -134,7 +175,7 @@ class Stack:
 
     @staticmethod
     def _say(name: str, text: str) -> None:
-        sys.stdout.write(f"{name:>8} | {text}\n")
+        sys.stdout.write(f"{name:>16} | {text}\n")
         sys.stdout.flush()
 
 
@@ -148,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("COLLABADMIN_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("COLLABADMIN_PORT", "8000")))
     parser.add_argument("--print", action="store_true", help="Print the commands and exit.")
+    parser.add_argument("--no-simulators", action="store_true", help="Do not start the peer simulators.")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "collabadmin.settings")
     import django
 
     django.setup()  # Starts (or finds) the embedded Redis before any child needs it.
-    specs = stack_processes(host=args.host, port=args.port)
+    specs = stack_processes(host=args.host, port=args.port, simulators=not args.no_simulators)
     if args.print:
         for spec in specs:
             env = " ".join(f"{key}={value}" for key, value in spec.env.items())
@@ -165,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()
-        url = f"http://{args.host}:{args.port}/"
+        first_web = next(spec for spec in specs if "uvicorn" in spec.argv)
+        url = f"http://{args.host}:{first_web.argv[first_web.argv.index('--port') + 1]}/"
         Stack._say("stack", f"collabadmin is starting at {url} (API docs: {url}api/v1/docs/). Ctrl-C stops it.")
         stack.pump()
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from collabadmin import live
-from failover.choices import AuditAction, FailoverKind, LinkState, PeerConnection
+from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import FailoverEvent, Link, Peer
 from failover.services.audit import audit_record
 
@@ -137,6 +137,7 @@ def link_reconcile(
 ) -> SwitchoverResult:
     """Bring a link back to its rule: connected to an eligible peer whenever one exists.
 
+    At the very first connection the primary is preferred (see ``awaiting_first_verdict``).
     Non-preemptive: a connected peer that is still healthy and not in maintenance stays
     connected even if a higher-priority peer is up. A connected peer that is no longer
     eligible is replaced by the other peer when that one is eligible, else the link goes
@@ -149,6 +150,8 @@ def link_reconcile(
     if current is not None and current.is_eligible:
         return SwitchoverResult(link=link, changed=False, outcome="unchanged")
     target = first_eligible(peers, besides=current)
+    if current is None and target is not None and awaiting_first_verdict(link, peers, target):
+        return SwitchoverResult(link=link, changed=False, outcome="unchanged")
     if current is None and target is None:
         if link.state != LinkState.DOWN:
             # A link without peers (or both never seen up) is down; no event needed.
@@ -164,6 +167,18 @@ def link_reconcile(
         reason=reason or _automatic_reason(current, target),
         failed_at=failed_at,
         detected_at=detected_at,
+    )
+
+
+def awaiting_first_verdict(link: Link, peers: list[Peer], target: Peer) -> bool:
+    """At a link's very first connection, wait for a higher-priority peer not yet probed.
+
+    Both peers come up within milliseconds of each other at start-up; without this the
+    link would start on whichever answered first. Once the link has ever been connected
+    (epoch > 0) the seed's rule applies unchanged: the first peer back is connected.
+    """
+    return link.epoch == 0 and any(
+        p.health == Health.UNKNOWN and not p.in_maintenance and p.priority < target.priority for p in peers
     )
 
 

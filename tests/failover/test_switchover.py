@@ -7,10 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from failover.choices import AuditAction, FailoverKind, Health, LinkState
+from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerKind, PeerPriority
 from failover.models import AuditEntry, FailoverEvent, Link
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.switchover import SwitchoverRefused, link_switchover
+from tests.factories import PeerFactory
 from tests.failover.conftest import connected, set_health
 
 pytestmark = pytest.mark.django_db
@@ -166,3 +167,26 @@ def test_a_peer_in_maintenance_is_never_chosen_even_when_healthy(mb_pair, admin_
     link.refresh_from_db()
     assert link.state == LinkState.DOWN
     assert connected(link) == []
+
+
+def test_at_first_start_the_link_waits_for_the_primarys_first_verdict(server):
+    primary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="p")
+    secondary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="s")
+    link = Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
+
+    set_health(secondary, Health.UP)
+    assert connected(link) == []
+
+    set_health(primary, Health.UP)
+    assert connected(link) == ["p"]
+
+
+def test_at_first_start_a_dead_primary_lets_the_secondary_connect(server):
+    primary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="p")
+    secondary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="s")
+    link = Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
+    set_health(secondary, Health.UP)
+
+    set_health(primary, Health.DOWN)
+
+    assert connected(link) == ["s"]
