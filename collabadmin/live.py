@@ -10,6 +10,7 @@ truth, and every desktop resynchronises from the snapshot when it reconnects.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,8 +40,19 @@ def _redis() -> redis.Redis:
 
 
 def next_sequence() -> int:
-    """The next number of the one sequence shared by every process."""
-    return int(_redis().incr(SEQUENCE_KEY))
+    """The next number of the one sequence shared by every process.
+
+    Redis keeps nothing on disk here, so after a restart the counter is gone. It is
+    re-seeded from the clock (microseconds), which is always above any number handed out
+    before the restart unless a million events a second were sent: the sequence keeps
+    increasing across Redis restarts and clients need no special case.
+    """
+    client = _redis()
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(SEQUENCE_KEY, time.time_ns() // 1000, nx=True)
+        pipe.incr(SEQUENCE_KEY)
+        _, value = pipe.execute()
+    return int(value)
 
 
 def current_sequence() -> int:

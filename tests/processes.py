@@ -32,3 +32,58 @@ def run_python(code: str, *, timeout: float = 60, **env: str | None) -> subproce
         text=True,
         timeout=timeout,
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def child_database_url() -> str:
+    """A DATABASE_URL naming the database this test run uses, for child processes."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    if settings["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or ""
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    credentials = f"{user}{password}@" if user else ""
+    host, port = settings.get("HOST") or "127.0.0.1", settings.get("PORT") or 5432
+    return f"postgres://{credentials}{host}:{port}/{settings['NAME']}"
+
+
+def start_node(server_name: str, port: int, log_path: Path, **env: str) -> subprocess.Popen[bytes]:
+    """A real web node (uvicorn + the project's ASGI app) for ``server_name``, sharing this
+    test run's database and Redis; it runs the health monitor like production nodes."""
+    from django.conf import settings
+
+    child_env = project_env(
+        COLLABADMIN_SERVER_NAME=server_name,
+        DATABASE_URL=child_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        **env,
+    )
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "collabadmin.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--lifespan",
+                "on",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
