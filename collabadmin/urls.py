@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from collabadmin import health, views
+from collabadmin import health, metrics, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/v1/", include("collabadmin.api_urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
