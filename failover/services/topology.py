@@ -17,12 +17,15 @@ def server_ensure(
     Idempotent: a server always has exactly one Media Blender link and one Admin
     Workstation link, even before any peer is configured.
     """
-    server = Server.objects.filter(name=name).first() or Server(name=name)
+    server = Server.objects.select_for_update().filter(name=name).first() or Server(name=name)
+    creating = server.pk is None
     server.role = role
     server.base_url = base_url
     server.description = description
     server.full_clean()
-    server.save()
+    # Only the configured fields: the monitor writes health columns at any moment, and a
+    # full save would put back the values read above.
+    server.save(update_fields=None if creating else ["role", "base_url", "description"])
     for kind in PeerKind.values:
         Link.objects.get_or_create(server=server, kind=kind)
     return server
@@ -34,10 +37,11 @@ def peer_ensure(*, server: Server, kind: PeerKind, priority: PeerPriority, name:
     peer = Peer.objects.filter(server=server, kind=kind, priority=priority).first() or Peer(
         server=server, kind=kind, priority=priority
     )
+    creating = peer.pk is None
     peer.name = name
     peer.host = host
     peer.port = port
     peer.full_clean()
-    peer.save()
+    peer.save(update_fields=None if creating else ["name", "host", "port"])
     Link.objects.get_or_create(server=server, kind=kind)
     return peer
