@@ -1,0 +1,388 @@
+"""The Django admin of the failover app: configuration for configurers, history to read.
+
+Thin by design: saving a server goes through ``server_ensure`` so both links always
+exist; runtime state (health, connection, link state, epochs) is shown but never edited
+here, because only the failover services may change it (with their locks and fencing).
+The history models are written by the services alone, so the admin only shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+
+from failover.choices import PeerConnection
+from failover.models import Alert, AuditEntry, FailoverEvent, Lease, Link, Peer, Policy, Server, SyncRun, WizardRun
+from failover.services.maintenance import peer_set_maintenance
+from failover.services.policy import EDITABLE_FIELDS as EDITABLE_POLICY_FIELDS
+from failover.services.policy import policy_update
+from failover.services.topology import server_ensure
+
+
+def links_with_connected_peer(queryset: QuerySet[Link]) -> QuerySet[Link]:
+    """Annotate ``connected_peer_name`` in the same query (no query per row)."""
+    connected = Peer.objects.filter(
+        server_id=OuterRef("server_id"), kind=OuterRef("kind"), connection=PeerConnection.CONNECTED
+    )
+    return queryset.annotate(connected_peer_name=Subquery(connected.values("name")[:1]))
+
+
+@admin.display(description="connected peer")
+def connected_peer(link: Link) -> str:
+    return getattr(link, "connected_peer_name", None) or "—"
+
+
+class ReadOnlyAdminMixin:
+    """Shown, never added, changed or deleted here (no "delete selected" action either)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def save_fields(obj: models.Model, names: Iterable[str]) -> None:
+    """Save a new row whole, an existing one only in the named (changed) fields.
+
+    The monitor and the services write runtime columns (health, connection, epochs,
+    agent state) at any moment; a full ``save()`` would write back the values this
+    request read, undoing a switchover that committed in between.
+    """
+    if obj._state.adding:
+        obj.save()
+        return
+    concrete = {field.name for field in obj._meta.concrete_fields}
+    fields = [name for name in names if name in concrete]
+    if fields:
+        obj.save(update_fields=fields)
+
+
+# --- Servers, peers, links ---------------------------------------------------------------
+
+
+class PeerInlineForm(forms.ModelForm):
+    maintenance_change_reason = forms.CharField(
+        required=False, max_length=300, label="reason", help_text="Why maintenance is switched on or off."
+    )
+
+    class Meta:
+        model = Peer
+        fields = ("kind", "priority", "name", "host", "port", "in_maintenance")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "in_maintenance" in self.changed_data and not cleaned.get("maintenance_change_reason", "").strip():
+            self.add_error("maintenance_change_reason", "Give a reason for the maintenance change.")
+        # ``connection`` is read-only here, so Django skips the database constraints that
+        # mention it; say it in words instead of letting the save fail.
+        if self.instance.pk and self.instance.is_connected and "kind" in self.changed_data:
+            self.add_error("kind", "This peer is connected: switch its link over before changing its kind.")
+        return cleaned
+
+
+class PeerInlineFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        for form in self.forms:
+            instance = form.instance
+            if getattr(form, "cleaned_data", {}).get("DELETE") and instance.pk and instance.is_connected:
+                raise ValidationError(f"{instance.name} is connected: switch its link over before deleting it.")
+
+
+class PeerInline(admin.TabularInline):
+    model = Peer
+    form = PeerInlineForm
+    formset = PeerInlineFormSet
+    fields = (
+        "kind",
+        "priority",
+        "name",
+        "host",
+        "port",
+        "in_maintenance",
+        "maintenance_change_reason",
+        "health",
+        "connection",
+        "connected_epoch",
+    )
+    readonly_fields = ("health", "connection", "connected_epoch")
+    max_num = 4  # two pairs: Media Blender and Admin Workstation, primary and secondary
+
+    def get_extra(self, request: HttpRequest, obj: Server | None = None, **kwargs: Any) -> int:
+        # A new server gets a row for each of its four peers; an existing one an "add" link.
+        return 4 if obj is None else 0
+
+
+class LinkInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Link
+    fields = ("kind", "state", "epoch", connected_peer, "state_changed_at", "last_switchover_at")
+    readonly_fields = fields
+    extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Link]:
+        return links_with_connected_peer(super().get_queryset(request))
+
+
+@admin.register(Server)
+class ServerAdmin(admin.ModelAdmin):
+    list_display = ("name", "role", "health", "links_summary", "peer_count", "base_url", "failed_at")
+    list_filter = ("role", "health")
+    search_fields = ("name", "description", "base_url")
+    # Django 6 assumes https for a URL typed without a scheme; opt in now (and silence the warning).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    fieldsets = (
+        (None, {"fields": ("name", "role", "base_url", "description")}),
+        (
+            "Health (measured by the probes, read-only)",
+            {
+                "fields": (
+                    "health",
+                    "health_changed_at",
+                    "last_probe_at",
+                    "last_latency_ms",
+                    "last_error",
+                    "consecutive_successes",
+                    "consecutive_failures",
+                    "failed_at",
+                    "created_at",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "health",
+        "health_changed_at",
+        "last_probe_at",
+        "last_latency_ms",
+        "last_error",
+        "consecutive_successes",
+        "consecutive_failures",
+        "failed_at",
+        "created_at",
+    )
+
+    def get_inlines(self, request: HttpRequest, obj: Server | None) -> list[type[admin.options.InlineModelAdmin]]:
+        # Links are made by server_ensure when the server is saved: none to show on "add".
+        return [PeerInline] if obj is None else [PeerInline, LinkInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Server]:
+        return super().get_queryset(request).annotate(peer_count=Count("peers")).prefetch_related("links")
+
+    @admin.display(description="peers", ordering="peer_count")
+    def peer_count(self, server: Server) -> int:
+        return server.peer_count
+
+    @admin.display(description="links")
+    def links_summary(self, server: Server) -> str:
+        return " · ".join(
+            f"{link.get_kind_display()}: {link.get_state_display()} (epoch {link.epoch})" for link in server.links.all()
+        )
+
+    def save_model(self, request: HttpRequest, obj: Server, form: forms.ModelForm, change: bool) -> None:
+        # server_ensure finds the server by name, so the form is saved first (a rename is
+        # then what it finds); the service then guarantees both links, inside the admin's
+        # transaction, before the peer inlines are saved.
+        save_fields(obj, form.changed_data)
+        server_ensure(name=obj.name, role=obj.role, base_url=obj.base_url, description=obj.description)
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        if formset.model is not Peer:
+            super().save_formset(request, form, formset, change)
+            return
+        # formset.save() would write whole rows; this saves only what the form changed
+        # (see save_fields), and sends maintenance through its service: switching it on
+        # drains a connected peer (a switchover), audited with the admin's reason.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        toggles: list[tuple[Peer, bool, str]] = []
+        for peer_form in formset.forms:
+            peer = peer_form.instance
+            if peer_form in formset.deleted_forms:
+                if peer.pk is not None:
+                    formset.delete_existing(peer)
+                    formset.deleted_objects.append(peer)
+                continue
+            if not peer_form.has_changed():
+                continue
+            changed = list(peer_form.changed_data)
+            if "in_maintenance" in changed:
+                on = peer_form.cleaned_data["in_maintenance"]
+                toggles.append((peer, on, peer_form.cleaned_data["maintenance_change_reason"]))
+                peer.in_maintenance = not on  # as stored; the service flips it
+                changed.remove("in_maintenance")
+            if peer.pk is None:
+                formset.new_objects.append(formset.save_new(peer_form))
+            else:
+                save_fields(peer, changed)
+                formset.changed_objects.append((peer, changed))
+        for peer, on, reason in toggles:
+            peer_set_maintenance(peer_id=peer.pk, on=on, actor=request.user, reason=reason)
+
+
+@admin.register(Link)
+class LinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Links are made with their server; their state changes only through switchovers."""
+
+    list_display = ("__str__", "server", "kind", "state", "epoch", connected_peer, "state_changed_at")
+    list_filter = ("state", "kind", "server")
+    search_fields = ("server__name",)
+    list_select_related = ("server",)
+    fields = ("server", "kind", "state", "epoch", connected_peer, "state_changed_at", "last_switchover_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Link]:
+        return links_with_connected_peer(super().get_queryset(request))
+
+
+# --- Policy (a singleton) ------------------------------------------------------------------
+
+
+class PolicyAdminForm(forms.ModelForm):
+    reason = forms.CharField(max_length=300, help_text="Why the policy changes; kept in the audit history.")
+
+    class Meta:
+        model = Policy
+        fields = EDITABLE_POLICY_FIELDS
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    form = PolicyAdminForm
+    fieldsets = (
+        (
+            "Detection",
+            {
+                "fields": (
+                    "probe_interval_ms",
+                    "probe_timeout_ms",
+                    "rise",
+                    "fall",
+                    "flap_window_seconds",
+                    "flap_max_transitions",
+                )
+            },
+        ),
+        ("Switchover", {"fields": ("fail_back_after_minutes", "transit_timeout_seconds")}),
+        ("Sessions", {"fields": ("hung_up_grace_seconds", "adopt_queued_on_server_failure")}),
+        (None, {"fields": ("reason", "updated_at")}),
+    )
+    readonly_fields = ("updated_at",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not Policy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Policy | None = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # A singleton has no list worth showing: go straight to its one row.
+        policy = Policy.current()
+        return HttpResponseRedirect(reverse("admin:failover_policy_change", args=[policy.pk]))
+
+    def save_model(self, request: HttpRequest, obj: Policy, form: forms.ModelForm, change: bool) -> None:
+        # The service locks the row, audits before/after with the reason and tells the
+        # desktops; the form has already validated the values with the model's validators.
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in EDITABLE_POLICY_FIELDS}
+        policy = policy_update(actor=request.user, reason=form.cleaned_data["reason"], changes=changes)
+        obj.pk = policy.pk
+        obj.refresh_from_db()
+
+
+# --- History: read-only --------------------------------------------------------------------
+
+
+@admin.register(FailoverEvent)
+class FailoverEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "detected_at",
+        "server",
+        "kind",
+        "link",
+        "from_peer",
+        "to_peer",
+        "epoch",
+        "detection_seconds",
+        "switchover_seconds",
+        "actor",
+        "reason",
+    )
+    list_filter = ("kind", "server")
+    search_fields = ("server__name", "reason", "from_peer__name", "to_peer__name", "actor__username")
+    date_hierarchy = "detected_at"
+    list_select_related = ("server", "link__server", "from_peer__server", "to_peer__server", "actor")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "actor_name", "action", "object_type", "object_repr", "reason")
+    list_filter = ("action", "object_type")
+    search_fields = ("actor_name", "object_repr", "object_id", "reason")
+    date_hierarchy = "created_at"
+    list_select_related = ("actor",)
+
+
+class AlertOpenFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("open", "Open"), ("cleared", "Cleared")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
+        if self.value() in ("open", "cleared"):
+            return queryset.filter(cleared_at__isnull=self.value() == "open")
+        return queryset
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("raised_at", "server", "kind", "severity", "message", "is_open", "cleared_at", "cleared_by")
+    list_filter = (AlertOpenFilter, "kind", "severity", "server")
+    search_fields = ("message", "server__name", "clear_reason")
+    date_hierarchy = "raised_at"
+    list_select_related = ("server", "cleared_by")
+
+    @admin.display(description="open", boolean=True)
+    def is_open(self, alert: Alert) -> bool:
+        return alert.is_open
+
+
+@admin.register(WizardRun)
+class WizardRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("started_at", "server", "kind", "state", "current_step", "started_by", "finished_at", "error")
+    list_filter = ("state", "kind", "server")
+    search_fields = ("server__name", "started_by__username", "error")
+    date_hierarchy = "started_at"
+    list_select_related = ("server", "started_by")
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("started_at", "server", "state", "progress", "started_by", "finished_at", "error")
+    list_filter = ("state", "server")
+    search_fields = ("server__name", "started_by__username", "error")
+    date_hierarchy = "started_at"
+    list_select_related = ("server", "started_by")
+
+    @admin.display(description="progress")
+    def progress(self, run: SyncRun) -> str:
+        return f"{run.progress_done}/{run.progress_total}"
+
+
+@admin.register(Lease)
+class LeaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Which node runs the singleton jobs; taken and renewed by the nodes themselves."""
+
+    list_display = ("name", "holder", "epoch", "expires_at", "renewed_at")
+    search_fields = ("name", "holder")

@@ -1,0 +1,173 @@
+"""``manage.py seed_demo``: the demo topology, agents and log-ins, idempotent."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from failover.choices import PeerKind, PeerPriority
+from failover.models import Link, Peer, Policy, Server
+from sessions.models import Agent, SkillGroup
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+AGENT_USERNAMES = [f"agent{n:02d}" for n in range(1, 13)]
+
+
+def seed(*args: str) -> str:
+    out = StringIO()
+    call_command("seed_demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def printed_password(output: str, username: str) -> str:
+    match = re.search(rf"^\s+{username}\s+(\S+)\s", output, re.MULTILINE)
+    assert match, f"no log-in line for {username} in:\n{output}"
+    return match.group(1)
+
+
+@pytest.fixture
+def debug_on(settings: Any) -> None:
+    settings.DEBUG = True
+
+
+@pytest.fixture
+def debug_off(settings: Any) -> None:
+    settings.DEBUG = False
+
+
+def test_running_it_twice_gives_each_demo_row_exactly_once() -> None:
+    seed()
+    seed()
+
+    assert sorted(Server.objects.values_list("name", "base_url")) == [
+        ("routing-a", "http://127.0.0.1:8000"),
+        ("routing-b", "http://127.0.0.1:8001"),
+    ]
+    assert Peer.objects.count() == 8
+    assert Link.objects.count() == 4
+    assert SkillGroup.objects.count() == 6
+    assert sorted(Agent.objects.values_list("user__username", flat=True)) == AGENT_USERNAMES
+    assert User.objects.filter(username="admin", is_staff=True, is_superuser=True).exists()
+    assert User.objects.count() == 13
+    assert Policy.objects.count() == 1
+
+
+def test_the_peers_listen_on_fixed_local_ports() -> None:
+    seed()
+
+    peers = {
+        peer.name: (peer.server.name, peer.kind, peer.priority, peer.host, peer.port)
+        for peer in Peer.objects.select_related("server")
+    }
+    mb, aw = PeerKind.MEDIA_BLENDER, PeerKind.ADMIN_WORKSTATION
+    primary, secondary = PeerPriority.PRIMARY, PeerPriority.SECONDARY
+    assert peers == {
+        "routing-a-mb-1": ("routing-a", mb, primary, "127.0.0.1", 7101),
+        "routing-a-mb-2": ("routing-a", mb, secondary, "127.0.0.1", 7102),
+        "routing-a-aw-1": ("routing-a", aw, primary, "127.0.0.1", 7103),
+        "routing-a-aw-2": ("routing-a", aw, secondary, "127.0.0.1", 7104),
+        "routing-b-mb-1": ("routing-b", mb, primary, "127.0.0.1", 7201),
+        "routing-b-mb-2": ("routing-b", mb, secondary, "127.0.0.1", 7202),
+        "routing-b-aw-1": ("routing-b", aw, primary, "127.0.0.1", 7203),
+        "routing-b-aw-2": ("routing-b", aw, secondary, "127.0.0.1", 7204),
+    }
+
+
+def test_each_server_has_three_skill_groups_and_six_agents() -> None:
+    seed()
+
+    for server in Server.objects.all():
+        assert sorted(server.skill_groups.values_list("name", flat=True)) == ["Billing", "Sales", "Support"]
+        assert server.agents.count() == 6
+
+
+def test_each_agent_is_in_one_or_two_skill_groups_of_its_own_server() -> None:
+    seed()
+
+    for agent in Agent.objects.select_related("user").prefetch_related("skill_groups"):
+        groups = list(agent.skill_groups.all())
+        assert 1 <= len(groups) <= 2, agent
+        assert {group.server_id for group in groups} == {agent.server_id}, agent
+        assert agent.max_sessions == 2
+        assert agent.user.first_name
+        assert agent.user.last_name
+        assert not agent.user.is_staff
+
+
+def test_with_debug_on_the_log_ins_use_the_documented_demo_passwords(debug_on: None) -> None:
+    output = seed()
+
+    assert printed_password(output, "admin") == "admin-demo"
+    assert User.objects.get(username="admin").check_password("admin-demo")
+    for username in AGENT_USERNAMES:
+        assert printed_password(output, username) == "agent-demo"
+        assert User.objects.get(username=username).check_password("agent-demo")
+
+
+def test_with_debug_off_new_users_get_random_passwords_printed_once(debug_off: None) -> None:
+    first = seed()
+    second = seed()
+
+    passwords = {username: printed_password(first, username) for username in ["admin", *AGENT_USERNAMES]}
+    assert len(set(passwords.values())) == len(passwords)
+    for username, password in passwords.items():
+        assert password not in ("admin-demo", "agent-demo")
+        assert User.objects.get(username=username).check_password(password)
+        assert password not in second
+        assert printed_password(second, username) == "(unchanged)"
+
+
+def test_a_second_run_never_resets_a_password(debug_on: None) -> None:
+    seed()
+    user = User.objects.get(username="agent03")
+    user.set_password("chosen-by-the-agent")
+    user.save()
+
+    output = seed()
+
+    user.refresh_from_db()
+    assert user.check_password("chosen-by-the-agent")
+    assert printed_password(output, "agent03") == "(unchanged)"
+
+
+def test_an_existing_admin_keeps_its_password_and_becomes_staff_and_superuser(debug_on: None) -> None:
+    existing = UserFactory(username="admin", is_staff=False, is_superuser=False)
+    existing.set_password("their-own-secret")
+    existing.save()
+
+    output = seed()
+
+    admin = User.objects.get(username="admin")
+    assert admin.check_password("their-own-secret")
+    assert admin.is_staff
+    assert admin.is_superuser
+    assert printed_password(output, "admin") == "(unchanged)"
+
+
+def test_reset_passwords_sets_the_demo_passwords_again(debug_on: None) -> None:
+    seed()
+    user = User.objects.get(username="agent03")
+    user.set_password("forgotten")
+    user.save()
+
+    output = seed("--reset-passwords")
+
+    user.refresh_from_db()
+    assert user.check_password("agent-demo")
+    assert printed_password(output, "agent03") == "agent-demo"
+
+
+def test_the_output_lists_every_log_in_and_the_counts() -> None:
+    output = seed()
+
+    for username in ["admin", *AGENT_USERNAMES]:
+        printed_password(output, username)
+    assert "Servers: 2, peers: 8, links: 4, skill groups: 6, agents: 12." in output
