@@ -1,13 +1,62 @@
-"""API-wide behaviour: every error is JSON with a clear message and the right 4xx code."""
+"""API-wide behaviour: every error is JSON with a clear message and the right 4xx code.
+
+The codes, the same on every endpoint:
+
+- **400** the request itself is wrong (a missing or blank field, a bad value, a peer that
+  is not part of the link); the body has one list of messages per field.
+- **409** the request is well-formed but the current state refuses it (a stale epoch, a
+  target peer that is down or in maintenance); ``{"detail": "...", ...}`` with whatever
+  the client needs to decide again (for example ``current_epoch``).
+- **503** nobody can serve it right now (no healthy routing server), with ``Retry-After``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class Conflict(exceptions.APIException):
+    """409: the request is valid, but the state of the resource refuses it now.
+
+    Keyword arguments are added to the body beside ``detail`` as they are (numbers stay
+    numbers), so a client can act on them without parsing the message.
+    """
+
+    status_code = 409
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.extra = extra
+
+
+class ServiceUnavailable(exceptions.APIException):
+    """503 with ``Retry-After``: the request may succeed if repeated a little later."""
+
+    status_code = 503
+    default_detail = "The service is temporarily unavailable; retry later."
+    default_code = "service_unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail)
+        # DRF's own handler turns ``wait`` into the Retry-After header (as for throttling).
+        self.wait = retry_after
+
+
+class Pagination(LimitOffsetPagination):
+    """``?limit=&offset=``; the default page is ``PAGE_SIZE`` and no page exceeds 1000 rows,
+    so one request cannot make the server render the whole audit history."""
+
+    max_limit = 1000
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -19,4 +68,42 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = exceptions.ValidationError(detail)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, Conflict):
+        response.data.update(exc.extra)
+    return response
+
+
+def django_error_text(error: DjangoValidationError) -> str:
+    """A Django ValidationError's messages as one sentence-like string (for a ``detail``)."""
+    return " ".join(error.messages)
+
+
+# --- Error bodies, for the OpenAPI schema ---------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error that is not about a particular field."""
+
+    detail = serializers.CharField()
+
+
+class ConflictSerializer(ErrorSerializer):
+    current_epoch = serializers.IntegerField(
+        required=False, help_text="Stale requests only: the link's epoch now; read the link again before retrying."
+    )
+
+
+VALIDATION_ERROR = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description='Invalid input: one list of messages per field, for example {"reason": ["This field is required."]}.',
+)
+NOT_ALLOWED = OpenApiResponse(response=ErrorSerializer, description="Not logged in, or not allowed.")
+NOT_FOUND = OpenApiResponse(response=ErrorSerializer, description="No such object.")
+CONFLICT = OpenApiResponse(
+    response=ConflictSerializer,
+    description="Refused by the current state (stale epoch, target down or in maintenance).",
+)
+UNAVAILABLE = OpenApiResponse(
+    response=ErrorSerializer, description="No server can take it now; repeat after the Retry-After header's seconds."
+)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -32,9 +33,16 @@ class DocsView(JsonErrorsMixin, SpectacularSwaggerView):
     permission_classes = [IsAuthenticated]
 
 
+def not_found(request: HttpRequest, rest: str) -> JsonResponse:
+    """Unknown paths under /api/v1/ answer like the rest of the API: JSON, not an HTML page."""
+    return JsonResponse({"detail": f"No API endpoint at /api/v1/{rest}."}, status=404)
+
+
 urlpatterns = [
     path("", include("failover.api.urls")),
     path("", include("sessions.api.urls")),
     path("schema/", SchemaView.as_view(), name="api-schema"),
     path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
+    # Last: anything not matched above.
+    re_path(r"^(?P<rest>.*)$", not_found),
 ]

@@ -175,7 +175,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "collabadmin.api.Pagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "collabadmin.api.exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -1,6 +1,8 @@
-"""Serializers of the failover API: read-only resources, the status snapshot, query filters."""
+"""Serializers of the failover API: resources, the status snapshot, query filters, actions."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -18,7 +20,8 @@ from failover.choices import (
     PeerPriority,
     ServerRole,
 )
-from failover.models import AuditEntry, FailoverEvent, Link, Peer, Server
+from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy, Server
+from failover.services.policy import EDITABLE_FIELDS as POLICY_EDITABLE_FIELDS
 
 # The values of ``Peer.display_state`` (a property, so it has no TextChoices of its own).
 PEER_DISPLAY_STATES = [
@@ -270,3 +273,97 @@ class AuditEntryFilterSerializer(serializers.Serializer):
     object_type = serializers.CharField(required=False, max_length=64, help_text="For example failover.link.")
     object_id = serializers.CharField(required=False, max_length=64)
     actor_name = serializers.CharField(required=False, max_length=150, help_text="For example user:admin.")
+
+
+# --- Actions: request bodies and results ----------------------------------------------------
+
+# What a switchover did; a stale request is a 409, so it never appears in a 200.
+SWITCHOVER_OUTCOMES = [
+    ("switched", "Switched to the other peer"),
+    ("restored", "A down link was connected"),
+    ("down", "No eligible peer left: the link is down"),
+    ("unchanged", "Nothing to do: the requested peer was already connected"),
+]
+
+
+class SwitchoverRequestSerializer(serializers.Serializer):
+    """A manual switchover. The view passes the link as ``context["link"]``."""
+
+    reason = serializers.CharField(max_length=300, help_text="Why; kept in the audit history and the event.")
+    to_peer = serializers.IntegerField(
+        required=False, min_value=1, help_text="Peer id to connect; default: the pair's other peer."
+    )
+    expected_epoch = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="The link's epoch as the caller last saw it; if it has moved since, nothing is done (409).",
+    )
+
+    def validate_to_peer(self, value: int) -> int:
+        link: Link = self.context["link"]
+        if not link.peers().filter(pk=value).exists():
+            raise serializers.ValidationError(f"Peer {value} is not part of this link.")
+        return value
+
+
+class SwitchoverResultSerializer(LinkSerializer):
+    """The link after the request, and what the request did to it."""
+
+    outcome = serializers.ChoiceField(choices=SWITCHOVER_OUTCOMES, read_only=True)
+    event = serializers.IntegerField(
+        source="failover_event_id", read_only=True, allow_null=True, help_text="The failover event written, if any."
+    )
+
+    class Meta(LinkSerializer.Meta):
+        fields = [*LinkSerializer.Meta.fields, "outcome", "event"]
+        read_only_fields = fields
+
+
+class MaintenanceRequestSerializer(serializers.Serializer):
+    on = serializers.BooleanField(help_text="true: drain the peer and keep it out; false: release it.")
+    reason = serializers.CharField(max_length=300, help_text="Why; kept in the audit history.")
+
+
+class PeerMaintenanceResultSerializer(PeerSerializer):
+    """The peer after the request, and the switchover its link made because of it."""
+
+    switchover = SwitchoverResultSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="Draining a connected peer switches its link away (or takes it down); releasing a peer "
+        "reconnects a down link. Null when the link did not change.",
+    )
+
+    class Meta(PeerSerializer.Meta):
+        fields = [*PeerSerializer.Meta.fields, "switchover"]
+        read_only_fields = fields
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    """The failover policy; its validators are the model's, so the API and the admin agree."""
+
+    class Meta:
+        model = Policy
+        fields = [*POLICY_EDITABLE_FIELDS, "updated_at"]
+        read_only_fields = ["updated_at"]
+
+
+class PolicyUpdateSerializer(PolicySerializer):
+    """A policy change: any of the policy's fields, plus the reason, which is required."""
+
+    reason = serializers.CharField(
+        max_length=300, write_only=True, help_text="Required, even in a PATCH: why; kept in the audit history."
+    )
+
+    class Meta(PolicySerializer.Meta):
+        fields = [*PolicySerializer.Meta.fields, "reason"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # DRF ignores unknown keys; a script's typo would then "succeed" and change nothing.
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        read_only = sorted(name for name in self.initial_data if name in self.fields and self.fields[name].read_only)
+        if unknown or read_only:
+            errors = {name: ["Not a policy field."] for name in unknown}
+            errors.update({name: ["This field is read-only."] for name in read_only})
+            raise serializers.ValidationError(errors)
+        return attrs

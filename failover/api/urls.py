@@ -16,5 +16,6 @@ router.register("audit", views.AuditEntryViewSet, basename="api-audit")
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="api-status"),
+    path("policy/", views.PolicyView.as_view(), name="api-policy"),
     *router.urls,
 ]

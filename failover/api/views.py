@@ -1,7 +1,9 @@
-"""The administrators' console API: status snapshot, servers, peers, links, events, audit.
+"""The administrators' console API: status, servers, peers, links, events, audit, policy.
 
-Read-only for now; the actions (switchover, maintenance) come with their services.
-Views stay thin: querysets and permissions here, reading logic in ``failover.selectors``.
+Views stay thin: querysets, permissions and the HTTP mapping here, reading logic in
+``failover.selectors``, every change in a service. Input errors are 400s (serializers and
+the services' Django ValidationErrors); a request the current state refuses (stale epoch,
+target peer down or in maintenance) is a 409 (see ``collabadmin.api``).
 """
 
 from __future__ import annotations
@@ -11,10 +13,20 @@ from typing import Any
 from django.db.models import OuterRef, QuerySet, Subquery
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from collabadmin.api import (
+    CONFLICT,
+    NOT_ALLOWED,
+    NOT_FOUND,
+    VALIDATION_ERROR,
+    Conflict,
+    Pagination,
+    django_error_text,
+)
 from collabadmin.permissions import IsStaff
 from failover.api.serializers import (
     AuditEntryFilterSerializer,
@@ -23,14 +35,23 @@ from failover.api.serializers import (
     FailoverEventSerializer,
     LinkFilterSerializer,
     LinkSerializer,
+    MaintenanceRequestSerializer,
     PeerFilterSerializer,
+    PeerMaintenanceResultSerializer,
     PeerSerializer,
+    PolicySerializer,
+    PolicyUpdateSerializer,
     ServerSerializer,
     StatusSnapshotSerializer,
+    SwitchoverRequestSerializer,
+    SwitchoverResultSerializer,
 )
 from failover.choices import PeerConnection
-from failover.models import AuditEntry, FailoverEvent, Link, Peer, Server
+from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy, Server
 from failover.selectors import status_snapshot
+from failover.services.maintenance import peer_set_maintenance
+from failover.services.policy import policy_update
+from failover.services.switchover import SwitchoverRefused, SwitchoverResult, link_switchover
 
 
 class ReadOnlyResourceViewSet(viewsets.ReadOnlyModelViewSet):
@@ -42,6 +63,7 @@ class ReadOnlyResourceViewSet(viewsets.ReadOnlyModelViewSet):
     """
 
     filter_serializer_class: type[serializers.Serializer] | None = None
+    pagination_class = Pagination
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         queryset = super().filter_queryset(queryset)
@@ -90,12 +112,60 @@ class PeerViewSet(ReadOnlyResourceViewSet):
     filter_serializer_class = PeerFilterSerializer
     queryset = Peer.objects.select_related("server").order_by("server__name", "kind", "priority")
 
+    @extend_schema(
+        summary="Put a peer into maintenance (draining it) or take it out",
+        request=MaintenanceRequestSerializer,
+        responses={
+            200: PeerMaintenanceResultSerializer,
+            400: VALIDATION_ERROR,
+            403: NOT_ALLOWED,
+            404: NOT_FOUND,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def maintenance(self, request: Request, pk: str | None = None) -> Response:
+        """Drain a connected peer (its link switches to the other peer, or goes down if that
+        one is not eligible) and keep it out of service; or release it (a down link is
+        reconnected to it). Idempotent; audited with the reason."""
+        peer = self.get_object()
+        body = MaintenanceRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = peer_set_maintenance(
+            peer_id=peer.pk, on=body.validated_data["on"], actor=request.user, reason=body.validated_data["reason"]
+        )
+        peer = self.get_queryset().get(pk=peer.pk)
+        peer.switchover = _switchover_link(result) if result is not None else None
+        return Response(PeerMaintenanceResultSerializer(peer).data)
+
 
 def _connected_peer() -> QuerySet:
     """The link's connected peer, as a correlated subquery (a link has no foreign key to it)."""
     return Peer.objects.filter(
         server_id=OuterRef("server_id"), kind=OuterRef("kind"), connection=PeerConnection.CONNECTED
     )
+
+
+def links_with_active_peer() -> QuerySet[Link]:
+    """Links annotated with ``active_peer_id`` and ``active_peer_name`` for ``LinkSerializer``.
+
+    Annotated rather than prefetched: one query for a page of links, whatever its size.
+    """
+    return (
+        Link.objects.select_related("server")
+        .annotate(
+            active_peer_id=Subquery(_connected_peer().values("id")[:1]),
+            active_peer_name=Subquery(_connected_peer().values("name")[:1]),
+        )
+        .order_by("server__name", "kind")
+    )
+
+
+def _switchover_link(result: SwitchoverResult) -> Link:
+    """The link as it is now, carrying what the switchover did, for ``SwitchoverResultSerializer``."""
+    link = links_with_active_peer().get(pk=result.link.pk)
+    link.outcome = result.outcome
+    link.failover_event_id = result.event.pk if result.event is not None else None
+    return link
 
 
 @extend_schema_view(list=extend_schema(parameters=[LinkFilterSerializer]))
@@ -105,15 +175,50 @@ class LinkViewSet(ReadOnlyResourceViewSet):
     permission_classes = [IsStaff]
     serializer_class = LinkSerializer
     filter_serializer_class = LinkFilterSerializer
-    # Annotated rather than prefetched: one query for the page, whatever its size.
-    queryset = (
-        Link.objects.select_related("server")
-        .annotate(
-            active_peer_id=Subquery(_connected_peer().values("id")[:1]),
-            active_peer_name=Subquery(_connected_peer().values("name")[:1]),
-        )
-        .order_by("server__name", "kind")
+    queryset = links_with_active_peer()
+
+    @extend_schema(
+        summary="Switch a link to the other (or a given) peer, with a reason",
+        request=SwitchoverRequestSerializer,
+        responses={
+            200: SwitchoverResultSerializer,
+            400: VALIDATION_ERROR,
+            403: NOT_ALLOWED,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
     )
+    @action(detail=True, methods=["post"])
+    def switchover(self, request: Request, pk: str | None = None) -> Response:
+        """Connect ``to_peer`` (default: the pair's other peer) and raise the epoch.
+
+        200 with the link and ``outcome`` (``unchanged`` when that peer was connected
+        already). 409 when the target is down or in maintenance, or when
+        ``expected_epoch`` is not the link's epoch any more (the body then carries
+        ``current_epoch``). Audited, with a ``manual`` failover event.
+        """
+        link = self.get_object()
+        body = SwitchoverRequestSerializer(data=request.data, context={"link": link})
+        body.is_valid(raise_exception=True)
+        expected_epoch = body.validated_data.get("expected_epoch")
+        try:
+            result = link_switchover(
+                link_id=link.pk,
+                actor=request.user,
+                reason=body.validated_data["reason"],
+                to_peer_id=body.validated_data.get("to_peer"),
+                expected_epoch=expected_epoch,
+            )
+        except SwitchoverRefused as refused:
+            # The body was valid (serializer above), so what is left is the state's refusal.
+            raise Conflict(django_error_text(refused)) from refused
+        if result.outcome == "stale":
+            raise Conflict(
+                f"Stale request: the link's epoch is {result.link.epoch}, not {expected_epoch}; "
+                "it changed since you read it. Read the link again and retry if still wanted.",
+                current_epoch=result.link.epoch,
+            )
+        return Response(SwitchoverResultSerializer(_switchover_link(result)).data)
 
 
 @extend_schema_view(list=extend_schema(parameters=[FailoverEventFilterSerializer]))
@@ -136,3 +241,30 @@ class AuditEntryViewSet(ReadOnlyResourceViewSet):
     serializer_class = AuditEntrySerializer
     filter_serializer_class = AuditEntryFilterSerializer
     queryset = AuditEntry.objects.order_by("-created_at", "-id")
+
+
+class PolicyView(APIView):
+    """The failover policy (one for the installation): read it, or change it with a reason."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(summary="The failover policy", responses={200: PolicySerializer, 403: NOT_ALLOWED})
+    def get(self, request: Request) -> Response:
+        return Response(PolicySerializer(Policy.current()).data)
+
+    @extend_schema(
+        summary="Change the failover policy",
+        description="Send only the fields to change, and always `reason` (required even in a PATCH). "
+        "Unknown and read-only fields are refused. Audited with the before and after of the changed fields.",
+        request=PolicyUpdateSerializer,
+        responses={200: PolicySerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED},
+    )
+    def patch(self, request: Request) -> Response:
+        # Not partial: every policy field is optional anyway, and partial would make
+        # ``reason`` optional too.
+        body = PolicyUpdateSerializer(instance=Policy.current(), data=request.data)
+        body.is_valid(raise_exception=True)
+        changes = dict(body.validated_data)
+        reason = changes.pop("reason")
+        policy = policy_update(actor=request.user, reason=reason, changes=changes)
+        return Response(PolicySerializer(policy).data)

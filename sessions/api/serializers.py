@@ -89,3 +89,24 @@ class SessionFilterSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=SessionState.choices, required=False)
     server = serializers.IntegerField(source="server_id", required=False, min_value=1, help_text="Server id.")
     agent = serializers.IntegerField(source="agent_id", required=False, min_value=1, help_text="Agent id.")
+
+
+# --- A caller's request ---------------------------------------------------------------------
+
+
+class SessionRequestSerializer(serializers.Serializer):
+    """What a caller (or a script on its behalf) sends to ask for a session."""
+
+    caller_name = serializers.CharField(max_length=100, help_text="Who is asking; shown to the agent.")
+    caller_contact = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default="", help_text="E-mail or phone number."
+    )
+    topic = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    skill_group = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default=None,
+        help_text="The skill group's name on the chosen server; empty: any agent.",
+    )

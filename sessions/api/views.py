@@ -1,19 +1,31 @@
-"""Agents and collaboration sessions: everything for staff, its own rows for an agent."""
+"""Agents and collaboration sessions: everything for staff, its own rows for an agent.
+
+``POST /api/v1/sessions/`` is different: a caller's request, open to any authenticated
+user (scripts with a token; the caller's web form posts through the same service).
+"""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
 
+from collabadmin.api import NOT_ALLOWED, UNAVAILABLE, VALIDATION_ERROR, ServiceUnavailable
 from collabadmin.permissions import IsStaffOrAgent, agent_of, is_staff
 from failover.api.views import ReadOnlyResourceViewSet
 from sessions.api.serializers import (
     AgentFilterSerializer,
     AgentSerializer,
     SessionFilterSerializer,
+    SessionRequestSerializer,
     SessionSerializer,
 )
 from sessions.models import Agent, CollaborationSession
+from sessions.services.director import NoHealthyServer
+from sessions.services.requests import session_request
 
 
 class OwnRowsMixin:
@@ -54,7 +66,10 @@ class AgentViewSet(OwnRowsMixin, ReadOnlyResourceViewSet):
 
 @extend_schema_view(list=extend_schema(parameters=[SessionFilterSerializer]))
 class SessionViewSet(OwnRowsMixin, ReadOnlyResourceViewSet):
-    """Collaboration sessions in queue order (oldest first); an agent sees only its own."""
+    """Collaboration sessions in queue order (oldest first); an agent sees only its own.
+
+    Anyone logged in may ask for a new one (``create``): that is a caller's request.
+    """
 
     permission_classes = [IsStaffOrAgent]
     serializer_class = SessionSerializer
@@ -64,3 +79,33 @@ class SessionViewSet(OwnRowsMixin, ReadOnlyResourceViewSet):
     queryset = CollaborationSession.objects.select_related("server", "agent__user", "skill_group", "ended_by").order_by(
         "queued_at", "id"
     )
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.action == "create":
+            return [IsAuthenticated()]
+        return super().get_permissions()
+
+    @extend_schema(
+        summary="Ask for a collaboration session (a caller's request)",
+        description="The built-in director queues it on the least-loaded healthy routing server. "
+        "503 with Retry-After when no routing server is healthy.",
+        request=SessionRequestSerializer,
+        responses={201: SessionSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 503: UNAVAILABLE},
+    )
+    def create(self, request: Request) -> Response:
+        body = SessionRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            session = session_request(
+                caller_name=data["caller_name"],
+                caller_contact=data["caller_contact"],
+                topic=data["topic"],
+                skill_group_name=data["skill_group"] or None,
+                actor=request.user,
+            )
+        except NoHealthyServer as unavailable:
+            raise ServiceUnavailable(str(unavailable), retry_after=unavailable.retry_after) from unavailable
+        # Serialized as the service returned it: get_queryset() is narrowed to the requester's
+        # own rows, which a session that was just queued is not (for an agent or a script).
+        return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)

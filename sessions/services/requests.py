@@ -1,0 +1,70 @@
+"""A caller's request for a collaboration session: the director picks the server, it queues."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from collabadmin import live
+from failover.choices import AuditAction
+from failover.selectors import iso_datetime
+from failover.services.audit import audit_record
+from sessions.choices import SessionState
+from sessions.models import CollaborationSession, SkillGroup
+from sessions.services.director import choose_server
+
+
+@transaction.atomic
+def session_request(
+    *,
+    caller_name: str,
+    caller_contact: str = "",
+    topic: str = "",
+    skill_group_name: str | None = None,
+    actor: AbstractBaseUser | str | None,
+) -> CollaborationSession:
+    """Queue a new session on the least-loaded healthy routing server and return it.
+
+    Raises ``NoHealthyServer`` (nothing written) when no routing server can take it, and
+    Django's ``ValidationError`` when a value is invalid or ``skill_group_name`` names no
+    skill group of the chosen server. Writes a ``session.requested`` audit entry and
+    broadcasts ``session.changed`` after the commit.
+    """
+    server = choose_server()
+    skill_group = None
+    if skill_group_name:
+        skill_group = SkillGroup.objects.filter(server=server, name=skill_group_name).first()
+        if skill_group is None:
+            raise ValidationError(
+                {"skill_group": f'Server {server.name} has no skill group named "{skill_group_name}".'}
+            )
+    session = CollaborationSession(
+        server=server,
+        skill_group=skill_group,
+        caller_name=caller_name,
+        caller_contact=caller_contact,
+        topic=topic,
+        state=SessionState.QUEUED,
+        queued_at=timezone.now(),
+    )
+    session.full_clean()
+    session.save()
+    audit_record(
+        actor=actor,
+        action=AuditAction.SESSION_REQUESTED,
+        target=session,
+        after={"server": server.name, "state": session.state, "skill_group": skill_group.name if skill_group else None},
+    )
+    live.publish(
+        "session.changed",
+        {
+            "session": str(session.pk),
+            "server": server.name,
+            "state": session.state,
+            "queued_at": iso_datetime(session.queued_at),
+            "skill_group": skill_group.name if skill_group else None,
+        },
+    )
+    return session
