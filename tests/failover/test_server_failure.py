@@ -128,7 +128,8 @@ def wait_until(condition, *, timeout: float, message: str, diagnostics=lambda: "
 @pytest.mark.django_db(transaction=True)
 def test_killing_a_node_fails_its_server_and_the_monitor_moves_to_the_survivor(tmp_path):
     policy = Policy.current()
-    policy.probe_interval_ms, policy.probe_timeout_ms = 200, 300
+    # A generous time-out and fall: a busy machine must not look like a failed node.
+    policy.probe_interval_ms, policy.probe_timeout_ms, policy.fall = 200, 1000, 3
     policy.save()
     ports = {"routing-a": free_port(), "routing-b": free_port()}
     servers = {name: ServerFactory(name=name, base_url=f"http://127.0.0.1:{port}") for name, port in ports.items()}
