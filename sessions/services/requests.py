@@ -7,13 +7,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from collabadmin import live
 from failover.choices import AuditAction
-from failover.selectors import iso_datetime
 from failover.services.audit import audit_record
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession, SkillGroup
+from sessions.services import followups
 from sessions.services.director import choose_server
+from sessions.services.lifecycle import publish_session
 
 
 @transaction.atomic
@@ -57,14 +57,6 @@ def session_request(
         target=session,
         after={"server": server.name, "state": session.state, "skill_group": skill_group.name if skill_group else None},
     )
-    live.publish(
-        "session.changed",
-        {
-            "session": str(session.pk),
-            "server": server.name,
-            "state": session.state,
-            "queued_at": iso_datetime(session.queued_at),
-            "skill_group": skill_group.name if skill_group else None,
-        },
-    )
+    publish_session(session)
+    followups.after_session_requested(session)
     return session

@@ -53,8 +53,9 @@ def test_a_request_is_queued_and_answered_201_with_the_session(
     audit = AuditEntry.objects.get(action=AuditAction.SESSION_REQUESTED)
     assert (audit.actor_name, audit.object_id, audit.after["server"]) == ("user:admin", str(session.pk), "routing-a")
     (event,) = [e for e in live_events if e["type"] == "session.changed"]
-    assert event["data"]["session"] == body["id"]
-    assert (event["data"]["server"], event["data"]["state"]) == ("routing-a", "queued")
+    assert event["data"]["id"] == body["id"]
+    assert event["data"]["state"] == "queued"
+    assert event["data"]["server"] == Server.objects.get(name="routing-a").pk
 
 
 @pytest.mark.parametrize("client_fixture", ["admin_api", "agent_api", "visitor_api"])
