@@ -77,11 +77,15 @@ def monitor_in_thread(*, holder: str = "test-monitor") -> Iterator[Monitor]:
 
     def target() -> None:
         asyncio.set_event_loop(loop)
+        from asgiref.sync import sync_to_async
+        from django.db import connections
+
         try:
             loop.run_until_complete(monitor.run(stop))
         finally:
-            from django.db import connections
-
+            # The monitor's queries ran in asgiref's worker thread: close its connections
+            # there, or the database sees a session left open after the block.
+            loop.run_until_complete(sync_to_async(connections.close_all)())
             connections.close_all()
             loop.close()
 
