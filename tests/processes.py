@@ -87,3 +87,21 @@ def start_node(server_name: str, port: int, log_path: Path, **env: str) -> subpr
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+async def run_python_async(code: str, *, timeout: float = 60, **env: str | None) -> tuple[int, str]:
+    """``run_python`` for async tests: the event loop keeps running (and receiving) meanwhile."""
+    import asyncio
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import django; django.setup()\n" + code,
+        cwd=ROOT,
+        env=project_env(**env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(timeout):
+        output, _ = await process.communicate()
+    return process.returncode, output.decode(errors="replace")

@@ -3,6 +3,7 @@ layer messages between separate processes of the stack."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -12,7 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from collabadmin.celery import app, ping
-from tests.processes import ROOT, project_env, run_python
+from tests.processes import ROOT, project_env, run_python_async
 
 
 @pytest.fixture
@@ -65,35 +66,44 @@ def test_a_celery_worker_in_another_process_runs_a_task_sent_through_redis(worke
     assert answer["pid"] == worker.pid
 
 
+# The pub/sub channel layer keeps subscriptions per event loop, as a web process does:
+# each scenario subscribes, has another process send, and receives on one loop.
+RECEIVE_TIMEOUT = 10
+
+
 def test_a_channel_layer_message_sent_by_another_process_is_received_here():
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
     token = uuid.uuid4().hex
 
-    sender = run_python(
-        "from asgiref.sync import async_to_sync\n"
-        "from channels.layers import get_channel_layer\n"
-        f"async_to_sync(get_channel_layer().send)({channel!r}, {{'type': 'test.message', 'token': {token!r}}})\n"
-    )
-    assert sender.returncode == 0, sender.stderr
+    async def scenario():
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        code, output = await run_python_async(
+            "from asgiref.sync import async_to_sync\n"
+            "from channels.layers import get_channel_layer\n"
+            f"async_to_sync(get_channel_layer().send)({channel!r}, {{'type': 'test.message', 'token': {token!r}}})\n"
+        )
+        assert code == 0, output
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            return await layer.receive(channel)
 
-    message = async_to_sync(layer.receive)(channel)
-    assert message == {"type": "test.message", "token": token}
+    assert async_to_sync(scenario)() == {"type": "test.message", "token": token}
 
 
 def test_a_group_broadcast_from_another_process_reaches_every_member():
-    layer = get_channel_layer()
     group = f"test-{uuid.uuid4().hex[:8]}"
-    members = [async_to_sync(layer.new_channel)() for _ in range(3)]
-    for member in members:
-        async_to_sync(layer.group_add)(group, member)
 
-    sender = run_python(
-        "from asgiref.sync import async_to_sync\n"
-        "from channels.layers import get_channel_layer\n"
-        f"async_to_sync(get_channel_layer().group_send)({group!r}, {{'type': 'test.broadcast', 'n': 1}})\n"
-    )
-    assert sender.returncode == 0, sender.stderr
+    async def scenario():
+        layer = get_channel_layer()
+        members = [await layer.new_channel() for _ in range(3)]
+        for member in members:
+            await layer.group_add(group, member)
+        code, output = await run_python_async(
+            "from asgiref.sync import async_to_sync\n"
+            "from channels.layers import get_channel_layer\n"
+            f"async_to_sync(get_channel_layer().group_send)({group!r}, {{'type': 'test.broadcast', 'n': 1}})\n"
+        )
+        assert code == 0, output
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            return [await layer.receive(member) for member in members]
 
-    for member in members:
-        assert async_to_sync(layer.receive)(member) == {"type": "test.broadcast", "n": 1}
+    assert async_to_sync(scenario)() == [{"type": "test.broadcast", "n": 1}] * 3

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import sys
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from collabadmin import embedded_redis, live
@@ -79,48 +80,52 @@ def restartable_redis(tmp_path, settings, monkeypatch):
     url = f"unix://{socket}"
     settings.REDIS_URL = url
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+        "default": {**settings.CHANNEL_LAYERS["default"], "CONFIG": {"hosts": [url], "prefix": "crash-test"}}
     }
     monkeypatch.setattr(live, "_redis_client", None)
     yield tmp_path
     embedded_redis.stop(tmp_path)
 
 
-def listen() -> str:
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(live.STATUS_GROUP, channel)
-    return channel
-
-
-def receive(channel: str) -> dict:
-    async def bounded() -> dict:
-        import asyncio
-
-        async with asyncio.timeout(5):
-            return await get_channel_layer().receive(channel)
-
-    return async_to_sync(bounded)()
+RESUME_WITHIN_SECONDS = 10
 
 
 @pytest.mark.django_db(transaction=True)
 def test_switchovers_go_on_while_redis_restarts_and_live_updates_resume(mb_pair, restartable_redis, caplog):
     link, _, _ = mb_pair
-    before = listen()
-    link_switchover(link_id=link.pk, actor="test", reason="redis up")
-    first = receive(before)["event"]
+    switch = sync_to_async(link_switchover, thread_sensitive=False)
+
+    async def scenario() -> tuple[dict, dict]:
+        # One event loop throughout, like a web process holding desktops' subscriptions.
+        layer = get_channel_layer()
+        desktop = await layer.new_channel()
+        await layer.group_add(live.STATUS_GROUP, desktop)
+        await switch(link_id=link.pk, actor="test", reason="redis up")
+        async with asyncio.timeout(5):
+            first = (await layer.receive(desktop))["event"]
+
+        embedded_redis.stop(restartable_redis)
+        during = await switch(link_id=link.pk, actor="test", reason="redis down")
+        assert during.outcome == "switched", "the database does not need Redis to switch over"
+
+        embedded_redis.ensure_running(restartable_redis)
+        # A desktop that reconnects subscribes again; switchovers go on meanwhile. The
+        # first event it receives proves live updates resumed, within the bound.
+        reconnected = await layer.new_channel()
+        await layer.group_add(live.STATUS_GROUP, reconnected)
+        async with asyncio.timeout(RESUME_WITHIN_SECONDS):
+            while True:
+                await switch(link_id=link.pk, actor="test", reason="redis back")
+                try:
+                    async with asyncio.timeout(0.5):
+                        return first, (await layer.receive(reconnected))["event"]
+                except TimeoutError:
+                    continue
+
+    first, resumed = async_to_sync(scenario)()
+
     assert first["type"] == "link.changed"
-
-    embedded_redis.stop(restartable_redis)
-    during = link_switchover(link_id=link.pk, actor="test", reason="redis down")
-    assert during.outcome == "switched"
     assert "not broadcast" in caplog.text
-
-    embedded_redis.ensure_running(restartable_redis)
-    after = listen()  # a desktop reconnects and subscribes again
-    link_switchover(link_id=link.pk, actor="test", reason="redis back")
-    resumed = receive(after)["event"]
-
     assert resumed["data"]["reason"] == "redis back"
     assert resumed["seq"] > first["seq"], "sequence numbers keep increasing across a Redis restart"
     assert_pair_consistent(link)
