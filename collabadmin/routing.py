@@ -1,5 +1,11 @@
-"""WebSocket URL routes. The consumers arrive with the live desktops (issues 4 and 5)."""
+"""WebSocket URL routes: the Agent desktop's ``/ws/agent/`` (the status one arrives with issue 5)."""
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from sessions.consumers import AgentConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/agent/", AgentConsumer.as_asgi()),
+]

@@ -4,11 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from collabadmin import health, metrics, views
+from sessions.urls import agent_patterns, caller_patterns
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("agent/", include(agent_patterns)),
+    path("request/", include(caller_patterns)),
     path("api/v1/", include("collabadmin.api_urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

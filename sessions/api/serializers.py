@@ -110,3 +110,19 @@ class SessionRequestSerializer(serializers.Serializer):
         default=None,
         help_text="The skill group's name on the chosen server; empty: any agent.",
     )
+
+
+# --- Ending a session -----------------------------------------------------------------------
+
+
+class SessionEndSerializer(serializers.Serializer):
+    """Why the session ends. Optional for the session's own agent; required for an
+    administrator ending someone else's session (kept in the audit history)."""
+
+    reason = serializers.CharField(
+        max_length=300,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Why the session ends. Required for administrators; optional for the session's agent.",
+    )

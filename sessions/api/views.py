@@ -2,30 +2,47 @@
 
 ``POST /api/v1/sessions/`` is different: a caller's request, open to any authenticated
 user (scripts with a token; the caller's web form posts through the same service).
+``POST /api/v1/sessions/{id}/end/`` ends a session: an agent its own ones, an
+administrator any one with a reason.
 """
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers, status
+from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from collabadmin.api import NOT_ALLOWED, UNAVAILABLE, VALIDATION_ERROR, ServiceUnavailable
+from collabadmin.api import (
+    NOT_ALLOWED,
+    NOT_FOUND,
+    UNAVAILABLE,
+    VALIDATION_ERROR,
+    Conflict,
+    ErrorSerializer,
+    ServiceUnavailable,
+    django_error_text,
+)
 from collabadmin.permissions import IsStaffOrAgent, agent_of, is_staff
 from failover.api.views import ReadOnlyResourceViewSet
 from sessions.api.serializers import (
     AgentFilterSerializer,
     AgentSerializer,
+    SessionEndSerializer,
     SessionFilterSerializer,
     SessionRequestSerializer,
     SessionSerializer,
 )
+from sessions.choices import EndReason
 from sessions.models import Agent, CollaborationSession
 from sessions.services.director import NoHealthyServer
+from sessions.services.lifecycle import IllegalTransition, session_end
 from sessions.services.requests import session_request
+
+ALREADY_ENDED = OpenApiResponse(response=ErrorSerializer, description="The session has ended already.")
 
 
 class OwnRowsMixin:
@@ -109,3 +126,39 @@ class SessionViewSet(OwnRowsMixin, ReadOnlyResourceViewSet):
         # Serialized as the service returned it: get_queryset() is narrowed to the requester's
         # own rows, which a session that was just queued is not (for an agent or a script).
         return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="End a session (its agent, or an administrator with a reason)",
+        description="The session's own agent may end it, with an optional reason (`agent_ended`). "
+        "An administrator may end any session and must say why (`admin_ended`; the text goes to "
+        "the audit history). Another agent's session is a 404. Ending an ended session is a 409.",
+        request=SessionEndSerializer,
+        responses={
+            200: SessionSerializer,
+            400: VALIDATION_ERROR,
+            403: NOT_ALLOWED,
+            404: NOT_FOUND,
+            409: ALREADY_ENDED,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def end(self, request: Request, pk: str | None = None) -> Response:
+        """End the session; 200 with the session as it is now."""
+        session = self.get_object()  # narrowed to an agent's own rows: anyone else's is a 404
+        body = SessionEndSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        text = body.validated_data["reason"].strip()
+        agent = agent_of(request.user)
+        # The session's own agent ends it as an agent, even if it is staff too; anyone else
+        # got past get_object() only as an administrator, who must say why.
+        if agent is not None and session.agent_id == agent.pk:
+            reason = EndReason.AGENT_ENDED
+        else:
+            if not text:
+                raise serializers.ValidationError({"reason": ["Say why you end another agent's session."]})
+            reason = EndReason.ADMIN_ENDED
+        try:
+            session_end(session_id=session.pk, actor=request.user, reason=reason, note=text)
+        except IllegalTransition as refused:
+            raise Conflict(django_error_text(refused)) from refused
+        return Response(SessionSerializer(self.get_queryset().get(pk=session.pk)).data)

@@ -1,0 +1,87 @@
+"""The Agent desktop's WebSocket, ``/ws/agent/``: one agent's own sessions and state, live.
+
+The consumer only authenticates, joins its agent's group and forwards; it never writes.
+Group names and event payloads belong to ``collabadmin.live``; foreign origins were
+refused before this runs (``AllowedHostsOriginValidator`` in ``collabadmin.asgi``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from collabadmin import live
+from sessions.models import Agent
+from sessions.payloads import agent_payload, session_payload
+from sessions.views.access import own_open_sessions
+
+# Close codes in the 4000-4999 range (free for applications), modelled on HTTP's, so the
+# page can tell "log in again" from "not allowed" from a network failure.
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+def _enabled_agent_id(user_id: int) -> int | None:
+    agent = Agent.objects.filter(user_id=user_id, enabled=True, user__is_active=True).values_list("pk", flat=True)
+    return agent.first()
+
+
+def _snapshot(agent_id: int) -> dict[str, Any]:
+    # The sequence number is read before the rows: an event numbered up to it was sent
+    # after its commit, so the rows read next include its change and the client may drop
+    # it; anything numbered later is delivered (we joined the group first) and applied.
+    seq = live.current_sequence()
+    agent = Agent.objects.select_related("user").get(pk=agent_id)
+    sessions = [session_payload(session) for session in own_open_sessions(agent_id)]
+    return {"type": "snapshot", "seq": seq, "data": {"agent": agent_payload(agent), "sessions": sessions}}
+
+
+class AgentConsumer(AsyncJsonWebsocketConsumer):
+    """Sends a snapshot first, then every ``{type, seq, data}`` event of the agent's group.
+
+    Refuses (accepts, then closes, so the browser sees the code) anonymous users with
+    4401 and users who are not an enabled agent with 4403. Each forwarded event re-checks
+    that the agent is still enabled: a disabled agent's desktop stops hearing at once.
+    """
+
+    agent_id: int | None = None
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._refuse(CLOSE_NOT_AUTHENTICATED)
+            return
+        self.user_id = user.pk
+        agent_id = await database_sync_to_async(_enabled_agent_id)(user.pk)
+        if agent_id is None:
+            await self._refuse(CLOSE_FORBIDDEN)
+            return
+        self.agent_id = agent_id
+        # Subscribe first, then take the snapshot: nothing can fall between the two.
+        self.group = live.agent_group(agent_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json(await database_sync_to_async(_snapshot)(agent_id))
+
+    async def _refuse(self, code: int) -> None:
+        await self.accept()
+        await self.close(code=code)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The desktop sends nothing; anything received (even malformed JSON) is ignored."""
+
+    async def live_event(self, message: dict[str, Any]) -> None:
+        """Forward one event of ``collabadmin.live`` to the browser, as it was published."""
+        if self.agent_id is None:
+            return
+        if await database_sync_to_async(_enabled_agent_id)(self.user_id) != self.agent_id:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.send_json(message["event"])

@@ -1,0 +1,1 @@
+"""The Agent desktop, its WebSocket, the caller form, in pages, sockets and a real browser."""
