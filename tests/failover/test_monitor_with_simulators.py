@@ -7,7 +7,6 @@ pair at them, runs the monitor, and then really kills, stops or disturbs a proce
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
@@ -16,19 +15,9 @@ from failover.models import FailoverEvent, Link, Peer, Policy
 from failover.monitor.runner import monitor_in_thread
 from tests.factories import PeerFactory
 from tests.peering.conftest import start_peer  # noqa: F401  (fixture)
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def wait_until(condition, *, timeout: float, message: str):
-    """Poll a database condition until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"not within {timeout} s: {message}")
 
 
 def connected_name(link: Link) -> str | None:
@@ -122,12 +111,18 @@ def test_a_flapping_peer_does_not_flap_the_link(simulated_pair):
             _, watcher, _ = monitor.peer_watchers[flapper_id]
             return watcher.tracker.successes >= 2
 
-        for _ in range(6):
-            assert flapper.ctl("fault", "refuse", via_control=True).returncode == 0
-            wait_until(lambda: Peer.objects.get(name=active).health == Health.DOWN, timeout=5, message="seen down")
-            assert flapper.ctl("fault", "clear", via_control=True).returncode == 0
-            wait_until(answered_twice, timeout=5, message="answering again before the next refusal")
+        for round_ in range(6):
+            refused = flapper.ctl("fault", "refuse", via_control=True)
+            assert refused.returncode == 0, refused.stderr
+            wait_until(
+                lambda: Peer.objects.get(name=active).health == Health.DOWN,
+                timeout=10,
+                message=f"round {round_}: the refusing peer seen down",
+            )
+            cleared = flapper.ctl("fault", "clear", via_control=True)
+            assert cleared.returncode == 0, cleared.stderr
+            wait_until(answered_twice, timeout=10, message=f"round {round_}: answering again before the next refusal")
 
-    switchovers = FailoverEvent.objects.filter(link=link, kind=FailoverKind.AUTOMATIC)
-    assert switchovers.count() == 1
-    assert connected_name(link) == standby
+    events = list(FailoverEvent.objects.filter(link=link).values_list("kind", "reason"))
+    assert [kind for kind, _ in events].count(FailoverKind.AUTOMATIC) == 1, events
+    assert connected_name(link) == standby, events

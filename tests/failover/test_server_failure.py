@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from django.utils import timezone
@@ -16,6 +15,7 @@ from sessions.choices import AgentState, EndReason, LogoutReason, SessionState
 from sessions.models import CollaborationSession
 from tests.factories import AgentFactory, ServerFactory, SessionFactory, SkillGroupFactory
 from tests.processes import free_port, start_node
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -112,16 +112,6 @@ def test_a_recovered_server_gets_an_event_and_its_alert_is_cleared(two_servers):
     assert not Alert.objects.filter(server=failed, cleared_at__isnull=True).exists()
     assert fail(failed).kind == FailoverKind.SERVER_FAILED
     assert fail(failed) is None  # a repeated report changes nothing
-
-
-def wait_until(condition, *, timeout: float, message: str, diagnostics=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"not within {timeout} s: {message}\n{diagnostics()}")
 
 
 @pytest.mark.slow
