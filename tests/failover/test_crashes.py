@@ -11,6 +11,7 @@ import time
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connection
 
 from collabadmin import embedded_redis, live
 from failover.choices import FailoverKind, PeerConnection
@@ -93,7 +94,15 @@ RESUME_WITHIN_SECONDS = 10
 @pytest.mark.django_db(transaction=True)
 def test_switchovers_go_on_while_redis_restarts_and_live_updates_resume(mb_pair, restartable_redis, caplog):
     link, _, _ = mb_pair
-    switch = sync_to_async(link_switchover, thread_sensitive=False)
+
+    def switch_then_close(**kwargs):
+        # Runs in a pool thread: close its connection, or the test database keeps a session.
+        try:
+            return link_switchover(**kwargs)
+        finally:
+            connection.close()
+
+    switch = sync_to_async(switch_then_close, thread_sensitive=False)
 
     async def scenario() -> tuple[dict, dict]:
         # One event loop throughout, like a web process holding desktops' subscriptions.
