@@ -1,11 +1,13 @@
-"""WebSocket URL routes: the Agent desktop's ``/ws/agent/`` (the status one arrives with issue 5)."""
+"""WebSocket URL routes: the Administration desktop's ``/ws/status/`` and the Agent desktop's ``/ws/agent/``."""
 
 from __future__ import annotations
 
 from django.urls import path
 
+from failover.consumers import StatusConsumer
 from sessions.consumers import AgentConsumer
 
 websocket_urlpatterns: list = [
+    path("ws/status/", StatusConsumer.as_asgi()),
     path("ws/agent/", AgentConsumer.as_asgi()),
 ]

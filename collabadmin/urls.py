@@ -3,11 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from collabadmin import health, metrics, views
+from collabadmin import health, metrics
 from sessions.urls import agent_patterns, caller_patterns
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("failover.urls")),  # the Administration desktop: /, its partials and actions
     path("", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("agent/", include(agent_patterns)),

@@ -1,0 +1,81 @@
+"""The Administration desktop's WebSocket, ``/ws/status/``: the whole installation, live.
+
+The consumer only authenticates, joins the status group and forwards; it never writes.
+Group names and event payloads belong to ``collabadmin.live``; foreign origins were
+refused before this runs (``AllowedHostsOriginValidator`` in ``collabadmin.asgi``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
+
+from collabadmin import live
+from failover.selectors import status_snapshot
+
+# The same close codes as the Agent desktop's socket (4000-4999, modelled on HTTP's).
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+def _is_active_staff(user_id: int) -> bool:
+    return get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).exists()
+
+
+def _snapshot() -> dict[str, Any]:
+    # The sequence number is read before the rows: an event numbered up to it was sent
+    # after its commit, so the rows read next include its change and the client may drop
+    # it; anything numbered later is delivered (we joined the group first) and applied.
+    seq = live.current_sequence()
+    return {"type": "snapshot", "seq": seq, "data": status_snapshot()}
+
+
+class StatusConsumer(AsyncJsonWebsocketConsumer):
+    """Sends the status snapshot first, then every ``{type, seq, data}`` event of the status group.
+
+    Refuses (accepts, then closes, so the browser sees the code) anonymous users with 4401
+    and users who are not active staff with 4403. Each forwarded event re-checks that the
+    user is still active staff: a demoted administrator's desktop stops hearing at once.
+    """
+
+    user_id: int | None = None
+    joined = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self._refuse(CLOSE_NOT_AUTHENTICATED)
+            return
+        if not await database_sync_to_async(_is_active_staff)(user.pk):
+            await self._refuse(CLOSE_FORBIDDEN)
+            return
+        self.user_id = user.pk
+        # Subscribe first, then take the snapshot: nothing can fall between the two.
+        await self.channel_layer.group_add(live.STATUS_GROUP, self.channel_name)
+        self.joined = True
+        await self.accept()
+        await self.send_json(await database_sync_to_async(_snapshot)())
+
+    async def _refuse(self, code: int) -> None:
+        await self.accept()
+        await self.close(code=code)
+
+    async def disconnect(self, code: int) -> None:
+        if self.joined:
+            self.joined = False
+            await self.channel_layer.group_discard(live.STATUS_GROUP, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The desktop sends nothing; anything received (even malformed JSON) is ignored."""
+
+    async def live_event(self, message: dict[str, Any]) -> None:
+        """Forward one event of ``collabadmin.live`` to the browser, as it was published."""
+        if self.user_id is None:
+            return
+        if not await database_sync_to_async(_is_active_staff)(self.user_id):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.send_json(message["event"])

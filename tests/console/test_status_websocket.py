@@ -1,0 +1,191 @@
+"""/ws/status/ through the real ASGI application and the real Redis channel layer: who is
+refused, the snapshot first, then every change with a higher sequence number.
+
+Transactional tests: the consumer reads the database from its own thread, and the live
+events leave only after a real commit (``transaction.on_commit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from collabadmin import live
+from collabadmin.asgi import application
+from failover.choices import Health, PeerKind, PeerPriority
+from failover.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
+from failover.models import Link, Peer
+from failover.services.switchover import link_switchover
+from tests.factories import AlertFactory, PeerFactory, ServerFactory, peer_mark_connected
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PATH = "/ws/status/"
+ORIGIN = "http://localhost"
+TIMEOUT = 5
+
+
+def session_cookie(user) -> str:
+    """The Cookie header of a logged-in browser (made outside the async scenario: it writes the session)."""
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def communicator(*, cookie: str | None = None, origin: str = ORIGIN) -> WebsocketCommunicator:
+    headers = [(b"origin", origin.encode()), (b"host", b"localhost")]
+    if cookie is not None:
+        headers.append((b"cookie", cookie.encode()))
+    return WebsocketCommunicator(application, PATH, headers=headers)
+
+
+def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    return async_to_sync(scenario)()
+
+
+async def refused_with(socket: WebsocketCommunicator) -> int:
+    connected, _ = await socket.connect(timeout=TIMEOUT)
+    assert connected
+    closing = await socket.receive_output(timeout=TIMEOUT)
+    assert closing["type"] == "websocket.close"
+    return closing["code"]
+
+
+@pytest.fixture
+def pair():
+    """routing-a with its Media Blender pair, the primary connected."""
+    server = ServerFactory(name="routing-a")
+    primary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="mb-1")
+    PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="mb-2")
+    Peer.objects.filter(server=server).update(health=Health.UP)
+    peer_mark_connected(primary, epoch=3)
+    return Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
+
+
+# --- Who is refused ----------------------------------------------------------------------------
+
+
+def test_an_anonymous_socket_is_refused_with_4401():
+    async def scenario() -> int:
+        return await refused_with(communicator())
+
+    assert run(scenario) == CLOSE_NOT_AUTHENTICATED
+
+
+def test_an_agent_is_refused_with_4403(agent):
+    cookie = session_cookie(agent.user)
+
+    async def scenario() -> int:
+        return await refused_with(communicator(cookie=cookie))
+
+    assert run(scenario) == CLOSE_FORBIDDEN
+
+
+def test_a_foreign_origin_is_refused_before_the_consumer_runs(admin_user):
+    cookie = session_cookie(admin_user)
+
+    async def scenario() -> tuple[bool, Any]:
+        socket = communicator(cookie=cookie, origin="https://evil.example")
+        result = await socket.connect(timeout=TIMEOUT)
+        await socket.disconnect()
+        return result
+
+    connected, _ = run(scenario)
+
+    assert not connected  # the handshake itself is rejected (HTTP 403)
+
+
+# --- Snapshot, then every change ----------------------------------------------------------------
+
+
+def test_the_snapshot_comes_first_with_the_status_shape_and_the_current_sequence(admin_user, pair):
+    AlertFactory(server=pair.server, message="Media Blender link down")
+    seq_before = live.current_sequence()
+    cookie = session_cookie(admin_user)
+
+    async def scenario() -> dict:
+        socket = communicator(cookie=cookie)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        snapshot = await socket.receive_json_from(timeout=TIMEOUT)
+        await socket.disconnect()
+        return snapshot
+
+    snapshot = run(scenario)
+
+    assert snapshot["type"] == "snapshot"
+    assert isinstance(snapshot["seq"], int)
+    assert snapshot["seq"] >= seq_before
+    data = snapshot["data"]
+    assert set(data) >= {"generated_at", "servers", "session_counts", "alerts"}
+    (server,) = data["servers"]
+    assert server["name"] == "routing-a"
+    link = next(link for link in server["links"] if link["kind"] == PeerKind.MEDIA_BLENDER)
+    assert (link["id"], link["epoch"], link["active_peer"]["name"]) == (pair.pk, 3, "mb-1")
+    assert [(p["name"], p["display_state"]) for p in link["peers"]] == [("mb-1", "connected"), ("mb-2", "standby")]
+    assert [alert["message"] for alert in data["alerts"]] == ["Media Blender link down"]
+
+
+def test_a_switchover_arrives_as_a_link_changed_event_with_a_higher_sequence(admin_user, pair):
+    user = get_user_model().objects.get(pk=admin_user.pk)  # loaded here: no lazy ORM reads in the scenario
+    cookie = session_cookie(user)
+
+    async def scenario() -> tuple[dict, dict]:
+        socket = communicator(cookie=cookie)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        snapshot = await socket.receive_json_from(timeout=TIMEOUT)
+        await sync_to_async(link_switchover)(link_id=pair.pk, actor=user, reason="planned work on mb-1")
+        event = await socket.receive_json_from(timeout=TIMEOUT)
+        while event["type"] != "link.changed":  # other changes of the same commit may come first
+            event = await socket.receive_json_from(timeout=TIMEOUT)
+        await socket.disconnect()
+        return snapshot, event
+
+    snapshot, event = run(scenario)
+
+    assert event["seq"] > snapshot["seq"]
+    assert event["data"] == {
+        **event["data"],
+        "link": pair.pk,
+        "server": "routing-a",
+        "from_peer": "mb-1",
+        "to_peer": "mb-2",
+        "epoch": 4,
+        "reason": "planned work on mb-1",
+    }
+
+
+def test_a_user_no_longer_staff_stops_hearing_and_is_closed(admin_user, pair):
+    user = get_user_model().objects.get(pk=admin_user.pk)
+    cookie = session_cookie(user)
+
+    async def scenario() -> dict:
+        socket = communicator(cookie=cookie)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        await socket.receive_json_from(timeout=TIMEOUT)
+        await sync_to_async(get_user_model().objects.filter(pk=user.pk).update)(is_staff=False)
+        await sync_to_async(link_switchover)(link_id=pair.pk, actor="system:test", reason="test")
+        return await socket.receive_output(timeout=TIMEOUT)
+
+    assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+def test_whatever_the_browser_sends_is_ignored(admin_user):
+    cookie = session_cookie(admin_user)
+
+    async def scenario() -> bool:
+        socket = communicator(cookie=cookie)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        await socket.receive_json_from(timeout=TIMEOUT)
+        await socket.send_to(text_data="{not json")
+        quiet = await socket.receive_nothing(timeout=0.2)
+        await socket.disconnect()
+        return quiet
+
+    assert run(scenario)
