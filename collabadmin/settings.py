@@ -166,6 +166,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 1.0,
         "options": {"expires": 0.9},
     },
+    # Safety net only: drains follow events; this catches a lost message or a dead worker.
+    "drain-all-queues": {"task": "sessions.drain_all", "schedule": 10.0, "options": {"expires": 9.0}},
     "end-hung-up-after-grace": {
         "task": "sessions.end_hung_up_after_grace",
         "schedule": 5.0,

@@ -1,9 +1,18 @@
-"""Events pushed by peers over the held connections, handed to the services that own them."""
+"""Events pushed by peers over the held connections, handed to the services that own them.
+
+The monitor holds a subscribed connection to every peer, the standby too, so each event
+arrives with the peer it came from; the services decide whether that peer's word counts
+(only the connected Media Blender may confirm a route). Handlers run as fire-and-forget
+tasks on the monitor's loop and reach the database through ``sync_to_async``, so a slow
+write never delays probes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from asgiref.sync import sync_to_async
 
@@ -14,14 +23,29 @@ from failover.peering.protocol import Message
 log = logging.getLogger(__name__)
 _pending: set[asyncio.Task[None]] = set()
 
+# ``route_confirmed`` leaves the MB ~20 ms after its answer to ``route``, and may overtake
+# the commit that records that answer. Such an early event is tried again after these
+# pauses (seconds) before it is dropped; the transit timeout covers a route never confirmed.
+CONFIRM_RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0)
+
 
 def dispatch_peer_event(target: PeerTarget, message: Message) -> None:
     """Called on the monitor's event loop for every pushed event; must not block."""
+    if target.kind != PeerKind.MEDIA_BLENDER:
+        return
     event = message.get("event")
-    if target.kind == PeerKind.MEDIA_BLENDER and event == "icm_side_changed":
-        task = asyncio.create_task(_record_icm_side(target.id, message.get("side")))
-        _pending.add(task)  # keep a reference until done, or the task may be collected
-        task.add_done_callback(_pending.discard)
+    if event == "icm_side_changed":
+        _spawn(_record_icm_side(target.id, message.get("side")))
+    elif event == "route_confirmed":
+        _spawn(_confirm_route(target.id, message.get("session_id"), message.get("agent_id")))
+    elif event == "phone_hung_up":
+        _spawn(_record_phone_hung_up(target.id, message.get("session_id"), message.get("agent_id")))
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coroutine)
+    _pending.add(task)  # keep a reference until done, or the task may be collected
+    task.add_done_callback(_pending.discard)
 
 
 async def _record_icm_side(peer_id: int, side: object) -> None:
@@ -32,3 +56,37 @@ async def _record_icm_side(peer_id: int, side: object) -> None:
         await sync_to_async(peer_record_icm_side)(peer_id=peer_id, side=value)
     except Exception:
         log.exception("could not record the Media Blender's ICM side")
+
+
+async def _confirm_route(peer_id: int, session_id: object, agent_id: object) -> None:
+    # Imported late: the failover app must not need the sessions app to start its monitor.
+    from sessions.services.routing import ConfirmOutcome, session_confirm_route
+
+    if not isinstance(session_id, str) or not isinstance(agent_id, str):
+        return
+    for pause in (0.0, *CONFIRM_RETRY_DELAYS):
+        if pause:
+            await asyncio.sleep(pause)
+        try:
+            outcome = await sync_to_async(session_confirm_route)(
+                session_id=session_id, agent_icm_id=agent_id, peer_id=peer_id
+            )
+        except Exception:
+            log.exception("could not record a route confirmation", extra={"session": session_id})
+            return
+        if outcome != ConfirmOutcome.EARLY:
+            return
+    log.info("route confirmation for session %s from peer %s dropped: not in transit", session_id, peer_id)
+
+
+async def _record_phone_hung_up(peer_id: int, session_id: object, agent_id: object) -> None:
+    from sessions.services.routing import session_phone_hung_up
+
+    if not isinstance(session_id, str):
+        return
+    try:
+        await sync_to_async(session_phone_hung_up)(
+            session_id=session_id, peer_id=peer_id, agent_icm_id=agent_id if isinstance(agent_id, str) else None
+        )
+    except Exception:
+        log.exception("could not record a phone hang-up", extra={"session": session_id})

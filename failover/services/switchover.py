@@ -22,6 +22,7 @@ from collabadmin import live
 from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import FailoverEvent, Link, Peer
 from failover.services.audit import audit_record
+from sessions.services import followups
 
 Actor = AbstractBaseUser | str | None
 SYSTEM = "system:monitor"
@@ -123,6 +124,8 @@ def switch(
             "reason": reason,
         },
     )
+    # Sessions follow a newly connected Media Blender (issue 4): agents, transits, queue; on commit.
+    followups.after_link_switched(link, connected=target)
     return SwitchoverResult(link=link, changed=True, outcome=outcome, event=event)
 
 

@@ -1,26 +1,80 @@
-"""What must happen after a session or agent change commits: talk to the Media Blender,
-drain the queue. Called by the lifecycle services inside their transaction; everything
-here is scheduled with ``transaction.on_commit`` so nothing is sent for a rolled-back
-change. (The Media Blender conversation itself lives in ``sessions.routing``.)
+"""What must happen after a session, agent or link change commits: talk to the Media
+Blender, drain the queue. Called by the services inside their transaction; everything here
+is scheduled with ``transaction.on_commit`` so nothing is sent for a rolled-back change
+(STYLE habit 2). The Media Blender conversation itself lives in ``sessions.routing`` and
+runs in Celery tasks (``sessions.tasks``), never in the caller's transaction.
 """
 
 from __future__ import annotations
 
+import logging
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
 from django.db import transaction
 
-from sessions.models import Agent, CollaborationSession
+from failover.choices import PeerKind
+from sessions.choices import ROUTED_STATES
+
+if TYPE_CHECKING:
+    from celery import Task
+
+    from failover.models import Link, Peer
+    from sessions.models import Agent, CollaborationSession
+
+log = logging.getLogger(__name__)
+
+
+def _send(task: Task, *args: Any) -> None:
+    """Send ``task`` once the transaction commits. A broker failure is logged, not raised:
+    the change is committed, and the periodic tasks and the next event catch up."""
+
+    def send() -> None:
+        try:
+            task.apply_async(args=args)
+        except Exception:
+            log.warning("could not send %s%r", task.name, args, exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def _tasks() -> ModuleType:
+    # Imported late: the tasks import the services, which import this module.
+    from sessions import tasks
+
+    return tasks
 
 
 def after_session_requested(session: CollaborationSession) -> None:
     """A new session is queued: try to route the server's queue."""
-    transaction.on_commit(lambda: None)
+    _send(_tasks().drain_queue, session.server_id)
 
 
 def after_session_ended(session: CollaborationSession, *, previous_state: str) -> None:
-    """Release the Media Blender route of a routed session; its agent's slot is free, so drain."""
-    transaction.on_commit(lambda: None)
+    """Release the Media Blender route of a routed session and re-sync its agent (a slot is
+    free, or a logged-out agent can now be forgotten); each task then drains the queue."""
+    if previous_state not in ROUTED_STATES:
+        return
+    _send(_tasks().release_route, str(session.pk), session.server_id)
+    if session.agent_id:
+        _send(_tasks().sync_agent, session.agent_id)
+
+
+def after_session_requeued(session: CollaborationSession, *, previous_agent_id: int | None) -> None:
+    """Release the abandoned route, give its agent the slot back at the MB, drain the queue."""
+    _send(_tasks().release_route, str(session.pk), session.server_id)
+    if previous_agent_id:
+        _send(_tasks().sync_agent, previous_agent_id)
 
 
 def after_agent_changed(agent: Agent) -> None:
     """Tell the connected Media Blender the agent's new state; a ready agent may take work."""
-    transaction.on_commit(lambda: None)
+    _send(_tasks().sync_agent, agent.pk)
+
+
+def after_link_switched(link: Link, *, connected: Peer | None) -> None:
+    """A Media Blender link has a newly connected peer (switchover or restore): re-register
+    the agents with it, re-ask it for the sessions in transit, drain the queue. Other links,
+    and a link that went down, need nothing here."""
+    if link.kind == PeerKind.MEDIA_BLENDER and connected is not None:
+        _send(_tasks().after_media_blender_switchover, link.pk, link.epoch)

@@ -1,0 +1,282 @@
+"""Session transitions driven by the Media Blender: routed, confirmed, phone hung up, requeued.
+
+Each service runs in one transaction, locks the session row, checks that the change still
+applies (compare-and-set: the MB's answers and events may be late, duplicated or come from
+a peer that is no longer connected), writes one audit entry and publishes the session on
+commit. They never talk to the MB themselves: callers do that outside the transaction and
+hand the answer in, and these return an outcome instead of raising, because a stale
+answer is an ordinary event, not an error.
+
+Lock order, shared with the switchover and server-failure services: link, then agent,
+then session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from django.db import transaction
+from django.utils import timezone
+
+from collabadmin import live
+from failover.choices import AuditAction, LinkState, PeerConnection, PeerKind
+from failover.models import Link, Peer
+from failover.services.audit import audit_record
+from sessions.choices import ROUTED_STATES, AgentState, PhoneLeg, SessionState
+from sessions.models import Agent, CollaborationSession
+from sessions.payloads import session_payload
+from sessions.services import followups
+from sessions.services.lifecycle import Actor, check_transition, publish_session
+
+ROUTER = "system:router"
+MEDIA_BLENDER = "system:media-blender"
+
+
+class RouteOutcome(StrEnum):
+    ROUTED = "routed"
+    # The session already holds exactly this route: the MB's route is ours, keep it.
+    ALREADY_ROUTED = "already_routed"
+    # No longer waiting for a route (ended, routed elsewhere, moved to another server).
+    NOT_ROUTABLE = "not_routable"
+    # The MB link switched since the route was asked: the answer is fenced off.
+    STALE_EPOCH = "stale_epoch"
+    # The database says this agent cannot take it (unknown, not ready, full, wrong skill).
+    AGENT_UNAVAILABLE = "agent_unavailable"
+
+
+class ConfirmOutcome(StrEnum):
+    ACTIVATED = "activated"
+    # Possibly ahead of the route's own commit (the MB confirms ~20 ms after answering):
+    # the caller may try again shortly.
+    EARLY = "early"
+    IGNORED = "ignored"
+
+
+def as_session_id(value: object) -> uuid.UUID | None:
+    """The session primary key named by an MB message, or ``None`` if it names none."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def publish_session_change(session: CollaborationSession, *, previous_agent_id: int | None) -> None:
+    """``publish_session``, also telling the agent that just lost the session (requeue, re-route)."""
+    publish_session(session)
+    if previous_agent_id and previous_agent_id != session.agent_id:
+        live.publish("session.changed", session_payload(session), groups=[live.agent_group(previous_agent_id)])
+
+
+def agent_load(agent_id: int, *, besides: object = None) -> int:
+    """How many sessions the agent holds (in transit or active), not counting ``besides``."""
+    return CollaborationSession.objects.filter(agent_id=agent_id, state__in=ROUTED_STATES).exclude(pk=besides).count()
+
+
+def agent_can_take(agent: Agent, session: CollaborationSession) -> bool:
+    """Ready, enabled, of the session's server and skill group, with a free slot."""
+    if not agent.enabled or agent.state != AgentState.READY or agent.server_id != session.server_id:
+        return False
+    if session.skill_group_id and not agent.skill_groups.filter(pk=session.skill_group_id).exists():
+        return False
+    return agent_load(agent.pk, besides=session.pk) < agent.max_sessions
+
+
+@transaction.atomic
+def session_route(*, session_id: object, agent_icm_id: str, epoch: int, actor: Actor = ROUTER) -> RouteOutcome:
+    """Record the MB's answer to ``route``: the session goes in transit to that agent.
+
+    Applies to a queued session, and to one in transit under an older epoch (re-asked of a
+    newly connected MB after a switchover). Fencing: nothing changes unless the server's MB
+    link is still connected at ``epoch``, the epoch the route was asked under; the link row
+    is locked, so a switchover cannot slip in before the commit. The database is the last
+    word on capacity: an agent never holds more than ``max_sessions`` sessions whatever an
+    MB believes. On ``ROUTED``: ``agent``, ``routed_at``, ``route_epoch`` set, a
+    ``session.routed`` audit entry, a live update. Any other outcome changes nothing; the
+    caller then releases the MB's route unless it is ``ALREADY_ROUTED``.
+    """
+    server_id = CollaborationSession.objects.filter(pk=session_id).values_list("server_id", flat=True).first()
+    if server_id is None:
+        return RouteOutcome.NOT_ROUTABLE
+    link = Link.objects.select_for_update().get(server_id=server_id, kind=PeerKind.MEDIA_BLENDER)
+    if link.state != LinkState.CONNECTED or link.epoch != epoch:
+        return RouteOutcome.STALE_EPOCH
+    agent = Agent.objects.select_for_update().filter(server_id=server_id, icm_id=agent_icm_id).first()
+    session = CollaborationSession.objects.select_for_update().get(pk=session_id)
+    if session.server_id != server_id:
+        return RouteOutcome.NOT_ROUTABLE  # adopted by another server between the two reads
+    holds_this_route = session.state in ROUTED_STATES and session.route_epoch == epoch
+    if agent is not None and holds_this_route and session.agent_id == agent.pk:
+        return RouteOutcome.ALREADY_ROUTED
+    rerouting = session.state == SessionState.IN_TRANSIT and session.route_epoch != epoch
+    if session.state != SessionState.QUEUED and not rerouting:
+        return RouteOutcome.NOT_ROUTABLE
+    if agent is None or not agent_can_take(agent, session):
+        return RouteOutcome.AGENT_UNAVAILABLE
+    if not rerouting:
+        check_transition(session, SessionState.IN_TRANSIT)
+    before = {"state": session.state, "agent": session.agent_id, "route_epoch": session.route_epoch}
+    previous_agent_id = session.agent_id
+    session.state = SessionState.IN_TRANSIT
+    session.agent = agent
+    # On a re-route the transit timeout starts again: the new MB gets the whole timeout.
+    session.routed_at = timezone.now()
+    session.route_epoch = epoch
+    session.save(update_fields=["state", "agent", "routed_at", "route_epoch"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.SESSION_ROUTED,
+        target=session,
+        reason="re-routed by the newly connected Media Blender" if rerouting else "",
+        before=before,
+        after={"state": session.state, "agent": agent.pk, "agent_icm_id": agent.icm_id, "route_epoch": epoch},
+    )
+    publish_session_change(session, previous_agent_id=previous_agent_id)
+    return RouteOutcome.ROUTED
+
+
+def _connected_epoch(peer_id: int) -> tuple[int | None, int | None]:
+    """(server, epoch) of a connected Media Blender peer; (server, None) for any other peer."""
+    peer = (
+        Peer.objects.filter(pk=peer_id, kind=PeerKind.MEDIA_BLENDER)
+        .values("server_id", "connection", "connected_epoch")
+        .first()
+    )
+    if peer is None:
+        return None, None
+    connected = peer["connection"] == PeerConnection.CONNECTED
+    return peer["server_id"], peer["connected_epoch"] if connected else None
+
+
+def _lock_session(pk: uuid.UUID, *, server_id: int) -> CollaborationSession | None:
+    # The row alone, no join: after waiting for a concurrent route's commit, PostgreSQL
+    # re-checks only the locked row, and an outer-joined agent would come back empty.
+    return CollaborationSession.objects.select_for_update().filter(pk=pk, server_id=server_id).first()
+
+
+def _icm_id_of(agent_id: int | None) -> str | None:
+    return Agent.objects.filter(pk=agent_id).values_list("icm_id", flat=True).first() if agent_id else None
+
+
+@transaction.atomic
+def session_confirm_route(*, session_id: object, agent_icm_id: str, peer_id: int) -> ConfirmOutcome:
+    """The MB pushed ``route_confirmed``: an in-transit session becomes active.
+
+    Only from the peer connected for the session's server now, for the route asked under
+    that connection (``route_epoch`` is its epoch) and to the same agent: an event from a
+    standby, from a stale connection or about an older route is ``IGNORED``. ``EARLY``
+    means the session is not (yet) in transit under that epoch, which happens when the
+    event overtakes the commit of the route that caused it; nothing changes and the
+    caller may retry. On ``ACTIVATED``: ``activated_at``, the phone leg ``connected``
+    (unless the caller already hung up), a ``session.activated`` audit entry, a live update.
+    """
+    pk = as_session_id(session_id)
+    server_id, epoch = _connected_epoch(peer_id)
+    if pk is None or server_id is None:
+        return ConfirmOutcome.IGNORED
+    session = _lock_session(pk, server_id=server_id)
+    if session is None or epoch is None:
+        return ConfirmOutcome.IGNORED
+    if session.state == SessionState.QUEUED or (
+        session.state == SessionState.IN_TRANSIT and (session.route_epoch or 0) < epoch
+    ):
+        return ConfirmOutcome.EARLY
+    if session.state != SessionState.IN_TRANSIT or session.route_epoch != epoch:
+        return ConfirmOutcome.IGNORED
+    if _icm_id_of(session.agent_id) != agent_icm_id:
+        return ConfirmOutcome.IGNORED
+    check_transition(session, SessionState.ACTIVE)
+    session.state = SessionState.ACTIVE
+    session.activated_at = timezone.now()
+    if session.phone_leg == PhoneLeg.NONE:
+        session.phone_leg = PhoneLeg.CONNECTED
+    session.save(update_fields=["state", "activated_at", "phone_leg"])
+    audit_record(
+        actor=MEDIA_BLENDER,
+        action=AuditAction.SESSION_ACTIVATED,
+        target=session,
+        before={"state": SessionState.IN_TRANSIT},
+        after={"state": SessionState.ACTIVE, "agent": session.agent_id, "route_epoch": epoch},
+    )
+    publish_session(session)
+    return ConfirmOutcome.ACTIVATED
+
+
+@transaction.atomic
+def session_phone_hung_up(*, session_id: object, peer_id: int, agent_icm_id: str | None = None) -> bool:
+    """The MB pushed ``phone_hung_up``: the caller's phone leg ended; the web session does
+    NOT end (seed: the agent ends it, or the grace policy does).
+
+    Accepted from either Media Blender of the session's server: after a manual switchover
+    the old MB still bridges the calls of the sessions it routed (PRODUCT.md row 5). When
+    the event names an agent it must be the session's, so a stale route of another
+    attempt cannot mark the session. Applies to a session in transit or active whose phone
+    leg is not already hung up (a repeat is a no-op, ``False``). On change: ``phone_leg``
+    ``hung_up``, ``phone_hung_up_at``, an audit entry, a live update to administrators and
+    the agent.
+    """
+    pk = as_session_id(session_id)
+    server_id = Peer.objects.filter(pk=peer_id, kind=PeerKind.MEDIA_BLENDER).values_list("server_id", flat=True).first()
+    if pk is None or server_id is None:
+        return False
+    session = _lock_session(pk, server_id=server_id)
+    if session is None or session.state not in ROUTED_STATES or session.phone_leg == PhoneLeg.HUNG_UP:
+        return False
+    if agent_icm_id is not None and _icm_id_of(session.agent_id) != agent_icm_id:
+        return False
+    before = {"phone_leg": session.phone_leg}
+    session.phone_leg = PhoneLeg.HUNG_UP
+    session.phone_hung_up_at = timezone.now()
+    session.save(update_fields=["phone_leg", "phone_hung_up_at"])
+    audit_record(
+        actor=MEDIA_BLENDER,
+        action=AuditAction.SESSION_PHONE_HUNG_UP,
+        target=session,
+        before=before,
+        after={"phone_leg": PhoneLeg.HUNG_UP, "state": session.state},
+    )
+    publish_session(session)
+    return True
+
+
+@transaction.atomic
+def session_requeue(
+    *, session_id: object, actor: Actor, reason: str, routed_before: datetime | None = None
+) -> CollaborationSession | None:
+    """Put an in-transit session back in the queue: its route was not confirmed in time.
+
+    Compare-and-set: only a session still in transit (and, with ``routed_before``, routed
+    before then, so a route renewed meanwhile is left alone); otherwise ``None``. The
+    agent, route and phone leg of the abandoned attempt are cleared; ``queued_at`` is kept,
+    so the session is back at the head of the queue (PRODUCT.md row 8). Writes a
+    ``session.requeued`` audit entry, publishes to administrators and to the agent that
+    lost it, and on commit releases the route at the MB, re-syncs that agent's capacity and
+    drains the queue.
+    """
+    session = CollaborationSession.objects.select_for_update().filter(pk=session_id).first()
+    if session is None or session.state != SessionState.IN_TRANSIT:
+        return None
+    if routed_before is not None and (session.routed_at is None or session.routed_at >= routed_before):
+        return None
+    check_transition(session, SessionState.QUEUED)
+    before = {"state": session.state, "agent": session.agent_id, "route_epoch": session.route_epoch}
+    previous_agent_id = session.agent_id
+    session.state = SessionState.QUEUED
+    session.agent = None
+    session.routed_at = None
+    session.route_epoch = None
+    session.phone_leg = PhoneLeg.NONE
+    session.phone_hung_up_at = None
+    session.save(update_fields=["state", "agent", "routed_at", "route_epoch", "phone_leg", "phone_hung_up_at"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.SESSION_REQUEUED,
+        target=session,
+        reason=reason,
+        before=before,
+        after={"state": SessionState.QUEUED},
+    )
+    publish_session_change(session, previous_agent_id=previous_agent_id)
+    followups.after_session_requeued(session, previous_agent_id=previous_agent_id)
+    return session

@@ -1,0 +1,105 @@
+"""Celery tasks of the sessions app: thin wrappers around services, safe to run twice.
+
+They take ids, return quietly when the row is gone, and expire instead of piling up: a
+drain or a sync that waited a minute in the queue is superseded by a newer one anyway.
+The Media Blender is reached only from here (through the services), never from a request
+or a transaction. Periodic ones are in ``CELERY_BEAT_SCHEDULE``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import OperationalError
+
+from failover.models import Server
+from sessions.choices import AgentState
+from sessions.models import Agent
+from sessions.services.drain import queue_drain
+from sessions.services.media_blender import agent_sync, route_release
+from sessions.services.switchover_followup import after_media_blender_switchover as switchover_followup
+from sessions.services.timeouts import sessions_end_hung_up_after_grace, sessions_requeue_expired_transits
+
+logger = logging.getLogger(__name__)
+
+# A database that is briefly unavailable (a PostgreSQL restart, SQLite busy) is retried;
+# a Media Blender that does not answer is not: the services already gave up cleanly and
+# the next event or switchover redoes the work.
+RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 3}
+
+
+@shared_task(name="sessions.drain_queue", time_limit=60, soft_time_limit=50, expires=60, ignore_result=True, **RETRY)
+def drain_queue(server_id: int) -> int:
+    """Route the server's queued sessions through its connected MB, oldest first; return how many."""
+    if not Server.objects.filter(pk=server_id).exists():
+        return 0
+    return queue_drain(server_id=server_id)
+
+
+@shared_task(name="sessions.sync_agent", time_limit=30, soft_time_limit=25, expires=60, ignore_result=True, **RETRY)
+def sync_agent(agent_id: int) -> bool:
+    """Tell the connected MB the agent's state and slots; a ready agent may take work, so drain."""
+    server_id = Agent.objects.filter(pk=agent_id).values_list("server_id", flat=True).first()
+    if server_id is None:
+        return False
+    synced = agent_sync(agent_id=agent_id)
+    if synced and Agent.objects.filter(pk=agent_id, state=AgentState.READY).exists():
+        queue_drain(server_id=server_id)
+    return synced
+
+
+@shared_task(name="sessions.release_route", time_limit=30, soft_time_limit=25, expires=300, ignore_result=True, **RETRY)
+def release_route(session_id: str, server_id: int) -> int:
+    """Release the session's route at the server's MBs (a slot is free), then drain the queue.
+
+    The drain is here, not a separate task, so it cannot run before the slot is free.
+    """
+    if not Server.objects.filter(pk=server_id).exists():
+        return 0
+    released = route_release(session_id=session_id, server_id=server_id)
+    queue_drain(server_id=server_id)
+    return released
+
+
+@shared_task(
+    name="sessions.after_media_blender_switchover",
+    time_limit=120,
+    soft_time_limit=100,
+    expires=300,
+    ignore_result=True,
+    **RETRY,
+)
+def after_media_blender_switchover(link_id: int, epoch: int) -> bool:
+    """Re-register the agents with the newly connected MB, re-ask it for the sessions in
+    transit, drain the queue. Does nothing if the link has switched again since ``epoch``."""
+    return switchover_followup(link_id=link_id, epoch=epoch) is not None
+
+
+# Periodic: no result stored, and each run expires before the next tick.
+@shared_task(name="sessions.requeue_expired_transits", time_limit=30, soft_time_limit=25, expires=1, ignore_result=True)
+def requeue_expired_transits() -> int:
+    """Put back at the head of the queue the sessions whose route was not confirmed in time."""
+    return sessions_requeue_expired_transits()
+
+
+@shared_task(name="sessions.end_hung_up_after_grace", time_limit=30, soft_time_limit=25, expires=5, ignore_result=True)
+def end_hung_up_after_grace() -> int:
+    """End the sessions whose caller hung up longer ago than the policy's grace (if set)."""
+    return sessions_end_hung_up_after_grace()
+
+
+@shared_task(name="sessions.drain_all", time_limit=60, soft_time_limit=50, expires=10, ignore_result=True)
+def drain_all() -> int:
+    """Safety net: drain every server that has queued sessions.
+
+    Drains normally follow events (a request, a ready agent, a freed slot, a switchover);
+    this catches the one whose message was lost or whose worker died mid-drain.
+    """
+    from sessions.choices import SessionState
+    from sessions.models import CollaborationSession
+
+    server_ids = (
+        CollaborationSession.objects.filter(state=SessionState.QUEUED).values_list("server_id", flat=True).distinct()
+    )
+    return sum(queue_drain(server_id=server_id) for server_id in list(server_ids))
