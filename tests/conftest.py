@@ -8,7 +8,10 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tests.factories import AgentFactory, ServerFactory, StaffFactory
+from failover.choices import Health, PeerKind, PeerPriority
+from failover.models import Link
+from tests.factories import AgentFactory, PeerFactory, ServerFactory, StaffFactory
+from tests.pairs import set_health
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +23,16 @@ def fast_password_hashing(settings):
 @pytest.fixture
 def server(db):
     return ServerFactory(name="routing-a")
+
+
+@pytest.fixture
+def mb_pair(server):
+    """A Media Blender pair, both peers up, the primary connected (as after start-up)."""
+    primary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="mb-1")
+    secondary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="mb-2")
+    set_health(primary, Health.UP)
+    set_health(secondary, Health.UP)
+    return Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER), primary, secondary
 
 
 @pytest.fixture

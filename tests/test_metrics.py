@@ -15,7 +15,7 @@ from collabadmin import metrics
 from failover.choices import AlertKind, FailoverKind, Health, LinkState, PeerKind, PeerPriority
 from failover.models import Link, Peer, Server
 from failover.monitor.monitor import LEASE_NAME
-from failover.services.health import ProbeFigures, peer_health_changed, peers_record_probes
+from failover.services.health import ProbeFigures, peers_record_probes
 from failover.services.lease import lease_acquire
 from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import Agent
@@ -28,6 +28,7 @@ from tests.factories import (
     StaffFactory,
     UserFactory,
 )
+from tests.pairs import set_health
 
 pytestmark = pytest.mark.django_db
 
@@ -54,20 +55,6 @@ def label_sets(families: dict, family: str) -> list[dict]:
     return [s.labels for s in families[family].samples]
 
 
-def set_health(peer, health: Health, *, at=None, failed_at=None):
-    return peer_health_changed(peer_id=peer.pk, health=health, at=at or timezone.now(), failed_at=failed_at)
-
-
-@pytest.fixture
-def mb_pair(server):
-    """A Media Blender pair brought up through the health service: the primary connected."""
-    primary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="mb-1")
-    secondary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="mb-2")
-    set_health(primary, Health.UP)
-    set_health(secondary, Health.UP)
-    return primary, secondary
-
-
 def fail_over(primary) -> None:
     """The primary fails: it began failing 0.4 s before it was declared down, 1.2 s ago."""
     declared = timezone.now() - timedelta(seconds=1.2)
@@ -79,7 +66,7 @@ def fail_over(primary) -> None:
 
 
 def test_a_real_switchover_moves_link_state_epoch_and_failover_counter(server, mb_pair):
-    primary, _ = mb_pair
+    _, primary, _ = mb_pair
     before = scrape()
     fail_over(primary)
 
@@ -105,7 +92,7 @@ def test_a_real_switchover_moves_link_state_epoch_and_failover_counter(server, m
 
 
 def test_a_real_switchover_lands_in_the_detection_and_switchover_histogram_buckets(mb_pair):
-    primary, _ = mb_pair
+    _, primary, _ = mb_pair
     fail_over(primary)
 
     families = scrape()
@@ -132,7 +119,7 @@ def test_a_real_switchover_lands_in_the_detection_and_switchover_histogram_bucke
 
 
 def test_peer_gauges_follow_health_connection_maintenance_and_probe_figures(server, mb_pair):
-    primary, secondary = mb_pair
+    _, primary, secondary = mb_pair
     peers_record_probes(
         [
             ProbeFigures(

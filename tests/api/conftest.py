@@ -7,7 +7,6 @@ from rest_framework.test import APIClient
 
 from collabadmin import live
 from tests.factories import UserFactory
-from tests.failover.conftest import mb_pair  # noqa: F401  (the failover tests' pair, shared here)
 
 
 @pytest.fixture

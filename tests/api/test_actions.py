@@ -10,7 +10,7 @@ from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
 from tests.factories import PeerFactory, ServerFactory
-from tests.failover.conftest import connected, set_health
+from tests.pairs import connected, set_health
 
 pytestmark = pytest.mark.django_db
 

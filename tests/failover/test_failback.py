@@ -14,7 +14,7 @@ from failover.services.failback import links_fail_back
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.switchover import link_switchover
 from failover.tasks import fail_back
-from tests.failover.conftest import connected, set_health
+from tests.pairs import connected, set_health
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from failover.models import AuditEntry, FailoverEvent, Link
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.switchover import SwitchoverRefused, link_switchover
 from tests.factories import PeerFactory
-from tests.failover.conftest import connected, set_health
+from tests.pairs import connected, set_health
 
 pytestmark = pytest.mark.django_db
 
