@@ -14,29 +14,21 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.db import transaction
+
+from collabadmin.redis_client import shared_redis
 
 logger = logging.getLogger(__name__)
 
 STATUS_GROUP = "status"
 SEQUENCE_KEY = "collabadmin:live:seq"
-_redis_client: redis.Redis | None = None
 
 
 def agent_group(agent_id: int) -> str:
     """The group of one agent's desktops: its own sessions and alerts only."""
     return f"agent.{agent_id}"
-
-
-def _redis() -> redis.Redis:
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
-    return _redis_client
 
 
 def next_sequence() -> int:
@@ -47,7 +39,7 @@ def next_sequence() -> int:
     before the restart unless a million events a second were sent: the sequence keeps
     increasing across Redis restarts and clients need no special case.
     """
-    client = _redis()
+    client = shared_redis()
     with client.pipeline(transaction=False) as pipe:
         pipe.set(SEQUENCE_KEY, time.time_ns() // 1000, nx=True)
         pipe.incr(SEQUENCE_KEY)
@@ -57,7 +49,7 @@ def next_sequence() -> int:
 
 def current_sequence() -> int:
     """The last number handed out; a snapshot carries it so clients drop older events."""
-    return int(_redis().get(SEQUENCE_KEY) or 0)
+    return int(shared_redis().get(SEQUENCE_KEY) or 0)
 
 
 def publish(event_type: str, data: dict[str, Any], *, groups: Iterable[str] = (STATUS_GROUP,)) -> None:

@@ -14,10 +14,10 @@ import contextlib
 import logging
 
 import redis
-from django.conf import settings
 from redis.exceptions import LockError
 from redis.lock import Lock
 
+from collabadmin.redis_client import shared_redis
 from failover.peering import client
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession
@@ -34,14 +34,6 @@ LOCK_SECONDS = 15
 # A bound on going round again: each pass is triggered by a real change, but a bug that
 # keeps re-requesting must not spin a worker forever.
 MAX_PASSES = 10
-_redis_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis:
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
-    return _redis_client
 
 
 class DrainCoordinator:
@@ -51,14 +43,14 @@ class DrainCoordinator:
     def __init__(self, server_id: int) -> None:
         key = f"collabadmin:drain:{server_id}"
         self.pending_key = f"{key}:pending"
-        self.lock: Lock = _redis().lock(key, timeout=LOCK_SECONDS, blocking=False)
+        self.lock: Lock = shared_redis().lock(key, timeout=LOCK_SECONDS, blocking=False)
         self.available = True
 
     def request(self) -> None:
         """Ask for a (further) pass; set before trying the lock, so a holder that is just
         finishing sees it."""
         try:
-            _redis().set(self.pending_key, 1, ex=LOCK_SECONDS)
+            shared_redis().set(self.pending_key, 1, ex=LOCK_SECONDS)
         except redis.RedisError:
             self.available = False
 
@@ -68,7 +60,7 @@ class DrainCoordinator:
         try:
             if not self.lock.acquire():
                 return False
-            _redis().delete(self.pending_key)
+            shared_redis().delete(self.pending_key)
         except redis.RedisError:
             log.warning("drain lock unavailable (Redis); draining without it", exc_info=True)
             self.available = False
@@ -92,7 +84,7 @@ class DrainCoordinator:
         if not self.available:
             return False
         try:
-            return bool(_redis().exists(self.pending_key))
+            return bool(shared_redis().exists(self.pending_key))
         except redis.RedisError:
             return False
 

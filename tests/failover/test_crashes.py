@@ -75,7 +75,7 @@ def test_a_worker_killed_in_the_middle_of_switchovers_leaves_a_consistent_pair(m
 
 
 @pytest.fixture
-def restartable_redis(tmp_path, settings, monkeypatch):
+def restartable_redis(tmp_path, settings):
     """The project pointed at a Redis server of this test's own, which it can restart."""
     socket = embedded_redis.ensure_running(tmp_path)
     url = f"unix://{socket}"
@@ -83,7 +83,6 @@ def restartable_redis(tmp_path, settings, monkeypatch):
     settings.CHANNEL_LAYERS = {
         "default": {**settings.CHANNEL_LAYERS["default"], "CONFIG": {"hosts": [url], "prefix": "crash-test"}}
     }
-    monkeypatch.setattr(live, "_redis_client", None)
     yield tmp_path
     embedded_redis.stop(tmp_path)
 
