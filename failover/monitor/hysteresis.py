@@ -20,6 +20,9 @@ class HealthTracker:
     * ``rise`` consecutive good probes make it UP again.
     * Flap damping: after ``flap_max`` health changes within ``flap_window`` seconds, it
       must answer continuously for ``flap_window`` seconds before it may be UP again.
+    * ``unknown_grace``: something never yet seen up (health UNKNOWN) is declared DOWN only
+      after failing for this many seconds, hard failures included. A node that is still
+      starting refuses connections; that must not read as a failure of a running node.
     """
 
     rise: int
@@ -27,6 +30,7 @@ class HealthTracker:
     flap_window: float
     flap_max: int
     health: Health = Health.UNKNOWN
+    unknown_grace: float = 0.0
     successes: int = 0
     failures: int = 0
     failing_since: float | None = None
@@ -49,6 +53,10 @@ class HealthTracker:
         self.failures += 1
         self.successes = 0
         self.good_since = None
+        if self.health == Health.UNKNOWN and self.unknown_grace:
+            if self.failures >= self.fall and now - self.failing_since >= self.unknown_grace:
+                return self._change(Health.DOWN, now)
+            return None
         if self.health != Health.DOWN and (hard or self.failures >= self.fall):
             return self._change(Health.DOWN, now)
         return None

@@ -51,21 +51,39 @@ OnTransition = Callable[[Transition], Awaitable[None]]
 OnEvent = Callable[[PeerTarget, Message], None]
 
 
-def make_tracker(timings: Timings, health: Health) -> HealthTracker:
+# A server never seen up is still starting (the stack starts its nodes one by one); only
+# after this long without an answer is it declared down and its work ended.
+SERVER_STARTUP_GRACE_SECONDS = 30.0
+
+
+def make_tracker(timings: Timings, health: Health, *, unknown_grace: float = 0.0) -> HealthTracker:
     # Start from the health the database already has, so a monitor taking over from
     # another node does not flip every peer to unknown and back.
     return HealthTracker(
-        rise=timings.rise, fall=timings.fall, flap_window=timings.flap_window, flap_max=timings.flap_max, health=health
+        rise=timings.rise,
+        fall=timings.fall,
+        flap_window=timings.flap_window,
+        flap_max=timings.flap_max,
+        health=health,
+        unknown_grace=unknown_grace,
     )
 
 
 class Watcher:
     """Shared loop: probe, feed the tracker, report transitions, wait."""
 
-    def __init__(self, target_id: int, timings: Timings, health: Health, on_transition: OnTransition) -> None:
+    def __init__(
+        self,
+        target_id: int,
+        timings: Timings,
+        health: Health,
+        on_transition: OnTransition,
+        *,
+        unknown_grace: float = 0.0,
+    ) -> None:
         self.target_id = target_id
         self.timings = timings
-        self.tracker = make_tracker(timings, health)
+        self.tracker = make_tracker(timings, health, unknown_grace=unknown_grace)
         self.on_transition = on_transition
         self.figures: Figures | None = None
 
@@ -156,7 +174,7 @@ class ServerWatcher(Watcher):
     """Probes a node's ``/healthz`` over HTTP/1.1, a fresh connection each time (as a load balancer does)."""
 
     def __init__(self, target: ServerTarget, timings: Timings, on_transition: OnTransition) -> None:
-        super().__init__(target.id, timings, target.health, on_transition)
+        super().__init__(target.id, timings, target.health, on_transition, unknown_grace=SERVER_STARTUP_GRACE_SECONDS)
         self.target = target
         parts = urlsplit(target.base_url)
         self.host = parts.hostname or "127.0.0.1"

@@ -75,3 +75,19 @@ def test_health_never_changes_without_enough_consecutive_evidence(probes):
             assert streak_ok >= 3
         if changed == Health.DOWN:
             assert hard or streak_fail >= 2
+
+
+def test_something_never_seen_up_is_declared_down_only_after_the_grace():
+    t = tracker(fall=2, unknown_grace=30.0)
+
+    assert t.observe(False, 0.0, hard=True) is None
+    assert t.observe(False, 10.0, hard=True) is None
+    assert t.observe(False, 30.0, hard=True) == Health.DOWN
+
+
+def test_a_node_that_comes_up_within_the_grace_is_simply_up_and_then_fails_normally():
+    t = tracker(rise=1, fall=2, unknown_grace=30.0)
+    t.observe(False, 0.0, hard=True)
+
+    assert t.observe(True, 5.0) == Health.UP
+    assert t.observe(False, 6.0, hard=True) == Health.DOWN
