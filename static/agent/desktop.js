@@ -19,37 +19,13 @@
   const root = document.querySelector("[data-live-ws]");
   if (!root) return;
 
-  const RESYNC_MS = 30000;
-  const MAX_BACKOFF_MS = 15000;
+  const { connectLive, fetchFragment, localizeTimes } = window.CollabLive;
   const COALESCE_MS = 25; // a burst of events (a switchover) becomes one fetch per fragment
-  const CLOSE_NOT_AUTHENTICATED = 4401;
-  const CLOSE_FORBIDDEN = 4403;
+  const TIME_FORMAT = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
 
-  const statusEl = document.querySelector("[data-live-status]");
   const announcer = document.getElementById("live-announcer");
   const pending = new Set();
-  let snapshotSeq = null;
-  let lastSeq = null;
-  let attempts = 0;
   let flushTimer = null;
-  let socket = null;
-
-  function setStatus(state, text) {
-    if (!statusEl) return;
-    statusEl.dataset.state = state;
-    const label = statusEl.querySelector("[data-live-text]");
-    if (label) label.textContent = text;
-  }
-
-  /** Server times are rendered in UTC; show them in the agent's own time zone. */
-  function localizeTimes(scope) {
-    scope.querySelectorAll("time[data-local]").forEach((el) => {
-      const when = new Date(el.getAttribute("datetime"));
-      if (Number.isNaN(when.getTime())) return;
-      el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-      el.title = when.toLocaleString();
-    });
-  }
 
   /** Session id -> caller name, for the sessions in scope (optionally only hung-up ones). */
   function sessionsIn(scope, onlyHungUp) {
@@ -74,7 +50,7 @@
     const focusId = focused && focused !== document.body && region.contains(focused) ? focused.id : null;
 
     region.innerHTML = html;
-    localizeTimes(region);
+    localizeTimes(region, TIME_FORMAT);
 
     // Keyboard users keep their place: the same control again, or the section heading
     // when that control went away (the session ended).
@@ -98,23 +74,8 @@
     // Only the newest request of a fragment may write it: answers can arrive out of order.
     const ticket = (Number(region.dataset.liveTicket) || 0) + 1;
     region.dataset.liveTicket = String(ticket);
-    let response;
-    try {
-      response = await fetch(region.dataset.livePartial, {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { "X-Requested-With": "fetch" },
-      });
-    } catch (error) {
-      return; // offline: the socket reconnects and resyncs
-    }
-    if (response.redirected || response.status === 403) {
-      window.location.reload(); // logged out meanwhile: the page itself goes to the log-in
-      return;
-    }
-    if (!response.ok) return;
-    const html = await response.text();
-    if (region.dataset.liveTicket === String(ticket)) swap(region, html);
+    const html = await fetchFragment(region.dataset.livePartial);
+    if (html !== null && region.dataset.liveTicket === String(ticket)) swap(region, html);
   }
 
   function schedule(eventType, data) {
@@ -135,59 +96,14 @@
     }, COALESCE_MS);
   }
 
-  function onMessage(message) {
-    if (message.type === "snapshot") {
-      snapshotSeq = message.seq;
-      lastSeq = message.seq;
-      attempts = 0;
-      setStatus("live", "Live");
-      // The page was rendered before the socket opened: catch up with everything.
-      schedule("*");
-      return;
-    }
-    if (snapshotSeq === null || typeof message.seq !== "number") return;
-    if (message.seq <= lastSeq) return; // already in the snapshot, or a duplicate
-    lastSeq = message.seq;
-    schedule(message.type, message.data);
-  }
-
-  function connect() {
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(`${scheme}//${window.location.host}${root.dataset.liveWs}`);
-    snapshotSeq = null;
-    socket.addEventListener("message", (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch (error) {
-        return;
-      }
-      onMessage(message);
-    });
-    socket.addEventListener("close", (event) => {
-      socket = null;
-      if (event.code === CLOSE_NOT_AUTHENTICATED || event.code === CLOSE_FORBIDDEN) {
-        // Not a network failure: retrying would be refused again. A fragment refresh
-        // finds out whether the log-in is gone (and then reloads to the log-in page).
-        setStatus("error", "Live updates off");
-        schedule("*");
-        return;
-      }
-      attempts += 1;
-      const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(attempts, 5));
-      setStatus("reconnecting", "Reconnecting…");
-      window.setTimeout(connect, backoff * (0.75 + Math.random() * 0.5));
-    });
-  }
-
-  // A safety net for an event lost on the way (the channel layer drops, it never retries).
-  window.setInterval(() => {
-    if (socket && socket.readyState === WebSocket.OPEN && document.visibilityState === "visible") schedule("*");
-  }, RESYNC_MS);
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && socket && socket.readyState === WebSocket.OPEN) schedule("*");
+  const everything = () => schedule("*");
+  localizeTimes(document, TIME_FORMAT);
+  connectLive({
+    path: root.dataset.liveWs,
+    onSnapshot: everything, // the page was rendered before the socket opened: catch up
+    onEvent: (message) => schedule(message.type, message.data),
+    // Refused: a fragment refresh finds out whether the log-in is gone (then reloads).
+    onRefused: everything,
+    resync: everything,
   });
-
-  localizeTimes(document);
-  connect();
 })();

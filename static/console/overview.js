@@ -18,36 +18,11 @@
   const container = document.querySelector("[data-live-partial]");
   if (!root || !container) return;
 
+  const { connectLive, fetchFragment, localizeTimes } = window.CollabLive;
   const DEBOUNCE_MS = 100;
-  const RESYNC_MS = 30000;
-  const MAX_BACKOFF_MS = 15000;
-  const CLOSE_NOT_AUTHENTICATED = 4401;
-  const CLOSE_FORBIDDEN = 4403;
-
-  const statusEl = document.querySelector("[data-live-status]");
-  let snapshotSeq = null;
-  let lastSeq = null;
-  let attempts = 0;
+  const TIME_FORMAT = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
   let timer = null;
-  let socket = null;
   let ticket = 0;
-
-  function setStatus(state, text) {
-    if (!statusEl) return;
-    statusEl.dataset.state = state;
-    const label = statusEl.querySelector("[data-live-text]");
-    if (label) label.textContent = text;
-  }
-
-  /** Server times are rendered in UTC; show them in the administrator's own time zone. */
-  function localizeTimes(scope) {
-    scope.querySelectorAll("time[data-local]").forEach((el) => {
-      const when = new Date(el.getAttribute("datetime"));
-      if (Number.isNaN(when.getTime())) return;
-      el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
-      el.title = when.toLocaleString();
-    });
-  }
 
   function swap(html) {
     const incoming = document.createElement("template");
@@ -57,7 +32,7 @@
     incoming.content.querySelectorAll("[data-region]").forEach((fresh) => {
       const region = container.querySelector(`[data-region="${fresh.dataset.region}"]`);
       if (!region) return;
-      localizeTimes(fresh);
+      localizeTimes(fresh, TIME_FORMAT);
       // Untouched regions stay as they are: no needless re-announcement or repaint.
       if (region.innerHTML !== fresh.innerHTML) region.innerHTML = fresh.innerHTML;
     });
@@ -71,70 +46,13 @@
   async function refresh() {
     // Only the newest request may write: answers can arrive out of order.
     const mine = ++ticket;
-    let response;
-    try {
-      response = await fetch(container.dataset.livePartial, {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { "X-Requested-With": "fetch" },
-      });
-    } catch (error) {
-      return; // offline: the socket reconnects and resyncs
-    }
-    if (response.redirected || response.status === 403) {
-      window.location.reload(); // logged out meanwhile: the page itself goes to the log-in
-      return;
-    }
-    if (!response.ok) return;
-    const html = await response.text();
-    if (mine === ticket) swap(html);
+    const html = await fetchFragment(container.dataset.livePartial);
+    if (html !== null && mine === ticket) swap(html);
   }
 
   function schedule() {
     window.clearTimeout(timer);
     timer = window.setTimeout(refresh, DEBOUNCE_MS);
-  }
-
-  function onMessage(message) {
-    if (message.type === "snapshot") {
-      snapshotSeq = message.seq;
-      lastSeq = message.seq;
-      attempts = 0;
-      setStatus("live", "Live");
-      schedule(); // the page was rendered before the socket opened: catch up
-      return;
-    }
-    if (snapshotSeq === null || typeof message.seq !== "number") return;
-    if (message.seq <= lastSeq) return; // already in the snapshot, or a duplicate
-    lastSeq = message.seq;
-    schedule();
-  }
-
-  function connect() {
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(`${scheme}//${window.location.host}${root.dataset.liveWs}`);
-    snapshotSeq = null;
-    socket.addEventListener("message", (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch (error) {
-        return;
-      }
-      onMessage(message);
-    });
-    socket.addEventListener("close", (event) => {
-      socket = null;
-      if (event.code === CLOSE_NOT_AUTHENTICATED || event.code === CLOSE_FORBIDDEN) {
-        setStatus("error", "Live updates off");
-        schedule(); // finds out whether the log-in is gone (then reloads to the log-in page)
-        return;
-      }
-      attempts += 1;
-      const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(attempts, 5));
-      setStatus("reconnecting", "Reconnecting…");
-      window.setTimeout(connect, backoff * (0.75 + Math.random() * 0.5));
-    });
   }
 
   // --- Actions: one <dialog> asks for the reason and the confirmation ---------------------------
@@ -171,14 +89,12 @@
     });
   }
 
-  // A safety net for an event lost on the way.
-  window.setInterval(() => {
-    if (socket && socket.readyState === WebSocket.OPEN && document.visibilityState === "visible") schedule();
-  }, RESYNC_MS);
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && socket && socket.readyState === WebSocket.OPEN) schedule();
+  localizeTimes(document, TIME_FORMAT);
+  connectLive({
+    path: root.dataset.liveWs,
+    onSnapshot: schedule, // the page was rendered before the socket opened: catch up
+    onEvent: schedule,
+    onRefused: schedule, // finds out whether the log-in is gone (then reloads to the log-in page)
+    resync: schedule,
   });
-
-  localizeTimes(document);
-  connect();
 })();

@@ -1,0 +1,117 @@
+/**
+ * The live-update plumbing shared by the desktops: one WebSocket that starts with a
+ * snapshot and then carries {type, seq, data} events, the "Live" indicator, and fetching
+ * the server-rendered fragments that the pages swap in.
+ *
+ * Sequence numbers: events numbered at or below the snapshot's are already in it and are
+ * dropped, as are duplicates. Every (re)connection starts with a fresh snapshot; a
+ * periodic resync heals an event lost on the way (the pub/sub channel layer delivers at
+ * most once).
+ */
+(function () {
+  "use strict";
+
+  const MAX_BACKOFF_MS = 15000;
+  const CLOSE_NOT_AUTHENTICATED = 4401;
+  const CLOSE_FORBIDDEN = 4403;
+
+  const statusEl = document.querySelector("[data-live-status]");
+
+  function setStatus(state, text) {
+    if (!statusEl) return;
+    statusEl.dataset.state = state;
+    const label = statusEl.querySelector("[data-live-text]");
+    if (label) label.textContent = text;
+  }
+
+  /** Server times are rendered in UTC; show them in the reader's own time zone. */
+  function localizeTimes(scope, timeOptions) {
+    scope.querySelectorAll("time[data-local]").forEach((el) => {
+      const when = new Date(el.getAttribute("datetime"));
+      if (Number.isNaN(when.getTime())) return;
+      el.textContent = when.toLocaleTimeString([], timeOptions);
+      el.title = when.toLocaleString();
+    });
+  }
+
+  /** The fragment's HTML, or null (offline, or an error: the next event or resync retries).
+   * A log-in that expired meanwhile reloads the page, which then goes to the log-in. */
+  async function fetchFragment(url) {
+    let response;
+    try {
+      response = await fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "X-Requested-With": "fetch" } });
+    } catch (error) {
+      return null;
+    }
+    if (response.redirected || response.status === 403) {
+      window.location.reload();
+      return null;
+    }
+    return response.ok ? response.text() : null;
+  }
+
+  /**
+   * Keep a WebSocket to ``path`` open. ``onSnapshot(message)`` runs on each snapshot,
+   * ``onEvent(message)`` on each newer event, ``onRefused()`` when the server refuses the
+   * user (4401/4403: not a network failure, so no retry). ``resync()`` runs every
+   * ``resyncMs`` while the socket is open and the tab visible, and when the tab shows again.
+   */
+  function connectLive({ path, onSnapshot, onEvent, onRefused, resync, resyncMs = 30000 }) {
+    let socket = null;
+    let snapshotSeq = null;
+    let lastSeq = null;
+    let attempts = 0;
+
+    function onMessage(message) {
+      if (message.type === "snapshot") {
+        snapshotSeq = lastSeq = message.seq;
+        attempts = 0;
+        setStatus("live", "Live");
+        onSnapshot(message);
+        return;
+      }
+      if (snapshotSeq === null || typeof message.seq !== "number") return;
+      if (message.seq <= lastSeq) return; // already in the snapshot, or a duplicate
+      lastSeq = message.seq;
+      onEvent(message);
+    }
+
+    function open() {
+      const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+      socket = new WebSocket(`${scheme}//${window.location.host}${path}`);
+      snapshotSeq = null;
+      socket.addEventListener("message", (event) => {
+        let message;
+        try {
+          message = JSON.parse(event.data);
+        } catch (error) {
+          return;
+        }
+        onMessage(message);
+      });
+      socket.addEventListener("close", (event) => {
+        socket = null;
+        if (event.code === CLOSE_NOT_AUTHENTICATED || event.code === CLOSE_FORBIDDEN) {
+          setStatus("error", "Live updates off");
+          onRefused();
+          return;
+        }
+        attempts += 1;
+        const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(attempts, 5));
+        setStatus("reconnecting", "Reconnecting…");
+        window.setTimeout(open, backoff * (0.75 + Math.random() * 0.5));
+      });
+    }
+
+    const isOpen = () => socket !== null && socket.readyState === WebSocket.OPEN;
+    window.setInterval(() => {
+      if (isOpen() && document.visibilityState === "visible") resync();
+    }, resyncMs);
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && isOpen()) resync();
+    });
+    open();
+  }
+
+  window.CollabLive = { connectLive, fetchFragment, localizeTimes, setStatus };
+})();
