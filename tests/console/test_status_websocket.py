@@ -7,55 +7,25 @@ events leave only after a real commit (``transaction.on_commit``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from collabadmin import live
-from collabadmin.asgi import application
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
 from failover.models import Link, Peer
 from failover.services.switchover import link_switchover
 from tests.factories import AlertFactory, PeerFactory, ServerFactory, peer_mark_connected
+from tests.websockets import TIMEOUT, open_socket, refused_with, run, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PATH = "/ws/status/"
-ORIGIN = "http://localhost"
-TIMEOUT = 5
-
-
-def session_cookie(user) -> str:
-    """The Cookie header of a logged-in browser (made outside the async scenario: it writes the session)."""
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-
-
-def communicator(*, cookie: str | None = None, origin: str = ORIGIN) -> WebsocketCommunicator:
-    headers = [(b"origin", origin.encode()), (b"host", b"localhost")]
-    if cookie is not None:
-        headers.append((b"cookie", cookie.encode()))
-    return WebsocketCommunicator(application, PATH, headers=headers)
-
-
-def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
-    return async_to_sync(scenario)()
-
-
-async def refused_with(socket: WebsocketCommunicator) -> int:
-    connected, _ = await socket.connect(timeout=TIMEOUT)
-    assert connected
-    closing = await socket.receive_output(timeout=TIMEOUT)
-    assert closing["type"] == "websocket.close"
-    return closing["code"]
+communicator = partial(open_socket, PATH)
 
 
 @pytest.fixture

@@ -7,64 +7,32 @@ events leave only after a real commit (``transaction.on_commit``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.test import Client
 
 from collabadmin import live
-from collabadmin.asgi import application
 from sessions.choices import AgentState, EndReason
 from sessions.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
 from sessions.models import Agent
 from sessions.services.lifecycle import agent_set_ready, session_end
 from tests.desktop.conftest import logged_in, routed_session
 from tests.factories import AgentFactory, UserFactory
+from tests.websockets import TIMEOUT, open_socket, refused_with, run, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PATH = "/ws/agent/"
-ORIGIN = "http://localhost"
-TIMEOUT = 5
+communicator = partial(open_socket, PATH)
 
 
 def test_the_channel_layer_is_the_real_redis_one_from_settings():
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_redis.")
     assert type(get_channel_layer()).__module__.startswith("channels_redis.")
-
-
-def session_cookie(user) -> str:
-    """The Cookie header of a logged-in browser (made outside the async scenario: it writes the session)."""
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-
-
-def communicator(*, cookie: str | None = None, origin: str = ORIGIN) -> WebsocketCommunicator:
-    """A socket to /ws/agent/ from ``origin``, logged in when ``cookie`` (see session_cookie) is given."""
-    headers = [(b"origin", origin.encode()), (b"host", b"localhost")]
-    if cookie is not None:
-        headers.append((b"cookie", cookie.encode()))
-    return WebsocketCommunicator(application, PATH, headers=headers)
-
-
-def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
-    """Run an async scenario from this synchronous (database-enabled) test."""
-    return async_to_sync(scenario)()
-
-
-async def refused_with(socket: WebsocketCommunicator) -> int:
-    """The close code of a socket the consumer accepted only to close it."""
-    connected, _ = await socket.connect(timeout=TIMEOUT)
-    assert connected
-    closing = await socket.receive_output(timeout=TIMEOUT)
-    assert closing["type"] == "websocket.close"
-    return closing["code"]
 
 
 # --- Who is refused ----------------------------------------------------------------------------
