@@ -7,10 +7,12 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 
+from failover.choices import Health
 from failover.monitor import targets
 from failover.monitor.targets import PeerTarget, ServerTarget, Timings
 from failover.monitor.watchers import OnEvent, PeerWatcher, ServerWatcher, Transition, Watcher
@@ -82,6 +84,7 @@ class Monitor:
                 next_refresh = now + TOPOLOGY_REFRESH_SECONDS
             if now >= next_flush:
                 await self._flush_figures()
+                await self._reassert_health()
                 next_flush = now + FIGURES_FLUSH_SECONDS
             renewed = await sync_to_async(lease_renew)(token=self.token, ttl_seconds=self.lease_ttl(timings))
             if not renewed:
@@ -156,6 +159,28 @@ class Monitor:
         ]
         with contextlib.suppress(Exception):
             await sync_to_async(peers_record_probes)(figures)
+
+    async def _reassert_health(self) -> None:
+        """Re-send any decision the database does not show.
+
+        A write can be lost (the database was briefly unavailable, the lease was being
+        renewed); the watcher's tracker does not decide the same thing twice, so without
+        this a peer could stay "up" in the database while every probe fails.
+        """
+        written = await sync_to_async(targets.load_health)()
+        now = time.time()
+        for registry, kind, transition in (
+            (self.peer_watchers, "peer", self._peer_transition),
+            (self.server_watchers, "server", self._server_transition),
+        ):
+            for target_id, (_, watcher, _) in list(registry.items()):
+                decided = watcher.tracker.health
+                if decided == Health.UNKNOWN or written.get((kind, target_id), decided) == decided:
+                    continue
+                log.warning("re-asserting a health decision the database missed", extra={kind: target_id})
+                failed_at = (watcher.tracker.failing_since or now) if decided == Health.DOWN else None
+                error = watcher.figures.error if watcher.figures else ""
+                await transition(Transition(target_id, decided, now, failed_at, error))
 
     async def _stop_watchers(self) -> None:
         tasks = [task for registry in (self.peer_watchers, self.server_watchers) for _, _, task in registry.values()]

@@ -53,6 +53,13 @@ def load_servers() -> list[ServerTarget]:
     ]
 
 
+def load_health() -> dict[tuple[str, int], Health]:
+    """The health the database holds, keyed ("peer"|"server", id): two small queries."""
+    peers = {("peer", pk): Health(h) for pk, h in Peer.objects.values_list("pk", "health")}
+    servers = {("server", pk): Health(h) for pk, h in Server.objects.values_list("pk", "health")}
+    return peers | servers
+
+
 def load_timings() -> Timings:
     policy = Policy.current()
     return Timings(

@@ -160,10 +160,15 @@ class PeerWatcher(Watcher):
         if self.connection is None:
             await asyncio.sleep(seconds)
             return
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(seconds):
                 await self.connection.closed.wait()
-                await self.record(False, None, f"closed: {self.connection.close_reason}", hard=True)
+        except TimeoutError:
+            return
+        # Outside the time-out: recording writes to the database, which can take longer
+        # than an interval on a busy machine, and a write cancelled before it started
+        # would leave the tracker saying "down" while the database still says "up".
+        await self.record(False, None, f"closed: {self.connection.close_reason}", hard=True)
 
     def _deliver(self, message: Message) -> None:
         if self.on_event is not None:

@@ -131,3 +131,20 @@ def test_a_flapping_peer_does_not_flap_the_link(simulated_pair, fast_policy):
     events = list(FailoverEvent.objects.filter(link=link).values_list("kind", "reason"))
     assert [kind for kind, _ in events].count(FailoverKind.AUTOMATIC) == 1, events
     assert connected_name(link) == standby, events
+
+
+def test_a_decision_the_database_missed_is_written_again(simulated_pair):
+    link, processes = simulated_pair
+    with monitor_in_thread():
+        active, standby = both_up_and_one_connected(link)
+        processes[standby].kill()
+        wait_until(lambda: Peer.objects.get(name=standby).health == Health.DOWN, timeout=5, message="standby down")
+
+        # The write of that decision is lost (here: overwritten behind the monitor's back).
+        # The monitor sees the database disagree with its probes and writes it again.
+        Peer.objects.filter(name=standby).update(health=Health.UP)
+
+        wait_until(
+            lambda: Peer.objects.get(name=standby).health == Health.DOWN, timeout=10, message="standby down again"
+        )
+    assert connected_name(link) == active
