@@ -2,11 +2,11 @@
 
 from django.urls import path
 
-from failover import views
+from failover.views import actions, overview
 
 urlpatterns = [
-    path("", views.overview, name="home"),
-    path("partials/overview/", views.overview_partial, name="overview-partial"),
-    path("console/links/<int:link_id>/switchover/", views.link_switchover_view, name="console-link-switchover"),
-    path("console/peers/<int:peer_id>/maintenance/", views.peer_maintenance_view, name="console-peer-maintenance"),
+    path("", overview.overview, name="home"),
+    path("partials/overview/", overview.overview_partial, name="overview-partial"),
+    path("console/links/<int:link_id>/switchover/", actions.link_switchover_view, name="console-link-switchover"),
+    path("console/peers/<int:peer_id>/maintenance/", actions.peer_maintenance_view, name="console-peer-maintenance"),
 ]

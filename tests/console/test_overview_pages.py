@@ -80,7 +80,7 @@ def test_the_page_shows_the_topology_alerts_and_recent_events(admin_client, mb_l
     assert response.status_code == 200
     html = response.content.decode()
     assert 'data-live-ws="/ws/status/"' in html
-    assert "console/overview.js" in html
+    assert "console/console.js" in html
     assert 'aria-live="polite"' in html
     assert "Configuration may be out of sync: run Verify and Sync" in html
     assert 'data-peer="routing-a-mb-1" data-display-state="connected"' in html

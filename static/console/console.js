@@ -1,8 +1,10 @@
 /**
- * Administration desktop, live: one WebSocket to /ws/status/, a snapshot first, then {type, seq, data} events.
+ * Every page of the Administration desktop, live: one WebSocket to /ws/status/, a snapshot
+ * first, then {type, seq, data} events.
  *
- * The page is server-rendered. The element with data-live-partial="URL" holds the overview
- * fragment; the server renders the same template for the page and for each refresh. Each
+ * The page is server-rendered. The element with data-live-partial="URL" holds the page's
+ * fragment; the server renders the same template for the page and for each refresh (the
+ * page's own query string, its filters and page number, goes along). Each
  * [data-region] of a fetched fragment replaces the content of the page's region of the same
  * name, so the regions themselves (the alert banner's aria-live included) stay in place.
  *
@@ -46,8 +48,16 @@
   async function refresh() {
     // Only the newest request may write: answers can arrive out of order.
     const mine = ++ticket;
-    const html = await fetchFragment(container.dataset.livePartial);
+    const html = await fetchFragment(fragmentUrl());
     if (html !== null && mine === ticket) swap(html);
+  }
+
+  function fragmentUrl() {
+    const url = new URL(container.dataset.livePartial, window.location.href);
+    new URLSearchParams(window.location.search).forEach((value, key) => {
+      if (!url.searchParams.has(key)) url.searchParams.set(key, value);
+    });
+    return url.toString();
   }
 
   function schedule() {
@@ -56,21 +66,40 @@
   }
 
   // --- Actions: one <dialog> asks for the reason and the confirmation ---------------------------
+  // A button with data-action="URL" opens it; data-title, data-text describe the action and
+  // data-fields='{"name": "value"}' become hidden fields of the form posted to URL.
   const dialog = document.getElementById("action-dialog");
   if (dialog && typeof dialog.showModal === "function") {
     const form = dialog.querySelector("[data-action-form]");
+    const fields = form.querySelector("[data-action-fields]");
     let opener = null;
     container.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-action]");
       if (!button || button.disabled) return;
       opener = button;
       form.action = button.dataset.action;
-      form.elements.expected_epoch.value = button.dataset.epoch || "";
-      form.elements.on.value = button.dataset.on || "";
+      form.elements.next.value = window.location.pathname + window.location.search;
+      fields.replaceChildren();
+      let extra = {};
+      try {
+        extra = JSON.parse(button.dataset.fields || "{}");
+      } catch (error) {
+        extra = {};
+      }
+      Object.entries(extra).forEach(([name, value]) => {
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        input.value = String(value);
+        fields.appendChild(input);
+      });
       form.elements.reason.value = "";
+      form.elements.reason.removeAttribute("aria-invalid");
       dialog.querySelector("#action-title").textContent = `${button.dataset.title}?`;
       dialog.querySelector("#action-text").textContent = button.dataset.text || "";
-      dialog.querySelector("[data-action-submit]").textContent = button.dataset.title;
+      const submit = dialog.querySelector("[data-action-submit]");
+      submit.textContent = button.dataset.title;
+      submit.disabled = false;
       dialog.showModal();
       form.elements.reason.focus();
     });

@@ -1,0 +1,59 @@
+"""What every page of the Administration desktop shares: staff-only access, the reason an
+action needs, going back to the page it came from, pagination, and the live fragment.
+
+A console page is one view and two templates: ``page.html`` (extends ``console/base.html``)
+includes ``_page.html``, and the same view answers ``?fragment=1`` with ``_page.html`` alone;
+``static/console/console.js`` re-fetches that fragment (with the page's own filters) on every
+event of ``/ws/status/`` and swaps each ``[data-region]`` in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+
+REASON_MAX = 300
+DEFAULT_PAGE_SIZE = 50
+
+staff_only = staff_member_required(login_url="login")
+
+
+def read_reason(request: HttpRequest) -> str:
+    """The action's reason from the confirmation dialog, trimmed to what the audit keeps."""
+    return (request.POST.get("reason") or "").strip()[:REASON_MAX]
+
+
+def redirect_back(request: HttpRequest, fallback: str = "home") -> HttpResponseRedirect:
+    """Back to the console page the action was posted from (same site only), else ``fallback``."""
+    target = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse(fallback)
+    return HttpResponseRedirect(target)
+
+
+def paginate(request: HttpRequest, rows: QuerySet, per_page: int = DEFAULT_PAGE_SIZE) -> Page:
+    """One page of ``rows`` (``?page=N``; out-of-range numbers give the nearest page).
+    Two queries whatever the table's size: a COUNT and the slice."""
+    return Paginator(rows, per_page).get_page(request.GET.get("page"))
+
+
+def wants_fragment(request: HttpRequest) -> bool:
+    return request.GET.get("fragment") == "1"
+
+
+def render_console(request: HttpRequest, page: str, fragment: str, context: dict[str, Any]) -> HttpResponse:
+    """The whole page, or only its live fragment when ``?fragment=1`` (never cached)."""
+    if wants_fragment(request):
+        response = render(request, fragment, context)
+        response["Cache-Control"] = "no-store"
+        return response
+    return render(request, page, {**context, "fragment_template": fragment})

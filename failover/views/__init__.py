@@ -1,0 +1,1 @@
+"""The Administration desktop's failover pages and actions (staff only)."""

@@ -1,0 +1,79 @@
+"""The Administration desktop's link and peer actions: switch a pair over, maintenance on/off.
+
+Each asks for a reason (the confirmation dialog), calls the failover service (which locks,
+audits and publishes), and goes back to the page it came from with a message saying what
+happened or why it was refused.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_POST
+
+from collabadmin.console import read_reason, redirect_back, staff_only
+from failover.models import Link, Peer
+from failover.services.maintenance import peer_set_maintenance
+from failover.services.switchover import SwitchoverRefused, link_switchover
+
+
+def _refusal_text(error: SwitchoverRefused) -> str:
+    return " ".join(str(message) for message in error.messages)
+
+
+def _expected_epoch(request: HttpRequest) -> int | None:
+    raw = request.POST.get("expected_epoch", "")
+    return int(raw) if raw.isdigit() else None
+
+
+@staff_only
+@require_POST
+def link_switchover_view(request: HttpRequest, link_id: int) -> HttpResponse:
+    link = get_object_or_404(Link.objects.select_related("server"), pk=link_id)
+    label = f"{link.server.name} {link.get_kind_display()} link"
+    reason = read_reason(request)
+    if not reason:
+        messages.error(request, f"Switch-over of the {label} not done: give a reason.")
+        return redirect_back(request)
+    try:
+        result = link_switchover(
+            link_id=link.pk, actor=request.user, reason=reason, expected_epoch=_expected_epoch(request)
+        )
+    except SwitchoverRefused as error:
+        messages.error(request, f"Switch-over of the {label} refused: {_refusal_text(error)}")
+        return redirect_back(request)
+    if result.outcome == "stale":
+        messages.warning(
+            request,
+            f"The {label} changed before your request arrived (now epoch {result.link.epoch}); "
+            "nothing was done. Check its state and try again.",
+        )
+    elif result.changed and result.event is not None and result.event.to_peer_id:
+        target = Peer.objects.values_list("name", flat=True).get(pk=result.event.to_peer_id)
+        messages.success(request, f"The {label} switched over to {target} (epoch {result.link.epoch}).")
+    else:
+        messages.info(request, f"The {label} did not change.")
+    return redirect_back(request)
+
+
+@staff_only
+@require_POST
+def peer_maintenance_view(request: HttpRequest, peer_id: int) -> HttpResponse:
+    peer = get_object_or_404(Peer, pk=peer_id)
+    on = request.POST.get("on") == "1"
+    reason = read_reason(request)
+    verb = "Maintenance of" if on else "End of maintenance of"
+    if not reason:
+        messages.error(request, f"{verb} {peer.name} not done: give a reason.")
+        return redirect_back(request)
+    try:
+        result = peer_set_maintenance(peer_id=peer.pk, on=on, actor=request.user, reason=reason)
+    except SwitchoverRefused as error:
+        messages.error(request, f"{verb} {peer.name} refused: {_refusal_text(error)}")
+        return redirect_back(request)
+    text = f"{peer.name} is in maintenance." if on else f"{peer.name} is out of maintenance."
+    if result is not None and result.changed:
+        text += f" Its link is now {result.link.get_state_display().lower()} (epoch {result.link.epoch})."
+    messages.success(request, text)
+    return redirect_back(request)
