@@ -52,6 +52,30 @@ def current_sequence() -> int:
     return int(shared_redis().get(SEQUENCE_KEY) or 0)
 
 
+_run_id_cache: tuple[float, str | None] = (0.0, None)
+RUN_ID_CACHE_SECONDS = 1.0
+
+
+def redis_run_id() -> str | None:
+    """The Redis server's ``run_id``: it changes when Redis restarts, losing subscriptions
+    and any event sent meanwhile. Snapshots and heartbeats carry it so a desktop notices
+    the restart and reloads its snapshot. None while Redis cannot be reached.
+
+    Cached for a second per process: hundreds of sockets ask every few seconds.
+    """
+    global _run_id_cache
+    at, run_id = _run_id_cache
+    now = time.monotonic()
+    if now - at < RUN_ID_CACHE_SECONDS and run_id is not None:
+        return run_id
+    try:
+        run_id = str(shared_redis().info("server")["run_id"])
+    except Exception:  # Redis down or restarting: the next heartbeat asks again.
+        run_id = None
+    _run_id_cache = (now, run_id)
+    return run_id
+
+
 def publish(event_type: str, data: dict[str, Any], *, groups: Iterable[str] = (STATUS_GROUP,)) -> None:
     """Broadcast ``{"type", "seq", "data"}`` to ``groups`` once the current transaction commits."""
     targets = tuple(groups)

@@ -14,6 +14,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
 
 from collabadmin import live
+from collabadmin.heartbeat import HeartbeatMixin
 from failover.selectors import status_snapshot
 
 # The same close codes as the Agent desktop's socket (4000-4999, modelled on HTTP's).
@@ -30,10 +31,10 @@ def _snapshot() -> dict[str, Any]:
     # after its commit, so the rows read next include its change and the client may drop
     # it; anything numbered later is delivered (we joined the group first) and applied.
     seq = live.current_sequence()
-    return {"type": "snapshot", "seq": seq, "data": status_snapshot()}
+    return {"type": "snapshot", "seq": seq, "redis": live.redis_run_id(), "data": status_snapshot()}
 
 
-class StatusConsumer(AsyncJsonWebsocketConsumer):
+class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
     """Sends the status snapshot first, then every ``{type, seq, data}`` event of the status group.
 
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with 4401
@@ -58,12 +59,14 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):
         self.joined = True
         await self.accept()
         await self.send_json(await database_sync_to_async(_snapshot)())
+        self.start_heartbeat()
 
     async def _refuse(self, code: int) -> None:
         await self.accept()
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
+        await self.stop_heartbeat()
         if self.joined:
             self.joined = False
             await self.channel_layer.group_discard(live.STATUS_GROUP, self.channel_name)

@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from collabadmin import live
+from collabadmin.heartbeat import HeartbeatMixin
 from sessions.models import Agent
 from sessions.payloads import agent_payload, session_payload
 from sessions.views.access import own_open_sessions
@@ -35,10 +36,15 @@ def _snapshot(agent_id: int) -> dict[str, Any]:
     seq = live.current_sequence()
     agent = Agent.objects.select_related("user").get(pk=agent_id)
     sessions = [session_payload(session) for session in own_open_sessions(agent_id)]
-    return {"type": "snapshot", "seq": seq, "data": {"agent": agent_payload(agent), "sessions": sessions}}
+    return {
+        "type": "snapshot",
+        "seq": seq,
+        "redis": live.redis_run_id(),
+        "data": {"agent": agent_payload(agent), "sessions": sessions},
+    }
 
 
-class AgentConsumer(AsyncJsonWebsocketConsumer):
+class AgentConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
     """Sends a snapshot first, then every ``{type, seq, data}`` event of the agent's group.
 
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with
@@ -65,12 +71,14 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json(await database_sync_to_async(_snapshot)(agent_id))
+        self.start_heartbeat()
 
     async def _refuse(self, code: int) -> None:
         await self.accept()
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
+        await self.stop_heartbeat()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -61,9 +61,20 @@
     let snapshotSeq = null;
     let lastSeq = null;
     let attempts = 0;
+    let redisRunId = null;
 
     function onMessage(message) {
+      if (message.type === "heartbeat") {
+        // Redis restarted since our snapshot: subscriptions and events were lost. Reconnect
+        // at once for a fresh snapshot (collabadmin/heartbeat.py).
+        if (redisRunId && message.redis && message.redis !== redisRunId && socket) {
+          attempts = -1;
+          socket.close();
+        }
+        return;
+      }
       if (message.type === "snapshot") {
+        redisRunId = message.redis || null;
         snapshotSeq = lastSeq = message.seq;
         attempts = 0;
         setStatus("live", "Live");

@@ -159,3 +159,23 @@ def test_whatever_the_browser_sends_is_ignored(admin_user):
         return quiet
 
     assert run(scenario)
+
+
+def test_heartbeats_carry_the_redis_run_id_of_the_snapshot(admin_user, settings):
+    """How a page learns that Redis restarted under it (collabadmin/heartbeat.py)."""
+    settings.LIVE_HEARTBEAT_SECONDS = 0.1
+    cookie = session_cookie(admin_user)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        socket = communicator(cookie=cookie)
+        await socket.connect(timeout=TIMEOUT)
+        try:
+            snapshot = await socket.receive_json_from(timeout=TIMEOUT)
+            return snapshot, await socket.receive_json_from(timeout=TIMEOUT)
+        finally:
+            await socket.disconnect()
+
+    snapshot, heartbeat = run(scenario)
+    assert snapshot["type"] == "snapshot"
+    assert heartbeat == {"type": "heartbeat", "redis": snapshot["redis"]}
+    assert snapshot["redis"] == live.redis_run_id()
