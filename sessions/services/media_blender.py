@@ -185,6 +185,26 @@ def agent_sync(*, agent_id: int) -> bool:
     return True
 
 
+def agents_reconcile(*, server_id: int) -> bool:
+    """Bring every agent of the server in line at the connected MB (the safety net's half of
+    :func:`agent_sync`): releases routes of sessions that ended while their release task was
+    lost (a worker killed, Redis restarted), so the MB frees the slot and routes again.
+
+    ``False`` when no MB is connected or it cannot be reached. Idempotent.
+    """
+    target = connected_media_blender(server_id)
+    if target is None:
+        return False
+    try:
+        with MediaBlenderClient(target) as mb:
+            registered = mb.list_agents()
+            sync_agents(mb, agent_snapshots(server_id=server_id), registered=registered)
+    except client.PeerException as exc:
+        log.info("could not reconcile the agents of server %s with %s: %s", server_id, target.name, exc)
+        return False
+    return True
+
+
 def route_release(*, session_id: str, server_id: int) -> int:
     """Release the session's route at the server's Media Blenders (best effort); returns how
     many held one.

@@ -21,6 +21,7 @@ from sessions.services.lifecycle import IllegalTransition, agent_set_ready, sess
 from sessions.services.media_blender import agent_sync
 from sessions.services.requests import session_request
 from sessions.services.routing import ConfirmOutcome, RouteOutcome, session_confirm_route, session_route
+from sessions.tasks import drain_all
 from tests.factories import SessionFactory, peer_mark_connected
 from tests.sessions.conftest import mb_agents, mb_call, mb_routes
 
@@ -270,3 +271,26 @@ def test_the_periodic_safety_net_drains_a_queue_whose_drain_message_was_lost(med
     session.refresh_from_db()
     assert (session.state, session.agent) == (SessionState.IN_TRANSIT, ann)
     assert drain_all.apply().get() == 0
+
+
+def test_the_safety_net_frees_a_slot_whose_release_was_lost(media_blender, make_agent):
+    """A worker killed (or Redis restarted) between a session's end and the release of its
+    route leaves the Media Blender believing the agent is busy; the periodic drain reconciles
+    the agents with it first, so the next caller is routed."""
+    process, peer = media_blender
+    ann = make_agent("ann", "Sales")
+    registered(ann)
+    first = request()
+    assert queue_drain(server_id=first.server_id) == 1
+    session_confirm_route(session_id=str(first.pk), agent_icm_id="ann", peer_id=peer.pk)
+    # Ended with its follow-up lost: nothing committed runs it (not a transactional test).
+    session_end(session_id=first.pk, actor=ann.user, reason=EndReason.AGENT_ENDED)
+    assert [r["session_id"] for r in mb_routes(process)] == [str(first.pk)]
+    waiting = request()
+    assert queue_drain(server_id=waiting.server_id) == 0, "the MB still thinks ann is busy"
+
+    assert drain_all.apply().get() == 1
+
+    waiting.refresh_from_db()
+    assert (waiting.state, waiting.agent) == (SessionState.IN_TRANSIT, ann)
+    assert [r["session_id"] for r in mb_routes(process)] == [str(waiting.pk)]

@@ -1,0 +1,146 @@
+"""The whole stack as real processes for the fault-injection suite, each one killable,
+stoppable and restartable: two Media Blender simulators, a web node, the health monitor,
+a Celery worker, Celery beat, and a Redis server of the suite's own.
+
+Nothing here fakes a failure: a crash is SIGKILL, a stall is SIGSTOP, a Redis restart is
+the server process stopping and starting again on the same socket.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collabadmin import embedded_redis
+from tests.peering.conftest import PeerProcess
+from tests.processes import ROOT, child_database_url, project_env, start_node
+
+
+@dataclass
+class Managed:
+    """One process of the stack: ``start`` makes a new one (same ports, same files)."""
+
+    name: str
+    start: Callable[[], subprocess.Popen[bytes] | PeerProcess]
+    handle: subprocess.Popen[bytes] | PeerProcess | None = None
+    stopped: bool = False
+    starts: int = 0
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes] | None:
+        if self.handle is None:
+            return None
+        return self.handle.process if isinstance(self.handle, PeerProcess) else self.handle
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def launch(self) -> None:
+        self.handle = self.start()
+        self.stopped = False
+        self.starts += 1
+
+    def kill(self) -> None:
+        if self.alive:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+    def pause(self) -> None:
+        if self.alive and not self.stopped:
+            self.popen.send_signal(signal.SIGSTOP)
+            self.stopped = True
+
+    def resume(self) -> None:
+        if self.alive and self.stopped:
+            self.popen.send_signal(signal.SIGCONT)
+        self.stopped = False
+
+    def heal(self) -> None:
+        """Running and not stopped, whatever happened to it."""
+        self.resume()
+        if not self.alive:
+            self.launch()
+
+    def terminate(self) -> None:
+        self.resume()
+        if self.alive:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class Stack:
+    redis_dir: Path
+    processes: dict[str, Managed] = field(default_factory=dict)
+
+    def add(self, name: str, start: Callable[[], subprocess.Popen[bytes] | PeerProcess]) -> Managed:
+        managed = Managed(name, start)
+        managed.launch()
+        self.processes[name] = managed
+        return managed
+
+    def __getitem__(self, name: str) -> Managed:
+        return self.processes[name]
+
+    def redis_stop(self) -> None:
+        embedded_redis.stop(self.redis_dir)
+
+    def redis_start(self) -> None:
+        embedded_redis.ensure_running(self.redis_dir)
+
+    def heal(self) -> None:
+        self.redis_start()
+        for managed in self.processes.values():
+            managed.heal()
+
+    def shutdown(self) -> None:
+        for managed in self.processes.values():
+            managed.terminate()
+
+
+def child_env(server_name: str) -> dict[str, str]:
+    from django.conf import settings
+
+    return project_env(
+        COLLABADMIN_SERVER_NAME=server_name, DATABASE_URL=child_database_url(), REDIS_URL=settings.REDIS_URL
+    )
+
+
+def python_process(argv: list[str], log: Path, server_name: str) -> Callable[[], subprocess.Popen[bytes]]:
+    def start() -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, *argv], cwd=ROOT, env=child_env(server_name), stdout=out, stderr=subprocess.STDOUT
+            )
+
+    return start
+
+
+def worker(log: Path) -> Callable[[], subprocess.Popen[bytes]]:
+    # One process with a thread pool: SIGKILL of it is the death of every task it runs.
+    argv = ["-m", "celery", "-A", "collabadmin", "worker", "--pool", "threads", "--concurrency", "4"]
+    argv += ["--loglevel", "WARNING", "--without-heartbeat", "--without-mingle", "--without-gossip"]
+    return python_process(argv, log, "faults-worker")
+
+
+def beat(log: Path, schedule: Path) -> Callable[[], subprocess.Popen[bytes]]:
+    argv = ["-m", "celery", "-A", "collabadmin", "beat", "--loglevel", "WARNING", "-s", str(schedule)]
+    return python_process(argv, log, "faults-beat")
+
+
+def monitor(log: Path) -> Callable[[], subprocess.Popen[bytes]]:
+    return python_process(["manage.py", "runmonitor"], log, "faults-monitor")
+
+
+def node(server_name: str, port: int, log: Path) -> Callable[[], subprocess.Popen[bytes]]:
+    # The web node serves the API only; the monitor is a process of its own, to be paused.
+    return lambda: start_node(server_name, port, log, COLLABADMIN_RUN_MONITOR="0")

@@ -1,0 +1,252 @@
+"""Fault injection (issue 8, point 1): randomized schedules of real faults while callers
+ask for sessions and administrators end them, then the invariants.
+
+The whole stack runs as real processes (tests/faults/stack.py). A seeded schedule kills
+and stalls the Media Blender simulators, kills the Celery worker mid-work, restarts Redis
+and pauses the health monitor, while a driver calls the real API. Then every fault heals,
+and within stated bounds every pair must be back to exactly one connected peer and the
+queue drained; then the invariants (tests/faults/invariants.py) must hold.
+
+Replay a failing schedule: ``FAULTS_SEED=1234 bin/test -m faults``. Longer runs:
+``FAULTS_SECONDS=120 FAULTS_RUNS=5 bin/test -m faults``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from failover.choices import Health, PeerKind, PeerPriority
+from failover.models import Link, Policy
+from sessions.choices import SessionState
+from sessions.models import Agent, CollaborationSession
+from sessions.services.lifecycle import agent_login, agent_set_ready
+from tests.factories import AgentFactory, PeerFactory, ServerFactory, SkillGroupFactory, StaffFactory
+from tests.failover.test_crashes import restartable_redis  # noqa: F401  (fixture)
+from tests.faults import stack as processes
+from tests.faults.invariants import all_checks, pair_healthy
+from tests.peering.conftest import start_peer  # noqa: F401  (fixture)
+from tests.processes import free_port
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SECONDS = float(os.environ.get("FAULTS_SECONDS", "25"))
+RUNS = int(os.environ.get("FAULTS_RUNS", "2"))
+# Bounds after the last fault heals (stated in docs/operations.md): the pair reconnects
+# within a monitor restart and a few probes; the queue drains within beat's safety net.
+PAIR_BOUND_S = 20
+QUEUE_BOUND_S = 30
+AGENTS, SLOTS = 6, 3
+FAULTS = ("kill_mb", "stall_mb", "kill_worker", "restart_redis", "pause_monitor")
+
+
+def seeds() -> list[int]:
+    if "FAULTS_SEED" in os.environ:
+        return [int(os.environ["FAULTS_SEED"])]
+    return [random.SystemRandom().randrange(1, 10**6) for _ in range(RUNS)]
+
+
+@dataclass
+class Api:
+    base: str
+    token: str
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(  # noqa: S310 (http to our own node)
+            self.base + path,
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            return error.code, {}
+
+
+@dataclass
+class Driver:
+    """Callers asking and administrators ending, at random, while faults happen."""
+
+    rng: random.Random
+    api: Api
+    promised: set[str] = field(default_factory=set)
+    asked: int = 0
+    refused: int = 0
+    ended: int = 0
+
+    def step(self) -> None:
+        if self.rng.random() < 0.6:
+            self.asked += 1
+            name = f"caller-{self.asked}"
+            status, _ = self.api.post("/api/v1/sessions/", {"caller_name": name, "skill_group": "Sales"})
+            if status == 201:
+                self.promised.add(name)
+            else:
+                self.refused += 1  # 503 while no server is healthy; must leave no session behind
+            return
+        active = list(CollaborationSession.objects.filter(state=SessionState.ACTIVE).values_list("pk", flat=True)[:20])
+        if active:
+            pk = self.rng.choice(active)
+            status, _ = self.api.post(f"/api/v1/sessions/{pk}/end/", {"reason": "fault suite: caller done"})
+            self.ended += status == 200
+
+
+@dataclass
+class Faults:
+    """A seeded schedule: at most two faults at a time, each healed after 0.5-3 s."""
+
+    rng: random.Random
+    stack: processes.Stack
+    mbs: list[str]
+    active: dict[str, float] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+    def tick(self, now: float) -> None:
+        for fault, until in list(self.active.items()):
+            if now >= until:
+                self.heal(fault)
+        if len(self.active) < 2 and self.rng.random() < 0.15:
+            fault = self.rng.choice(
+                [f for f in FAULTS if f.split(":")[0] not in {a.split(":")[0] for a in self.active}]
+            )
+            self.inject(fault, now)
+
+    def inject(self, fault: str, now: float) -> None:
+        key = fault
+        if fault in ("kill_mb", "stall_mb"):
+            key = f"{fault}:{self.rng.choice(self.mbs)}"
+            name = key.split(":")[1]
+            (self.stack[name].kill if fault == "kill_mb" else self.stack[name].pause)()
+        elif fault == "kill_worker":
+            self.stack["worker"].kill()
+        elif fault == "restart_redis":
+            self.stack.redis_stop()
+        elif fault == "pause_monitor":
+            self.stack["monitor"].pause()
+        self.active[key] = now + self.rng.uniform(0.5, 3.0)
+        self.log.append(f"{now:.1f} {key}")
+
+    def heal(self, key: str) -> None:
+        fault, _, name = key.partition(":")
+        if fault in ("kill_mb", "stall_mb"):
+            self.stack[name].heal()
+        elif fault == "kill_worker":
+            self.stack["worker"].heal()
+        elif fault == "restart_redis":
+            self.stack.redis_start()
+        elif fault == "pause_monitor":
+            self.stack["monitor"].resume()
+        del self.active[key]
+
+
+@pytest.fixture
+def installation(restartable_redis, start_peer, tmp_path, settings):  # noqa: F811
+    """routing-a with its Media Blender pair, six ready agents, and every process running."""
+    policy = Policy.current()
+    policy.probe_interval_ms, policy.probe_timeout_ms, policy.rise, policy.fall = 200, 1000, 2, 3
+    policy.transit_timeout_seconds = 3
+    policy.save()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = ServerFactory(name="routing-a", base_url=base)
+    sales = SkillGroupFactory(server=server, name="Sales", icm_id="SG-sales")
+    stack = processes.Stack(redis_dir=restartable_redis)
+    mb_ports = {name: free_port() for name in ("mb-1", "mb-2")}
+    for priority, (name, mb_port) in enumerate(mb_ports.items(), start=PeerPriority.PRIMARY):
+        PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=priority, name=name, port=mb_port)
+        stack.add(
+            name, lambda name=name, mb_port=mb_port: start_peer("media-blender", "--name", name, "--port", str(mb_port))
+        )
+    for n in range(AGENTS):
+        agent = AgentFactory(server=server, icm_id=f"agent-{n}", user__username=f"agent-{n}", max_sessions=SLOTS)
+        agent.skill_groups.set([sales])
+        agent_login(agent_id=agent.pk, actor=agent.user)
+        agent_set_ready(agent_id=agent.pk, ready=True, actor=agent.user)
+    token = Token.objects.create(user=StaffFactory(username="fault-admin")).key
+    stack.add("node", processes.node("routing-a", port, tmp_path / "node.log"))
+    stack.add("monitor", processes.monitor(tmp_path / "monitor.log"))
+    stack.add("worker", processes.worker(tmp_path / "worker.log"))
+    stack.add("beat", processes.beat(tmp_path / "beat.log", tmp_path / "celerybeat-schedule"))
+    link = Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
+    try:
+        wait_until(
+            lambda: pair_healthy(link) and server.__class__.objects.get(pk=server.pk).health == Health.UP,
+            timeout=40,
+            message="the stack up: the node healthy and a Media Blender connected",
+            diagnostics=lambda: "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in tmp_path.glob("*.log")),
+        )
+        yield stack, link, Api(base, token), tmp_path
+    finally:
+        stack.shutdown()
+
+
+def logs(tmp_path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in sorted(tmp_path.glob("*.log")))
+
+
+def state_of(link: Link) -> str:
+    """What a failed wait saw: the pair, the agents and every session not yet ended."""
+    link.refresh_from_db()
+    lines = [f"link {link.state} epoch {link.epoch}"]
+    lines += [f"peer {p.name} {p.health} {p.connection} epoch {p.connected_epoch}" for p in link.peers()]
+    lines += [f"agent {a.icm_id} {a.state}" for a in Agent.objects.order_by("icm_id")]
+    for session in CollaborationSession.objects.exclude(state=SessionState.ENDED).order_by("queued_at"):
+        agent = session.agent.icm_id if session.agent_id else "-"
+        lines.append(f"session {session.caller_name} {session.state} agent={agent} epoch={session.route_epoch}")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("seed", seeds())
+def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installation, seed):
+    stack, link, api, tmp_path = installation
+    print(f"fault schedule seed={seed} (replay: FAULTS_SEED={seed} bin/test -m faults)")
+    rng = random.Random(seed)
+    driver = Driver(rng, api)
+    faults = Faults(rng, stack, ["mb-1", "mb-2"])
+
+    started = time.monotonic()
+    while (now := time.monotonic() - started) < SECONDS:
+        faults.tick(now)
+        driver.step()
+        time.sleep(rng.uniform(0.05, 0.25))  # the pace of callers, not a wait for a result
+
+    stack.heal()
+    healed = f"seed={seed} faults: {faults.log}"
+    wait_until(
+        lambda: pair_healthy(link),
+        timeout=PAIR_BOUND_S,
+        message=f"the pair back to one connected peer within {PAIR_BOUND_S} s; {healed}",
+        diagnostics=lambda: state_of(link) + "\n" + logs(tmp_path)[-6000:],
+    )
+
+    def settled() -> bool:
+        states = set(CollaborationSession.objects.values_list("state", flat=True))
+        routed = CollaborationSession.objects.filter(state__in=(SessionState.IN_TRANSIT, SessionState.ACTIVE))
+        capacity_left = routed.count() < AGENTS * SLOTS
+        return SessionState.IN_TRANSIT not in states and not (SessionState.QUEUED in states and capacity_left)
+
+    wait_until(
+        settled,
+        timeout=QUEUE_BOUND_S,
+        message=f"no session in transit and the queue drained within {QUEUE_BOUND_S} s; {healed}",
+        diagnostics=lambda: state_of(link) + "\n" + logs(tmp_path)[-6000:],
+    )
+
+    problems = all_checks(driver.promised)
+    assert not problems, f"{healed}\n" + "\n".join(problems)
+    assert driver.promised, f"no session was ever accepted; {healed}"
+    print(
+        f"seed={seed}: {driver.asked} asked, {len(driver.promised)} accepted, {driver.refused} refused, "
+        f"{driver.ended} ended; faults: {', '.join(faults.log)}"
+    )
