@@ -124,9 +124,10 @@ def agent_set_ready(*, agent_id: int, ready: bool, actor: Actor) -> Agent:
 
 
 @transaction.atomic
-def agent_logout(*, agent_id: int, actor: Actor, reason: LogoutReason) -> Agent:
-    """Log the agent out (its own choice, or forced by an administrator). Its open sessions
-    are left as they are: the seed ends sessions only by the agent's or a policy's hand."""
+def agent_logout(*, agent_id: int, actor: Actor, reason: LogoutReason, note: str = "") -> Agent:
+    """Log the agent out (its own choice, or forced by an administrator, who says why in
+    ``note``: it goes to the audit history after the reason code). Its open sessions are
+    left as they are: the seed ends sessions only by the agent's or a policy's hand."""
     agent = Agent.objects.select_for_update().get(pk=agent_id)
     if agent.state == AgentState.LOGGED_OUT:
         return agent
@@ -134,7 +135,7 @@ def agent_logout(*, agent_id: int, actor: Actor, reason: LogoutReason) -> Agent:
         agent_id,
         actor=actor,
         new_state=AgentState.LOGGED_OUT,
-        reason=reason,
+        reason=f"{reason}: {note}" if note else reason,
         logged_out_at=timezone.now,
         logout_reason=reason,
     )
