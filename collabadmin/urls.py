@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from collabadmin import health, metrics
-from sessions.urls import agent_patterns, caller_patterns
+from sessions.urls import agent_patterns, caller_patterns, console_patterns
 
 urlpatterns = [
     path("", include("failover.urls")),  # the Administration desktop: /, its partials and actions
@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("agent/", include(agent_patterns)),
     path("request/", include(caller_patterns)),
+    path("console/", include(console_patterns)),  # the Administration desktop: sessions, agents, queue
     path("api/v1/", include("collabadmin.api_urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
