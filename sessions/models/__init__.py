@@ -1,6 +1,7 @@
 """Session models, one concept per module."""
 
 from sessions.models.agents import Agent, SkillGroup
+from sessions.models.samples import SessionSample
 from sessions.models.sessions import CollaborationSession
 
-__all__ = ["Agent", "CollaborationSession", "SkillGroup"]
+__all__ = ["Agent", "CollaborationSession", "SessionSample", "SkillGroup"]

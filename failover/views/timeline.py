@@ -1,0 +1,138 @@
+"""The Administration desktop's event timeline (``/console/timeline/``): failovers and the audit history.
+
+Two lists, newest first, each paginated on its own (``?page=`` for the failover events,
+``?audit_page=`` for the audit history): the failover events with their detection and
+switch-over durations, and every audited action with who or what did it, why, and the
+values before and after. ``?server=<id>`` narrows both to one server (the audit entries
+about the server, its links, peers, alerts, agents, sessions, wizard and sync runs);
+``?action=`` narrows the audit history to one action.
+
+Like every console page, ``?fragment=1`` answers the live fragment alone. Four queries for
+the fragment (a count and a slice per list), plus the server list of the filter form on
+the page, whatever the length of the history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.paginator import Paginator
+from django.db.models import CharField, Q, QuerySet, Value
+from django.db.models.functions import Cast, Replace
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+
+from collabadmin.console import paginate, render_console, staff_only, wants_fragment
+from failover.choices import AuditAction
+from failover.models import Alert, AuditEntry, FailoverEvent, Link, Peer, Server, SyncRun, WizardRun
+from failover.views.overview import with_durations
+from sessions.models import Agent, CollaborationSession
+
+EVENTS_PAGE_SIZE = 25
+AUDIT_PAGE_SIZE = 25
+AUDIT_PAGE_PARAM = "audit_page"
+
+# Audited objects that belong to one server (the server itself is matched by its id).
+SERVER_OWNED = (Link, Peer, Alert, Agent, CollaborationSession, WizardRun, SyncRun)
+
+
+@dataclass(frozen=True)
+class TimelineFilter:
+    server_id: int | None = None
+    action: str = ""
+
+    @classmethod
+    def from_request(cls, request: HttpRequest) -> TimelineFilter:
+        server = request.GET.get("server", "")
+        action = request.GET.get("action", "")
+        return cls(
+            server_id=int(server) if server.isdigit() and len(server) < 19 else None,
+            action=action if action in AuditAction.values else "",
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.server_id is not None or bool(self.action)
+
+
+def _key(expression: Any) -> Replace:
+    """A primary key as text without dashes: UUIDs read the same in SQLite (32 hex digits)
+    and PostgreSQL (dashed), and as ``str(uuid)`` in ``AuditEntry.object_id``."""
+    return Replace(Cast(expression, output_field=CharField()), Value("-"), Value(""))
+
+
+def audit_about_server(server_id: int) -> Q:
+    """Audit entries whose target is the server or one of the objects that belong to it."""
+    condition = Q(object_type=Server._meta.label_lower, object_id=str(server_id))
+    for model in SERVER_OWNED:
+        keys = model.objects.filter(server_id=server_id).order_by().annotate(key=_key("pk")).values("key")
+        condition |= Q(object_type=model._meta.label_lower, object_key__in=keys)
+    return condition
+
+
+def event_rows(filters: TimelineFilter) -> QuerySet[FailoverEvent]:
+    rows = FailoverEvent.objects.select_related("server", "link", "from_peer", "to_peer", "actor")
+    if filters.server_id is not None:
+        rows = rows.filter(server_id=filters.server_id)
+    return rows.order_by("-detected_at", "-id")
+
+
+def audit_rows(filters: TimelineFilter) -> QuerySet[AuditEntry]:
+    rows = AuditEntry.objects.all()
+    if filters.server_id is not None:
+        rows = rows.alias(object_key=Replace("object_id", Value("-"), Value(""))).filter(
+            audit_about_server(filters.server_id)
+        )
+    if filters.action:
+        rows = rows.filter(action=filters.action)
+    return rows.order_by("-created_at", "-id")
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(", ", ": "))
+    return str(value)
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fields of an audit entry's before and after, in order, as text: what changed,
+    what was only known before, what only after."""
+    before = before if isinstance(before, dict) else {"value": before}
+    after = after if isinstance(after, dict) else {"value": after}
+    rows = []
+    for key in [*before, *(key for key in after if key not in before)]:
+        rows.append(
+            {
+                "field": key,
+                "before": _text(before.get(key)) if key in before else "",
+                "after": _text(after.get(key)) if key in after else "",
+                "changed": before.get(key) != after.get(key),
+            }
+        )
+    return rows
+
+
+def timeline_context(request: HttpRequest) -> dict[str, Any]:
+    filters = TimelineFilter.from_request(request)
+    events = paginate(request, event_rows(filters), EVENTS_PAGE_SIZE)
+    events.object_list = with_durations(list(events.object_list))
+    audit = Paginator(audit_rows(filters), AUDIT_PAGE_SIZE).get_page(request.GET.get(AUDIT_PAGE_PARAM))
+    audit.object_list = list(audit.object_list)
+    for entry in audit.object_list:
+        entry.changes = changes(entry.before, entry.after)
+    context: dict[str, Any] = {"filters": filters, "events": events, "audit": audit}
+    if not wants_fragment(request):
+        # The filter form is on the page only: a live refresh never resets what is being chosen.
+        context["server_options"] = list(Server.objects.order_by("name").values_list("id", "name"))
+        context["action_options"] = AuditAction.choices
+    return context
+
+
+@staff_only
+@require_GET
+def timeline(request: HttpRequest) -> HttpResponse:
+    return render_console(request, "console/timeline.html", "console/_timeline.html", timeline_context(request))
