@@ -93,6 +93,13 @@ class SyncRunState(models.TextChoices):
 SYNC_RUN_BUSY_STATES = (SyncRunState.VERIFYING, SyncRunState.SYNCING)
 
 
+class SyncDirection(models.TextChoices):
+    """Which side of a Verify and Sync plan row wins (the ICM by default)."""
+
+    FROM_ICM = "from_icm", "ICM → this server"
+    TO_ICM = "to_icm", "This server → ICM"
+
+
 class AuditAction(models.TextChoices):
     LINK_SWITCHOVER = "link.switchover", "Link switched over"
     PEER_MAINTENANCE_ON = "peer.maintenance_on", "Peer put into maintenance"
@@ -107,10 +114,17 @@ class AuditAction(models.TextChoices):
     SESSION_ENDED = "session.ended", "Session ended"
     AGENT_STATE = "agent.state", "Agent state changed"
     AGENT_LOGGED_OUT = "agent.logged_out", "Agent logged out"
+    WIZARD_STARTED = "wizard.started", "Wizard started"
     WIZARD_STEP = "wizard.step", "Wizard step"
+    WIZARD_COMPLETED = "wizard.completed", "Wizard completed"
+    WIZARD_FAILED = "wizard.failed", "Wizard failed"
     WIZARD_INTERRUPTED = "wizard.interrupted", "Wizard interrupted"
     SYNC_VERIFY = "sync.verify", "Verify run"
+    SYNC_APPROVE = "sync.approve", "Sync plan approved"
     SYNC_APPLY = "sync.apply", "Sync run"
+    SYNC_ROW = "sync.row", "Sync row applied"
+    SYNC_REFUSED = "sync.refused", "Sync refused"
+    SYNC_REPORT = "sync.report", "Sync finished"
     ALERT_RAISED = "alert.raised", "Alert raised"
     ALERT_CLEARED = "alert.cleared", "Alert cleared"
     POLICY_CHANGED = "policy.changed", "Policy changed"

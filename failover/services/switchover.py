@@ -126,7 +126,16 @@ def switch(
     )
     # Sessions follow a newly connected Media Blender (issue 4): agents, transits, queue; on commit.
     followups.after_link_switched(link, connected=target)
+    # An Admin Workstation link (issue 6): running wizards interrupted, a verify after the commit.
+    _after_admin_workstation_switched(link, connected=target)
     return SwitchoverResult(link=link, changed=True, outcome=outcome, event=event)
+
+
+def _after_admin_workstation_switched(link: Link, *, connected: Peer | None) -> None:
+    # Imported late: the wizards import the alerts, which import this module.
+    from failover.services.wizards import after_admin_workstation_switched
+
+    after_admin_workstation_switched(link, connected=connected)
 
 
 @transaction.atomic

@@ -1,0 +1,337 @@
+"""Verify: compare this server's configuration with the ICM's, read-only (PRODUCT.md row 10).
+
+Compares agents, skill groups, memberships and agents' enabled state, and saves the
+differences on a ``SyncRun`` as its plan: one row per difference, saying what differs,
+what each side has, and the fix in each direction; the ICM is the source of truth by
+default (``from_icm``), the administrator may choose ``to_icm`` per row and approves rows
+before Sync applies them. The run records the ICM's ``config_version``, the local
+fingerprint and the AW link's epoch, so Sync can refuse a plan that has gone stale.
+
+A verify with no differences clears the out-of-sync alert; one with differences raises it
+(when it ran by itself after a switchover) or keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from collabadmin import live
+from failover.choices import AlertKind, AlertSeverity, AuditAction, SyncDirection, SyncRunState
+from failover.models import Server, SyncRun
+from failover.peering import client
+from failover.services import icm
+from failover.services.alerts import alert_clear, alert_raise
+from failover.services.audit import audit_record
+from failover.services.local_config import LocalConfig, local_config
+from failover.services.switchover import Actor
+from failover.services.wizards import OUT_OF_SYNC_MESSAGE
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "system:verify"
+
+# Row kinds, in the order Sync applies their fixes' creations (deletions go in reverse).
+SKILL_GROUP, AGENT, MEMBERSHIP, ENABLED = "skill_group", "agent", "membership", "agent_enabled"
+
+
+class SyncBusy(Exception):
+    """Another Verify or Sync run of this server is in progress (one at a time)."""
+
+    def __init__(self, server: Server, busy: SyncRun | None) -> None:
+        self.busy = busy
+        super().__init__(
+            f"A Verify and Sync run is already in progress for {server.name}"
+            + (f" (run {busy.pk}, {busy.get_state_display().lower()})." if busy else ".")
+        )
+
+
+def run_payload(run: SyncRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "server": run.server_id,
+        "state": run.state,
+        "progress_done": run.progress_done,
+        "progress_total": run.progress_total,
+        "differences": len(run.plan),
+    }
+
+
+def publish_run(run: SyncRun) -> None:
+    live.publish("sync.changed", run_payload(run))
+
+
+def _row(
+    kind: str,
+    key: str,
+    summary: str,
+    *,
+    local: str,
+    icm_side: str,
+    from_icm: tuple[str, str, bool],
+    to_icm: tuple[str, str, bool],
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """One plan row. ``from_icm``/``to_icm``: (operation, text, is a removal) of each fix."""
+    return {
+        "id": f"{kind}:{key}",
+        "kind": kind,
+        "summary": summary,
+        "local": local,
+        "icm": icm_side,
+        "data": data,
+        "fixes": {
+            SyncDirection.FROM_ICM.value: {"op": from_icm[0], "text": from_icm[1], "removal": from_icm[2]},
+            SyncDirection.TO_ICM.value: {"op": to_icm[0], "text": to_icm[1], "removal": to_icm[2]},
+        },
+        "direction": SyncDirection.FROM_ICM.value,
+        "approved": False,
+        "result": None,
+    }
+
+
+def compare(local: LocalConfig, remote: icm.IcmConfig) -> list[dict[str, Any]]:
+    """Every difference as a plan row, sorted by kind then id (deterministic)."""
+    rows: list[dict[str, Any]] = []
+    for group in sorted(set(local.skill_groups) | set(remote.skill_groups)):
+        here, there = group in local.skill_groups, group in remote.skill_groups
+        if here and not there:
+            rows.append(
+                _row(
+                    SKILL_GROUP,
+                    group,
+                    f"Skill group {group} exists only on this server",
+                    local=f"{local.skill_groups[group]}",
+                    icm_side="missing",
+                    from_icm=("delete_local", f"Delete skill group {group} from this server", True),
+                    to_icm=("create_icm", f"Create skill group {group} in the ICM", False),
+                    data={"skill_group_id": group, "name": local.skill_groups[group]},
+                )
+            )
+        elif there and not here:
+            rows.append(
+                _row(
+                    SKILL_GROUP,
+                    group,
+                    f"Skill group {group} exists only in the ICM",
+                    local="missing",
+                    icm_side=f"{remote.skill_groups[group]}",
+                    from_icm=("create_local", f"Create skill group {group} on this server", False),
+                    to_icm=("delete_icm", f"Delete skill group {group} from the ICM", True),
+                    data={"skill_group_id": group, "name": remote.skill_groups[group]},
+                )
+            )
+    for agent_id in sorted(set(local.agents) | set(remote.agents)):
+        here, there = local.agents.get(agent_id), remote.agents.get(agent_id)
+        if here and not there:
+            rows.append(
+                _row(
+                    AGENT,
+                    agent_id,
+                    f"Agent {agent_id} exists only on this server",
+                    local=_describe_agent(here),
+                    icm_side="missing",
+                    from_icm=("delete_local", f"Delete agent {agent_id} from this server", True),
+                    to_icm=("create_icm", f"Create agent {agent_id} in the ICM", False),
+                    data={"agent_id": agent_id, **here},
+                )
+            )
+        elif there and not here:
+            rows.append(
+                _row(
+                    AGENT,
+                    agent_id,
+                    f"Agent {agent_id} exists only in the ICM",
+                    local="missing",
+                    icm_side=_describe_agent(there),
+                    from_icm=("create_local", f"Create agent {agent_id} on this server", False),
+                    to_icm=("delete_icm", f"Delete agent {agent_id} from the ICM", True),
+                    data={"agent_id": agent_id, **there},
+                )
+            )
+        elif here and there:
+            if here["enabled"] != there["enabled"]:
+                rows.append(
+                    _row(
+                        ENABLED,
+                        agent_id,
+                        f"Agent {agent_id} is {_state(here['enabled'])} here but {_state(there['enabled'])} in the ICM",
+                        local=_state(here["enabled"]),
+                        icm_side=_state(there["enabled"]),
+                        from_icm=("set_local", f"{_verb(there['enabled'])} {agent_id} on this server", False),
+                        to_icm=("set_icm", f"{_verb(here['enabled'])} {agent_id} in the ICM", False),
+                        data={"agent_id": agent_id, "local": here["enabled"], "icm": there["enabled"]},
+                    )
+                )
+            mine, theirs = set(here["skill_groups"]), set(there["skill_groups"])
+            for group in sorted(mine - theirs):
+                rows.append(
+                    _row(
+                        MEMBERSHIP,
+                        f"{agent_id}:{group}",
+                        f"Agent {agent_id} is in skill group {group} only on this server",
+                        local="member",
+                        icm_side="not a member",
+                        from_icm=("delete_local", f"Remove {agent_id} from {group} on this server", True),
+                        to_icm=("create_icm", f"Add {agent_id} to {group} in the ICM", False),
+                        data={"agent_id": agent_id, "skill_group_id": group},
+                    )
+                )
+            for group in sorted(theirs - mine):
+                rows.append(
+                    _row(
+                        MEMBERSHIP,
+                        f"{agent_id}:{group}",
+                        f"Agent {agent_id} is in skill group {group} only in the ICM",
+                        local="not a member",
+                        icm_side="member",
+                        from_icm=("create_local", f"Add {agent_id} to {group} on this server", False),
+                        to_icm=("delete_icm", f"Remove {agent_id} from {group} in the ICM", True),
+                        data={"agent_id": agent_id, "skill_group_id": group},
+                    )
+                )
+    return rows
+
+
+def _state(enabled: bool) -> str:
+    return "enabled" if enabled else "disabled"
+
+
+def _verb(enabled: bool) -> str:
+    return "Enable" if enabled else "Disable"
+
+
+def _describe_agent(agent: dict[str, Any]) -> str:
+    groups = ", ".join(agent["skill_groups"]) or "no skill groups"
+    return f"{agent['name']} ({_state(agent['enabled'])}; {groups})"
+
+
+# --- Runs ----------------------------------------------------------------------------------
+
+
+def busy_run(server_id: int) -> SyncRun | None:
+    return SyncRun.objects.filter(server_id=server_id, state__in=[SyncRunState.VERIFYING, SyncRunState.SYNCING]).first()
+
+
+def verify_create(*, server_id: int, actor: Actor) -> SyncRun:
+    """A new run in state *verifying* (it holds the server's one-run slot); ``SyncBusy`` if taken."""
+    server = Server.objects.get(pk=server_id)
+    try:
+        with transaction.atomic():
+            run = SyncRun.objects.create(
+                server=server,
+                state=SyncRunState.VERIFYING,
+                started_by=actor if not isinstance(actor, str | None) else None,
+                started_at=timezone.now(),
+                aw_epoch=icm.link_epoch(server_id),
+            )
+            publish_run(run)
+    except IntegrityError:
+        raise SyncBusy(server, busy_run(server_id)) from None
+    return run
+
+
+def verify_execute(*, run_id: int, actor: Actor = SYSTEM, auto: bool = False) -> SyncRun:
+    """Compare and save the plan on a *verifying* run; it ends *in sync*, *planned* or, if
+    the AW did not answer, *interrupted*. Read-only for both sides."""
+    run = SyncRun.objects.select_related("server").get(pk=run_id)
+    if run.state != SyncRunState.VERIFYING:
+        return run
+    try:
+        remote, peer = icm.read_icm_config(run.server_id)
+    except client.PeerException as exc:
+        return _give_up(run_id, SyncRunState.INTERRUPTED, f"The ICM could not be read: {exc}", actor)
+    try:
+        return _save_plan(run_id, remote, peer, actor, auto)
+    except Exception as exc:
+        _give_up(run_id, SyncRunState.FAILED, f"Internal error: {exc!r}", actor)
+        raise
+
+
+def _give_up(run_id: int, state: SyncRunState, error: str, actor: Actor) -> SyncRun:
+    """End a verifying run without a plan (its one-run slot is released)."""
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().select_related("server").get(pk=run_id)
+        if run.state != SyncRunState.VERIFYING:
+            return run
+        run.state, run.finished_at, run.error = state, timezone.now(), error[:300]
+        run.save(update_fields=["state", "finished_at", "error"])
+        audit_record(actor=actor, action=AuditAction.SYNC_VERIFY, target=run, reason=run.error)
+        publish_run(run)
+    return run
+
+
+def _save_plan(run_id: int, remote: icm.IcmConfig, peer: icm.AdminWorkstationPeer, actor: Actor, auto: bool) -> SyncRun:
+    run = SyncRun.objects.select_related("server").get(pk=run_id)
+    local = local_config(run.server_id)
+    rows = compare(local, remote)
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().select_related("server").get(pk=run_id)
+        run.plan = rows
+        run.icm_version = remote.version
+        run.local_fingerprint = local.fingerprint()
+        run.aw_epoch = peer.epoch
+        run.state = SyncRunState.PLANNED if rows else SyncRunState.IN_SYNC
+        run.finished_at = timezone.now() if not rows else None
+        run.progress_done, run.progress_total = 0, 0
+        run.report = {"verified_at": timezone.now().isoformat(), "aw": peer.name, "differences": len(rows)}
+        run.save()
+        audit_record(
+            actor=actor,
+            action=AuditAction.SYNC_VERIFY,
+            target=run,
+            reason="automatic check after an Admin Workstation switchover" if auto else "",
+            after={"differences": len(rows), "icm_version": remote.version, "aw": peer.name},
+        )
+        if rows:
+            alert_raise(
+                server=run.server,
+                kind=AlertKind.CONFIG_OUT_OF_SYNC,
+                message=OUT_OF_SYNC_MESSAGE,
+                severity=AlertSeverity.WARNING,
+                actor=actor,
+            )
+        else:
+            alert_clear(
+                server=run.server,
+                kind=AlertKind.CONFIG_OUT_OF_SYNC,
+                actor=actor,
+                reason="Verify found no differences between this server and the ICM.",
+            )
+        publish_run(run)
+    return run
+
+
+def verify_run(*, server_id: int, actor: Actor = SYSTEM, auto: bool = False) -> SyncRun:
+    """Create and execute a verify in one go (tests, the automatic check)."""
+    run = verify_create(server_id=server_id, actor=actor)
+    return verify_execute(run_id=run.pk, actor=actor, auto=auto)
+
+
+def verify_launch(*, server_id: int, actor: Actor) -> SyncRun:
+    """Create a verify run now (``SyncBusy`` if one is in progress); the Celery task
+    ``failover.verify_existing`` executes it."""
+    from failover import tasks
+
+    run = verify_create(server_id=server_id, actor=actor)
+    try:
+        tasks.verify_existing.delay(run.pk, None if isinstance(actor, str | None) else actor.pk)
+    except Exception as exc:
+        log.warning("could not send the verify task of run %s", run.pk, exc_info=True)
+        return _give_up(run.pk, SyncRunState.INTERRUPTED, f"The verify could not be queued: {exc}", actor)
+    return run
+
+
+def verify_after_switchover(*, server_id: int, epoch: int | None = None) -> SyncRun | None:
+    """The verify-only check after an AW switchover; skipped when the link moved past
+    ``epoch`` (a later switchover has its own) or another run is busy (it reads the ICM too)."""
+    if epoch is not None and icm.link_epoch(server_id) != epoch:
+        return None
+    try:
+        return verify_run(server_id=server_id, actor="system:verify-after-switchover", auto=True)
+    except SyncBusy:
+        log.info("verify after the AW switchover of server %s skipped: a run is in progress", server_id)
+        return None
