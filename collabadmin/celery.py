@@ -1,10 +1,18 @@
-"""The Celery app, exported from the project package (``celery -A collabadmin worker``)."""
+"""The Celery app, exported from the project package (``celery -A collabadmin worker``).
+
+Reliability (docs/architecture.md, "Celery: what survives a dead worker"): messages are
+acknowledged late (``CELERY_TASK_ACKS_LATE``), so a task whose worker dies is delivered
+again, and every task is written to be safe to run twice. Periodic entries expire before
+their next tick, and beat runs exactly once (a second beat only doubles harmless ticks).
+"""
 
 from __future__ import annotations
 
 import os
 
+import redis.exceptions
 from celery import Celery
+from django.db import InterfaceError, OperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "collabadmin.settings")
 
@@ -12,6 +20,29 @@ app = Celery("collabadmin")
 # All Celery options live in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Errors that a moment later may be gone: the database restarting or busy, Redis (our own
+# keys: drain locks, the live sequence) restarting.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+# Bounded retries with exponential back-off and jitter, for the tasks that are safe to run
+# again (``@shared_task(..., **RETRY_TRANSIENT)``): at most 3 more tries, about 1, 2 and 4 s
+# later (never more than 30 s apart), then the task fails and is logged. A retry keeps the
+# task's expiry, so a retry that comes too late is dropped like a late first try. Peers that
+# do not answer are not retried here: the services give up cleanly and the next event, the
+# next switchover or the periodic safety net redoes the work.
+RETRY_TRANSIENT: dict[str, object] = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "max_retries": 3,
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+}
 
 
 @app.task(name="collabadmin.ping", time_limit=10, soft_time_limit=8, expires=60)

@@ -7,6 +7,7 @@ Embedded defaults let one command run the whole product on a fresh machine: SQLi
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,6 +55,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's files served from our own static files, not a CDN (the CSP allows 'self').
+    "drf_spectacular_sidecar",
+    # Log-in lockout: counts failures, refuses locked-out log-ins, keeps the log-in audit.
+    "axes",
     "failover",
     # Label collab_sessions: django.contrib.sessions already owns "sessions".
     "sessions.apps.CollabSessionsConfig",
@@ -61,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "collabadmin.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -68,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a refused (locked-out) log-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "collabadmin.urls"
@@ -150,6 +158,28 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 100, minimum=1)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Reliability (issue 8, docs/architecture.md "Celery: what survives a dead worker"). Every
+# task is safe to run twice (ids in, compare-and-set services, epochs), so a message is
+# acknowledged only when its task has finished: a worker that dies mid-task leaves it to
+# be delivered again. A pool process that dies (SIGKILL, OOM) has its message requeued at
+# once; a whole worker that dies has its messages restored by the next worker once they
+# are older than the visibility time-out, which must exceed the longest task (Verify and
+# Sync's 600 s hard limit) or a running task would be delivered a second time.
+# A task that fails or times out is still acknowledged (no poison-message loop).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
+# On a lost broker connection running tasks finish (their acknowledgement is lost, so the
+# message may run again later: harmless). Cancelling them would lose the work outright when
+# Redis restarts without persistence, since the unacknowledged message is gone with it.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=1)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # Look for abandoned messages every 10 s (kombu's default is every 100 s).
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "collabadmin")
 CELERY_TIMEZONE = "UTC"
 # Tasks that live outside an app's tasks.py module.
@@ -173,6 +203,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 4.5},
     },
+    # The history of the overview's queue / active-sessions chart (pruned after 24 h).
+    "record-session-sample": {"task": "sessions.record_sample", "schedule": 10.0, "options": {"expires": 9.0}},
 }
 
 # --- Auth, API --------------------------------------------------------------------------
@@ -203,6 +235,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN, works offline and
+    # under the Content Security Policy's script-src 'self'.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No call to swagger.io's online validator (it would send our schema URL out, and the
+    # CSP refuses it anyway).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # One name per choice set that several serializers share under one field name ("kind",
     # "state"); without it drf-spectacular invents hashed enum names and warns.
     "ENUM_NAME_OVERRIDES": {
@@ -230,17 +269,58 @@ STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = DEBUG
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
-# --- Security (tightened further when DEBUG is off) --------------------------------------
+# --- Security (issue 8): safe production defaults, each one switchable by environment ------
+# With DEBUG off every default below is the strict one and `manage.py check --deploy` is
+# clean (tests/security/test_deploy_check.py). With DEBUG on (bin/run, bin/test) the
+# transport settings default off so that the local demo works over plain http.
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the cookie-free meta tag; see base template.
+CSRF_COOKIE_HTTPONLY = False  # scripts read the token from the meta tag in base.html, not the cookie
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if not DEBUG:
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancers probe the nodes over plain http: the probes never redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# Behind a TLS-terminating balancer, trust its X-Forwarded-Proto (the balancer must set or
+# strip it). Off when the ASGI server itself terminates TLS.
+if env_bool("SECURE_PROXY_SSL_HEADER", not DEBUG):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600, minimum=0)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)  # one working day
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+# Only the header's directive: nothing is submitted to the browsers' preload list.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+
+# Content Security Policy on every HTML response (collabadmin/security.py explains the
+# policy and its one narrower exception, the browsable API and its Swagger UI docs).
+CSP_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", False)
+
+# Log-in lockout (django-axes): after LOGIN_FAILURE_LIMIT failed log-ins for one user name
+# from one address, that pair is refused for LOGIN_COOLOFF_MINUTES, on every log-in form
+# (/login/, /agent/login/, /admin/login/). By name *and* address: agents share an office
+# NAT address, so locking a whole address would lock out the contact centre, and locking a
+# name alone would let anyone lock any agent out.
+AUTHENTICATION_BACKENDS = [
+    "collabadmin.security.LockoutBackend",  # refuses a locked-out pair before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "collabadmin.security.lockout_response"
+# Every failure is kept (time, address, user name, user agent, path): the log-in audit,
+# readable in the Django admin under "Axes".
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_SENSITIVE_PARAMETERS = ["password"]
+# The client address: REMOTE_ADDR, or with TRUSTED_PROXY_COUNT=N (N balancers/proxies in
+# front, each appending to X-Forwarded-For) the address the outermost of them saw.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "collabadmin.security.client_ip"
 
 # --- Logging: one JSON object per line on stderr ----------------------------------------
 LOGGING = {

@@ -1,0 +1,1 @@
+"""Security tests of issue 8: deploy checks, Content Security Policy, log-in lockout, CSRF, WebSockets."""
