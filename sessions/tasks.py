@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import OperationalError
 
+from collabadmin.celery import RETRY_TRANSIENT
 from failover.models import Server
 from sessions.choices import AgentState
 from sessions.models import Agent
@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 # A database that is briefly unavailable (a PostgreSQL restart, SQLite busy) is retried;
 # a Media Blender that does not answer is not: the services already gave up cleanly and
 # the next event or switchover redoes the work.
-RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 3}
+# Transient database and Redis errors: collabadmin.celery.RETRY_TRANSIENT (bounded, with back-off).
+RETRY = RETRY_TRANSIENT
 
 
 @shared_task(name="sessions.drain_queue", time_limit=60, soft_time_limit=50, expires=60, ignore_result=True, **RETRY)
@@ -94,12 +95,25 @@ def drain_all() -> int:
     """Safety net: drain every server that has queued sessions.
 
     Drains normally follow events (a request, a ready agent, a freed slot, a switchover);
-    this catches the one whose message was lost or whose worker died mid-drain.
+    this catches the one whose message was lost or whose worker died mid-drain. A queue
+    that waits may also wait on the Media Blender's copy of the agents (a release of an
+    ended session's route lost with its task): the agents are reconciled with it first.
     """
     from sessions.choices import SessionState
     from sessions.models import CollaborationSession
+    from sessions.services.media_blender import agents_reconcile
 
-    server_ids = (
+    server_ids = list(
         CollaborationSession.objects.filter(state=SessionState.QUEUED).values_list("server_id", flat=True).distinct()
     )
-    return sum(queue_drain(server_id=server_id) for server_id in list(server_ids))
+    for server_id in server_ids:
+        agents_reconcile(server_id=server_id)
+    return sum(queue_drain(server_id=server_id) for server_id in server_ids)
+
+
+@shared_task(name="sessions.record_sample", time_limit=10, soft_time_limit=8, expires=9, ignore_result=True)
+def record_sample() -> int:
+    """Sample the session counts for the overview's chart (and prune a day-old history)."""
+    from sessions.services.samples import sample_record
+
+    return sample_record().pk
