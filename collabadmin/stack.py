@@ -38,10 +38,13 @@ def stack_processes(*, host: str, port: int, simulators: bool = True) -> list[Pr
     """
     python = sys.executable
     specs = [*_web_nodes(python, host, port), *(_simulators(python) if simulators else [])]
+    # Celery's INFO logs a line per task; beat sends one every second (transit time-outs),
+    # which would bury what matters. COLLABADMIN_CELERY_LOGLEVEL=INFO brings it back.
+    celery_level = os.environ.get("COLLABADMIN_CELERY_LOGLEVEL", "WARNING")
     specs.append(
         ProcessSpec(
             "worker",
-            [python, "-m", "celery", "-A", "collabadmin", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            [python, "-m", "celery", "-A", "collabadmin", "worker", "--loglevel", celery_level, "--concurrency", "2"],
             {},
         )
     )
@@ -56,7 +59,7 @@ def stack_processes(*, host: str, port: int, simulators: bool = True) -> list[Pr
                 "collabadmin",
                 "beat",
                 "--loglevel",
-                "INFO",
+                celery_level,
                 "--schedule",
                 os.path.join(_var_dir(), "celerybeat-schedule"),
             ],

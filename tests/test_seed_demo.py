@@ -10,10 +10,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from failover.choices import PeerKind, PeerPriority
+from failover.choices import PeerKind, PeerPriority, SyncRunState
 from failover.models import Link, Peer, Policy, Server
+from failover.services.verify import verify_run
 from sessions.models import Agent, SkillGroup
-from tests.factories import UserFactory
+from tests.factories import UserFactory, peer_mark_connected
+from tests.peering.conftest import start_peer  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -171,3 +173,28 @@ def test_the_output_lists_every_log_in_and_the_counts() -> None:
     for username in ["admin", *AGENT_USERNAMES]:
         printed_password(output, username)
     assert "Servers: 2, peers: 8, links: 4, skill groups: 6, agents: 12." in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fresh_demo_starts_with_the_simulated_icm_in_sync(debug_on, settings, tmp_path, start_peer):  # noqa: F811
+    """seed_demo writes each local Admin Workstation's data file from the demo database, so
+    Verify on a fresh demo finds nothing (no out-of-sync alert on first start); a second run
+    leaves the files alone (the simulated ICM keeps its changes, like a real one)."""
+    settings.VAR_DIR = tmp_path
+    seed()
+    data = tmp_path / "icm-routing-a-aw-1.json"
+    assert data.exists()
+    data.write_text(data.read_text())  # what the ICM holds now is the simulator's business
+    before = data.stat().st_mtime_ns
+    seed()
+    assert data.stat().st_mtime_ns == before
+
+    server = Server.objects.get(name="routing-a")
+    aw = start_peer("admin-workstation", "--name", "routing-a-aw-1", "--data", str(data))
+    peer = Peer.objects.get(name="routing-a-aw-1")
+    Peer.objects.filter(pk=peer.pk).update(port=aw.port, health="up")
+    peer_mark_connected(Peer.objects.get(pk=peer.pk), epoch=1)
+
+    run = verify_run(server_id=server.pk, actor="test")
+
+    assert (run.state, run.plan) == (SyncRunState.IN_SYNC, [])

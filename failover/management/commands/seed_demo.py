@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +21,8 @@ from django.db import transaction
 
 from failover.choices import PeerKind, PeerPriority, ServerRole
 from failover.models import Link, Peer, Policy, Server
+from failover.peering.admin_workstation import IcmConfig, atomic_write_json
+from failover.services.local_config import local_config
 from failover.services.topology import peer_ensure, server_ensure
 from sessions.models import Agent, SkillGroup
 
@@ -148,7 +151,34 @@ class Command(BaseCommand):
     def handle(self, *args: Any, reset_passwords: bool = False, **options: Any) -> None:
         with transaction.atomic():
             logins = self._seed(reset_passwords=reset_passwords)
+        self._seed_icm()
         self._print_summary(logins)
+
+    def _seed_icm(self) -> None:
+        """Give each local Admin Workstation simulator the ICM configuration the demo
+        database describes, so a fresh demo starts in sync (no "run Verify and Sync" alert).
+
+        Only files that do not exist yet are written: a simulated ICM keeps what wizards and
+        syncs did to it across restarts, like a real one (``collabadmin.stack`` passes
+        ``--data var/icm-<peer>.json``). Delete the files to start over.
+        """
+        for peer in Peer.objects.filter(kind=PeerKind.ADMIN_WORKSTATION, host="127.0.0.1").select_related("server"):
+            path = Path(settings.VAR_DIR) / f"icm-{peer.name}.json"
+            if path.exists():
+                continue
+            local = local_config(peer.server_id)
+            config = IcmConfig(config_version=1)
+            for icm_id, name in local.skill_groups.items():
+                config.skill_groups[icm_id] = {"skill_group_id": icm_id, "name": name}
+            for icm_id, agent in local.agents.items():
+                config.agents[icm_id] = {
+                    "agent_id": icm_id,
+                    "name": agent["name"],
+                    "enabled": agent["enabled"],
+                    "skill_groups": sorted(agent["skill_groups"]),
+                }
+            atomic_write_json(path, config.to_json())
+            self.stdout.write(f"Simulated ICM of {peer.name} written to {path}")
 
     def _seed(self, *, reset_passwords: bool) -> list[tuple[str, str, str]]:
         Policy.current()
