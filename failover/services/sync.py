@@ -137,8 +137,9 @@ def _mark_stale(run_id: int, why: str, actor: Actor) -> SyncRun:
     return run
 
 
-def sync_start(*, run_id: int, actor: Actor, confirm_deletions: bool = False) -> SyncRun:
+def sync_start(*, run_id: int, actor: Actor, confirm_deletions: bool = False, reason: str = "") -> SyncRun:
     """Check the plan and take the run slot; the caller then runs ``sync_apply`` (the task).
+    ``reason`` (the administrator's) goes to the audit history.
 
     Raises ``SyncRefused`` (wrong state), ``ValidationError`` (nothing approved),
     ``DeletionsNotConfirmed``, ``StalePlan`` (the run is marked stale), ``SyncBusy``, and
@@ -177,17 +178,18 @@ def sync_start(*, run_id: int, actor: Actor, confirm_deletions: bool = False) ->
             actor=actor,
             action=AuditAction.SYNC_APPLY,
             target=run,
+            reason=reason,
             after={"rows": [r["id"] for r in pending_rows(run)], "confirm_deletions": confirm_deletions},
         )
         publish_run(run)
     return run
 
 
-def sync_launch(*, run_id: int, actor: Actor, confirm_deletions: bool = False) -> SyncRun:
+def sync_launch(*, run_id: int, actor: Actor, confirm_deletions: bool = False, reason: str = "") -> SyncRun:
     """``sync_start``, then the Celery task ``failover.sync_apply`` applies the rows."""
     from failover import tasks
 
-    run = sync_start(run_id=run_id, actor=actor, confirm_deletions=confirm_deletions)
+    run = sync_start(run_id=run_id, actor=actor, confirm_deletions=confirm_deletions, reason=reason)
     try:
         tasks.sync_apply.delay(run.pk)
     except Exception as exc:

@@ -17,9 +17,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import render_console, staff_only
-from failover.choices import SyncDirection, SyncRunState
-from failover.models import Alert, SyncRun
+from collabadmin.console import read_reason, render_console, staff_only
+from failover.choices import LinkState, PeerKind, SyncDirection, SyncRunState
+from failover.models import Alert, Link, SyncRun
 from failover.peering import client
 from failover.services import icm
 from failover.services.sync import StalePlan, SyncRefused, removals, sync_launch, sync_plan_update
@@ -35,6 +35,11 @@ def _percent(run: SyncRun) -> int:
     if not run.progress_total:
         return 100 if run.state in (SyncRunState.IN_SYNC, SyncRunState.COMPLETED) else 0
     return round(100 * run.progress_done / run.progress_total)
+
+
+def aw_switching(server_id: int) -> bool:
+    """A switch-over of the server's Admin Workstation link is under way: Verify and Sync wait."""
+    return Link.objects.filter(server_id=server_id, kind=PeerKind.ADMIN_WORKSTATION, state=LinkState.SWITCHING).exists()
 
 
 def sync_context(request: HttpRequest) -> dict[str, Any]:
@@ -71,6 +76,7 @@ def sync_context(request: HttpRequest) -> dict[str, Any]:
     return {
         "server": server,
         "servers": servers,
+        "aw_switching": aw_switching(server.pk) if server else False,
         "run": run,
         "runs": runs,
         "alert": alert,
@@ -134,8 +140,22 @@ def sync_run_view(request: HttpRequest) -> HttpResponse:
     if request.POST.get("do") != "sync":
         messages.success(request, f"Approvals saved: {len(approved)} row{'s' if len(approved) != 1 else ''} approved.")
         return _page(run.server_id, run.pk)
+    reason = read_reason(request)
+    if not reason:
+        messages.error(request, "Sync not started: say why in the reason field (it goes to the audit history).")
+        return _page(run.server_id, run.pk)
+    if aw_switching(run.server_id):
+        messages.error(
+            request, "Sync not started: the Admin Workstation link is switching over. Verify again after it."
+        )
+        return _page(run.server_id, run.pk)
     try:
-        sync_launch(run_id=run.pk, actor=request.user, confirm_deletions=request.POST.get("confirm_deletions") == "1")
+        sync_launch(
+            run_id=run.pk,
+            actor=request.user,
+            confirm_deletions=request.POST.get("confirm_deletions") == "1",
+            reason=reason,
+        )
     except StalePlan as stale:
         messages.error(request, f"Sync refused: {stale}")
     except SyncBusy as busy:

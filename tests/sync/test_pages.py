@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from failover.choices import AlertKind, PeerKind, PeerPriority, SyncRunState, WizardKind, WizardState
-from failover.models import SyncRun, WizardRun
+from failover.choices import AlertKind, LinkState, PeerKind, PeerPriority, SyncRunState, WizardKind, WizardState
+from failover.models import Link, SyncRun, WizardRun
 from failover.services import icm
 from failover.services.local_config import local_config
 from failover.services.verify import compare
@@ -155,8 +155,14 @@ def test_the_plan_table_approvals_and_the_second_confirmation(admin_client, serv
     run.refresh_from_db()
     assert [r["approved"] for r in run.plan] == [True, True]
 
-    refused = admin_client.post(
+    no_reason = admin_client.post(
         "/console/sync/apply/", {"run": run.pk, "do": "sync", "approve": ["agent:ann", "agent:bob"]}, follow=True
+    )
+    assert "Sync not started: say why in the reason field" in no_reason.content.decode()
+    refused = admin_client.post(
+        "/console/sync/apply/",
+        {"run": run.pk, "do": "sync", "approve": ["agent:ann", "agent:bob"], "reason": "after the AW failover"},
+        follow=True,
     )
     assert "confirm the deletions" in refused.content.decode()
     run.refresh_from_db()
@@ -205,3 +211,21 @@ def test_the_overview_alert_links_to_verify_and_sync(admin_client, server):
 
     assert html.count("Run Verify and Sync</a>") == 1
     assert f'href="/console/sync/?server={server.pk}"' in html
+
+
+def test_verify_and_sync_wait_while_the_admin_workstation_link_switches_over(admin_client, server, aw, sales):
+    AgentFactory(server=server, icm_id="ann", user__username="ann")
+    run = planned_run(server, aw)
+    Link.objects.filter(server=server, kind=PeerKind.ADMIN_WORKSTATION).update(state=LinkState.SWITCHING)
+
+    html = admin_client.get("/console/sync/", {"server": server.pk}).content.decode()
+    assert html.count('disabled title="The Admin Workstation link is switching over"') == 2  # Verify and Sync
+
+    refused = admin_client.post(
+        "/console/sync/apply/",
+        {"run": run.pk, "do": "sync", "approve": ["agent:bob"], "reason": "drift"},
+        follow=True,
+    )
+    assert "the Admin Workstation link is switching over" in refused.content.decode()
+    run.refresh_from_db()
+    assert run.state == SyncRunState.PLANNED

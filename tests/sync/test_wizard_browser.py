@@ -140,11 +140,13 @@ def test_the_wizard_progress_bar_advances_live(server, connected_aw, worker_queu
                 page.get_by_label("Approve: Agent zed exists only in the ICM").check()
                 page.get_by_label("Approve: Agent old exists only on this server").check()
                 page.screenshot(path=str(shots / "verify-and-sync-plan.png"), full_page=True)
+                page.get_by_label("Reason for the sync").fill("drift found after the AW failover")
                 page.get_by_role("button", name="Sync approved rows").click()
                 expect(page.get_by_text("Sync not started")).to_contain_text("confirm the deletions")
                 page.get_by_label("Approve: Agent zed exists only in the ICM").check()
                 page.get_by_label("Approve: Agent old exists only on this server").check()
                 page.get_by_label("Yes, also apply the approved fixes that delete something").check()
+                page.get_by_label("Reason for the sync").fill("drift found after the AW failover")
                 page.get_by_role("button", name="Sync approved rows").click()
                 expect(page.get_by_text("Sync started")).to_be_visible()
                 expect(page.locator(".sync-state")).to_have_attribute(
