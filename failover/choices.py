@@ -128,3 +128,6 @@ class AuditAction(models.TextChoices):
     ALERT_RAISED = "alert.raised", "Alert raised"
     ALERT_CLEARED = "alert.cleared", "Alert cleared"
     POLICY_CHANGED = "policy.changed", "Policy changed"
+    AUTH_LOGGED_IN = "auth.logged_in", "Logged in"
+    AUTH_LOGGED_OUT = "auth.logged_out", "Logged out"
+    AUTH_LOCKED_OUT = "auth.locked_out", "Log-in locked after repeated failures"

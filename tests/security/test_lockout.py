@@ -186,3 +186,25 @@ def test_the_lockout_page_is_served_through_the_asgi_handler_too(staff):
     for refused in (last_failure, right_password):
         assert refused.status_code == 429
         assert "Too many failed log-in attempts" in refused.content.decode()
+
+
+def test_log_ins_log_outs_and_lockouts_are_in_the_audit_history(client, settings):
+    from failover.choices import AuditAction
+    from failover.models import AuditEntry
+    from tests.factories import PASSWORD, StaffFactory
+
+    settings.AXES_FAILURE_LIMIT = 2
+    staff = StaffFactory(username="olivia")
+    assert client.post("/login/", {"username": "olivia", "password": PASSWORD}).status_code == 302
+    client.post("/logout/")
+    for _ in range(2):
+        client.post("/login/", {"username": "olivia", "password": "wrong"})
+
+    entries = list(
+        AuditEntry.objects.filter(object_id=str(staff.pk)).order_by("id").values_list("action", "actor_name")
+    )
+    assert entries == [
+        (AuditAction.AUTH_LOGGED_IN, "user:olivia"),
+        (AuditAction.AUTH_LOGGED_OUT, "user:olivia"),
+        (AuditAction.AUTH_LOCKED_OUT, "anonymous@127.0.0.1"),
+    ]
