@@ -61,7 +61,7 @@ def routes_carry_granted_epochs() -> list[str]:
     return problems
 
 
-def sessions_legal(expected: set[str]) -> list[str]:
+def sessions_legal(expected: set[str], asked: set[str]) -> list[str]:
     """Every promised session exists exactly once, in a legal state, with a reason if ended;
     no session appeared that nobody asked for; no agent holds more than it may."""
     problems = []
@@ -69,6 +69,8 @@ def sessions_legal(expected: set[str]) -> list[str]:
     for name, n in names.items():
         if n > 1:
             problems.append(f"{name}: {n} sessions (duplicated)")
+        if name not in asked:
+            problems.append(f"{name}: a session nobody asked for")
     for name in expected:
         if names[name] != 1:
             problems.append(f"{name}: promised (201) but {names[name]} in the database (lost)")
@@ -93,10 +95,10 @@ def pair_healthy(link: Link) -> bool:
     return link.state == LinkState.CONNECTED and connected == 1
 
 
-def all_checks(expected: set[str]) -> list[str]:
+def all_checks(expected: set[str], asked: set[str]) -> list[str]:
     return [
         *one_connected_peer_per_pair(),
         *epochs_only_go_up(),
         *routes_carry_granted_epochs(),
-        *sessions_legal(expected),
+        *sessions_legal(expected, asked),
     ]

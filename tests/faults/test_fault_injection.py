@@ -41,11 +41,14 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transa
 
 SECONDS = float(os.environ.get("FAULTS_SECONDS", "25"))
 RUNS = int(os.environ.get("FAULTS_RUNS", "2"))
-# Bounds after the last fault heals (stated in docs/operations.md): the pair reconnects
-# within a monitor restart and a few probes; the queue drains within beat's safety net.
-PAIR_BOUND_S = 20
+# Bounds after the last fault heals: a peer killed again and again is held out by flap
+# damping until it has answered for a whole window, so the pair reconnects within the
+# window plus a few probes; the queue drains within beat's safety net (drain_all, 10 s).
+FLAP_WINDOW_S = 8
+PAIR_BOUND_S = FLAP_WINDOW_S + 12
 QUEUE_BOUND_S = 30
 AGENTS, SLOTS = 6, 3
+UNANSWERED = 0  # the status of a request that got no answer
 FAULTS = ("kill_mb", "stall_mb", "kill_worker", "restart_redis", "pause_monitor")
 
 
@@ -68,10 +71,14 @@ class Api:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
                 return response.status, json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as error:
             return error.code, {}
+        except (TimeoutError, urllib.error.URLError, ConnectionError):
+            # No answer: as for a real caller, the request may or may not have been done.
+            # (On SQLite a stalled process can hold the write lock for seconds.)
+            return UNANSWERED, {}
 
 
 @dataclass
@@ -83,6 +90,7 @@ class Driver:
     promised: set[str] = field(default_factory=set)
     asked: int = 0
     refused: int = 0
+    unanswered: int = 0
     ended: int = 0
 
     def step(self) -> None:
@@ -92,6 +100,8 @@ class Driver:
             status, _ = self.api.post("/api/v1/sessions/", {"caller_name": name, "skill_group": "Sales"})
             if status == 201:
                 self.promised.add(name)
+            elif status == UNANSWERED:
+                self.unanswered += 1  # may exist, at most once (checked with the rest)
             else:
                 self.refused += 1  # 503 while no server is healthy; must leave no session behind
             return
@@ -156,6 +166,7 @@ def installation(restartable_redis, start_peer, tmp_path, settings):  # noqa: F8
     policy = Policy.current()
     policy.probe_interval_ms, policy.probe_timeout_ms, policy.rise, policy.fall = 200, 1000, 2, 3
     policy.transit_timeout_seconds = 3
+    policy.flap_window_seconds = FLAP_WINDOW_S
     policy.save()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -243,10 +254,11 @@ def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installatio
         diagnostics=lambda: state_of(link) + "\n" + logs(tmp_path)[-6000:],
     )
 
-    problems = all_checks(driver.promised)
+    problems = all_checks(driver.promised, {f"caller-{n}" for n in range(1, driver.asked + 1)})
     assert not problems, f"{healed}\n" + "\n".join(problems)
     assert driver.promised, f"no session was ever accepted; {healed}"
     print(
         f"seed={seed}: {driver.asked} asked, {len(driver.promised)} accepted, {driver.refused} refused, "
+        f"{driver.unanswered} unanswered, "
         f"{driver.ended} ended; faults: {', '.join(faults.log)}"
     )
