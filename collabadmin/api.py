@@ -52,6 +52,12 @@ class ServiceUnavailable(exceptions.APIException):
         self.wait = retry_after
 
 
+# The largest id (or epoch) the database can hold: a signed 64-bit integer (BigAutoField).
+# Integer filters and fields that name rows say so, so a larger number is a 400 with a
+# message instead of an overflow in the database driver (a 500).
+MAX_ID = 2**63 - 1
+
+
 class Pagination(LimitOffsetPagination):
     """``?limit=&offset=``; the default page is ``PAGE_SIZE`` and no page exceeds 1000 rows,
     so one request cannot make the server render the whole audit history."""
@@ -100,6 +106,10 @@ VALIDATION_ERROR = OpenApiResponse(
 )
 NOT_ALLOWED = OpenApiResponse(response=ErrorSerializer, description="Not logged in, or not allowed.")
 NOT_FOUND = OpenApiResponse(response=ErrorSerializer, description="No such object.")
+UNSUPPORTED_MEDIA_TYPE = OpenApiResponse(
+    response=ErrorSerializer,
+    description="The body is not JSON, a form or multipart, or cannot be read as its Content-Type says.",
+)
 CONFLICT = OpenApiResponse(
     response=ConflictSerializer,
     description="Refused by the current state (stale epoch, target down or in maintenance).",

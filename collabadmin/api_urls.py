@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -36,8 +37,14 @@ class DocsView(JsonErrorsMixin, SpectacularSwaggerSplitView):
     permission_classes = [IsAuthenticated]
 
 
+@csrf_exempt
 def not_found(request: HttpRequest, rest: str) -> JsonResponse:
-    """Unknown paths under /api/v1/ answer like the rest of the API: JSON, not an HTML page."""
+    """Unknown paths under /api/v1/ answer like the rest of the API: JSON, not an HTML page.
+
+    CSRF-exempt (it changes nothing): otherwise an unknown POST from a script, such as
+    ``/api/v1/links/0.5/switchover/``, got Django's HTML "CSRF verification failed" page
+    instead of this 404.
+    """
     return JsonResponse({"detail": f"No API endpoint at /api/v1/{rest}."}, status=404)
 
 

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from collabadmin.api import (
     CONFLICT,
+    MAX_ID,
     NOT_ALLOWED,
     NOT_FOUND,
     UNAVAILABLE,
@@ -31,6 +32,7 @@ from collabadmin.api import (
     django_error_text,
 )
 from collabadmin.permissions import IsStaff
+from failover.api.schema import ApiSchema
 from failover.choices import SyncDirection, SyncRunState, WizardKind, WizardState
 from failover.models import Server, SyncRun, WizardRun
 from failover.peering import client
@@ -96,6 +98,24 @@ class WizardStartSerializer(serializers.Serializer):
         "change_agent_skills: agent_id, skill_groups (the full new list). remove_agent: agent_id. "
         "add_skill_group: skill_group_id, name."
     )
+
+    def validate_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Free-form JSON, so DRF's CharField check does not reach inside: a NUL character in
+        # a name went on to the database, which PostgreSQL refuses (a 500 instead of a 400).
+        if _has_null_character(params):
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return params
+
+
+def _has_null_character(value: Any) -> bool:
+    """Whether any string in ``value`` (JSON: keys and values, nested) contains a NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_null_character(key) or _has_null_character(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_null_character(item) for item in value)
+    return False
 
 
 class PlanFixSerializer(serializers.Serializer):
@@ -179,7 +199,7 @@ class SyncRequestSerializer(serializers.Serializer):
 
 
 class RunFilterSerializer(serializers.Serializer):
-    server = serializers.IntegerField(required=False, min_value=1, source="server_id")
+    server = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, source="server_id")
 
 
 class WizardFilterSerializer(RunFilterSerializer):
@@ -215,6 +235,7 @@ class WizardRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyMode
     add a skill group; each writes this server's database and the ICM step by step."""
 
     permission_classes = [IsStaff]
+    schema = ApiSchema()
     serializer_class = WizardRunSerializer
     filter_serializer_class = WizardFilterSerializer
     pagination_class = Pagination
@@ -253,6 +274,7 @@ class SyncRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyModelV
     """Verify and Sync: compare this server with the ICM, approve the fixes, apply them."""
 
     permission_classes = [IsStaff]
+    schema = ApiSchema()
     serializer_class = SyncRunSerializer
     filter_serializer_class = SyncRunFilterSerializer
     pagination_class = Pagination

@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from collabadmin.api import MAX_ID
 from failover.choices import (
     AlertKind,
     AlertSeverity,
@@ -36,6 +37,11 @@ PEER_DISPLAY_STATES = [
 
 
 class ServerSerializer(serializers.ModelSerializer):
+    # A string, not a "uri": the field may be blank (no URL set), which a uri format refuses.
+    base_url = serializers.CharField(
+        read_only=True, help_text="Where this server's process answers /healthz; empty when not set."
+    )
+
     class Meta:
         model = Server
         fields = [
@@ -252,19 +258,27 @@ class StatusSnapshotSerializer(serializers.Serializer):
 
 
 class PeerFilterSerializer(serializers.Serializer):
-    server = serializers.IntegerField(source="server_id", required=False, min_value=1, help_text="Server id.")
+    server = serializers.IntegerField(
+        source="server_id", required=False, min_value=1, max_value=MAX_ID, help_text="Server id."
+    )
     kind = serializers.ChoiceField(choices=PeerKind.choices, required=False)
 
 
 class LinkFilterSerializer(serializers.Serializer):
-    server = serializers.IntegerField(source="server_id", required=False, min_value=1, help_text="Server id.")
+    server = serializers.IntegerField(
+        source="server_id", required=False, min_value=1, max_value=MAX_ID, help_text="Server id."
+    )
     kind = serializers.ChoiceField(choices=PeerKind.choices, required=False)
     state = serializers.ChoiceField(choices=LinkState.choices, required=False)
 
 
 class FailoverEventFilterSerializer(serializers.Serializer):
-    server = serializers.IntegerField(source="server_id", required=False, min_value=1, help_text="Server id.")
-    link = serializers.IntegerField(source="link_id", required=False, min_value=1, help_text="Link id.")
+    server = serializers.IntegerField(
+        source="server_id", required=False, min_value=1, max_value=MAX_ID, help_text="Server id."
+    )
+    link = serializers.IntegerField(
+        source="link_id", required=False, min_value=1, max_value=MAX_ID, help_text="Link id."
+    )
     kind = serializers.ChoiceField(choices=FailoverKind.choices, required=False)
 
 
@@ -291,11 +305,12 @@ class SwitchoverRequestSerializer(serializers.Serializer):
 
     reason = serializers.CharField(max_length=300, help_text="Why; kept in the audit history and the event.")
     to_peer = serializers.IntegerField(
-        required=False, min_value=1, help_text="Peer id to connect; default: the pair's other peer."
+        required=False, min_value=1, max_value=MAX_ID, help_text="Peer id to connect; default: the pair's other peer."
     )
     expected_epoch = serializers.IntegerField(
         required=False,
         min_value=0,
+        max_value=MAX_ID,
         help_text="The link's epoch as the caller last saw it; if it has moved since, nothing is done (409).",
     )
 

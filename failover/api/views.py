@@ -28,6 +28,7 @@ from collabadmin.api import (
     django_error_text,
 )
 from collabadmin.permissions import IsStaff
+from failover.api.schema import ApiSchema
 from failover.api.serializers import (
     AuditEntryFilterSerializer,
     AuditEntrySerializer,
@@ -64,6 +65,7 @@ class ReadOnlyResourceViewSet(viewsets.ReadOnlyModelViewSet):
 
     filter_serializer_class: type[serializers.Serializer] | None = None
     pagination_class = Pagination
+    schema = ApiSchema()
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         queryset = super().filter_queryset(queryset)
@@ -86,6 +88,7 @@ class StatusView(APIView):
     """The whole installation in one snapshot (the same one the status WebSocket sends first)."""
 
     permission_classes = [IsStaff]
+    schema = ApiSchema()
 
     @extend_schema(
         summary="Snapshot of servers, links, peers, session counts and open alerts",
@@ -247,6 +250,7 @@ class PolicyView(APIView):
     """The failover policy (one for the installation): read it, or change it with a reason."""
 
     permission_classes = [IsStaff]
+    schema = ApiSchema()
 
     @extend_schema(summary="The failover policy", responses={200: PolicySerializer, 403: NOT_ALLOWED})
     def get(self, request: Request) -> Response:

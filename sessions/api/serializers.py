@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from collabadmin.api import MAX_ID
 from sessions.choices import AgentState, SessionState
 from sessions.models import Agent, CollaborationSession, SkillGroup
 
@@ -81,14 +82,20 @@ class SessionSerializer(serializers.ModelSerializer):
 
 
 class AgentFilterSerializer(serializers.Serializer):
-    server = serializers.IntegerField(source="server_id", required=False, min_value=1, help_text="Server id.")
+    server = serializers.IntegerField(
+        source="server_id", required=False, min_value=1, max_value=MAX_ID, help_text="Server id."
+    )
     state = serializers.ChoiceField(choices=AgentState.choices, required=False)
 
 
 class SessionFilterSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=SessionState.choices, required=False)
-    server = serializers.IntegerField(source="server_id", required=False, min_value=1, help_text="Server id.")
-    agent = serializers.IntegerField(source="agent_id", required=False, min_value=1, help_text="Agent id.")
+    server = serializers.IntegerField(
+        source="server_id", required=False, min_value=1, max_value=MAX_ID, help_text="Server id."
+    )
+    agent = serializers.IntegerField(
+        source="agent_id", required=False, min_value=1, max_value=MAX_ID, help_text="Agent id."
+    )
 
 
 # --- A caller's request ---------------------------------------------------------------------

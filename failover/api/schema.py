@@ -1,0 +1,42 @@
+"""The OpenAPI schema class of the API's views (drf-spectacular's, plus the common errors).
+
+Not in ``collabadmin.api``: that module is imported while DRF's settings load (the
+pagination and exception handler), and drf-spectacular's ``AutoSchema`` imports DRF's
+generic views, which would make the import circular.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+
+from collabadmin.api import NOT_ALLOWED, NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, VALIDATION_ERROR
+
+
+class ApiSchema(AutoSchema):
+    """Documents the errors every endpoint can answer, beside those its ``@extend_schema`` names.
+
+    Every operation: **403** (not logged in, or not allowed: anonymous requests get DRF's
+    "Authentication credentials were not provided."). Operations that take input (a body,
+    or query filters): **400**; with a body, also **415** (a body DRF cannot parse as its
+    Content-Type, such as a malformed multipart one). Operations on one object (``{id}`` in
+    the path): **404**.
+    An explicit entry in ``@extend_schema(responses=...)`` wins over these defaults.
+    Set on the API's base views (``schema = ApiSchema()``).
+    """
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)
+        defaults = {"403": NOT_ALLOWED}
+        has_body = self.method in ("POST", "PUT", "PATCH")
+        if has_body or self.get_override_parameters():
+            defaults["400"] = VALIDATION_ERROR
+        if has_body:
+            defaults["415"] = UNSUPPORTED_MEDIA_TYPE
+        if "{" in self.path:
+            defaults["404"] = NOT_FOUND
+        for code, response in defaults.items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(response, code, direction=direction)
+        return responses
