@@ -97,11 +97,26 @@ def _existing_agent(server_id: int, params: dict[str, Any]) -> Agent:
     return agent
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
 def plan_steps(server_id: int, kind: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Validate ``params`` for ``kind``; return the cleaned params and the steps.
 
     Raises ``ValidationError`` (one message per field) for bad input.
     """
+    # Text with a NUL cannot be stored by PostgreSQL (and no ICM name holds one): refuse it
+    # here, for every caller, before any query sees it.
+    for field, value in params.items():
+        if _has_nul(value):
+            raise ValidationError({field: "Null characters are not allowed."})
     if kind == WizardKind.ADD_AGENT:
         agent_id = _check_id(params.get("agent_id"), "agent_id")
         name = str(params.get("name") or "").strip()
