@@ -41,7 +41,9 @@ class SwitchoverResult:
 
 
 def lock_link(link_id: int) -> Link:
-    return Link.objects.select_for_update().select_related("server").get(pk=link_id)
+    # of=("self",): PostgreSQL would otherwise also lock the joined server row, in no fixed
+    # order with other writers' locks (a wizard interrupted by this switchover deadlocked).
+    return Link.objects.select_for_update(of=("self",)).select_related("server").get(pk=link_id)
 
 
 def pair_peers(link: Link) -> list[Peer]:

@@ -56,7 +56,7 @@ class DeletionsNotConfirmed(ValidationError):
 @transaction.atomic
 def sync_plan_update(*, run_id: int, rows: list[dict[str, Any]], actor: Actor) -> SyncRun:
     """Set ``approved`` and/or ``direction`` of the named rows (others unchanged)."""
-    run = SyncRun.objects.select_for_update().select_related("server").get(pk=run_id)
+    run = SyncRun.objects.select_for_update(of=("self",)).select_related("server").get(pk=run_id)
     if run.state not in STARTABLE:
         raise SyncRefused(f"Run {run.pk} is {run.get_state_display().lower()}: its plan can no longer be changed.")
     by_id = {row["id"]: row for row in run.plan}
@@ -163,7 +163,7 @@ def sync_start(*, run_id: int, actor: Actor, confirm_deletions: bool = False, re
         raise StalePlan(f"The plan is stale: {why}. Run a new verify.")
     try:
         with transaction.atomic():
-            run = SyncRun.objects.select_for_update().select_related("server").get(pk=run_id)
+            run = SyncRun.objects.select_for_update(of=("self",)).select_related("server").get(pk=run_id)
             if run.state not in STARTABLE:
                 raise SyncRefused(f"Run {run.pk} is {run.get_state_display().lower()} now.")
             approved = [r for r in run.plan if r["approved"]]

@@ -254,7 +254,7 @@ def verify_execute(*, run_id: int, actor: Actor = SYSTEM, auto: bool = False) ->
 def _give_up(run_id: int, state: SyncRunState, error: str, actor: Actor) -> SyncRun:
     """End a verifying run without a plan (its one-run slot is released)."""
     with transaction.atomic():
-        run = SyncRun.objects.select_for_update().select_related("server").get(pk=run_id)
+        run = SyncRun.objects.select_for_update(of=("self",)).select_related("server").get(pk=run_id)
         if run.state != SyncRunState.VERIFYING:
             return run
         run.state, run.finished_at, run.error = state, timezone.now(), error[:300]
@@ -269,7 +269,7 @@ def _save_plan(run_id: int, remote: icm.IcmConfig, peer: icm.AdminWorkstationPee
     local = local_config(run.server_id)
     rows = compare(local, remote)
     with transaction.atomic():
-        run = SyncRun.objects.select_for_update().select_related("server").get(pk=run_id)
+        run = SyncRun.objects.select_for_update(of=("self",)).select_related("server").get(pk=run_id)
         run.plan = rows
         run.icm_version = remote.version
         run.local_fingerprint = local.fingerprint()

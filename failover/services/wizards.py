@@ -260,7 +260,7 @@ def wizard_launch(*, server_id: int, kind: str, params: dict[str, Any], actor: A
 
 
 def _lock(run_id: int) -> WizardRun:
-    return WizardRun.objects.select_for_update().select_related("server").get(pk=run_id)
+    return WizardRun.objects.select_for_update(of=("self",)).select_related("server").get(pk=run_id)
 
 
 def _record(run: WizardRun, index: int, status: str, message: str = "") -> None:

@@ -83,7 +83,7 @@ def session_end(*, session_id: object, actor: Actor, reason: EndReason, note: st
 
 
 def _change_agent(agent_id: int, *, actor: Actor, new_state: AgentState, reason: str = "", **fields: object) -> Agent:
-    agent = Agent.objects.select_for_update().select_related("user").get(pk=agent_id)
+    agent = Agent.objects.select_for_update(of=("self",)).select_related("user").get(pk=agent_id)
     before = {"state": agent.state}
     now = timezone.now()
     agent.state = new_state
