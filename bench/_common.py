@@ -27,7 +27,8 @@ from typing import Any
 import redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
+#: Where figures go as JSON; ``BENCH_RESULTS_DIR`` moves them (the smoke test uses a temporary folder).
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or REPO_ROOT / "bench" / "results")
 #: The machine's Redis; db 15 is reserved for benchmarks (keys are prefixed and removed after).
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 #: Working folder of the benchmarks: the embedded Redis, logs, the Django var dir.
