@@ -6,6 +6,7 @@ Served by uvicorn (see the README for the measurement behind that choice):
 
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -31,3 +32,8 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Everything loaded so far (Django, the apps, the URL conf) lives as long as the process:
+# move it out of the collector's generations, so a full collection only walks what requests
+# allocate. Measured with 1,000 servers: /api/v1/status/ p95 154 -> 90 ms (docs/performance.md).
+gc.freeze()

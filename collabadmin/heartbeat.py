@@ -40,9 +40,15 @@ class HeartbeatMixin:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def still_allowed(self) -> bool:
+        """Override: re-check the user's access (once per heartbeat); False closes the socket."""
+        return True
+
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(heartbeat_seconds())
+            if not await self.still_allowed():
+                return
             run_id = await sync_to_async(live.redis_run_id, thread_sensitive=False)()
             if run_id is not None:
                 await self.send_json({"type": "heartbeat", "redis": run_id})  # type: ignore[attr-defined]

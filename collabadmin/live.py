@@ -31,6 +31,23 @@ def agent_group(agent_id: int) -> str:
     return f"agent.{agent_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Every socket of one user: told to re-check its access when the user changes."""
+    return f"user.{user_id}"
+
+
+def access_changed(user_id: int) -> None:
+    """After the commit: every socket of the user re-checks whether it may still listen."""
+
+    def send() -> None:
+        try:
+            async_to_sync(get_channel_layer().group_send)(user_group(user_id), {"type": "access.check"})
+        except Exception:  # Redis down: the heartbeat's own re-check closes it within seconds.
+            logger.warning("access change of user %s not broadcast", user_id, exc_info=True)
+
+    transaction.on_commit(send)
+
+
 def next_sequence() -> int:
     """The next number of the one sequence shared by every process.
 

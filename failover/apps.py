@@ -6,6 +6,7 @@ class FailoverConfig(AppConfig):
     verbose_name = "Failover"
 
     def ready(self) -> None:
-        from failover import auth_audit
+        from failover import access, auth_audit
 
+        access.connect()
         auth_audit.connect()

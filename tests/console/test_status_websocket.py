@@ -131,17 +131,40 @@ def test_a_switchover_arrives_as_a_link_changed_event_with_a_higher_sequence(adm
     }
 
 
-def test_a_user_no_longer_staff_stops_hearing_and_is_closed(admin_user, pair):
+def test_a_user_made_non_staff_is_closed_at_once(admin_user, pair):
     user = get_user_model().objects.get(pk=admin_user.pk)
     cookie = session_cookie(user)
+
+    def demote() -> None:
+        user.is_staff = False
+        user.save()  # as the Django admin or a script does
 
     async def scenario() -> dict:
         socket = communicator(cookie=cookie)
         assert (await socket.connect(timeout=TIMEOUT))[0]
         await socket.receive_json_from(timeout=TIMEOUT)
-        await sync_to_async(get_user_model().objects.filter(pk=user.pk).update)(is_staff=False)
+        await sync_to_async(demote)()
+        closed = await socket.receive_output(timeout=TIMEOUT)
+        # Nothing reaches it any more: the next change is not forwarded.
         await sync_to_async(link_switchover)(link_id=pair.pk, actor="system:test", reason="test")
-        return await socket.receive_output(timeout=TIMEOUT)
+        return closed
+
+    assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+def test_a_demotion_that_bypasses_save_closes_the_socket_within_a_heartbeat(admin_user, pair, settings):
+    settings.LIVE_HEARTBEAT_SECONDS = 0.2
+    cookie = session_cookie(admin_user)
+
+    async def scenario() -> dict:
+        socket = communicator(cookie=cookie)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        await socket.receive_json_from(timeout=TIMEOUT)
+        await sync_to_async(get_user_model().objects.filter(pk=admin_user.pk).update)(is_active=False)
+        while True:  # heartbeats until the re-check notices
+            output = await socket.receive_output(timeout=TIMEOUT)
+            if output["type"] == "websocket.close":
+                return output
 
     assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
 
