@@ -8,9 +8,12 @@ import logging
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from failover.choices import Health
 from failover.monitor import targets
@@ -76,21 +79,46 @@ class Monitor:
     async def _lead(self, stop: asyncio.Event, timings: Timings) -> None:
         self.timings = timings
         loop = asyncio.get_running_loop()
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self._keep_lease(stop, lost, timings), name="monitor-lease")
         next_refresh = next_flush = 0.0
-        while not stop.is_set():
-            now = loop.time()
-            if now >= next_refresh:
-                await self._refresh_topology()
-                next_refresh = now + TOPOLOGY_REFRESH_SECONDS
-            if now >= next_flush:
-                await self._flush_figures()
-                await self._reassert_health()
-                next_flush = now + FIGURES_FLUSH_SECONDS
-            renewed = await sync_to_async(lease_renew)(token=self.token, ttl_seconds=self.lease_ttl(timings))
-            if not renewed:
-                log.warning("health monitor lost its lease", extra={"holder": self.holder})
-                return
-            await _wait(stop, timings.interval)
+        try:
+            while not stop.is_set() and not lost.is_set():
+                now = loop.time()
+                if now >= next_refresh:
+                    await self._refresh_topology()
+                    next_refresh = now + TOPOLOGY_REFRESH_SECONDS
+                if now >= next_flush:
+                    await self._flush_figures()
+                    await self._reassert_health()
+                    next_flush = now + FIGURES_FLUSH_SECONDS
+                await _wait_any(stop, lost, timings.interval)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _keep_lease(self, stop: asyncio.Event, lost: asyncio.Event, timings: Timings) -> None:
+        """Renew the lease every interval on a thread of its own.
+
+        Health writes and the bulk flush of probe figures share the monitor's one database
+        thread; with thousands of peers a renewal queued behind them arrived after the
+        lease expired, the monitor gave way and restarted every watcher at once.
+        """
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-lease") as executor:
+            try:
+                while not stop.is_set():
+                    renewed = await loop.run_in_executor(
+                        executor, partial(_renew_in_thread, self.token, self.lease_ttl(timings))
+                    )
+                    if not renewed:
+                        log.warning("health monitor lost its lease", extra={"holder": self.holder})
+                        lost.set()
+                        return
+                    await _wait(stop, timings.interval)
+            finally:
+                await loop.run_in_executor(executor, connections.close_all)
 
     async def _refresh_topology(self) -> None:
         timings = await sync_to_async(targets.load_timings)()
@@ -193,6 +221,24 @@ class Monitor:
 
 def _address(target: PeerTarget | ServerTarget) -> tuple:
     return (target.host, target.port) if isinstance(target, PeerTarget) else (target.base_url,)
+
+
+def _renew_in_thread(token: LeaseToken, ttl_seconds: float) -> bool:
+    try:
+        return lease_renew(token=token, ttl_seconds=ttl_seconds)
+    except Exception:  # the database was briefly unavailable: try again next interval
+        log.warning("could not renew the monitor's lease", exc_info=True)
+        return True
+
+
+async def _wait_any(stop: asyncio.Event, lost: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` unless ``stop`` or ``lost`` is set first."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
