@@ -9,10 +9,8 @@ transaction open around it (STYLE habit 4). The services that change sessions li
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final
 
 from failover.choices import PeerConnection, PeerKind
@@ -88,51 +86,18 @@ def media_blender_peers(server_id: int) -> list[MediaBlenderPeer]:
     return sorted((_as_peer(p) for p in peers), key=lambda p: (p.epoch is None, p.name))
 
 
-class MediaBlenderClient:
-    """One held connection to a Media Blender, for a series of requests from synchronous
-    code (Celery tasks, services run by ``sync_to_async``).
-
-    Use as a context manager. The connection lives on a private event loop that runs only
-    during a request, so database work between requests happens with no loop running, as
-    Django requires. Raises ``client.PeerUnavailable`` when the peer cannot be reached or
-    does not answer within ``timeout`` (the request may or may not have been executed) and
-    ``client.PeerError`` for a refusal the methods below do not turn into a value.
+class MediaBlenderClient(client.SyncPeerConnection):
+    """One held connection to a Media Blender for a series of requests from synchronous
+    code (see ``client.SyncPeerConnection``). Raises ``client.PeerUnavailable`` when the peer
+    cannot be reached or does not answer within ``timeout`` (the request may or may not have
+    been executed) and ``client.PeerError`` for a refusal the methods below do not turn into
+    a value.
     """
 
+    expect_kind = MEDIA_BLENDER_KIND
+
     def __init__(self, peer: MediaBlenderPeer, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.peer = peer
-        self.timeout = timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: client.PeerConnection | None = None
-
-    def __enter__(self) -> MediaBlenderClient:
-        self._loop = asyncio.new_event_loop()
-        try:
-            self._conn = self._loop.run_until_complete(
-                client.PeerConnection.open(
-                    self.peer.host, self.peer.port, timeout=self.timeout, expect_kind=MEDIA_BLENDER_KIND
-                )
-            )
-        except BaseException:
-            self._loop.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._loop is not None
-        try:
-            if self._conn is not None:
-                self._loop.run_until_complete(self._conn.close())
-        finally:
-            self._loop.close()
-
-    def call(self, op: str, **args: Any) -> dict[str, Any]:
-        """One request over the held connection; the adapter's exceptions pass through."""
-        if self._loop is None or self._conn is None:
-            raise RuntimeError("use MediaBlenderClient as a context manager")
-        return self._loop.run_until_complete(self._conn.call(op, timeout=self.timeout, **args))
+        super().__init__(peer, timeout=timeout)
 
     # -- agents ---------------------------------------------------------------------------
 

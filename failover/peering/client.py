@@ -23,7 +23,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, ClassVar, Final, Self
 
 from . import protocol
 from .protocol import Message
@@ -336,6 +337,53 @@ async def call_once(
     """Open a connection, make one call, close it; ``timeout`` applies to each step."""
     async with await PeerConnection.open(host, port, timeout=timeout, hello=hello) as conn:
         return await conn.call(op, timeout=timeout, **args)
+
+
+class SyncPeerConnection:
+    """One held connection to a peer for a series of requests from synchronous code
+    (Celery tasks, services run by ``sync_to_async``). Subclasses set ``expect_kind``.
+
+    Use as a context manager. The connection lives on a private event loop that runs only
+    during a request, so database work between requests happens with no loop running, as
+    Django requires. ``call`` raises ``PeerUnavailable`` when the peer cannot be reached or
+    does not answer within ``timeout`` (the request may or may not have been executed) and
+    ``PeerError`` for a refusal.
+    """
+
+    expect_kind: ClassVar[str]
+
+    def __init__(self, peer: Any, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.peer = peer  # anything with ``host`` and ``port``
+        self.timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: PeerConnection | None = None
+
+    def __enter__(self) -> Self:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._conn = self._loop.run_until_complete(
+                PeerConnection.open(self.peer.host, self.peer.port, timeout=self.timeout, expect_kind=self.expect_kind)
+            )
+        except BaseException:
+            self._loop.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._loop is not None
+        try:
+            if self._conn is not None:
+                self._loop.run_until_complete(self._conn.close())
+        finally:
+            self._loop.close()
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        """One request over the held connection; the adapter's exceptions pass through."""
+        if self._loop is None or self._conn is None:
+            raise RuntimeError(f"use {type(self).__name__} as a context manager")
+        return self._loop.run_until_complete(self._conn.call(op, timeout=self.timeout, **args))
 
 
 def call_sync(host: str, port: int, op: str, *, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> dict[str, Any]:

@@ -9,9 +9,7 @@ hold a database transaction open around it.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final
 
 from failover.choices import PeerConnection, PeerKind
@@ -77,48 +75,16 @@ def require_admin_workstation(server_id: int) -> AdminWorkstationPeer:
     return peer
 
 
-class AdminWorkstationClient:
-    """One held connection to an AW for a series of requests from synchronous code.
-
-    Use as a context manager (same design as ``sessions.routing.MediaBlenderClient``: a
-    private event loop that runs only during a request). The adapter's exceptions pass
-    through: ``client.PeerUnavailable`` (no answer; the change may or may not have been
-    made) and ``client.PeerError`` (the AW said no; ``.code`` as in the protocol).
+class AdminWorkstationClient(client.SyncPeerConnection):
+    """One held connection to an AW for a series of requests from synchronous code (see
+    ``client.SyncPeerConnection``). ``client.PeerUnavailable``: no answer, the change may or
+    may not have been made; ``client.PeerError``: the AW said no (``.code`` as in the protocol).
     """
 
+    expect_kind = ADMIN_WORKSTATION_KIND
+
     def __init__(self, peer: AdminWorkstationPeer, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.peer = peer
-        self.timeout = timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: client.PeerConnection | None = None
-
-    def __enter__(self) -> AdminWorkstationClient:
-        self._loop = asyncio.new_event_loop()
-        try:
-            self._conn = self._loop.run_until_complete(
-                client.PeerConnection.open(
-                    self.peer.host, self.peer.port, timeout=self.timeout, expect_kind=ADMIN_WORKSTATION_KIND
-                )
-            )
-        except BaseException:
-            self._loop.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._loop is not None
-        try:
-            if self._conn is not None:
-                self._loop.run_until_complete(self._conn.close())
-        finally:
-            self._loop.close()
-
-    def call(self, op: str, **args: Any) -> dict[str, Any]:
-        if self._loop is None or self._conn is None:
-            raise RuntimeError("use AdminWorkstationClient as a context manager")
-        return self._loop.run_until_complete(self._conn.call(op, timeout=self.timeout, **args))
+        super().__init__(peer, timeout=timeout)
 
     def get_config(self) -> IcmConfig:
         reply = self.call("get_config")
