@@ -10,11 +10,14 @@ truth, and every desktop resynchronises from the snapshot when it reconnects.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -42,16 +45,15 @@ def access_changed(user_id: int) -> None:
     """After the commit: every socket of the user re-checks whether it may still listen."""
 
     def send() -> None:
-        try:
-            _sender.send((user_group(user_id),), {"type": "access.check"})
-        except Exception:  # Redis down: the heartbeat's own re-check closes it within seconds.
-            logger.warning("access change of user %s not broadcast", user_id, exc_info=True)
+        # Redis down: logged by the sender; the heartbeat's own re-check closes it within seconds.
+        _sender.post((user_group(user_id),), {"type": "access.check"}, numbered=False)
 
     transaction.on_commit(send)
 
 
-def next_sequence() -> int:
-    """The next number of the one sequence shared by every process.
+def reserve_sequence(count: int = 1) -> int:
+    """Reserve ``count`` numbers of the one sequence shared by every process; returns the
+    last of them (the first is ``last - count + 1``).
 
     Redis keeps nothing on disk here, so after a restart the counter is gone. It is
     re-seeded from the clock (microseconds), which is always above any number handed out
@@ -61,9 +63,14 @@ def next_sequence() -> int:
     client = shared_redis()
     with client.pipeline(transaction=False) as pipe:
         pipe.set(SEQUENCE_KEY, time.time_ns() // 1000, nx=True)
-        pipe.incr(SEQUENCE_KEY)
+        pipe.incrby(SEQUENCE_KEY, count)
         _, value = pipe.execute()
     return int(value)
+
+
+def next_sequence() -> int:
+    """The next number of the shared sequence."""
+    return reserve_sequence(1)
 
 
 def current_sequence() -> int:
@@ -102,6 +109,18 @@ def publish(event_type: str, data: dict[str, Any], *, groups: Iterable[str] = (S
 
 
 SEND_TIMEOUT_SECONDS = 5.0
+# Broadcasts waiting for the sender; a caller that finds it full waits up to
+# SEND_TIMEOUT_SECONDS (Redis far behind), then the event is dropped and logged.
+MAX_QUEUED = 10_000
+# Events numbered and sent per round: one sequence reservation for all of them.
+BATCH = 500
+
+
+@dataclass
+class _Outgoing:
+    groups: tuple[str, ...]
+    message: dict[str, Any]
+    numbered: bool  # a live event: gets its sequence number when it leaves
 
 
 class _Sender:
@@ -109,45 +128,110 @@ class _Sender:
 
     ``async_to_sync`` from plain sync code (a Celery worker, a command) makes a new event
     loop per call, and the pub/sub channel layer a new Redis connection per loop: 3.5 ms
-    a broadcast, most of a queue drain's time. One long-lived loop keeps the connection.
-    A forked child (Celery's prefork pool) gets a loop of its own: threads do not survive
-    a fork.
+    a broadcast. One long-lived loop keeps the connection. Callers only queue the message
+    (microseconds: a queue drain commits a thousand routes a second); the loop sends the
+    queue in order, numbering a batch of events with one Redis round trip, so events leave
+    in commit order with increasing numbers. A forked child (Celery's prefork pool) starts
+    afresh: threads do not survive a fork, and the parent's queue is the parent's.
+    ``flush`` waits until everything queued has left (tests, and process exit).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._queue: deque[_Outgoing] = deque()
+        self._in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
         self._pid = 0
 
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
+    def _start(self) -> asyncio.AbstractEventLoop:
+        """The loop and its pump, started on first use in this process (under ``_lock``)."""
+        if self._loop is None or self._pid != os.getpid():
+            loop = asyncio.new_event_loop()
+            self._wake = asyncio.Event()
+            self._queue.clear()
+            self._in_flight = 0
+            loop.create_task(self._pump())
+            threading.Thread(target=loop.run_forever, name="live-sender", daemon=True).start()
+            self._loop, self._pid = loop, os.getpid()
+        return self._loop
+
+    def post(self, groups: tuple[str, ...], message: dict[str, Any], *, numbered: bool) -> None:
+        """Queue one broadcast; returns at once unless the queue is full."""
+        with self._changed:
+            loop = self._start()
+            if not self._changed.wait_for(lambda: len(self._queue) < MAX_QUEUED, timeout=SEND_TIMEOUT_SECONDS):
+                logger.warning("live update %s not broadcast: %s queued", message.get("type"), MAX_QUEUED)
+                return
+            self._queue.append(_Outgoing(groups, message, numbered))
+            first = len(self._queue) == 1
+        if first:
+            assert self._wake is not None
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def flush(self, timeout: float = SEND_TIMEOUT_SECONDS) -> bool:
+        """Wait until every queued broadcast has left (or failed); ``False`` on time-out."""
+        with self._changed:
             if self._loop is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="live-sender", daemon=True).start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
+                return True
+            return self._changed.wait_for(lambda: not self._queue and not self._in_flight, timeout=timeout)
 
-    def send(self, groups: tuple[str, ...], message: dict[str, Any]) -> None:
+    def _take(self) -> list[_Outgoing]:
+        with self._changed:
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH))]
+            self._in_flight = len(batch)
+            self._changed.notify_all()
+            return batch
+
+    def _done(self) -> None:
+        with self._changed:
+            self._in_flight = 0
+            self._changed.notify_all()
+
+    async def _pump(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while batch := self._take():
+                try:
+                    await self._send(batch)
+                finally:
+                    self._done()
+
+    async def _send(self, batch: list[_Outgoing]) -> None:
         layer = get_channel_layer()
-
-        async def send_all() -> None:
-            for group in groups:
-                await layer.group_send(group, message)
-
-        future = asyncio.run_coroutine_threadsafe(send_all(), self.loop())
+        numbered = [item for item in batch if item.numbered]
         try:
-            future.result(timeout=SEND_TIMEOUT_SECONDS)  # in order, and the caller knows it left
-        except BaseException:
-            future.cancel()
-            raise
+            if numbered:
+                # Redis is local and answers in microseconds; blocking this thread's loop
+                # for it holds up nothing but broadcasts, which need the number first.
+                first = reserve_sequence(len(numbered)) - len(numbered) + 1
+                for seq, item in enumerate(numbered, start=first):
+                    item.message["event"]["seq"] = seq
+            for item in batch:
+                for group in item.groups:
+                    async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                        await layer.group_send(group, item.message)
+        except Exception:  # Redis down or restarting: clients resync on reconnect.
+            kinds = sorted({str(item.message.get("event", item.message).get("type")) for item in batch})
+            logger.warning(
+                "live updates %s not broadcast (%s in this batch)", ", ".join(kinds), len(batch), exc_info=True
+            )
 
 
 _sender = _Sender()
+# A command that publishes and exits (seed_demo, a one-off task) still gets its events out.
+atexit.register(_sender.flush, 2.0)
 
 
 def send_now(event_type: str, data: dict[str, Any], groups: Iterable[str]) -> None:
-    try:
-        event = {"type": event_type, "seq": next_sequence(), "data": data}
-        _sender.send(tuple(groups), {"type": "live.event", "event": event})
-    except Exception:  # Redis down or restarting: clients resync on reconnect.
-        logger.warning("live update %s not broadcast", event_type, exc_info=True)
+    """Queue one live event for ``groups``; it gets its sequence number when it leaves."""
+    event = {"type": event_type, "seq": None, "data": data}
+    _sender.post(tuple(groups), {"type": "live.event", "event": event}, numbered=True)
+
+
+def flush(timeout: float = SEND_TIMEOUT_SECONDS) -> bool:
+    """Wait until this process's queued broadcasts have left; ``False`` on time-out."""
+    return _sender.flush(timeout)
