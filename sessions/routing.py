@@ -10,6 +10,7 @@ transaction open around it (STYLE habit 4). The services that change sessions li
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -86,6 +87,16 @@ def media_blender_peers(server_id: int) -> list[MediaBlenderPeer]:
     return sorted((_as_peer(p) for p in peers), key=lambda p: (p.epoch is None, p.name))
 
 
+def registration_args(registration: AgentRegistration) -> dict[str, Any]:
+    """The arguments of ``register_agent`` for ``registration``."""
+    return {
+        "agent_id": registration.agent_id,
+        "skill_groups": list(registration.skill_groups),
+        "max_sessions": registration.max_sessions,
+        "state": registration.state,
+    }
+
+
 class MediaBlenderClient(client.SyncPeerConnection):
     """One held connection to a Media Blender for a series of requests from synchronous
     code (see ``client.SyncPeerConnection``). Raises ``client.PeerUnavailable`` when the peer
@@ -107,13 +118,7 @@ class MediaBlenderClient(client.SyncPeerConnection):
 
     def register_agent(self, registration: AgentRegistration) -> dict[str, Any]:
         """Register or re-register (the MB keeps the agent's routes); returns the MB's view of it."""
-        return self.call(
-            "register_agent",
-            agent_id=registration.agent_id,
-            skill_groups=list(registration.skill_groups),
-            max_sessions=registration.max_sessions,
-            state=registration.state,
-        )["agent"]
+        return self.call("register_agent", **registration_args(registration))["agent"]
 
     def unregister_agent(self, agent_id: str) -> list[str]:
         """Forget the agent (the MB releases its routes, returned); an unknown agent is not an error."""
@@ -135,6 +140,36 @@ class MediaBlenderClient(client.SyncPeerConnection):
                 return None
             raise
         return RouteAnswer(session_id=session_id, agent_id=str(answer["agent_id"]), existing=bool(answer["existing"]))
+
+    def route_many(self, requests: Sequence[tuple[str, str]]) -> list[RouteAnswer | None | client.PeerError]:
+        """``route`` for each ``(session_id, skill_group)``, all in one round trip, in order
+        (the MB answers them in that order, so the oldest session gets the first agent).
+        A refusal other than ``no_agent_available`` comes back as the ``PeerError`` in that
+        request's place; an unreachable MB raises ``PeerUnavailable`` for the lot.
+        """
+        results = self.call_many([("route", {"session_id": sid, "skill_group": group}) for sid, group in requests])
+        answers: list[RouteAnswer | None | client.PeerError] = []
+        for (session_id, _), result in zip(requests, results, strict=True):
+            if isinstance(result, client.PeerUnavailable):
+                raise result
+            if isinstance(result, client.PeerError):
+                answers.append(None if result.code == "no_agent_available" else result)
+                continue
+            assert not isinstance(result, client.PeerException)
+            answers.append(
+                RouteAnswer(session_id=session_id, agent_id=str(result["agent_id"]), existing=bool(result["existing"]))
+            )
+        return answers
+
+    def route_fresh_many(self, requests: Sequence[tuple[str, str]]) -> list[RouteAnswer | None | client.PeerError]:
+        """``route_many``, then ``route_fresh``'s rule for any answer that is a route the MB
+        already held (released and asked afresh, one by one: they are rare leftovers)."""
+        answers = self.route_many(requests)
+        for index, ((session_id, skill_group), answer) in enumerate(zip(requests, answers, strict=True)):
+            if isinstance(answer, RouteAnswer) and answer.existing:
+                self.release(session_id)
+                answers[index] = self.route(session_id, skill_group)
+        return answers
 
     def route_fresh(self, session_id: str, skill_group: str) -> RouteAnswer | None:
         """``route``, making sure the answer is a new route whose ``route_confirmed`` is still to come.
@@ -159,6 +194,15 @@ class MediaBlenderClient(client.SyncPeerConnection):
                 return False
             raise
         return True
+
+    def release_many(self, session_ids: Sequence[str]) -> None:
+        """``release`` each of them in one round trip; routes the MB does not hold are fine."""
+        results = self.call_many([("release", {"session_id": session_id}) for session_id in session_ids])
+        for result in results:
+            if isinstance(result, client.PeerError) and result.code == "not_found":
+                continue
+            if isinstance(result, client.PeerException):
+                raise result
 
     def list_routes(self) -> list[dict[str, Any]]:
         return list(self.call("list_routes")["routes"])

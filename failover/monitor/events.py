@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Coroutine
+from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
 from failover.choices import IcmSide, PeerKind
 from failover.monitor.targets import PeerTarget
-from failover.peering.protocol import Message
+from failover.peering.client import Message
 
 log = logging.getLogger(__name__)
 _pending: set[asyncio.Task[None]] = set()
@@ -27,6 +29,8 @@ _pending: set[asyncio.Task[None]] = set()
 # the commit that records that answer. Such an early event is tried again after these
 # pauses (seconds) before it is dropped; the transit timeout covers a route never confirmed.
 CONFIRM_RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0)
+# Confirmations recorded in one transaction at most.
+CONFIRM_BATCH = 200
 
 
 def dispatch_peer_event(target: PeerTarget, message: Message) -> None:
@@ -37,7 +41,7 @@ def dispatch_peer_event(target: PeerTarget, message: Message) -> None:
     if event == "icm_side_changed":
         _spawn(_record_icm_side(target.id, message.get("side")))
     elif event == "route_confirmed":
-        _spawn(_confirm_route(target.id, message.get("session_id"), message.get("agent_id")))
+        _confirm_route(target.id, message.get("session_id"), message.get("agent_id"))
     elif event == "phone_hung_up":
         _spawn(_record_phone_hung_up(target.id, message.get("session_id"), message.get("agent_id")))
 
@@ -58,25 +62,76 @@ async def _record_icm_side(peer_id: int, side: object) -> None:
         log.exception("could not record the Media Blender's ICM side")
 
 
-async def _confirm_route(peer_id: int, session_id: object, agent_id: object) -> None:
-    # Imported late: the failover app must not need the sessions app to start its monitor.
-    from sessions.services.routing import ConfirmOutcome, session_confirm_route
+@dataclass(frozen=True)
+class _Confirmation:
+    peer_id: int
+    session_id: str
+    agent_id: str
+    attempt: int = 0
 
-    if not isinstance(session_id, str) or not isinstance(agent_id, str):
-        return
-    for pause in (0.0, *CONFIRM_RETRY_DELAYS):
-        if pause:
-            await asyncio.sleep(pause)
+
+class _ConfirmBatcher:
+    """Records ``route_confirmed`` events in batches, one transaction for those that
+    arrived while the previous batch was being written (after a switchover's drain, a
+    thousand in a second: a transaction each would hold SQLite's one writer lock for most
+    of it). One per event loop; an early event is put back after its retry pause."""
+
+    def __init__(self) -> None:
+        self.queue: list[_Confirmation] = []
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, confirmation: _Confirmation) -> None:
+        self.queue.append(confirmation)
+        self.wake.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue:
+                batch, self.queue = self.queue[:CONFIRM_BATCH], self.queue[CONFIRM_BATCH:]
+                await self._record(batch)
+
+    async def _record(self, batch: list[_Confirmation]) -> None:
+        # Imported late: the failover app must not need the sessions app to start its monitor.
+        from sessions.services.routing import ConfirmOutcome, session_confirm_routes
+
         try:
-            outcome = await sync_to_async(session_confirm_route)(
-                session_id=session_id, agent_icm_id=agent_id, peer_id=peer_id
+            outcomes = await sync_to_async(session_confirm_routes)(
+                [(c.session_id, c.agent_id, c.peer_id) for c in batch]
             )
         except Exception:
-            log.exception("could not record a route confirmation", extra={"session": session_id})
+            log.exception("could not record %s route confirmations", len(batch))
             return
-        if outcome != ConfirmOutcome.EARLY:
-            return
-    log.info("route confirmation for session %s from peer %s dropped: not in transit", session_id, peer_id)
+        loop = asyncio.get_running_loop()
+        for confirmation, outcome in zip(batch, outcomes, strict=True):
+            if outcome != ConfirmOutcome.EARLY:
+                continue
+            if confirmation.attempt < len(CONFIRM_RETRY_DELAYS):
+                retry = replace(confirmation, attempt=confirmation.attempt + 1)
+                loop.call_later(CONFIRM_RETRY_DELAYS[confirmation.attempt], self.add, retry)
+            else:
+                log.info(
+                    "route confirmation for session %s from peer %s dropped: not in transit",
+                    confirmation.session_id,
+                    confirmation.peer_id,
+                )
+
+
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ConfirmBatcher] = weakref.WeakKeyDictionary()
+
+
+def _confirm_route(peer_id: int, session_id: object, agent_id: object) -> None:
+    if not isinstance(session_id, str) or not isinstance(agent_id, str):
+        return
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = _ConfirmBatcher()
+    batcher.add(_Confirmation(peer_id, session_id, agent_id))
 
 
 async def _record_phone_hung_up(peer_id: int, session_id: object, agent_id: object) -> None:

@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Final, Self
@@ -34,6 +34,9 @@ log = logging.getLogger("failover.peering.client")
 DEFAULT_TIMEOUT: Final = 2.0
 CLOSE_TIMEOUT: Final = 1.0
 CLIENT_NAME: Final = "collabadmin"
+# The shape of ids on the wire, for code that checks input before sending it (the rest of
+# the product imports only this module of the adapter, docs/peer-protocol.md section 8).
+ID_PATTERN: Final = protocol.ID_PATTERN
 
 # PeerUnavailable reasons.
 REFUSED: Final = "refused"
@@ -229,6 +232,10 @@ class PeerConnection:
             raise _unavailable_from(exc, self.host, self.port) from None
         finally:
             self._pending.pop(request_id, None)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # mark it seen: a write that failed first raised already
         if reply.get("ok"):
             return protocol.result_of(reply)
         error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
@@ -384,6 +391,28 @@ class SyncPeerConnection:
         if self._loop is None or self._conn is None:
             raise RuntimeError(f"use {type(self).__name__} as a context manager")
         return self._loop.run_until_complete(self._conn.call(op, timeout=self.timeout, **args))
+
+    def call_many(self, requests: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any] | PeerException]:
+        """Send every ``(op, args)`` request at once over the held connection (pipelined:
+        one round trip's wait for the lot, where ``call`` waits once per request) and
+        return each reply's result, or the exception of that request, in request order.
+
+        A peer handles one connection's requests in the order they arrive, so a request
+        sees the effect of those before it, as with a series of ``call``.
+        """
+        if self._loop is None or self._conn is None:
+            raise RuntimeError(f"use {type(self).__name__} as a context manager")
+        conn = self._conn
+
+        async def all_of() -> list[dict[str, Any] | PeerException]:
+            calls = [conn.call(op, timeout=self.timeout, **args) for op, args in requests]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, PeerException):
+                    raise result
+            return results  # type: ignore[return-value]
+
+        return self._loop.run_until_complete(all_of())
 
 
 def call_sync(host: str, port: int, op: str, *, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> dict[str, Any]:

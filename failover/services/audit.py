@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -20,6 +21,29 @@ def actor_label(actor: AbstractBaseUser | str | None) -> str:
     return f"user:{actor.get_username()}"
 
 
+def audit_entry(
+    *,
+    actor: AbstractBaseUser | str | None,
+    action: AuditAction,
+    target: models.Model,
+    reason: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """One entry, not yet saved: for :func:`audit_record_many`."""
+    return AuditEntry(
+        actor=actor if isinstance(actor, AbstractBaseUser) else None,
+        actor_name=actor_label(actor),
+        action=action,
+        object_type=target._meta.label_lower,
+        object_id=str(target.pk),
+        object_repr=str(target)[:200],
+        reason=reason[:300],
+        before=before or {},
+        after=after or {},
+    )
+
+
 def audit_record(
     *,
     actor: AbstractBaseUser | str | None,
@@ -34,14 +58,12 @@ def audit_record(
     Call it inside the service's ``transaction.atomic`` so the entry exists exactly when
     the change it describes was committed.
     """
-    return AuditEntry.objects.create(
-        actor=actor if isinstance(actor, AbstractBaseUser) else None,
-        actor_name=actor_label(actor),
-        action=action,
-        object_type=target._meta.label_lower,
-        object_id=str(target.pk),
-        object_repr=str(target)[:200],
-        reason=reason[:300],
-        before=before or {},
-        after=after or {},
-    )
+    entry = audit_entry(actor=actor, action=action, target=target, reason=reason, before=before, after=after)
+    entry.save()
+    return entry
+
+
+def audit_record_many(entries: Iterable[AuditEntry]) -> None:
+    """Append entries made by :func:`audit_entry` in one insert, in the caller's transaction
+    (a service that changes many rows at once, such as a batch of routes)."""
+    AuditEntry.objects.bulk_create(entries)

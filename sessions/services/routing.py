@@ -14,21 +14,22 @@ then session.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
 from django.db import transaction
+from django.db.models import Case, Count, Value, When
 from django.utils import timezone
 
 from collabadmin import live
 from failover.choices import AuditAction, LinkState, PeerConnection, PeerKind
 from failover.models import Link, Peer
-from failover.services.audit import audit_record
-from sessions.choices import ROUTED_STATES, AgentState, PhoneLeg, SessionState
+from failover.services.audit import audit_entry, audit_record, audit_record_many
+from sessions.choices import ROUTED_STATES, AgentState, EndReason, PhoneLeg, SessionState
 from sessions.models import Agent, CollaborationSession
-from sessions.payloads import session_payload
 from sessions.services import followups
-from sessions.services.lifecycle import Actor, check_transition, publish_session
+from sessions.services.lifecycle import Actor, check_transition, publish_session, session_end
 
 ROUTER = "system:router"
 MEDIA_BLENDER = "system:media-blender"
@@ -63,10 +64,13 @@ def as_session_id(value: object) -> uuid.UUID | None:
 
 
 def publish_session_change(session: CollaborationSession, *, previous_agent_id: int | None) -> None:
-    """``publish_session``, also telling the agent that just lost the session (requeue, re-route)."""
+    """``publish_session``, also telling the agent that just lost the session (requeue,
+    re-route) that it is no longer theirs: its id and state only, not the caller's details
+    nor who has it now (the desktop re-renders its own sessions from the server)."""
     publish_session(session)
     if previous_agent_id and previous_agent_id != session.agent_id:
-        live.publish("session.changed", session_payload(session), groups=[live.agent_group(previous_agent_id)])
+        gone = {"id": str(session.pk), "state": session.state}
+        live.publish("session.changed", gone, groups=[live.agent_group(previous_agent_id)])
 
 
 def agent_load(agent_id: int, *, besides: object = None) -> int:
@@ -76,14 +80,17 @@ def agent_load(agent_id: int, *, besides: object = None) -> int:
 
 def agent_can_take(agent: Agent, session: CollaborationSession) -> bool:
     """Ready, enabled, of the session's server and skill group, with a free slot."""
+    in_group = not session.skill_group_id or agent.skill_groups.filter(pk=session.skill_group_id).exists()
+    return _can_take(agent, session, in_group=in_group, load=agent_load(agent.pk, besides=session.pk))
+
+
+def _can_take(agent: Agent, session: CollaborationSession, *, in_group: bool, load: int) -> bool:
+    """``agent_can_take`` on facts read beforehand (``load`` leaves ``session`` out)."""
     if not agent.enabled or agent.state != AgentState.READY or agent.server_id != session.server_id:
         return False
-    if session.skill_group_id and not agent.skill_groups.filter(pk=session.skill_group_id).exists():
-        return False
-    return agent_load(agent.pk, besides=session.pk) < agent.max_sessions
+    return in_group and load < agent.max_sessions
 
 
-@transaction.atomic
 def session_route(*, session_id: object, agent_icm_id: str, epoch: int, actor: Actor = ROUTER) -> RouteOutcome:
     """Record the MB's answer to ``route``: the session goes in transit to that agent.
 
@@ -99,41 +106,126 @@ def session_route(*, session_id: object, agent_icm_id: str, epoch: int, actor: A
     server_id = CollaborationSession.objects.filter(pk=session_id).values_list("server_id", flat=True).first()
     if server_id is None:
         return RouteOutcome.NOT_ROUTABLE
+    (outcome,) = session_route_many(server_id=server_id, routes=[(session_id, agent_icm_id)], epoch=epoch, actor=actor)
+    return outcome
+
+
+class _RouteBatch:
+    """What one batch of routes reads under its locks, kept up to date as routes are applied."""
+
+    def __init__(self, server_id: int, routes: Sequence[tuple[object, str]]) -> None:
+        # Lock order (after the link): agents, then sessions, each by primary key, so two
+        # batches never wait for each other in a cycle.
+        self.agents = {
+            agent.icm_id: agent
+            for agent in Agent.objects.select_for_update()
+            .filter(server_id=server_id, icm_id__in={icm_id for _, icm_id in routes})
+            .order_by("pk")
+        }
+        ids = {pk for pk in (as_session_id(session_id) for session_id, _ in routes) if pk is not None}
+        self.sessions = {
+            session.pk: session
+            for session in CollaborationSession.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        }
+        agent_ids = [agent.pk for agent in self.agents.values()]
+        held = (
+            CollaborationSession.objects.filter(agent_id__in=agent_ids, state__in=ROUTED_STATES)
+            .order_by()
+            .values("agent_id")
+            .annotate(n=Count("pk"))
+            .values_list("agent_id", "n")
+        )
+        self.loads: dict[int, int] = dict(held)
+        memberships = Agent.skill_groups.through.objects.filter(agent_id__in=agent_ids)
+        self.members = set(memberships.values_list("agent_id", "skillgroup_id"))
+
+    def can_take(self, agent: Agent, session: CollaborationSession) -> bool:
+        in_group = not session.skill_group_id or (agent.pk, session.skill_group_id) in self.members
+        counted = session.agent_id == agent.pk and session.state in ROUTED_STATES
+        load = self.loads.get(agent.pk, 0) - (1 if counted else 0)
+        return _can_take(agent, session, in_group=in_group, load=load)
+
+    def move(self, session: CollaborationSession, agent: Agent) -> None:
+        """Count ``session`` with ``agent`` instead of the agent that held it (if any)."""
+        if session.state in ROUTED_STATES and session.agent_id is not None:
+            self.loads[session.agent_id] = self.loads.get(session.agent_id, 0) - 1
+        self.loads[agent.pk] = self.loads.get(agent.pk, 0) + 1
+
+
+@transaction.atomic
+def session_route_many(
+    *, server_id: int, routes: Sequence[tuple[object, str]], epoch: int, actor: Actor = ROUTER
+) -> list[RouteOutcome]:
+    """Record the MB's answers to a series of ``route`` requests for ``server_id``'s
+    sessions, ``(session id, agent ICM id)`` each, in one transaction; returns each one's
+    outcome, in order: what :func:`session_route` would have said of it had they been
+    recorded one after another (a queue drain records a batch of answers at a time).
+
+    The link is locked and checked once (every outcome is ``STALE_EPOCH`` if it moved on),
+    then the agents and sessions named, in primary-key order; loads and skill groups are
+    read once and kept up to date as the routes are applied. One bulk update, one bulk
+    insert of audit entries, one live update per routed session.
+    """
     link = Link.objects.select_for_update().get(server_id=server_id, kind=PeerKind.MEDIA_BLENDER)
     if link.state != LinkState.CONNECTED or link.epoch != epoch:
-        return RouteOutcome.STALE_EPOCH
-    agent = Agent.objects.select_for_update().filter(server_id=server_id, icm_id=agent_icm_id).first()
-    session = CollaborationSession.objects.select_for_update().get(pk=session_id)
-    if session.server_id != server_id:
-        return RouteOutcome.NOT_ROUTABLE  # adopted by another server between the two reads
-    holds_this_route = session.state in ROUTED_STATES and session.route_epoch == epoch
-    if agent is not None and holds_this_route and session.agent_id == agent.pk:
-        return RouteOutcome.ALREADY_ROUTED
-    rerouting = session.state == SessionState.IN_TRANSIT and session.route_epoch != epoch
-    if session.state != SessionState.QUEUED and not rerouting:
-        return RouteOutcome.NOT_ROUTABLE
-    if agent is None or not agent_can_take(agent, session):
-        return RouteOutcome.AGENT_UNAVAILABLE
-    if not rerouting:
-        check_transition(session, SessionState.IN_TRANSIT)
-    before = {"state": session.state, "agent": session.agent_id, "route_epoch": session.route_epoch}
-    previous_agent_id = session.agent_id
-    session.state = SessionState.IN_TRANSIT
-    session.agent = agent
-    # On a re-route the transit timeout starts again: the new MB gets the whole timeout.
-    session.routed_at = timezone.now()
-    session.route_epoch = epoch
-    session.save(update_fields=["state", "agent", "routed_at", "route_epoch"])
-    audit_record(
-        actor=actor,
-        action=AuditAction.SESSION_ROUTED,
-        target=session,
-        reason="re-routed by the newly connected Media Blender" if rerouting else "",
-        before=before,
-        after={"state": session.state, "agent": agent.pk, "agent_icm_id": agent.icm_id, "route_epoch": epoch},
-    )
-    publish_session_change(session, previous_agent_id=previous_agent_id)
-    return RouteOutcome.ROUTED
+        return [RouteOutcome.STALE_EPOCH] * len(routes)
+    batch = _RouteBatch(server_id, routes)
+    outcomes: list[RouteOutcome] = []
+    changed: dict[uuid.UUID, CollaborationSession] = {}
+    entries = []
+    now = timezone.now()
+    for session_id, agent_icm_id in routes:
+        pk = as_session_id(session_id)
+        session = batch.sessions.get(pk) if pk is not None else None
+        agent = batch.agents.get(agent_icm_id)
+        if session is None or session.server_id != server_id:
+            outcomes.append(RouteOutcome.NOT_ROUTABLE)  # gone, or adopted by another server
+            continue
+        holds_this_route = session.state in ROUTED_STATES and session.route_epoch == epoch
+        if agent is not None and holds_this_route and session.agent_id == agent.pk:
+            outcomes.append(RouteOutcome.ALREADY_ROUTED)
+            continue
+        rerouting = session.state == SessionState.IN_TRANSIT and session.route_epoch != epoch
+        if session.state != SessionState.QUEUED and not rerouting:
+            outcomes.append(RouteOutcome.NOT_ROUTABLE)
+            continue
+        if agent is None or not batch.can_take(agent, session):
+            outcomes.append(RouteOutcome.AGENT_UNAVAILABLE)
+            continue
+        if not rerouting:
+            check_transition(session, SessionState.IN_TRANSIT)
+        before = {"state": session.state, "agent": session.agent_id, "route_epoch": session.route_epoch}
+        previous_agent_id = session.agent_id
+        batch.move(session, agent)
+        session.state = SessionState.IN_TRANSIT
+        session.agent = agent
+        # On a re-route the transit timeout starts again: the new MB gets the whole timeout.
+        session.routed_at = now
+        session.route_epoch = epoch
+        changed[session.pk] = session
+        after = {"state": session.state, "agent": agent.pk, "agent_icm_id": agent.icm_id, "route_epoch": epoch}
+        reason = "re-routed by the newly connected Media Blender" if rerouting else ""
+        entries.append(
+            audit_entry(
+                actor=actor,
+                action=AuditAction.SESSION_ROUTED,
+                target=session,
+                reason=reason,
+                before=before,
+                after=after,
+            )
+        )
+        publish_session_change(session, previous_agent_id=previous_agent_id)
+        outcomes.append(RouteOutcome.ROUTED)
+    if changed:
+        # One UPDATE: everything but the agent is the same for the batch (bulk_update would
+        # build a CASE per field and row, most of a drain's time).
+        agent_of = Case(*(When(pk=pk, then=Value(session.agent_id)) for pk, session in changed.items()))
+        CollaborationSession.objects.filter(pk__in=changed).update(
+            state=SessionState.IN_TRANSIT, agent_id=agent_of, routed_at=now, route_epoch=epoch
+        )
+    audit_record_many(entries)
+    return outcomes
 
 
 def _connected_epoch(peer_id: int) -> tuple[int | None, int | None]:
@@ -159,7 +251,6 @@ def _icm_id_of(agent_id: int | None) -> str | None:
     return Agent.objects.filter(pk=agent_id).values_list("icm_id", flat=True).first() if agent_id else None
 
 
-@transaction.atomic
 def session_confirm_route(*, session_id: object, agent_icm_id: str, peer_id: int) -> ConfirmOutcome:
     """The MB pushed ``route_confirmed``: an in-transit session becomes active.
 
@@ -171,36 +262,65 @@ def session_confirm_route(*, session_id: object, agent_icm_id: str, peer_id: int
     caller may retry. On ``ACTIVATED``: ``activated_at``, the phone leg ``connected``
     (unless the caller already hung up), a ``session.activated`` audit entry, a live update.
     """
-    pk = as_session_id(session_id)
-    server_id, epoch = _connected_epoch(peer_id)
-    if pk is None or server_id is None:
-        return ConfirmOutcome.IGNORED
-    session = _lock_session(pk, server_id=server_id)
-    if session is None or epoch is None:
-        return ConfirmOutcome.IGNORED
-    if session.state == SessionState.QUEUED or (
-        session.state == SessionState.IN_TRANSIT and (session.route_epoch or 0) < epoch
-    ):
-        return ConfirmOutcome.EARLY
-    if session.state != SessionState.IN_TRANSIT or session.route_epoch != epoch:
-        return ConfirmOutcome.IGNORED
-    if _icm_id_of(session.agent_id) != agent_icm_id:
-        return ConfirmOutcome.IGNORED
-    check_transition(session, SessionState.ACTIVE)
-    session.state = SessionState.ACTIVE
-    session.activated_at = timezone.now()
-    if session.phone_leg == PhoneLeg.NONE:
-        session.phone_leg = PhoneLeg.CONNECTED
-    session.save(update_fields=["state", "activated_at", "phone_leg"])
-    audit_record(
-        actor=MEDIA_BLENDER,
-        action=AuditAction.SESSION_ACTIVATED,
-        target=session,
-        before={"state": SessionState.IN_TRANSIT},
-        after={"state": SessionState.ACTIVE, "agent": session.agent_id, "route_epoch": epoch},
-    )
-    publish_session(session)
-    return ConfirmOutcome.ACTIVATED
+    (outcome,) = session_confirm_routes([(session_id, agent_icm_id, peer_id)])
+    return outcome
+
+
+@transaction.atomic
+def session_confirm_routes(confirmations: Sequence[tuple[object, str, int]]) -> list[ConfirmOutcome]:
+    """:func:`session_confirm_route` for each ``(session id, agent ICM id, peer id)``, in
+    one transaction, in order; returns each one's outcome. The monitor hands in the
+    confirmations that arrived together: after a switchover a Media Blender confirms a
+    thousand routes within a second, and a write transaction each kept SQLite's single
+    writer lock from the queue drain for most of it. The sessions are locked in
+    primary-key order and changed with one update; one audit insert."""
+    epochs = {peer_id: _connected_epoch(peer_id) for peer_id in {peer_id for _, _, peer_id in confirmations}}
+    ids = {pk for pk in (as_session_id(session_id) for session_id, _, _ in confirmations) if pk is not None}
+    # The rows alone, no join (see _lock_session).
+    sessions = {s.pk: s for s in CollaborationSession.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    icm_ids = dict(Agent.objects.filter(pk__in={s.agent_id for s in sessions.values()}).values_list("pk", "icm_id"))
+    now = timezone.now()
+    outcomes: list[ConfirmOutcome] = []
+    activated: list[CollaborationSession] = []
+    for session_id, agent_icm_id, peer_id in confirmations:
+        server_id, epoch = epochs[peer_id]
+        pk = as_session_id(session_id)
+        session = sessions.get(pk) if pk is not None else None
+        if session is None or server_id is None or epoch is None or session.server_id != server_id:
+            outcomes.append(ConfirmOutcome.IGNORED)
+        elif session.state == SessionState.QUEUED or (
+            session.state == SessionState.IN_TRANSIT and (session.route_epoch or 0) < epoch
+        ):
+            outcomes.append(ConfirmOutcome.EARLY)
+        elif session.state != SessionState.IN_TRANSIT or session.route_epoch != epoch:
+            outcomes.append(ConfirmOutcome.IGNORED)
+        elif icm_ids.get(session.agent_id) != agent_icm_id:
+            outcomes.append(ConfirmOutcome.IGNORED)
+        else:
+            check_transition(session, SessionState.ACTIVE)
+            session.state = SessionState.ACTIVE
+            session.activated_at = now
+            if session.phone_leg == PhoneLeg.NONE:
+                session.phone_leg = PhoneLeg.CONNECTED
+            activated.append(session)
+            outcomes.append(ConfirmOutcome.ACTIVATED)
+    if activated:
+        changed = CollaborationSession.objects.filter(pk__in=[session.pk for session in activated])
+        changed.update(state=SessionState.ACTIVE, activated_at=now)
+        changed.filter(phone_leg=PhoneLeg.NONE).update(phone_leg=PhoneLeg.CONNECTED)
+        audit_record_many(
+            audit_entry(
+                actor=MEDIA_BLENDER,
+                action=AuditAction.SESSION_ACTIVATED,
+                target=session,
+                before={"state": SessionState.IN_TRANSIT},
+                after={"state": SessionState.ACTIVE, "agent": session.agent_id, "route_epoch": session.route_epoch},
+            )
+            for session in activated
+        )
+        for session in activated:
+            publish_session(session)
+    return outcomes
 
 
 @transaction.atomic
@@ -268,7 +388,18 @@ def session_requeue(
     session.route_epoch = None
     session.phone_leg = PhoneLeg.NONE
     session.phone_hung_up_at = None
-    session.save(update_fields=["state", "agent", "routed_at", "route_epoch", "phone_leg", "phone_hung_up_at"])
+    session.transit_timeouts += 1
+    session.save(
+        update_fields=[
+            "state",
+            "agent",
+            "routed_at",
+            "route_epoch",
+            "phone_leg",
+            "phone_hung_up_at",
+            "transit_timeouts",
+        ]
+    )
     audit_record(
         actor=actor,
         action=AuditAction.SESSION_REQUEUED,
@@ -280,3 +411,23 @@ def session_requeue(
     publish_session_change(session, previous_agent_id=previous_agent_id)
     followups.after_session_requeued(session, previous_agent_id=previous_agent_id)
     return session
+
+
+@transaction.atomic
+def session_fail_transit(
+    *, session_id: object, actor: Actor, routed_before: datetime, note: str
+) -> CollaborationSession | None:
+    """End an in-transit session whose route was not confirmed in time once too often
+    (``Policy.max_transit_attempts``): reason ``transit_failed``, through ``session_end``
+    (audit entry, live update, route released and queue drained on commit).
+
+    Compare-and-set like :func:`session_requeue`: only a session still in transit and
+    routed before ``routed_before`` (one confirmed or routed again meanwhile is left
+    alone); otherwise ``None``.
+    """
+    session = CollaborationSession.objects.select_for_update().filter(pk=session_id).first()
+    if session is None or session.state != SessionState.IN_TRANSIT:
+        return None
+    if session.routed_at is None or session.routed_at >= routed_before:
+        return None
+    return session_end(session_id=session.pk, actor=actor, reason=EndReason.TRANSIT_FAILED, note=note)

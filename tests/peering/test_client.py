@@ -260,6 +260,43 @@ def test_call_sync_and_probe_sync_work_without_an_event_loop(media_blender):
     assert error.value.code == "invalid"
 
 
+def test_call_many_pipelines_requests_and_answers_each_in_order_with_its_own_error(media_blender):
+    from sessions.routing import MediaBlenderClient, MediaBlenderPeer
+
+    peer = MediaBlenderPeer(peer_id=1, name="mb-test", host=media_blender.host, port=media_blender.port)
+    requests = [
+        ("register_agent", {"agent_id": "a1", "skill_groups": ["sales"], "state": "ready"}),
+        ("register_agent", {"agent_id": "a2", "skill_groups": ["sales"], "state": "ready"}),
+        *[("route", {"session_id": f"s{n}", "skill_group": "sales"}) for n in range(3)],
+        ("no_such_op", {}),
+        ("list_routes", {}),
+    ]
+
+    with MediaBlenderClient(peer) as mb:
+        results = mb.call_many(requests)
+
+    assert [r["agent"]["agent_id"] for r in results[:2]] == ["a1", "a2"]
+    # Handled in the order sent: the first two sessions got the two agents, the third none.
+    assert sorted(r["agent_id"] for r in results[2:4]) == ["a1", "a2"]
+    assert isinstance(results[4], PeerError)
+    assert results[4].code == "no_agent_available"
+    assert isinstance(results[5], PeerError)
+    assert results[5].code == "unknown_op"
+    assert sorted(route["session_id"] for route in results[6]["routes"]) == ["s0", "s1"]
+
+
+def test_call_many_raises_nothing_but_reports_unavailable_when_the_peer_dies(media_blender):
+    from sessions.routing import MediaBlenderClient, MediaBlenderPeer
+
+    peer = MediaBlenderPeer(peer_id=1, name="mb-test", host=media_blender.host, port=media_blender.port)
+    with MediaBlenderClient(peer, timeout=1) as mb:
+        media_blender.process.send_signal(signal.SIGKILL)
+        media_blender.process.wait()
+        results = mb.call_many([("ping", {}), ("ping", {})])
+
+    assert all(isinstance(result, PeerUnavailable) for result in results)
+
+
 def test_one_process_serves_many_independent_peers_reachable_through_one_control_port(start_peer, run):
     peers = start_peer("media-blender", "--port", "0", "--count", "5")
     ports = [int(p) for p in peers.ready["ports"].split(",")]

@@ -16,7 +16,7 @@ from failover.models import AuditEntry, Peer
 from sessions.choices import EndReason, PhoneLeg, SessionState
 from sessions.models import CollaborationSession
 from sessions.routing import MediaBlenderClient, connected_media_blender
-from sessions.services.drain import queue_drain, route_queued_session
+from sessions.services.drain import queue_drain, route_queued_sessions
 from sessions.services.lifecycle import IllegalTransition, agent_set_ready, session_end
 from sessions.services.media_blender import agent_sync
 from sessions.services.requests import session_request
@@ -214,8 +214,8 @@ def test_the_drain_releases_a_route_fenced_off_by_a_switchover(media_blender, ma
     peer_mark_connected(peer, epoch=2)  # reconnected meanwhile: epoch 1 is stale
 
     with MediaBlenderClient(asked_under_epoch_1) as mb:
-        outcome = route_queued_session(
-            mb, asked_under_epoch_1, server_id=server.pk, session_id=session.pk, skill_group="SG-sales"
+        (outcome,) = route_queued_sessions(
+            mb, asked_under_epoch_1, server_id=server.pk, requests=[(session.pk, "SG-sales")]
         )
 
     assert outcome == RouteOutcome.STALE_EPOCH
