@@ -14,7 +14,7 @@ from failover.choices import Health
 from failover.monitor.hysteresis import HealthTracker
 from failover.monitor.targets import PeerTarget, ServerTarget, Timings
 from failover.peering import client
-from failover.peering.protocol import Message
+from failover.peering.client import Message
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any, Final
 
 PROTOCOL_VERSION: Final = 1
@@ -22,6 +23,8 @@ PROTOCOL_VERSION: Final = 1
 # A whole ICM configuration (get_config) travels in one line, so the limit is sized for a
 # few thousand agents rather than for requests, which are tiny.
 MAX_FRAME_BYTES: Final = 1024 * 1024
+# The shape of every id on the wire (agents, skill groups, sessions): docs/peer-protocol.md.
+ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
 
 # Error codes used on the wire. Peers may add their own (e.g. no_agent_available).
 BAD_REQUEST: Final = "bad_request"

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -37,7 +36,7 @@ log = logging.getLogger("failover.peering")
 # broadcast events; past this many queued messages the connection is dropped instead.
 OUTBOX_LIMIT = 4096
 MAX_LATENCY_MS = 600_000
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
+ID_PATTERN = protocol.ID_PATTERN
 
 T = TypeVar("T")
 

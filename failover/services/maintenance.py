@@ -58,7 +58,11 @@ def peer_set_maintenance(*, peer_id: int, on: bool, actor: Actor, reason: str) -
         after={"in_maintenance": on},
     )
     live.publish("peer.changed", {"peer": peer.pk, "name": peer.name, "in_maintenance": on})
-    if not on:
-        restored = link_reconcile(link_id=link.pk, reason=f"{peer.name} left maintenance")
-        return restored if restored.changed else None
-    return result
+    if result is not None and result.changed:
+        return result
+    # Either way the pair's choice may change: a peer leaving maintenance can reconnect a
+    # down link, and one entering it (while not connected) can be what a starting pair
+    # was waiting for before its standby may connect.
+    why = f"{peer.name} left maintenance" if not on else f"{peer.name} went into maintenance"
+    restored = link_reconcile(link_id=link.pk, reason=why)
+    return restored if restored.changed else result

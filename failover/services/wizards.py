@@ -24,7 +24,7 @@ from collabadmin import live
 from failover.choices import AlertKind, AlertSeverity, AuditAction, PeerKind, WizardKind, WizardState
 from failover.models import Link, Server, WizardRun
 from failover.peering import client
-from failover.peering.simulator import ID_PATTERN
+from failover.peering.client import ID_PATTERN
 from failover.services import icm, local_config
 from failover.services.alerts import alert_raise
 from failover.services.audit import audit_record
