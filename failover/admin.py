@@ -273,7 +273,7 @@ class PolicyAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Switchover", {"fields": ("fail_back_after_minutes", "transit_timeout_seconds")}),
+        ("Switchover", {"fields": ("fail_back_after_minutes", "transit_timeout_seconds", "max_transit_attempts")}),
         ("Sessions", {"fields": ("hung_up_grace_seconds", "adopt_queued_on_server_failure")}),
         (None, {"fields": ("reason", "updated_at")}),
     )

@@ -30,6 +30,13 @@ class Policy(models.Model):
         null=True, blank=True, help_text="Empty: never fail back by itself (non-preemptive)."
     )
     transit_timeout_seconds = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+    max_transit_attempts = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Routes not confirmed within the transit timeout before the session ends as 'transit failed'. "
+        "Empty: back to the head of the queue every time.",
+    )
     hung_up_grace_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="Empty: sessions whose caller hung up wait for the agent to end them."
     )

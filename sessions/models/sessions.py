@@ -39,6 +39,8 @@ class CollaborationSession(models.Model):
     queued_at = models.DateTimeField(db_index=True)
     routed_at = models.DateTimeField(null=True, blank=True)
     route_epoch = models.PositiveBigIntegerField(null=True, blank=True)
+    # Routes of this session that were not confirmed in time (Policy.max_transit_attempts).
+    transit_timeouts = models.PositiveSmallIntegerField(default=0)
     activated_at = models.DateTimeField(null=True, blank=True)
     phone_hung_up_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

@@ -17,7 +17,7 @@ from failover.models import Policy
 from sessions.choices import ROUTED_STATES, EndReason, PhoneLeg, SessionState
 from sessions.models import CollaborationSession
 from sessions.services.lifecycle import IllegalTransition, session_end
-from sessions.services.routing import session_requeue
+from sessions.services.routing import session_fail_transit, session_requeue
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +27,32 @@ POLICY = "system:policy"
 def sessions_requeue_expired_transits(*, now: datetime | None = None) -> int:
     """Send back to the queue every session in transit for longer than
     ``Policy.transit_timeout_seconds`` (its route was never confirmed: the MB that took it
-    failed, or is slow); return how many.
+    failed, or is slow); return how many were requeued or ended.
 
     Each goes back to the head of its queue (``queued_at`` kept) with a
     ``session.requeued`` audit entry and a live update; on commit its route is released at
-    the MB, its agent re-synced and the queue drained (``session_requeue``).
+    the MB, its agent re-synced and the queue drained (``session_requeue``). When
+    ``Policy.max_transit_attempts`` is set, the session whose route timed out that many
+    times ends instead, with the reason ``transit_failed`` (a caller is not kept waiting
+    for ever by routes nobody confirms).
     """
     now = now or timezone.now()
-    timeout = Policy.current().transit_timeout_seconds
+    policy = Policy.current()
+    timeout = policy.transit_timeout_seconds
     deadline = now - timedelta(seconds=timeout)
     expired = CollaborationSession.objects.filter(state=SessionState.IN_TRANSIT, routed_at__lt=deadline)
-    count = 0
-    for session_id in expired.order_by("queued_at", "pk").values_list("pk", flat=True):
+    requeued = failed = 0
+    for session_id, timeouts in expired.order_by("queued_at", "pk").values_list("pk", "transit_timeouts"):
         reason = f"route not confirmed within {timeout} s"
-        if session_requeue(session_id=session_id, actor=POLICY, reason=reason, routed_before=deadline):
-            count += 1
-    if count:
-        log.info("requeued %s sessions whose route was not confirmed within %s s", count, timeout)
-    return count
+        if policy.max_transit_attempts is not None and timeouts + 1 >= policy.max_transit_attempts:
+            note = f"{reason}, {timeouts + 1} times"
+            if session_fail_transit(session_id=session_id, actor=POLICY, routed_before=deadline, note=note):
+                failed += 1
+        elif session_requeue(session_id=session_id, actor=POLICY, reason=reason, routed_before=deadline):
+            requeued += 1
+    if requeued or failed:
+        log.info("transits not confirmed within %s s: %s requeued, %s ended", timeout, requeued, failed)
+    return requeued + failed
 
 
 def sessions_end_hung_up_after_grace(*, now: datetime | None = None) -> int:

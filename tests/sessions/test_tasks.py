@@ -91,6 +91,49 @@ def test_transits_older_than_the_timeout_go_back_to_the_head_of_the_queue_once(s
     assert entry.before["agent"] == agent.pk
 
 
+def test_a_session_whose_routes_time_out_too_often_ends_as_transit_failed_when_the_policy_bounds_it(server, agent):
+    Policy.objects.filter(pk=1).update(transit_timeout_seconds=10)
+    Policy.current()
+
+    def routed_long_ago(session: CollaborationSession) -> None:
+        CollaborationSession.objects.filter(pk=session.pk).update(
+            state=SessionState.IN_TRANSIT, agent=agent, routed_at=timezone.now() - timedelta(seconds=11), route_epoch=1
+        )
+
+    session = SessionFactory(server=server)
+    for attempt in range(1, 4):  # no bound (the default): back to the queue every time
+        routed_long_ago(session)
+        assert requeue_expired_transits.apply().get() == 1
+        session.refresh_from_db()
+        assert (session.state, session.transit_timeouts) == (SessionState.QUEUED, attempt)
+
+    Policy.objects.filter(pk=1).update(max_transit_attempts=5)
+    routed_long_ago(session)
+    assert requeue_expired_transits.apply().get() == 1
+    session.refresh_from_db()
+    assert (session.state, session.transit_timeouts) == (SessionState.QUEUED, 4)
+
+    routed_long_ago(session)  # the fifth route not confirmed in time: the caller is told
+    assert requeue_expired_transits.apply().get() == 1
+    session.refresh_from_db()
+    assert (session.state, session.end_reason) == (SessionState.ENDED, EndReason.TRANSIT_FAILED)
+    entry = AuditEntry.objects.get(action=AuditAction.SESSION_ENDED, object_id=str(session.pk))
+    assert (entry.actor_name, entry.after["end_reason"]) == ("system:policy", EndReason.TRANSIT_FAILED)
+    assert "5 times" in entry.reason
+    assert requeue_expired_transits.apply().get() == 0
+
+
+def test_a_transit_confirmed_before_the_policy_gives_up_is_left_alone(server, agent):
+    from sessions.services.routing import session_fail_transit
+
+    session = SessionFactory(
+        server=server, state=SessionState.ACTIVE, agent=agent, routed_at=timezone.now() - timedelta(minutes=1)
+    )
+
+    assert session_fail_transit(session_id=session.pk, actor="t", routed_before=timezone.now(), note="x") is None
+    assert CollaborationSession.objects.get(pk=session.pk).state == SessionState.ACTIVE
+
+
 def test_hung_up_sessions_end_after_the_grace_only_when_the_policy_sets_one(server, agent):
     hung_up = SessionFactory(
         server=server,
