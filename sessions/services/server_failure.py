@@ -10,7 +10,9 @@ from failover.models import AuditEntry, Policy, Server
 from failover.services.audit import actor_label
 from sessions.choices import ROUTED_STATES, AgentState, EndReason, LogoutReason, SessionState
 from sessions.models import Agent, CollaborationSession, SkillGroup
+from sessions.services import followups
 from sessions.services.director import NoHealthyServer, choose_server
+from sessions.services.lifecycle import publish_agent, publish_session
 
 SYSTEM = "system:monitor"
 
@@ -41,7 +43,9 @@ def end_work_of_failed_server(*, server: Server, at: datetime) -> FailureOutcome
     """End the failed server's agent log-ins and current sessions with ``server_failed`` at
     ``at``; adopt its queued sessions by the least-loaded surviving routing server (policy,
     on by default) or end them too. Runs in the caller's transaction; one audit row per
-    session and agent.
+    session and agent. On commit: a ``session.changed`` for every ended or adopted session
+    and an ``agent.changed`` for every logged-out agent (to the status group and the
+    agent's desktops), and a drain of the survivor's queue when it adopted sessions.
     """
     agents = list(Agent.objects.filter(server=server).exclude(state=AgentState.LOGGED_OUT).select_related("user"))
     Agent.objects.filter(pk__in=[a.pk for a in agents]).update(
@@ -65,6 +69,7 @@ def end_work_of_failed_server(*, server: Server, at: datetime) -> FailureOutcome
             state=SessionState.ENDED, end_reason=EndReason.SERVER_FAILED, ended_at=at
         )
     _audit(agents, current, queued, survivor)
+    _publish(agents, [*current, *queued])
     return FailureOutcome(
         agents_logged_out=len(agents),
         sessions_ended=len(current),
@@ -87,6 +92,24 @@ def _adopt(queued: list[CollaborationSession], *, failed: Server, survivor: Serv
         CollaborationSession.objects.filter(pk__in=ids).update(
             server=survivor, adopted_from=failed, skill_group_id=mapped
         )
+
+
+def _publish(agents: list[Agent], sessions: list[CollaborationSession]) -> None:
+    # The bulk updates above bypass the services that publish each change, so without this
+    # an agent's desktop would learn of the failure only at its periodic resync. The rows are
+    # re-read (one query each, not one per row) so the events carry what was written.
+    adopted = None
+    for session in CollaborationSession.objects.filter(pk__in=[s.pk for s in sessions]):
+        publish_session(session)
+        if session.state == SessionState.QUEUED:
+            adopted = session
+    for agent in Agent.objects.filter(pk__in=[a.pk for a in agents]).select_related("user"):
+        publish_agent(agent)
+    if adopted is not None:
+        # Adopted sessions are new work for the survivor: drain its queue once this commits,
+        # as for a new request, not at the beat's safety net. One drain takes the whole
+        # queue, so one adopted session stands for all of them.
+        followups.after_session_requested(adopted)
 
 
 def _audit(agents, current, queued, survivor) -> None:

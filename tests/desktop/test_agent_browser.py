@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 from django import db
-from django.db import transaction
-from django.utils import timezone
 
 from failover.choices import PeerKind
-from sessions.choices import AgentState, EndReason, PhoneLeg, SessionState
+from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import CollaborationSession
-from sessions.services import lifecycle
+from sessions.services.routing import session_phone_hung_up
 from tests.desktop.conftest import logged_in, routed_session
 from tests.factories import PASSWORD, AgentFactory, PeerFactory, ServerFactory
 from tests.processes import free_port, start_node
@@ -62,22 +60,9 @@ def node(tmp_path) -> Iterator[str]:
 
 
 def hang_up(session: CollaborationSession) -> None:
-    """The caller hangs up, as the Media Blender reports it: through the routing service when
-    it exists, else the same change and live update written here."""
-    try:
-        from sessions.services.routing import session_phone_hung_up
-    except ImportError:
-        session_phone_hung_up = None
-    if session_phone_hung_up is not None:
-        peer = PeerFactory(server=session.server, kind=PeerKind.MEDIA_BLENDER)
-        assert session_phone_hung_up(session_id=session.pk, peer_id=peer.pk, agent_icm_id=session.agent.icm_id)
-        return
-    with transaction.atomic():
-        session = CollaborationSession.objects.select_for_update().get(pk=session.pk)
-        session.phone_leg = PhoneLeg.HUNG_UP
-        session.phone_hung_up_at = timezone.now()
-        session.save(update_fields=["phone_leg", "phone_hung_up_at"])
-        lifecycle.publish_session(session)
+    """The caller hangs up, as the Media Blender reports it: through the routing service."""
+    peer = PeerFactory(server=session.server, kind=PeerKind.MEDIA_BLENDER)
+    assert session_phone_hung_up(session_id=session.pk, peer_id=peer.pk, agent_icm_id=session.agent.icm_id)
 
 
 def outside_playwrights_loop(function: Callable[..., object], *args: object) -> None:
