@@ -123,8 +123,14 @@ class PeerWatcher(Watcher):
     async def run(self) -> None:
         try:
             while True:
+                started = time.monotonic()
                 ok = await self._probe_once()
-                await self._wait(self.next_wait(ok))
+                wait = self.next_wait(ok)
+                if ok:
+                    # A steady cadence: the probe's own round trip (and any delay in
+                    # getting to it on a busy loop) counts towards the interval.
+                    wait = max(wait - (time.monotonic() - started), 0.0)
+                await self._wait(wait)
         finally:
             if self.connection is not None:
                 with contextlib.suppress(Exception):

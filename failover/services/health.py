@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from collabadmin import live
 from failover.choices import Health
@@ -68,19 +68,29 @@ class ProbeFigures:
     error: str = ""
 
 
+FIGURE_FIELDS = ("last_probe_at", "last_latency_ms", "consecutive_successes", "consecutive_failures")
+
+
 def peers_record_probes(figures: Iterable[ProbeFigures]) -> None:
-    """Write the latest probe figures of many peers in one bulk update (no state change)."""
+    """Write the latest probe figures of many peers (no state change) with one statement
+    run for every row (``executemany``). ``bulk_update`` built a CASE expression per field
+    and row: at 4,000 peers that was a third of the monitor's CPU."""
+    fields = [Peer._meta.get_field(name) for name in FIGURE_FIELDS]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    # Only the model's own (quoted) names go into the text; every value is a parameter.
+    table, pk = quote(Peer._meta.db_table), quote(Peer._meta.pk.column)
+    sql = f"UPDATE {table} SET {assignments} WHERE {pk} = %s"  # noqa: S608
     rows = [
-        Peer(
-            pk=f.peer_id,
-            last_probe_at=f.at,
-            last_latency_ms=f.latency_ms,
-            consecutive_successes=f.consecutive_successes,
-            consecutive_failures=f.consecutive_failures,
-        )
+        [
+            field.get_db_prep_save(value, connection)
+            for field, value in zip(
+                fields, (f.at, f.latency_ms, f.consecutive_successes, f.consecutive_failures), strict=True
+            )
+        ]
+        + [f.peer_id]
         for f in figures
     ]
     if rows:
-        Peer.objects.bulk_update(
-            rows, ["last_probe_at", "last_latency_ms", "consecutive_successes", "consecutive_failures"], batch_size=500
-        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
