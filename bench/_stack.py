@@ -134,10 +134,19 @@ class Child:
         return buffer.decode().strip()
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far (from /proc)."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time so far of the process and its live children (uvicorn's
+        workers, Celery's pool), from /proc."""
+        total = 0.0
+        for stat_path in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                stat = stat_path.read_text()
+            except OSError:
+                continue  # exited meanwhile
+            fields = stat[stat.rindex(")") + 2 :].split()
+            pid, ppid = int(stat_path.parent.name), int(fields[1])
+            if pid == self.pid or ppid == self.pid:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
 
 def parse_ports(text: str) -> list[int]:
@@ -285,13 +294,26 @@ class BenchStack:
     def simulator(self, kind: str, name: str, *extra: str) -> Simulator:
         return Simulator(self, kind, name, extra=list(extra)).start()
 
-    def node(self, server_name: str = "bench-a", *, monitor: bool = True, port: int | None = None) -> Node:
+    def node(
+        self,
+        server_name: str = "bench-a",
+        *,
+        monitor: bool = True,
+        port: int | None = None,
+        workers: int = 1,
+        **env_extra: str,
+    ) -> Node:
+        """A web node; ``workers`` > 1 runs uvicorn's worker processes behind one port."""
         from bench._common import free_port
 
         port = port or free_port()
         argv = [PYTHON, "-m", "uvicorn", "collabadmin.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
         argv += ["--lifespan", "on", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
-        env = self.child_env(COLLABADMIN_SERVER_NAME=server_name, COLLABADMIN_RUN_MONITOR="1" if monitor else "0")
+        if workers > 1:
+            argv += ["--workers", str(workers)]
+        env = self.child_env(
+            COLLABADMIN_SERVER_NAME=server_name, COLLABADMIN_RUN_MONITOR="1" if monitor else "0", **env_extra
+        )
         log = self.run_dir / f"node-{server_name}.log"
         child = self.track(Child(f"node-{server_name}", argv, env, log).start())
         wait_for_http(child.proc, port, "/healthz", timeout=60, log_path=log)

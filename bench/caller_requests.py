@@ -71,14 +71,16 @@ async def _load(port: int, token: str, concurrency: int, seconds: float, warmup:
     return out
 
 
-def run(concurrency: int, seconds: float, profile: bool = False) -> dict[str, Any]:
+def run(
+    concurrency: int, seconds: float, profile: bool = False, workers: int = 1, **node_env: str
+) -> dict[str, Any]:
     with django_stack("callers") as stack:
         from django.contrib.auth import get_user_model
         from rest_framework.authtoken.models import Token
 
         media_blender_pair(stack)
         stack.worker()
-        node = stack.node(monitor=True)
+        node = stack.node(monitor=True, workers=workers, **node_env)
         user = get_user_model().objects.create(username="bench-caller-integration", is_staff=True)
         token = Token.objects.create(user=user).key
         load = [loadavg_1m()]
@@ -93,6 +95,7 @@ def run(concurrency: int, seconds: float, profile: bool = False) -> dict[str, An
     lat = out["latencies"]
     return {
         "concurrency": concurrency,
+        "workers": workers,
         "seconds": seconds,
         "requests": len(lat),
         "rps": round(len(lat) / seconds, 1),
@@ -107,8 +110,10 @@ def run(concurrency: int, seconds: float, profile: bool = False) -> dict[str, An
 
 def table(r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
-    headers = ["concurrency", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "non-201", "node CPU %"]
-    row = [r["concurrency"], r["requests"], r["rps"], lat["p50"], lat["p99"], lat["max"], r["errors"]]
+    headers = ["concurrency", "node processes", "database", "requests", "req/s", "p50 ms", "p99 ms", "max ms"]
+    headers += ["non-201", "node CPU %"]
+    row = [r["concurrency"], r.get("workers", 1), r["database"], r["requests"], r["rps"], lat["p50"], lat["p99"]]
+    row += [lat["max"], r["errors"]]
     return format_table(headers, [[*row, r["node_cpu_pct"]]])
 
 
@@ -118,7 +123,8 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "benchmark": "caller_requests",
-            "figure": f"POST /api/v1/sessions/, concurrency {r['concurrency']}, one node",
+            "figure": f"POST /api/v1/sessions/, concurrency {r['concurrency']}, one node of "
+            f"{r.get('workers', 1)} process(es), {r['database']}",
             "value": f"{r['rps']} req/s · p50 {lat['p50']} ms · p99 {lat['p99']} ms · {r['errors']} errors",
             "target": f"≥ {TARGET_RPS:.0f} req/s, p99 ≤ {TARGET_P99_MS:.0f} ms",
             "met": met,
@@ -132,10 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds (default 20)")
     parser.add_argument("--profile", action="store_true", help="py-spy the node during the load")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the node")
     parser.add_argument("--output", default="caller_requests")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    result = run(args.concurrency, args.seconds or (5.0 if args.quick else 20.0), args.profile)
+    result = run(args.concurrency, args.seconds or (5.0 if args.quick else 20.0), args.profile, args.workers)
     print(table(result))
     data = {
         "benchmark": "caller_requests",

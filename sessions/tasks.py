@@ -16,7 +16,7 @@ from collabadmin.celery import RETRY_TRANSIENT
 from failover.models import Server
 from sessions.choices import AgentState
 from sessions.models import Agent
-from sessions.services.drain import queue_drain
+from sessions.services.drain import drain_started, queue_drain
 from sessions.services.media_blender import agent_sync, route_release
 from sessions.services.switchover_followup import after_media_blender_switchover as switchover_followup
 from sessions.services.timeouts import sessions_end_hung_up_after_grace, sessions_requeue_expired_transits
@@ -33,6 +33,7 @@ RETRY = RETRY_TRANSIENT
 @shared_task(name="sessions.drain_queue", time_limit=60, soft_time_limit=50, expires=60, ignore_result=True, **RETRY)
 def drain_queue(server_id: int) -> int:
     """Route the server's queued sessions through its connected MB, oldest first; return how many."""
+    drain_started(server_id)
     if not Server.objects.filter(pk=server_id).exists():
         return 0
     return queue_drain(server_id=server_id)

@@ -26,16 +26,17 @@ log = logging.getLogger(__name__)
 
 
 def _send(task: Task, *args: Any) -> None:
-    """Send ``task`` once the transaction commits. A broker failure is logged, not raised:
-    the change is committed, and the periodic tasks and the next event catch up."""
+    """Send ``task`` once the transaction commits."""
+    transaction.on_commit(lambda: _send_now(task, *args))
 
-    def send() -> None:
-        try:
-            task.apply_async(args=args)
-        except Exception:
-            log.warning("could not send %s%r", task.name, args, exc_info=True)
 
-    transaction.on_commit(send)
+def _send_now(task: Task, *args: Any) -> None:
+    """A broker failure is logged, not raised: the change is committed, and the periodic
+    tasks and the next event catch up."""
+    try:
+        task.apply_async(args=args)
+    except Exception:
+        log.warning("could not send %s%r", task.name, args, exc_info=True)
 
 
 def _tasks() -> ModuleType:
@@ -46,8 +47,17 @@ def _tasks() -> ModuleType:
 
 
 def after_session_requested(session: CollaborationSession) -> None:
-    """A new session is queued: try to route the server's queue."""
-    _send(_tasks().drain_queue, session.server_id)
+    """A new session is queued: try to route the server's queue, unless a drain of that
+    queue is already on its way (``drain_schedule_wanted``: one task, not one per caller)."""
+    from sessions.services.drain import drain_schedule_wanted
+
+    server_id = session.server_id
+
+    def send() -> None:
+        if drain_schedule_wanted(server_id):
+            _send_now(_tasks().drain_queue, server_id)
+
+    transaction.on_commit(send)
 
 
 def after_session_ended(session: CollaborationSession, *, previous_state: str) -> None:
