@@ -198,3 +198,18 @@ def test_a_switchover_follow_up_for_an_epoch_that_has_passed_does_nothing(media_
     assert after_media_blender_switchover.apply(args=[link.pk, link.epoch]).get() is True
     assert after_media_blender_switchover.apply(args=[link.pk, link.epoch]).get() is True  # twice: same result
     assert list(mb_agents(process)) == ["ann"]
+
+
+def test_a_drain_on_its_way_is_not_sent_again_until_it_starts(server):
+    from collabadmin.redis_client import shared_redis
+    from sessions.services.drain import SCHEDULED_SECONDS, _scheduled_key, drain_schedule_wanted, drain_started
+
+    drain_started(server.pk)
+    assert drain_schedule_wanted(server.pk), "nothing on its way: send one"
+    assert not drain_schedule_wanted(server.pk), "one is on its way: it will see this session too"
+    assert 0 < shared_redis().ttl(_scheduled_key(server.pk)) <= SCHEDULED_SECONDS, "a lost task does not block for ever"
+
+    drain_queue.apply(args=[server.pk])  # the task starting clears the mark
+
+    assert drain_schedule_wanted(server.pk), "a change after the drain started needs a drain of its own"
+    drain_started(server.pk)
