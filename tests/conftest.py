@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from celery._state import _set_task_join_will_block
 from django.test import Client
 from rest_framework.test import APIClient
 
+from collabadmin import live
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link
 from tests.factories import AgentFactory, PeerFactory, ServerFactory, StaffFactory
@@ -18,6 +20,20 @@ from tests.pairs import set_health
 def fast_password_hashing(settings):
     # PBKDF2's deliberate slowness costs a third of a second per user in every test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_process_state():
+    """Process-wide state one test must not leave to the next."""
+    # Celery's "a join would block" flag is one global, set and restored around every eager
+    # apply_async: two threads running eager tasks at once (a test's monitor thread and the
+    # test itself) can restore it in the wrong order and leave it set, and every later
+    # ``result.get()`` in this process then refuses to run.
+    _set_task_join_will_block(False)
+    yield
+    # Broadcasts leave through the process's sender after the commit: let this test's go
+    # before the next test subscribes to the same groups.
+    live.flush()
 
 
 @pytest.fixture
