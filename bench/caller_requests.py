@@ -71,9 +71,7 @@ async def _load(port: int, token: str, concurrency: int, seconds: float, warmup:
     return out
 
 
-def run(
-    concurrency: int, seconds: float, profile: bool = False, workers: int = 1, **node_env: str
-) -> dict[str, Any]:
+def run(concurrency: int, seconds: float, profile: bool = False, workers: int = 1, **node_env: str) -> dict[str, Any]:
     with django_stack("callers") as stack:
         from django.contrib.auth import get_user_model
         from rest_framework.authtoken.models import Token
