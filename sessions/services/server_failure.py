@@ -7,7 +7,7 @@ from datetime import datetime
 
 from failover.choices import AuditAction
 from failover.models import AuditEntry, Policy, Server
-from failover.services.audit import actor_label
+from failover.services.audit import audit_entry, audit_record_many
 from sessions.choices import ROUTED_STATES, AgentState, EndReason, LogoutReason, SessionState
 from sessions.models import Agent, CollaborationSession, SkillGroup
 from sessions.services import followups
@@ -113,14 +113,11 @@ def _publish(agents: list[Agent], sessions: list[CollaborationSession]) -> None:
 
 
 def _audit(agents, current, queued, survivor) -> None:
-    actor = actor_label(SYSTEM)
     rows = [
-        AuditEntry(
-            actor_name=actor,
+        audit_entry(
+            actor=SYSTEM,
             action=AuditAction.AGENT_LOGGED_OUT,
-            object_type="collab_sessions.agent",
-            object_id=str(a.pk),
-            object_repr=str(a)[:200],
+            target=a,
             reason=EndReason.SERVER_FAILED,
             before={"state": a.state},
             after={"state": AgentState.LOGGED_OUT, "reason": LogoutReason.SERVER_FAILED},
@@ -128,27 +125,21 @@ def _audit(agents, current, queued, survivor) -> None:
         for a in agents
     ]
     for session in current:
-        rows.append(
-            _session_row(actor, session, AuditAction.SESSION_ENDED, {"state": "ended", "reason": "server_failed"})
-        )
+        rows.append(_session_row(session, AuditAction.SESSION_ENDED, {"state": "ended", "reason": "server_failed"}))
     for session in queued:
         if survivor:
             after = {"server": survivor.name, "state": SessionState.QUEUED}
-            rows.append(_session_row(actor, session, AuditAction.SESSION_ADOPTED, after))
+            rows.append(_session_row(session, AuditAction.SESSION_ADOPTED, after))
         else:
-            rows.append(
-                _session_row(actor, session, AuditAction.SESSION_ENDED, {"state": "ended", "reason": "server_failed"})
-            )
-    AuditEntry.objects.bulk_create(rows, batch_size=500)
+            rows.append(_session_row(session, AuditAction.SESSION_ENDED, {"state": "ended", "reason": "server_failed"}))
+    audit_record_many(rows)
 
 
-def _session_row(actor: str, session: CollaborationSession, action: AuditAction, after: dict) -> AuditEntry:
-    return AuditEntry(
-        actor_name=actor,
+def _session_row(session: CollaborationSession, action: AuditAction, after: dict) -> AuditEntry:
+    return audit_entry(
+        actor=SYSTEM,
         action=action,
-        object_type="collab_sessions.collaborationsession",
-        object_id=str(session.pk),
-        object_repr=str(session)[:200],
+        target=session,
         reason=EndReason.SERVER_FAILED,
         before={"state": session.state, "server": session.server_id},
         after=after,
