@@ -133,13 +133,10 @@ class MediaBlenderClient(client.SyncPeerConnection):
 
     def route(self, session_id: str, skill_group: str) -> RouteAnswer | None:
         """Ask for an agent; ``None`` when no ready agent of the group has a free slot."""
-        try:
-            answer = self.call("route", session_id=session_id, skill_group=skill_group)
-        except client.PeerError as exc:
-            if exc.code == "no_agent_available":
-                return None
-            raise
-        return RouteAnswer(session_id=session_id, agent_id=str(answer["agent_id"]), existing=bool(answer["existing"]))
+        (answer,) = self.route_many([(session_id, skill_group)])
+        if isinstance(answer, client.PeerError):
+            raise answer
+        return answer
 
     def route_many(self, requests: Sequence[tuple[str, str]]) -> list[RouteAnswer | None | client.PeerError]:
         """``route`` for each ``(session_id, skill_group)``, all in one round trip, in order
