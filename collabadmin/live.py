@@ -68,11 +68,6 @@ def reserve_sequence(count: int = 1) -> int:
     return int(value)
 
 
-def next_sequence() -> int:
-    """The next number of the shared sequence."""
-    return reserve_sequence(1)
-
-
 def current_sequence() -> int:
     """The last number handed out; a snapshot carries it so clients drop older events."""
     return int(shared_redis().get(SEQUENCE_KEY) or 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 
 import redis
 from redis.exceptions import LockError
@@ -160,7 +161,7 @@ def _drain_pass(server_id: int, coordinator: DrainCoordinator) -> int:
     exhausted: set[str] = set()
     if not queued:
         return 0
-    requests = [(session_id, group_icm_id or ANY_SKILL_GROUP) for session_id, group_icm_id in queued]
+    requests = iter([(session_id, group_icm_id or ANY_SKILL_GROUP) for session_id, group_icm_id in queued])
     try:
         with MediaBlenderClient(target) as mb:
             while batch := _next_batch(requests, exhausted):
@@ -189,14 +190,15 @@ def _drain_pass(server_id: int, coordinator: DrainCoordinator) -> int:
     return routed
 
 
-def _next_batch(requests: list[tuple[object, str]], exhausted: set[str]) -> list[tuple[object, str]]:
-    """Take (from the front of ``requests``) the next ``BATCH_SIZE`` sessions whose skill
-    group still has agents, oldest first."""
+def _next_batch(requests: Iterator[tuple[object, str]], exhausted: set[str]) -> list[tuple[object, str]]:
+    """Take the next ``BATCH_SIZE`` sessions from ``requests`` (oldest first) whose skill
+    group still has agents."""
     batch: list[tuple[object, str]] = []
-    while requests and len(batch) < BATCH_SIZE:
-        request = requests.pop(0)
+    for request in requests:
         if request[1] not in exhausted:
             batch.append(request)
+            if len(batch) == BATCH_SIZE:
+                break
     return batch
 
 
