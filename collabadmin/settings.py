@@ -80,6 +80,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "collabadmin.urls"
 ASGI_APPLICATION = "collabadmin.asgi.application"
+# Threads per web process that run HTTP views (each holds one database connection).
+HTTP_THREADS = env_int("HTTP_THREADS", 10, minimum=1)
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -99,7 +101,14 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'collabadmin.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))}
+# Web requests run on a fixed pool of threads (collabadmin/asgi.py): a thread keeps its
+# connection for DB_CONN_MAX_AGE seconds instead of opening one per request, and checks it
+# is still alive before reusing it (a restarted PostgreSQL costs no failed request).
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock at BEGIN, so select_for_update-style
@@ -220,7 +229,7 @@ AUTH_PASSWORD_VALIDATORS = [
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "collabadmin.token_auth.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
