@@ -49,8 +49,13 @@ def session_request(
         state=SessionState.QUEUED,
         queued_at=timezone.now(),
     )
-    session.full_clean()
-    session.save()
+    # Only the caller's own values need checking here. What full_clean would add costs a
+    # query each on the hot path of every caller (profiled: 40 % of the request) and is
+    # true by construction: the server and skill group were just read in this transaction,
+    # the id is a fresh uuid4, and a queued session without agent, reason or end time
+    # satisfies both check constraints (which the database enforces anyway).
+    session.clean_fields(exclude=["server", "skill_group"])
+    session.save(force_insert=True)
     audit_record(
         actor=actor,
         action=AuditAction.SESSION_REQUESTED,

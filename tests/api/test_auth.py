@@ -92,6 +92,34 @@ def test_an_unknown_token_is_refused_with_a_json_message(db):
     assert response.json() == {"detail": "Invalid token."}
 
 
+def test_a_token_of_a_deactivated_user_is_refused_with_a_json_message(admin_user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {_token_from_command(admin_user.username)}")
+    admin_user.is_active = False
+    admin_user.save(update_fields=["is_active"])
+
+    response = client.get("/api/v1/status/")
+
+    assert response.status_code in (401, 403)
+    assert response.json() == {"detail": "User inactive or deleted."}
+
+
+def test_a_token_request_acts_as_the_tokens_own_user(admin_user, server):
+    from failover.choices import AuditAction
+    from failover.models import AuditEntry
+
+    other = UserFactory(username="someone-else", is_staff=True)
+    _token_from_command(other.username)  # another user's token exists too
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {_token_from_command(admin_user.username)}")
+
+    response = client.post("/api/v1/sessions/", {"caller_name": "Ada"}, format="json")
+
+    assert response.status_code == 201
+    entry = AuditEntry.objects.get(action=AuditAction.SESSION_REQUESTED)
+    assert entry.actor_name == f"user:{admin_user.username}"
+
+
 def test_a_session_log_in_authenticates_api_requests(admin_user):
     client = Client()
     assert client.login(username=admin_user.username, password=PASSWORD)
