@@ -18,6 +18,7 @@ from sessions.choices import AgentState
 from sessions.models import Agent
 from sessions.services.drain import drain_started, queue_drain
 from sessions.services.media_blender import agent_sync, route_release
+from sessions.services.routing import free_agent_exists
 from sessions.services.switchover_followup import after_media_blender_switchover as switchover_followup
 from sessions.services.timeouts import sessions_end_hung_up_after_grace, sessions_requeue_expired_transits
 
@@ -33,8 +34,14 @@ RETRY = RETRY_TRANSIENT
 @shared_task(name="sessions.drain_queue", time_limit=60, soft_time_limit=50, expires=60, ignore_result=True, **RETRY)
 def drain_queue(server_id: int) -> int:
     """Route the server's queued sessions through its connected MB, oldest first; return how many."""
-    drain_started(server_id)
     if not Server.objects.filter(pk=server_id).exists():
+        drain_started(server_id)
+        return 0
+    if not free_agent_exists(server_id):
+        # Every agent is busy: leave the "drain on its way" mark, so callers queuing now send
+        # no task each (at a few hundred a second the worker did nothing but these). The
+        # change that frees an agent drains by itself (release_route, sync_agent), and any
+        # drain clears the mark when it starts; the mark also expires in seconds.
         return 0
     return queue_drain(server_id=server_id)
 

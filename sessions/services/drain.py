@@ -24,7 +24,7 @@ from sessions.choices import SessionState
 from sessions.models import CollaborationSession
 from sessions.routing import ANY_SKILL_GROUP, MediaBlenderClient, MediaBlenderPeer, RouteAnswer, connected_media_blender
 from sessions.services.media_blender import sync_agents_by_icm_id
-from sessions.services.routing import RouteOutcome, session_route_many
+from sessions.services.routing import RouteOutcome, free_agent_exists, session_route_many
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ def drain_schedule_wanted(server_id: int) -> bool:
 
 
 def drain_started(server_id: int) -> None:
-    """A drain task is starting: a change committed from now on needs a task of its own."""
+    """A drain is starting (whatever asked for it): a change committed from now on needs a
+    task of its own."""
     with contextlib.suppress(redis.RedisError):
         shared_redis().delete(_scheduled_key(server_id))
 
@@ -132,6 +133,7 @@ def queue_drain(*, server_id: int) -> int:
     over and the switchover's follow-up drains again. Idempotent and safe to run
     concurrently; does nothing while the link is down.
     """
+    drain_started(server_id)  # this drain sees every session committed before now
     coordinator = DrainCoordinator(server_id)
     coordinator.request()
     total = 0
@@ -149,6 +151,11 @@ def queue_drain(*, server_id: int) -> int:
 
 
 def _drain_pass(server_id: int, coordinator: DrainCoordinator) -> int:
+    if not free_agent_exists(server_id):
+        # Nothing could be routed: every answer of the MB would be refused by the database.
+        # Callers keep arriving while every agent is busy (a queue of thousands); without
+        # this, each drain read the whole queue and asked the MB, only to be told no.
+        return 0
     target = connected_media_blender(server_id)
     if target is None:
         return 0

@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from django.db import transaction
-from django.db.models import Case, Count, Value, When
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from collabadmin import live
@@ -76,6 +76,17 @@ def publish_session_change(session: CollaborationSession, *, previous_agent_id: 
 def agent_load(agent_id: int, *, besides: object = None) -> int:
     """How many sessions the agent holds (in transit or active), not counting ``besides``."""
     return CollaborationSession.objects.filter(agent_id=agent_id, state__in=ROUTED_STATES).exclude(pk=besides).count()
+
+
+def free_agent_exists(server_id: int) -> bool:
+    """Whether any agent of the server could take a session now (ready, enabled, with a
+    free slot), skill groups aside: when none can, no route the MB offers will be recorded."""
+    return (
+        Agent.objects.filter(server_id=server_id, enabled=True, state=AgentState.READY)
+        .annotate(load=Count("sessions", filter=Q(sessions__state__in=ROUTED_STATES)))
+        .filter(load__lt=F("max_sessions"))
+        .exists()
+    )
 
 
 def agent_can_take(agent: Agent, session: CollaborationSession) -> bool:

@@ -227,7 +227,9 @@ def test_the_drain_releases_a_route_fenced_off_by_a_switchover(media_blender, ma
 def test_the_database_refuses_an_agent_the_media_blender_wrongly_thinks_free(media_blender, make_agent, server):
     process, _ = media_blender
     ann = make_agent("ann", "Sales")
-    registered(ann)
+    # Free in the database but of another group: the drain has someone who could take work.
+    bob = make_agent("bob", "Support")
+    registered(ann, bob)
     busy = SessionFactory(server=server, state=SessionState.ACTIVE, agent=ann, route_epoch=0)
     # The MB was told of two slots (a stale registration), though ann holds one session of one.
     mb_call(process, "register_agent", agent_id="ann", skill_groups=["SG-sales"], max_sessions=2, state="ready")
@@ -241,6 +243,25 @@ def test_the_database_refuses_an_agent_the_media_blender_wrongly_thinks_free(med
     # The MB's view of ann was corrected: no slot left for sessions it routes.
     assert mb_agents(process)["ann"]["state"] == "not_ready"
     assert busy.agent == ann
+
+
+def test_with_no_agent_free_in_the_database_the_drain_leaves_the_media_blender_alone(media_blender, make_agent, server):
+    """The same stale registration, but nobody could take a session: nothing is asked (the
+    periodic reconcile corrects the MB; the next drain that asks would correct it too)."""
+    process, _ = media_blender
+    ann = make_agent("ann", "Sales")
+    registered(ann)
+    SessionFactory(server=server, state=SessionState.ACTIVE, agent=ann, route_epoch=0)
+    mb_call(process, "register_agent", agent_id="ann", skill_groups=["SG-sales"], max_sessions=2, state="ready")
+    session = request()
+
+    assert queue_drain(server_id=server.pk) == 0
+
+    session.refresh_from_db()
+    assert (session.state, mb_routes(process)) == (SessionState.QUEUED, [])
+    assert mb_agents(process)["ann"]["state"] == "ready", "not asked, so not corrected yet"
+    drain_all.apply()
+    assert mb_agents(process)["ann"]["state"] == "not_ready", "the periodic reconcile corrects it"
 
 
 def test_the_media_blender_learns_each_agents_slots_skill_groups_and_readiness(media_blender, make_agent, server):

@@ -200,10 +200,11 @@ def test_a_switchover_follow_up_for_an_epoch_that_has_passed_does_nothing(media_
     assert list(mb_agents(process)) == ["ann"]
 
 
-def test_a_drain_on_its_way_is_not_sent_again_until_it_starts(server):
+def test_a_drain_on_its_way_is_not_sent_again_until_it_starts(server, make_agent):
     from collabadmin.redis_client import shared_redis
     from sessions.services.drain import SCHEDULED_SECONDS, _scheduled_key, drain_schedule_wanted, drain_started
 
+    make_agent("ann", "Sales")  # a free agent: a drain could route something
     drain_started(server.pk)
     assert drain_schedule_wanted(server.pk), "nothing on its way: send one"
     assert not drain_schedule_wanted(server.pk), "one is on its way: it will see this session too"
@@ -213,3 +214,43 @@ def test_a_drain_on_its_way_is_not_sent_again_until_it_starts(server):
 
     assert drain_schedule_wanted(server.pk), "a change after the drain started needs a drain of its own"
     drain_started(server.pk)
+
+
+def test_while_every_agent_is_busy_callers_send_no_drain_until_an_agent_is_free(server, make_agent):
+    from sessions.services.drain import drain_schedule_wanted, drain_started, queue_drain
+
+    ann = make_agent("ann", "Sales", ready=False)
+    drain_started(server.pk)
+    assert drain_schedule_wanted(server.pk)
+
+    drain_queue.apply(args=[server.pk])  # nobody could take a session: the mark stays
+
+    assert not drain_schedule_wanted(server.pk), "callers queuing meanwhile send nothing"
+    queue_drain(server_id=server.pk)  # what freeing an agent runs (sync_agent, release_route)
+    assert drain_schedule_wanted(server.pk), "after that drain started, a new caller needs one"
+    drain_started(server.pk)
+    assert ann.state != "ready"
+
+
+def test_a_drain_with_every_agent_busy_does_not_ask_the_media_blender(media_blender, make_agent, server, caplog):
+    """Callers keep queuing while every agent is busy: each drain must not read the queue
+    and ask the MB only to be told no. Proven with the MB killed: asking it would fail."""
+    from sessions.services.drain import queue_drain
+    from sessions.services.media_blender import agents_reconcile
+
+    process, _ = media_blender
+    make_agent("ann", "Sales")  # one slot
+    assert agents_reconcile(server_id=server.pk)
+    sales = server.skill_groups.get(name="Sales")
+    busy = SessionFactory(server=server, skill_group=sales)
+    assert queue_drain(server_id=server.pk) == 1
+    waiting = SessionFactory(server=server, skill_group=sales)
+    process.kill()
+
+    with caplog.at_level("WARNING", logger="sessions.services.drain"):
+        assert queue_drain(server_id=server.pk) == 0
+
+    assert [r.getMessage() for r in caplog.records if r.name == "sessions.services.drain"] == []
+    busy.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (busy.state, waiting.state) == (SessionState.IN_TRANSIT, SessionState.QUEUED)
