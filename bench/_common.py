@@ -289,6 +289,14 @@ def machine_info(redis_urls: Mapping[str, str] | None = None) -> dict[str, Any]:
     return info
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, every process), from
+    /proc/stat: the difference over a run divided by its duration is cores in use."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def loadavg_1m() -> float:
     """The 1-minute load average: how busy the machine was (other users included)."""
     return round(os.getloadavg()[0], 2)

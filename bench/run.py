@@ -208,7 +208,7 @@ def detail_tables(names: Sequence[str]) -> str:
         elif name == "queue_drain":
             text = queue_drain.table(data["result"])
         elif name == "caller_requests":
-            text = caller_requests.table(data["result"])
+            text = caller_requests.table(data["rows"] if "rows" in data else [data["result"]])
         elif name == "admin_desktop":
             from bench import admin_desktop
 
