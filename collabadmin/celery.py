@@ -13,10 +13,20 @@ import os
 import redis.exceptions
 from celery import Celery
 from django.db import InterfaceError, OperationalError
+from kombu.utils.objects import cached_property
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "collabadmin.settings")
 
-app = Celery("collabadmin")
+
+class CollabCelery(Celery):
+    @cached_property
+    def Worker(self):  # noqa: N802 (Celery's name)
+        """``celery worker`` runs our Worker: it exits after an unrecoverable error instead of
+        hanging (collabadmin/celery_worker.py)."""
+        return self.subclass_with_self("collabadmin.celery_worker:Worker")
+
+
+app = CollabCelery("collabadmin")
 # All Celery options live in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

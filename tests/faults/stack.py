@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,12 @@ class Managed:
     handle: subprocess.Popen[bytes] | PeerProcess | None = None
     stopped: bool = False
     starts: int = 0
+    # Restarted when it exits by itself, as production's process supervisor does (systemd
+    # Restart=always, a container's restart policy); a process killed by a fault stays
+    # down until the fault heals.
+    supervised: bool = False
+    killed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def popen(self) -> subprocess.Popen[bytes] | None:
@@ -41,11 +48,16 @@ class Managed:
         return self.popen is not None and self.popen.poll() is None
 
     def launch(self) -> None:
-        self.handle = self.start()
-        self.stopped = False
-        self.starts += 1
+        with self.lock:
+            if self.alive:
+                return
+            self.handle = self.start()
+            self.stopped = False
+            self.killed = False
+            self.starts += 1
 
     def kill(self) -> None:
+        self.killed = True
         if self.alive:
             self.popen.kill()
             self.popen.wait(timeout=10)
@@ -81,12 +93,29 @@ class Managed:
 class Stack:
     redis_dir: Path
     processes: dict[str, Managed] = field(default_factory=dict)
+    restarts: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
 
-    def add(self, name: str, start: Callable[[], subprocess.Popen[bytes] | PeerProcess]) -> Managed:
-        managed = Managed(name, start)
+    def add(
+        self, name: str, start: Callable[[], subprocess.Popen[bytes] | PeerProcess], *, supervised: bool = False
+    ) -> Managed:
+        managed = Managed(name, start, supervised=supervised)
         managed.launch()
         self.processes[name] = managed
         return managed
+
+    def supervise(self) -> None:
+        """Start the supervisor: every half second, launch again a supervised process that
+        exited without a fault killing it."""
+
+        def watch() -> None:
+            while not self._stop.wait(0.5):
+                for managed in list(self.processes.values()):
+                    if managed.supervised and not managed.killed and not managed.alive:
+                        self.restarts.append(managed.name)
+                        managed.launch()
+
+        threading.Thread(target=watch, name="faults-supervisor", daemon=True).start()
 
     def __getitem__(self, name: str) -> Managed:
         return self.processes[name]
@@ -103,6 +132,7 @@ class Stack:
             managed.heal()
 
     def shutdown(self) -> None:
+        self._stop.set()
         for managed in self.processes.values():
             managed.terminate()
 

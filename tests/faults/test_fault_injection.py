@@ -187,7 +187,8 @@ def installation(restartable_redis, start_peer, tmp_path, settings):  # noqa: F8
     token = Token.objects.create(user=StaffFactory(username="fault-admin")).key
     stack.add("node", processes.node("routing-a", port, tmp_path / "node.log"))
     stack.add("monitor", processes.monitor(tmp_path / "monitor.log"))
-    stack.add("worker", processes.worker(tmp_path / "worker.log"))
+    stack.add("worker", processes.worker(tmp_path / "worker.log"), supervised=True)
+    stack.supervise()
     stack.add("beat", processes.beat(tmp_path / "beat.log", tmp_path / "celerybeat-schedule"))
     link = Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
     try:
@@ -233,7 +234,7 @@ def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installatio
         time.sleep(rng.uniform(0.05, 0.25))  # the pace of callers, not a wait for a result
 
     stack.heal()
-    healed = f"seed={seed} faults: {faults.log}"
+    healed = f"seed={seed} faults: {faults.log}, restarted by the supervisor: {stack.restarts}"
     wait_until(
         lambda: pair_healthy(link),
         timeout=PAIR_BOUND_S,
@@ -260,5 +261,5 @@ def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installatio
     print(
         f"seed={seed}: {driver.asked} asked, {len(driver.promised)} accepted, {driver.refused} refused, "
         f"{driver.unanswered} unanswered, "
-        f"{driver.ended} ended; faults: {', '.join(faults.log)}"
+        f"{driver.ended} ended; faults: {', '.join(faults.log)}; restarted by the supervisor: {stack.restarts}"
     )
