@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": args.quick,
         "profile": args.profile,
         "database": "PostgreSQL (throwaway database)"
-        if os.environ.get("DATABASE_URL", "").startswith("postgres")
+        if (os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", "")).startswith("postgres")
         else "SQLite (throwaway file)",
         "failed": failed,
     }
