@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
+import redis
 from celery._state import _set_task_join_will_block
 from django.test import Client
 from rest_framework.test import APIClient
 
 from collabadmin import live
+from collabadmin.redis_client import shared_redis
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link
 from tests.factories import AgentFactory, PeerFactory, ServerFactory, StaffFactory
@@ -30,6 +33,13 @@ def isolated_process_state():
     # test itself) can restore it in the wrong order and leave it set, and every later
     # ``result.get()`` in this process then refuses to run.
     _set_task_join_will_block(False)
+    # Drain marks and locks live in Redis keyed by server id, for seconds: the next test's
+    # server may get the same id, and a "drain on its way" mark it did not set would keep
+    # its first caller's drain from being sent.
+    with contextlib.suppress(redis.RedisError):
+        client = shared_redis()
+        for key in client.scan_iter(match="collabadmin:drain:*"):
+            client.delete(key)
     yield
     # Broadcasts leave through the process's sender after the commit: let this test's go
     # before the next test subscribes to the same groups.
