@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -141,7 +140,6 @@ def _measure(web: list[Node], worker: Child, token: str, concurrency: int, secon
         "worker_cpu_pct": round(worker_cpu, 1),
         "client_cpu_pct": round(client_cpu, 1),
         "machine_cpu_pct": round(machine_cpu, 1),
-        "cores": os.cpu_count(),
         "load_1m": load,
     }
 

@@ -15,6 +15,7 @@ from collabadmin import live
 from collabadmin.redis_client import shared_redis
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link
+from sessions.services import drain
 from tests.factories import AgentFactory, PeerFactory, ServerFactory, StaffFactory
 from tests.pairs import set_health
 
@@ -38,7 +39,7 @@ def isolated_process_state():
     # its first caller's drain from being sent.
     with contextlib.suppress(redis.RedisError):
         client = shared_redis()
-        for key in client.scan_iter(match="collabadmin:drain:*"):
+        for key in client.scan_iter(match=f"{drain.KEY_PREFIX}*"):
             client.delete(key)
     yield
     # Broadcasts leave through the process's sender after the commit: let this test's go

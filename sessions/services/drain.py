@@ -40,6 +40,8 @@ BATCH_SIZE = 100
 # A bound on going round again: each pass is triggered by a real change, but a bug that
 # keeps re-requesting must not spin a worker forever.
 MAX_PASSES = 10
+# Every Redis key of the drain (per server: its lock, "pending" and "scheduled" marks).
+KEY_PREFIX = "collabadmin:drain:"
 
 
 class DrainCoordinator:
@@ -47,7 +49,7 @@ class DrainCoordinator:
     database keeps it correct; only duplicate work is no longer avoided)."""
 
     def __init__(self, server_id: int) -> None:
-        key = f"collabadmin:drain:{server_id}"
+        key = f"{KEY_PREFIX}{server_id}"
         self.pending_key = f"{key}:pending"
         self.lock: Lock = shared_redis().lock(key, timeout=LOCK_SECONDS, blocking=False)
         self.available = True
@@ -101,7 +103,7 @@ SCHEDULED_SECONDS = 5
 
 
 def _scheduled_key(server_id: int) -> str:
-    return f"collabadmin:drain:{server_id}:scheduled"
+    return f"{KEY_PREFIX}{server_id}:scheduled"
 
 
 def drain_schedule_wanted(server_id: int) -> bool:
