@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from celery.signals import task_postrun
 from django.utils import timezone
 
 from failover.choices import AuditAction
@@ -28,11 +29,28 @@ def connected(simulated_pair, make_agent) -> Iterator[tuple]:
     yields (connected process, standby process)."""
     link, processes = simulated_pair
     make_agent("ann", "Sales")
-    with monitor_in_thread():
-        peer = wait_until(lambda: connected_peer(link), timeout=10, message="a Media Blender connected")
-        active, standby = processes[peer.name], processes[({"mb-1", "mb-2"} - {peer.name}).pop()]
-        wait_until(lambda: "ann" in mb_agents(active), timeout=5, message="ann registered")
-        yield active, standby
+    finished: list[str] = []
+
+    def record(sender=None, **kwargs) -> None:
+        finished.append(sender.name)
+
+    # The connection's follow-up registers the agents and then drains under the drain lock:
+    # a caller's drain that finds the lock held leaves its session to the holder, so the
+    # tests, which expect their own drain to route at once, start after the follow-up.
+    task_postrun.connect(record, weak=False)
+    try:
+        with monitor_in_thread():
+            peer = wait_until(lambda: connected_peer(link), timeout=10, message="a Media Blender connected")
+            active, standby = processes[peer.name], processes[({"mb-1", "mb-2"} - {peer.name}).pop()]
+            wait_until(lambda: "ann" in mb_agents(active), timeout=5, message="ann registered")
+            wait_until(
+                lambda: "sessions.after_media_blender_switchover" in finished,
+                timeout=10,
+                message="the connection's follow-up finished",
+            )
+            yield active, standby
+    finally:
+        task_postrun.disconnect(record)
 
 
 def request() -> CollaborationSession:
