@@ -131,8 +131,7 @@ class Monitor:
         self._sync_watchers(self.peer_watchers, peers, self._start_peer)
         self._sync_watchers(self.server_watchers, servers, self._start_server)
 
-    @staticmethod
-    def _sync_watchers(running: dict, wanted: dict, start) -> None:
+    def _sync_watchers(self, running: dict, wanted: dict, start) -> None:
         for target_id in list(running):
             target, _, task = running[target_id]
             fresh = wanted.get(target_id)
@@ -140,16 +139,16 @@ class Monitor:
             if fresh is None or _address(fresh) != _address(target):
                 task.cancel()
                 del running[target_id]
-        for target_id, target in wanted.items():
-            if target_id not in running:
-                running[target_id] = start(target)
+        new = [target for target_id, target in wanted.items() if target_id not in running]
+        for delay, target in zip(start_delays(len(new), self.timings.interval), new, strict=True):
+            running[target.id] = start(target, delay)
 
-    def _start_peer(self, target: PeerTarget):
-        watcher = PeerWatcher(target, self.timings, self._peer_transition, self.on_event)
+    def _start_peer(self, target: PeerTarget, delay: float):
+        watcher = PeerWatcher(target, self.timings, self._peer_transition, self.on_event, start_delay=delay)
         return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-peer-{target.name}")
 
-    def _start_server(self, target: ServerTarget):
-        watcher = ServerWatcher(target, self.timings, self._server_transition)
+    def _start_server(self, target: ServerTarget, delay: float):
+        watcher = ServerWatcher(target, self.timings, self._server_transition, start_delay=delay)
         return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-server-{target.name}")
 
     async def _peer_transition(self, transition: Transition) -> None:
@@ -217,6 +216,19 @@ class Monitor:
         await asyncio.gather(*tasks, return_exceptions=True)
         self.peer_watchers.clear()
         self.server_watchers.clear()
+
+
+def start_delays(count: int, interval: float) -> list[float]:
+    """When each of ``count`` new watchers sends its first probe: evenly over one interval.
+
+    A monitor that takes over (at start, from a dead node, after a settings change) starts
+    every watcher at once. Started together, 4,000 watchers opened 4,000 connections in the
+    same instant; the connections queued behind each other past the probe time-out and
+    healthy peers were declared down (with their links switched over) in a storm that the
+    monitor then could not recover from. Spread evenly, the first round costs what any
+    later round does. HAProxy spreads its first checks over the interval in the same way.
+    """
+    return [position * interval / count for position in range(count)]
 
 
 def _address(target: PeerTarget | ServerTarget) -> tuple:

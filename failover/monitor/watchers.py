@@ -80,8 +80,10 @@ class Watcher:
         on_transition: OnTransition,
         *,
         unknown_grace: float = 0.0,
+        start_delay: float = 0.0,
     ) -> None:
         self.target_id = target_id
+        self.start_delay = start_delay
         self.timings = timings
         self.tracker = make_tracker(timings, health, unknown_grace=unknown_grace)
         self.on_transition = on_transition
@@ -113,24 +115,35 @@ class PeerWatcher(Watcher):
     """
 
     def __init__(
-        self, target: PeerTarget, timings: Timings, on_transition: OnTransition, on_event: OnEvent | None = None
+        self,
+        target: PeerTarget,
+        timings: Timings,
+        on_transition: OnTransition,
+        on_event: OnEvent | None = None,
+        *,
+        start_delay: float = 0.0,
     ) -> None:
-        super().__init__(target.id, timings, target.health, on_transition)
+        super().__init__(target.id, timings, target.health, on_transition, start_delay=start_delay)
         self.target = target
         self.on_event = on_event
         self.connection: client.PeerConnection | None = None
 
     async def run(self) -> None:
+        await asyncio.sleep(self.start_delay)
         try:
+            due = time.monotonic()
             while True:
-                started = time.monotonic()
                 ok = await self._probe_once()
-                wait = self.next_wait(ok)
+                now = time.monotonic()
                 if ok:
-                    # A steady cadence: the probe's own round trip (and any delay in
-                    # getting to it on a busy loop) counts towards the interval.
-                    wait = max(wait - (time.monotonic() - started), 0.0)
-                await self._wait(wait)
+                    # A steady cadence: probes fall due every interval, so the probe's own
+                    # round trip and a busy loop's delay in waking this task count towards
+                    # the interval instead of adding to it; a task woken very late starts
+                    # afresh rather than catching up with a burst.
+                    due = max(due + self.timings.interval, now)
+                else:
+                    due = now + self.next_wait(ok)
+                await self._wait(due - now)
         finally:
             if self.connection is not None:
                 with contextlib.suppress(Exception):
@@ -184,8 +197,17 @@ class PeerWatcher(Watcher):
 class ServerWatcher(Watcher):
     """Probes a node's ``/healthz`` over HTTP/1.1, a fresh connection each time (as a load balancer does)."""
 
-    def __init__(self, target: ServerTarget, timings: Timings, on_transition: OnTransition) -> None:
-        super().__init__(target.id, timings, target.health, on_transition, unknown_grace=SERVER_STARTUP_GRACE_SECONDS)
+    def __init__(
+        self, target: ServerTarget, timings: Timings, on_transition: OnTransition, *, start_delay: float = 0.0
+    ) -> None:
+        super().__init__(
+            target.id,
+            timings,
+            target.health,
+            on_transition,
+            unknown_grace=SERVER_STARTUP_GRACE_SECONDS,
+            start_delay=start_delay,
+        )
         self.target = target
         parts = urlsplit(target.base_url)
         self.host = parts.hostname or "127.0.0.1"
@@ -193,6 +215,7 @@ class ServerWatcher(Watcher):
         self.path = (parts.path.rstrip("/") or "") + "/healthz"
 
     async def run(self) -> None:
+        await asyncio.sleep(self.start_delay)
         while True:
             ok = await self._probe_once()
             await asyncio.sleep(self.next_wait(ok))
