@@ -9,8 +9,9 @@ of ``/`` (the overview), ``/?fragment=1`` (its live refresh), ``/console/timelin
 the status snapshot (``failover.selectors.status_snapshot()`` and ``GET /api/v1/status/``)
 it reports the server time of ``--requests`` requests through Django's WSGI handler, the
 one a node serves HTTP with (the whole Django stack: middleware, view, queries, template;
-no network, no ASGI server), as median and p95, the size of the answer and its number of SQL queries. The query
-count must be the same at both sizes (issue 7 point 8: ≤ 300 ms, constant queries).
+no network, no ASGI server), as median and p95, the size of the answer and its number of
+SQL queries. The query count must be the same at both sizes (issue 7 point 8: ≤ 300 ms,
+constant queries).
 
 :func:`build_installation` is also the dataset of ``tests/console/test_overview_scale.py``,
 so the test and the benchmark speak of the same thing.

@@ -35,7 +35,7 @@ def four_peers(server_name: str) -> None:
                 PeerFactory(server=server, kind=kind, priority=priority)
 
 
-def start_delays(monitor, count: int) -> list[float]:
+def watchers_start_delays(monitor, count: int) -> list[float]:
     wait_until(lambda: len(monitor.peer_watchers) == count, timeout=10, message=f"{count} peers watched")
     return sorted(watcher.start_delay for _, watcher, _ in list(monitor.peer_watchers.values()))
 
@@ -45,11 +45,11 @@ def test_first_probes_are_spread_evenly_over_one_interval_and_peers_added_later_
         four_peers(f"routing-{n}")
 
     with monitor_in_thread() as monitor:
-        delays = start_delays(monitor, 12)
+        delays = watchers_start_delays(monitor, 12)
         assert delays == pytest.approx([i * INTERVAL_MS / 1000 / 12 for i in range(12)])
 
         four_peers("routing-late")
-        later = start_delays(monitor, 16)
+        later = watchers_start_delays(monitor, 16)
 
     # The four added are started by one topology refresh: spread among themselves.
     assert later == pytest.approx(sorted([*delays, 0.0, 0.25, 0.5, 0.75]))
