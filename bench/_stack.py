@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from bench._common import BENCH_VAR_DIR, REPO_ROOT, BenchError, tail, wait_for_http
+from bench._database import ThrowawayDatabase, throwaway_database
 
 PYTHON = sys.executable
 
@@ -206,7 +206,7 @@ class BenchStack:
         self.redis_url = ""
         self.database_url = ""
         self.database_kind = ""
-        self._drop_database: Callable[[], None] | None = None
+        self.database: ThrowawayDatabase | None = None
 
     # -- environment ---------------------------------------------------------------------
 
@@ -240,7 +240,8 @@ class BenchStack:
 
         (self.run_dir / "var").mkdir(parents=True, exist_ok=True)
         self.redis_url = f"unix://{embedded_redis.ensure_running(self.run_dir)}"
-        self._open_database()
+        self.database = throwaway_database(self.run_dir / "bench.sqlite3")
+        self.database_url, self.database_kind = self.database.url, self.database.kind
         os.environ.update(self.base_env())
         import django
 
@@ -248,28 +249,6 @@ class BenchStack:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-
-    def _open_database(self) -> None:
-        given = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or ""
-        if given.startswith(("postgres://", "postgresql://")):
-            import psycopg
-
-            parts = urlsplit(given)
-            dbname = f"collabadmin_bench_{uuid.uuid4().hex[:10]}"
-            admin_url = urlunsplit(parts._replace(path="/postgres"))
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{dbname}"')
-
-            def drop() -> None:
-                with psycopg.connect(admin_url, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-            self._drop_database = drop
-            self.database_url = urlunsplit(parts._replace(path=f"/{dbname}"))
-            self.database_kind = "PostgreSQL"
-        else:
-            self.database_url = f"sqlite:///{self.run_dir / 'bench.sqlite3'}"
-            self.database_kind = "SQLite"
 
     def close(self) -> None:
         for child in reversed(self.children):
@@ -283,9 +262,11 @@ class BenchStack:
 
         with contextlib.suppress(Exception):
             embedded_redis.stop(self.run_dir)
-        if self._drop_database is not None:
+        # The SQLite file lives in the run folder, kept with it under BENCH_KEEP; a PostgreSQL
+        # database would outlive the run, so it is always dropped.
+        if self.database is not None and self.database.kind == "PostgreSQL":
             with contextlib.suppress(Exception):
-                self._drop_database()
+                self.database.drop()
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
