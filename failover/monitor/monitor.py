@@ -17,6 +17,7 @@ from django.db import connections
 
 from failover.choices import Health
 from failover.monitor import targets
+from failover.monitor.loop_lag import LoopLag
 from failover.monitor.targets import PeerTarget, ServerTarget, Timings
 from failover.monitor.watchers import OnEvent, PeerWatcher, ServerWatcher, Transition, Watcher
 from failover.services.health import ProbeFigures, peer_health_changed, peers_record_probes
@@ -53,6 +54,8 @@ class Monitor:
         self.peer_watchers: dict[int, tuple[PeerTarget, PeerWatcher, asyncio.Task[None]]] = {}
         self.server_watchers: dict[int, tuple[ServerTarget, ServerWatcher, asyncio.Task[None]]] = {}
         self.timings: Timings | None = None
+        self.loop_lag = LoopLag()
+        self._set_aside_reported_at = time.monotonic()
 
     @staticmethod
     def lease_ttl(timings: Timings) -> float:
@@ -81,6 +84,7 @@ class Monitor:
         loop = asyncio.get_running_loop()
         lost = asyncio.Event()
         renewer = asyncio.create_task(self._keep_lease(stop, lost, timings), name="monitor-lease")
+        lag_meter = asyncio.create_task(self.loop_lag.run(), name="monitor-loop-lag")
         next_refresh = next_flush = 0.0
         try:
             while not stop.is_set() and not lost.is_set():
@@ -91,12 +95,14 @@ class Monitor:
                 if now >= next_flush:
                     await self._flush_figures()
                     await self._reassert_health()
+                    self._report_set_aside_timeouts()
                     next_flush = now + FIGURES_FLUSH_SECONDS
                 await _wait_any(stop, lost, timings.interval)
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            for task in (renewer, lag_meter):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _keep_lease(self, stop: asyncio.Event, lost: asyncio.Event, timings: Timings) -> None:
         """Renew the lease every interval on a thread of its own.
@@ -144,11 +150,15 @@ class Monitor:
             running[target.id] = start(target, delay)
 
     def _start_peer(self, target: PeerTarget, delay: float):
-        watcher = PeerWatcher(target, self.timings, self._peer_transition, self.on_event, start_delay=delay)
+        watcher = PeerWatcher(
+            target, self.timings, self._peer_transition, self.on_event, start_delay=delay, loop_lag=self.loop_lag
+        )
         return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-peer-{target.name}")
 
     def _start_server(self, target: ServerTarget, delay: float):
-        watcher = ServerWatcher(target, self.timings, self._server_transition, start_delay=delay)
+        watcher = ServerWatcher(
+            target, self.timings, self._server_transition, start_delay=delay, loop_lag=self.loop_lag
+        )
         return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-server-{target.name}")
 
     async def _peer_transition(self, transition: Transition) -> None:
@@ -186,6 +196,23 @@ class Monitor:
         ]
         with contextlib.suppress(Exception):
             await sync_to_async(peers_record_probes)(figures)
+
+    def _report_set_aside_timeouts(self) -> None:
+        """Say so when the monitor itself is too slow for its probes (too many peers for the
+        interval, CPU starved): probes are then set aside, and detection slows down."""
+        count, self.loop_lag.set_aside = self.loop_lag.set_aside, 0
+        now = time.monotonic()
+        since, self._set_aside_reported_at = self._set_aside_reported_at, now
+        if count:
+            log.warning(
+                "health monitor running late: probe time-outs set aside, not counted against peers",
+                extra={
+                    "set_aside": count,
+                    "seconds": round(now - since, 1),
+                    "loop_late_max_s": round(self.loop_lag.worst_since(since), 3),
+                    "holder": self.holder,
+                },
+            )
 
     async def _reassert_health(self) -> None:
         """Re-send any decision the database does not show.

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from failover.choices import Health
 from failover.monitor.hysteresis import HealthTracker
+from failover.monitor.loop_lag import LoopLag
 from failover.monitor.targets import PeerTarget, ServerTarget, Timings
 from failover.peering import client
 from failover.peering.client import Message
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 FAST_RETRY_SECONDS = 0.05
 # A refused, reset or dropped connection is certain; a time-out may be a slow moment.
 HARD_FAILURES = {client.REFUSED, client.RESET, client.CLOSED}
+# A probe time-out while the monitor's own loop ran this late (as a fraction of the
+# time-out) says more about the monitor than about the peer: see loop_lag.py.
+LATE_FRACTION_OF_TIMEOUT = 0.5
 
 
 @dataclass(frozen=True)
@@ -81,15 +85,36 @@ class Watcher:
         *,
         unknown_grace: float = 0.0,
         start_delay: float = 0.0,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         self.target_id = target_id
         self.start_delay = start_delay
+        self.loop_lag = loop_lag
+        self.set_aside_in_a_row = 0
         self.timings = timings
         self.tracker = make_tracker(timings, health, unknown_grace=unknown_grace)
         self.on_transition = on_transition
         self.figures: Figures | None = None
 
+    def set_aside_timeout(self, started: float) -> bool:
+        """Whether the time-out of the probe started at ``started`` (monotonic) goes uncounted.
+
+        It does when the monitor's loop ran late by half the time-out or more during the
+        probe: a reply may have been waiting unread. At most ``fall`` in a row are set
+        aside, so a peer that really stalled while the monitor is overloaded is still
+        declared down, after twice the usual number of probes instead of never.
+        """
+        if self.loop_lag is None or self.set_aside_in_a_row >= self.timings.fall:
+            return False
+        if self.loop_lag.worst_since(started) < self.timings.timeout * LATE_FRACTION_OF_TIMEOUT:
+            return False
+        self.set_aside_in_a_row += 1
+        self.loop_lag.set_aside += 1
+        return True
+
     async def record(self, ok: bool, latency_ms: float | None, error: str = "", *, hard: bool = False) -> None:
+        if ok:
+            self.set_aside_in_a_row = 0
         now = time.time()
         failing_since = self.tracker.failing_since if not ok else None
         changed = self.tracker.observe(ok, now, hard=hard)
@@ -122,8 +147,9 @@ class PeerWatcher(Watcher):
         on_event: OnEvent | None = None,
         *,
         start_delay: float = 0.0,
+        loop_lag: LoopLag | None = None,
     ) -> None:
-        super().__init__(target.id, timings, target.health, on_transition, start_delay=start_delay)
+        super().__init__(target.id, timings, target.health, on_transition, start_delay=start_delay, loop_lag=loop_lag)
         self.target = target
         self.on_event = on_event
         self.connection: client.PeerConnection | None = None
@@ -150,6 +176,8 @@ class PeerWatcher(Watcher):
                     await self.connection.close()
 
     async def _probe_once(self) -> bool:
+        """Probe once; False when the probe failed (and was counted)."""
+        began = time.monotonic()
         if self.connection is None or self.connection.closed.is_set():
             started = time.perf_counter()
             try:
@@ -161,6 +189,8 @@ class PeerWatcher(Watcher):
                 )
             except client.PeerUnavailable as exc:
                 self.connection = None
+                if exc.reason == client.TIMEOUT and self.set_aside_timeout(began):
+                    return True
                 await self.record(False, None, str(exc), hard=exc.reason in HARD_FAILURES)
                 return False
             except client.PeerError as exc:
@@ -171,6 +201,9 @@ class PeerWatcher(Watcher):
             return True
         result = await self.connection.probe(timeout=self.timings.timeout)
         hard = not result.ok and self.connection.closed.is_set()
+        timed_out = not result.ok and not hard and (result.error or "").startswith(f"{client.TIMEOUT}:")
+        if timed_out and self.set_aside_timeout(began):
+            return True
         await self.record(result.ok, result.latency_ms, result.error or "", hard=hard)
         return result.ok
 
@@ -198,7 +231,13 @@ class ServerWatcher(Watcher):
     """Probes a node's ``/healthz`` over HTTP/1.1, a fresh connection each time (as a load balancer does)."""
 
     def __init__(
-        self, target: ServerTarget, timings: Timings, on_transition: OnTransition, *, start_delay: float = 0.0
+        self,
+        target: ServerTarget,
+        timings: Timings,
+        on_transition: OnTransition,
+        *,
+        start_delay: float = 0.0,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         super().__init__(
             target.id,
@@ -207,6 +246,7 @@ class ServerWatcher(Watcher):
             on_transition,
             unknown_grace=SERVER_STARTUP_GRACE_SECONDS,
             start_delay=start_delay,
+            loop_lag=loop_lag,
         )
         self.target = target
         parts = urlsplit(target.base_url)
@@ -221,11 +261,14 @@ class ServerWatcher(Watcher):
             await asyncio.sleep(self.next_wait(ok))
 
     async def _probe_once(self) -> bool:
-        started = time.perf_counter()
+        """Probe once; False when the probe failed (and was counted)."""
+        began, started = time.monotonic(), time.perf_counter()
         try:
             async with asyncio.timeout(self.timings.timeout):
                 status = await self._get_status()
         except TimeoutError:
+            if self.set_aside_timeout(began):
+                return True
             await self.record(False, None, "timeout")
             return False
         except ConnectionRefusedError as exc:

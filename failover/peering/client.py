@@ -146,6 +146,11 @@ class PeerConnection:
         state = f"closed ({self.close_reason})" if self.closed.is_set() else "open"
         return f"<PeerConnection {self.host}:{self.port} {state}>"
 
+    @property
+    def calls_in_flight(self) -> int:
+        """Requests sent on this connection and still waiting for their reply."""
+        return len(self._pending)
+
     @classmethod
     async def open(
         cls,
