@@ -204,9 +204,12 @@ class BenchStack:
         self.run_dir = runs_root() / f"{name}-{uuid.uuid4().hex[:8]}"
         self.children: list[Child] = []
         self.redis_url = ""
-        self.database_url = ""
-        self.database_kind = ""
         self.database: ThrowawayDatabase | None = None
+
+    @property
+    def database_kind(self) -> str:
+        """PostgreSQL or SQLite, for the figures' "database" column."""
+        return self.database.kind if self.database else ""
 
     # -- environment ---------------------------------------------------------------------
 
@@ -214,7 +217,7 @@ class BenchStack:
         return {
             "DEBUG": "1",
             "DJANGO_SETTINGS_MODULE": "collabadmin.settings",
-            "DATABASE_URL": self.database_url,
+            "DATABASE_URL": self.database.url if self.database else "",
             "REDIS_URL": self.redis_url,
             "COLLABADMIN_VAR_DIR": str(self.run_dir / "var"),
             "CHANNEL_LAYER_PREFIX": f"bench{self.run_dir.name[-8:]}",
@@ -241,7 +244,6 @@ class BenchStack:
         (self.run_dir / "var").mkdir(parents=True, exist_ok=True)
         self.redis_url = f"unix://{embedded_redis.ensure_running(self.run_dir)}"
         self.database = throwaway_database(self.run_dir / "bench.sqlite3")
-        self.database_url, self.database_kind = self.database.url, self.database.kind
         os.environ.update(self.base_env())
         import django
 

@@ -12,14 +12,17 @@ CPU-bound stretch holds it, against a real simulator process.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
 from failover.choices import Health
 from failover.monitor.loop_lag import LoopLag
-from failover.monitor.targets import PeerTarget, Timings
-from failover.monitor.watchers import PeerWatcher, Transition
+from failover.monitor.monitor import Monitor
+from failover.monitor.targets import PeerTarget, ServerTarget, Timings
+from failover.monitor.watchers import PeerWatcher, ServerWatcher, Transition
 from tests.peering.conftest import start_peer  # noqa: F401  (fixture)
 
 TIMINGS = Timings(interval=0.05, timeout=0.2, rise=1, fall=3, flap_window=60.0, flap_max=10)
@@ -56,13 +59,19 @@ def _run(watcher, lag: LoopLag, body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(scenario())
 
 
-def _watch(peer, written: list[Health]) -> tuple[PeerWatcher, LoopLag]:
+def _recorder(written: list[Health]) -> Callable[[Transition], Awaitable[None]]:
+    """A watcher's ``on_transition`` that notes each health it decides, in order."""
+
     async def write(transition: Transition) -> None:
         written.append(transition.health)
 
+    return write
+
+
+def _watch(peer, written: list[Health]) -> tuple[PeerWatcher, LoopLag]:
     lag = LoopLag()
     target = PeerTarget(1, "held-up", "media_blender", peer.host, peer.port, Health.UNKNOWN)
-    return PeerWatcher(target, TIMINGS, write, loop_lag=lag), lag
+    return PeerWatcher(target, TIMINGS, _recorder(written), loop_lag=lag), lag
 
 
 def test_the_lag_meter_sees_a_held_loop_at_once_and_remembers_only_recent_lateness():
@@ -141,8 +150,6 @@ def test_without_a_held_monitor_a_stall_is_declared_down_after_fall_time_outs(st
 
 
 def test_the_monitor_warns_while_it_sets_probes_aside_and_is_quiet_otherwise(caplog):
-    from failover.monitor.monitor import Monitor
-
     monitor = Monitor(holder="test-monitor")
     caplog.set_level("WARNING", logger="failover.monitor.monitor")
 
@@ -162,12 +169,6 @@ def test_the_monitor_warns_while_it_sets_probes_aside_and_is_quiet_otherwise(cap
 
 
 def test_a_healthy_node_stays_up_through_fall_health_checks_timed_out_by_a_held_monitor():
-    import http.server
-    import threading
-
-    from failover.monitor.targets import ServerTarget
-    from failover.monitor.watchers import ServerWatcher
-
     asked = threading.Event()
 
     class Healthz(http.server.BaseHTTPRequestHandler):
@@ -186,13 +187,9 @@ def test_a_healthy_node_stays_up_through_fall_health_checks_timed_out_by_a_held_
     node = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthz)
     threading.Thread(target=node.serve_forever, daemon=True).start()
     written: list[Health] = []
-
-    async def write(transition: Transition) -> None:
-        written.append(transition.health)
-
     lag = LoopLag()
     target = ServerTarget(1, "routing-x", f"http://127.0.0.1:{node.server_port}", Health.UP)
-    watcher = ServerWatcher(target, TIMINGS, write, loop_lag=lag)
+    watcher = ServerWatcher(target, TIMINGS, _recorder(written), loop_lag=lag)
 
     async def body() -> None:
         for _ in range(TIMINGS.fall):
