@@ -127,7 +127,8 @@ def _sync_runs(server: Server, admin: AbstractBaseUser, aw: PeerProcess) -> list
 
 
 def _wizard(server: Server, admin: AbstractBaseUser, kind: WizardKind, run: bool = True, **params: Any) -> WizardRun:
-    started = wizard_start(server_id=server.pk, kind=kind, params=params, actor=admin)
+    reason = f"{kind.label} requested by the team lead"
+    started = wizard_start(server_id=server.pk, kind=kind, params=params, actor=admin, reason=reason)
     return wizard_run_all(run_id=started.pk) if run else started
 
 
