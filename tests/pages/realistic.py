@@ -47,6 +47,8 @@ from tests.factories import PASSWORD, AgentFactory, PeerFactory, ServerFactory, 
 from tests.peering.conftest import PeerProcess
 
 GROUPS = (("5001", "Sales"), ("5002", "Support"), ("5003", "Billing"))
+# A caller who typed bidirectional controls into the form: no page may show them.
+SPOOFED_NAME = "Alan \u202egniruT\u202c \u2066Turing\u2069"
 POLICY = "policy"
 CALLER = "caller:web"
 
@@ -217,7 +219,7 @@ def _sessions(servers: dict[str, Server], admin: AbstractBaseUser, maria: Agent,
         found[f"ended_{reason}"] = session_end(session_id=session.pk, actor=actor, reason=reason, note=note)
     found["active"] = _route(_ask("Ada Lovelace", "Cannot share my screen", "Sales"), maria, confirm=True)
     found["in_transit"] = _route(_ask("Grace Hopper", "Upgrade to the business plan", "Support"), maria, confirm=False)
-    requeued = _route(_ask("Alan Turing", "Password reset", None), kenji, confirm=False)
+    requeued = _route(_ask(SPOOFED_NAME, "Password reset\u200f", None), kenji, confirm=False)
     session_requeue(session_id=requeued.pk, actor=POLICY, reason="route not confirmed within 10 s")
     found["requeued"] = requeued
     hung_up = _route(_ask("Katherine Johnson", "Billing address", "Billing"), kenji, confirm=True)

@@ -15,9 +15,9 @@ import re
 import pytest
 from django.test import Client
 
+from collabadmin.bidi import CONTROLS
 from tests.pages import urls
-from tests.pages.realistic import Installation, build
-from tests.peering.conftest import start_peer  # noqa: F401  (fixture: real simulator processes)
+from tests.pages.realistic import Installation
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +36,6 @@ SHOWS = {
 POST_ONLY = 405
 
 
-@pytest.fixture
-def installation(start_peer) -> Installation:  # noqa: F811
-    aw = start_peer("admin-workstation", "--name", "routing-a-aw-1")
-    return build(aw)
-
-
 def clients(data: Installation) -> dict[str, Client]:
     # A view's exception is a 500 in the list of problems, not the end of the test.
     staff, agent = Client(raise_request_exception=False), Client(raise_request_exception=False)
@@ -52,7 +46,8 @@ def clients(data: Installation) -> dict[str, Client]:
 
 def problems_of(page: urls.Page, path: str, response) -> list[str]:
     """Not a 200, or not a page a person can use: a document without its main content and
-    heading, a fragment without text, an unfiltered page without the rows it must show."""
+    heading, a fragment without text, an unfiltered page without the rows it must show, text
+    with bidirectional controls (issue 15, point 11)."""
     if response.status_code != 200:
         return [f"{path} as {page.viewer}: {response.status_code}"]
     html = response.content.decode()
@@ -61,7 +56,10 @@ def problems_of(page: urls.Page, path: str, response) -> list[str]:
         missing += [part for part in ("<main", "<h1", "</html>") if part not in html]
     elif len(re.sub(r"<[^>]+>|\s+", "", html)) < 10:
         missing.append("any text")
-    return [f"{path} as {page.viewer} lacks {', '.join(missing)}"] if missing else []
+    problems = [f"{path} as {page.viewer} lacks {', '.join(missing)}"] if missing else []
+    if any(control in html for control in CONTROLS):
+        problems.append(f"{path} as {page.viewer} shows bidirectional control characters")
+    return problems
 
 
 def test_the_realistic_data_has_every_state_the_pages_can_show(installation):
@@ -81,6 +79,7 @@ def test_the_realistic_data_has_every_state_the_pages_can_show(installation):
     sessions = installation.sessions.values()
     assert {s.state for s in sessions} == set(SessionState.values)
     assert {s.end_reason for s in sessions} == set(EndReason.values)
+    assert any(control in s.caller_name for s in sessions for control in CONTROLS)
 
 
 def test_every_page_renders_with_its_filters_pages_and_fragment(installation):
