@@ -16,6 +16,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Callable
 from functools import lru_cache
+from urllib.parse import unquote
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -35,7 +36,7 @@ def viewer_zone(request: HttpRequest) -> zoneinfo.ZoneInfo | None:
     Only a name from the tz database is accepted: the cookie is the client's to write, and
     ``ZoneInfo`` would otherwise be handed arbitrary text.
     """
-    name = request.COOKIES.get(COOKIE, "")
+    name = unquote(request.COOKIES.get(COOKIE, ""))  # "Asia%2FKolkata" from other writers
     if not name or len(name) > 64 or name not in known_zones():
         return None
     return zoneinfo.ZoneInfo(name)

@@ -13,9 +13,11 @@
   } catch (error) {
     return;
   }
+  // Zone names are letters, digits and "_+-/", all allowed in a cookie as they are: the
+  // server reads the value verbatim.
   if (!zone || !/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone)) return;
   const current = document.cookie.split("; ").find((part) => part.startsWith("tz="));
-  if (current && decodeURIComponent(current.slice(3)) === zone) return;
+  if (current && current.slice(3) === zone) return;
   const secure = window.location.protocol === "https:" ? "; secure" : "";
-  document.cookie = `tz=${encodeURIComponent(zone)}; path=/; max-age=31536000; samesite=lax${secure}`;
+  document.cookie = `tz=${zone}; path=/; max-age=31536000; samesite=lax${secure}`;
 })();

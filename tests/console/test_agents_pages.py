@@ -81,7 +81,7 @@ def test_each_agent_with_state_server_skill_groups_open_sessions_and_log_in(admi
     assert "Billing, Sales" in ada_row
     assert '<span class="num">2</span>' in ada_row  # the ended session does not count
     assert f'datetime="{team["ada"].logged_in_at.isoformat()}"' in ada_row
-    assert 'aria-label="Force Ada King to log out"' in ada_row
+    assert 'aria-label="Force log-out of Ada King"' in ada_row
     bob_row = html.split(f'<tr id="agent-{team["bob"].pk}"', 1)[1].split("</tr>", 1)[0]
     assert "Logged out" in bob_row
     assert "Force" not in bob_row

@@ -55,6 +55,7 @@ def pages_showing(session, admin_user, agent) -> dict[str, str]:
         (None, "2026-01-15 13:20:30 UTC"),  # no cookie yet: TIME_ZONE, the zone still shown
         ("Europe/Berlin", "2026-01-15 14:20:30 CET"),
         ("America/New_York", "2026-01-15 08:20:30 EST"),
+        ("Europe%2FBerlin", "2026-01-15 14:20:30 CET"),  # percent-encoded by some cookie writers
         ("../../etc/passwd", "2026-01-15 13:20:30 UTC"),  # not a zone name: ignored
     ],
 )
