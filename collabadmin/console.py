@@ -19,15 +19,27 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-REASON_MAX = 300
+from failover.services.audit import reason_too_long
+
 DEFAULT_PAGE_SIZE = 50
 
 staff_only = staff_member_required(login_url="login")
 
 
 def read_reason(request: HttpRequest) -> str:
-    """The action's reason from the confirmation dialog, trimmed to what the audit keeps."""
-    return (request.POST.get("reason") or "").strip()[:REASON_MAX]
+    """The action's reason from the confirmation dialog, stripped (never cut: see
+    :func:`reason_refusal`)."""
+    return (request.POST.get("reason") or "").strip()
+
+
+def reason_refusal(reason: str) -> str | None:
+    """Why an action cannot go ahead with this reason (blank, or longer than the audit
+    keeps: the browser's limit can be bypassed), as the end of a sentence; else ``None``."""
+    if not reason:
+        return "give a reason."
+    if too_long := reason_too_long(reason):
+        return too_long[0].lower() + too_long[1:]
+    return None
 
 
 def redirect_back(request: HttpRequest, fallback: str = "home") -> HttpResponseRedirect:

@@ -67,11 +67,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "collabadmin.security.ContentSecurityPolicyMiddleware",
+    # Sees every HTML response last (middleware answer in reverse): pages, fragments, admin.
+    "collabadmin.bidi.BidiControlMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times in the zone the viewer's browser reported (cookie "tz"), else TIME_ZONE.
+    "collabadmin.timezones.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a refused (locked-out) log-in into the lockout page.
@@ -95,6 +99,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # ``when``: the one format of a time (collabadmin/timezones.py), in every template.
+            "builtins": ["collabadmin.template_filters"],
         },
     },
 ]
@@ -268,7 +274,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Internationalization, static ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+TIME_ZONE = "UTC"  # the default; each viewer sees their own zone (collabadmin/timezones.py)
+# One date and time format everywhere, the Django admin included (collabadmin/formats/en).
+FORMAT_MODULE_PATH = ["collabadmin.formats"]
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"

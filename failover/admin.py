@@ -274,7 +274,7 @@ class PolicyAdmin(admin.ModelAdmin):
             },
         ),
         ("Switchover", {"fields": ("fail_back_after_minutes", "transit_timeout_seconds", "max_transit_attempts")}),
-        ("Sessions", {"fields": ("hung_up_grace_seconds", "adopt_queued_on_server_failure")}),
+        ("Sessions", {"fields": ("hung_up_grace_seconds", "adopt_queued_on_server_failure", "agent_max_sessions")}),
         (None, {"fields": ("reason", "updated_at")}),
     )
     readonly_fields = ("updated_at",)

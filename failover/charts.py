@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.utils import timezone
+
 from failover.choices import FailoverKind
 
 ACTIVITY_WINDOW = timedelta(hours=1)
@@ -148,8 +150,13 @@ def peak(points: Iterable[tuple[datetime, int]]) -> tuple[datetime, int] | None:
 
 
 def clock(at: datetime) -> str:
-    """``14:05`` (the charts speak UTC, like the times the server renders)."""
-    return at.strftime("%H:%M")
+    """``14:05`` in the viewer's zone (``collabadmin/timezones.py``), like every time shown."""
+    return timezone.localtime(at).strftime("%H:%M")
+
+
+def zone(at: datetime) -> str:
+    """The viewer's zone at ``at`` as the times show it (``CET``, ``UTC``)."""
+    return timezone.localtime(at).tzname() or "UTC"
 
 
 @dataclass
@@ -217,8 +224,8 @@ def _series_sentence(label: str, series: LineSeries, latest_at: datetime, now: d
     if now - latest_at <= SAMPLE_GAP:
         latest = f"now {series.now}"
     else:  # the beat stopped: say how old the figure is
-        latest = f"{series.now} at {clock(latest_at)} UTC (no newer sample)"
-    return f"{label} {latest}, peak {peak_value} at {clock(peak_at)} UTC"
+        latest = f"{series.now} at {clock(latest_at)} {zone(latest_at)} (no newer sample)"
+    return f"{label} {latest}, peak {peak_value} at {clock(peak_at)} {zone(peak_at)}"
 
 
 def activity_chart(samples: Sequence[Any], *, now: datetime, frame: Frame = FRAME) -> Chart:
@@ -265,7 +272,7 @@ def activity_chart(samples: Sequence[Any], *, now: datetime, frame: Frame = FRAM
         grid=grid_lines(top_value, frame),
         ticks=ticks,
         legend=[("queued", "Queue depth"), ("active", "Active sessions")],
-        table_head=["5 minutes from (UTC)", "Queue depth, peak", "Active sessions, peak"],
+        table_head=[f"5 minutes from ({zone(now)})", "Queue depth, peak", "Active sessions, peak"],
         table_rows=_activity_table(rows, start),
         series=series,
         empty=not rows,
@@ -336,7 +343,8 @@ def failover_chart(rows: Iterable[tuple[datetime, str, int]], *, now: datetime, 
         bar = Bar(
             x=x,
             width=round(slot - gap, 1),
-            label=f"{clock(hour)}–{clock(hour + timedelta(hours=1))} UTC: {unplanned} unplanned, {planned} planned",
+            label=f"{clock(hour)}–{clock(hour + timedelta(hours=1))} {zone(hour)}: {unplanned} unplanned, "
+            f"{planned} planned",
         )
         base = 0
         for key, n in (("unplanned", unplanned), ("planned", planned)):
@@ -352,7 +360,8 @@ def failover_chart(rows: Iterable[tuple[datetime, str, int]], *, now: datetime, 
         busiest_hour, busiest_u, busiest_p = max(hours, key=lambda h: (h[1] + h[2], h[0]))
         summary = (
             f"{total} failover{'s' if total != 1 else ''} in the last 24 hours: {unplanned_total} unplanned, "
-            f"{planned_total} planned; the most, {busiest_u + busiest_p}, in the hour from {clock(busiest_hour)} UTC."
+            f"{planned_total} planned; the most, {busiest_u + busiest_p}, in the hour from "
+            f"{clock(busiest_hour)} {zone(busiest_hour)}."
         )
     else:
         summary = "No failovers in the last 24 hours."
@@ -369,7 +378,7 @@ def failover_chart(rows: Iterable[tuple[datetime, str, int]], *, now: datetime, 
         grid=grid_lines(top_value, frame),
         ticks=ticks,
         legend=[("unplanned", "Unplanned"), ("planned", "Planned")],
-        table_head=["Hour from (UTC)", "Unplanned", "Planned"],
+        table_head=[f"Hour from ({zone(now)})", "Unplanned", "Planned"],
         table_rows=[[clock(hour), str(u), str(p)] for hour, u, p in hours],
         bars=bars,
         empty=not total,

@@ -38,7 +38,8 @@ from failover.models import Server, SyncRun, WizardRun
 from failover.peering import client
 from failover.services.sync import StalePlan, SyncRefused, sync_launch, sync_plan_update
 from failover.services.verify import SyncBusy, verify_launch
-from failover.services.wizards import WizardRefused, progress_percent, wizard_launch
+from failover.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
+from sessions.passwords import set_password_path
 
 # --- Serializers -------------------------------------------------------------------------------
 
@@ -57,6 +58,10 @@ class WizardStepSerializer(serializers.Serializer):
 
 class WizardRunSerializer(serializers.ModelSerializer):
     server_name = serializers.CharField(source="server.name", read_only=True)
+    set_password_link = serializers.SerializerMethodField(
+        help_text="add_agent, once completed: the link with which the new agent chooses a password "
+        "(Django's password-reset token: works once, expires); null once the password is set."
+    )
     started_by = serializers.CharField(source="started_by.username", read_only=True, allow_null=True, default=None)
     step_log = WizardStepSerializer(many=True, read_only=True)
     steps_total = serializers.SerializerMethodField()
@@ -80,8 +85,15 @@ class WizardRunSerializer(serializers.ModelSerializer):
             "step_log",
             "aw_epoch",
             "error",
+            "set_password_link",
         ]
         read_only_fields = fields
+
+    def get_set_password_link(self, run: WizardRun) -> str | None:
+        agent = added_agent(run)
+        path = set_password_path(agent.user) if agent is not None else None
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if path and request is not None else path
 
     def get_steps_total(self, run: WizardRun) -> int:
         return len(run.step_log)
@@ -98,6 +110,7 @@ class WizardStartSerializer(serializers.Serializer):
         "change_agent_skills: agent_id, skill_groups (the full new list). remove_agent: agent_id. "
         "add_skill_group: skill_group_id, name."
     )
+    reason = serializers.CharField(max_length=300, help_text="Why; kept in the audit history.")
 
     def validate_params(self, params: dict[str, Any]) -> dict[str, Any]:
         # Free-form JSON, so DRF's CharField check does not reach inside: a NUL character in
@@ -255,11 +268,16 @@ class WizardRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyMode
         data = body.validated_data
         try:
             run = wizard_launch(
-                server_id=data["server"].pk, kind=data["kind"], params=data["params"], actor=request.user
+                server_id=data["server"].pk,
+                kind=data["kind"],
+                params=data["params"],
+                actor=request.user,
+                reason=data["reason"],
             )
         except WizardRefused as refused:
             raise Conflict(django_error_text(refused)) from refused
-        return Response(WizardRunSerializer(self.get_queryset().get(pk=run.pk)).data, status=status.HTTP_201_CREATED)
+        body = WizardRunSerializer(self.get_queryset().get(pk=run.pk), context=self.get_serializer_context())
+        return Response(body.data, status=status.HTTP_201_CREATED)
 
 
 def _busy(error: SyncBusy) -> Conflict:

@@ -41,6 +41,11 @@ class Policy(models.Model):
         null=True, blank=True, help_text="Empty: sessions whose caller hung up wait for the agent to end them."
     )
     adopt_queued_on_server_failure = models.BooleanField(default=True)
+    agent_max_sessions = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text="Sessions at once a new agent can take (agents added by the wizard or by Verify and Sync).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -6,10 +6,34 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from failover.choices import AuditAction
 from failover.models import AuditEntry
+
+# What the audit history keeps of a reason (``AuditEntry.reason``).
+REASON_MAX = AuditEntry._meta.get_field("reason").max_length
+
+
+def reason_too_long(reason: str) -> str | None:
+    """The refusal for a reason longer than the audit keeps, else ``None``.
+
+    A person's reason is refused, never cut: a cut reason is a different reason in the
+    history, and nobody is told. (Only text the system writes itself, such as a peer's
+    error, is shortened by :func:`audit_entry`.)
+    """
+    if len(reason) <= REASON_MAX:
+        return None
+    return f"The reason is {len(reason)} characters long; at most {REASON_MAX} are kept. Shorten it."
+
+
+def check_reason(reason: str, *, field: str = "reason") -> str:
+    """``reason`` stripped; ``ValidationError`` on ``field`` when it is longer than the audit keeps."""
+    reason = reason.strip()
+    if refusal := reason_too_long(reason):
+        raise ValidationError({field: refusal})
+    return reason
 
 
 def actor_label(actor: AbstractBaseUser | str | None) -> str:
@@ -38,7 +62,7 @@ def audit_entry(
         object_type=target._meta.label_lower,
         object_id=str(target.pk),
         object_repr=str(target)[:200],
-        reason=reason[:300],
+        reason=reason[:REASON_MAX],
         before=before or {},
         after=after or {},
     )

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from failover.models import Policy
 from failover.services.switchover import Actor
 from sessions.choices import AgentState, LogoutReason
 from sessions.models import Agent, SkillGroup
@@ -84,11 +85,20 @@ def _split_name(name: str) -> tuple[str, str]:
 
 
 def agent_create(
-    *, server_id: int, icm_id: str, name: str, enabled: bool, skill_groups: list[str], username: str = ""
+    *,
+    server_id: int,
+    icm_id: str,
+    name: str,
+    enabled: bool,
+    skill_groups: list[str],
+    username: str = "",
+    max_sessions: int | None = None,
 ) -> tuple[Agent, bool]:
     """Create the agent and its log-in user (or use a user without an agent); (agent, created).
 
-    Skill groups unknown here are skipped (Sync creates skill groups first).
+    Skill groups unknown here are skipped (Sync creates skill groups first). A new user has
+    no usable password: the agent chooses one through a set-password link
+    (``sessions.passwords``). ``max_sessions`` defaults to the policy's ``agent_max_sessions``.
     """
     agent = Agent.objects.filter(server_id=server_id, icm_id=icm_id).first()
     if agent is not None:
@@ -101,7 +111,8 @@ def agent_create(
         user = users.objects.create_user(username=username, first_name=first, last_name=last)
     elif Agent.objects.filter(user=user).exists():
         raise ValidationError({"username": f"User {username} is already an agent."})
-    agent = Agent.objects.create(user=user, server_id=server_id, icm_id=icm_id, enabled=enabled)
+    slots = max_sessions or Policy.current().agent_max_sessions
+    agent = Agent.objects.create(user=user, server_id=server_id, icm_id=icm_id, enabled=enabled, max_sessions=slots)
     agent.skill_groups.set(SkillGroup.objects.filter(server_id=server_id, icm_id__in=skill_groups))
     return agent, True
 

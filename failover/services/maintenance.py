@@ -8,7 +8,7 @@ from django.utils import timezone
 from collabadmin import live
 from failover.choices import AuditAction, FailoverKind
 from failover.models import Link, Peer
-from failover.services.audit import audit_record
+from failover.services.audit import audit_record, check_reason
 from failover.services.switchover import (
     Actor,
     SwitchoverRefused,
@@ -37,6 +37,7 @@ def peer_set_maintenance(*, peer_id: int, on: bool, actor: Actor, reason: str) -
     """
     if not reason.strip():
         raise SwitchoverRefused({"reason": "Give a reason for the maintenance change."})
+    reason = check_reason(reason)
     link = lock_link(_link_of(peer_id))
     peer = Peer.objects.get(pk=peer_id)
     if peer.in_maintenance == on:
@@ -47,7 +48,7 @@ def peer_set_maintenance(*, peer_id: int, on: bool, actor: Actor, reason: str) -
         result = switch(link, current=peer, target=target, kind=FailoverKind.MAINTENANCE, actor=actor, reason=reason)
     now = timezone.now()
     Peer.objects.filter(pk=peer.pk).update(
-        in_maintenance=on, maintenance_reason=reason[:300] if on else "", maintenance_since=now if on else None
+        in_maintenance=on, maintenance_reason=reason if on else "", maintenance_since=now if on else None
     )
     audit_record(
         actor=actor,

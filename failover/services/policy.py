@@ -11,7 +11,7 @@ from django.db import transaction
 from collabadmin import live
 from failover.choices import AuditAction
 from failover.models import Policy
-from failover.services.audit import audit_record
+from failover.services.audit import audit_record, check_reason
 
 # Everything an administrator may change: every concrete field but the key and the stamp.
 EDITABLE_FIELDS: tuple[str, ...] = tuple(
@@ -31,6 +31,7 @@ def policy_update(*, actor: AbstractBaseUser | str | None, reason: str, changes:
     """
     if not reason.strip():
         raise ValidationError({"reason": "Give a reason for the policy change."})
+    reason = check_reason(reason)
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
     if unknown:
         raise ValidationError({name: "Not an editable policy field." for name in unknown})

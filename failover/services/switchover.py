@@ -21,7 +21,7 @@ from django.utils import timezone
 from collabadmin import live
 from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import FailoverEvent, Link, Peer
-from failover.services.audit import audit_record
+from failover.services.audit import audit_record, check_reason
 from sessions.services import followups
 
 Actor = AbstractBaseUser | str | None
@@ -222,6 +222,7 @@ def link_switchover(
     """
     if not reason.strip():
         raise SwitchoverRefused({"reason": "Give a reason for the switchover."})
+    reason = check_reason(reason)
     link = lock_link(link_id)
     if expected_epoch is not None and expected_epoch != link.epoch:
         return SwitchoverResult(link=link, changed=False, outcome="stale")

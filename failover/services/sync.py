@@ -27,7 +27,7 @@ from failover.choices import AuditAction, SyncDirection, SyncRunState
 from failover.models import SyncRun
 from failover.peering import client
 from failover.services import icm, local_config
-from failover.services.audit import audit_record
+from failover.services.audit import audit_record, check_reason
 from failover.services.switchover import Actor
 from failover.services.verify import AGENT, MEMBERSHIP, SKILL_GROUP, SyncBusy, busy_run, publish_run
 
@@ -145,6 +145,7 @@ def sync_start(*, run_id: int, actor: Actor, confirm_deletions: bool = False, re
     ``DeletionsNotConfirmed``, ``StalePlan`` (the run is marked stale), ``SyncBusy``, and
     ``client.PeerUnavailable`` when the ICM cannot be read to check the plan.
     """
+    reason = check_reason(reason)
     run = SyncRun.objects.select_related("server").get(pk=run_id)
     if run.state not in STARTABLE:
         raise SyncRefused(f"Run {run.pk} is {run.get_state_display().lower()}; only a planned run can be synced.")

@@ -22,12 +22,12 @@ from django.utils import timezone
 
 from collabadmin import live
 from failover.choices import AlertKind, AlertSeverity, AuditAction, PeerKind, WizardKind, WizardState
-from failover.models import Link, Server, WizardRun
+from failover.models import Link, Policy, Server, WizardRun
 from failover.peering import client
 from failover.peering.client import ID_PATTERN
 from failover.services import icm, local_config
 from failover.services.alerts import alert_raise
-from failover.services.audit import audit_record
+from failover.services.audit import audit_record, check_reason
 from failover.services.switchover import Actor
 from sessions.models import Agent, SkillGroup
 
@@ -59,6 +59,14 @@ def progress_percent(run: WizardRun) -> int:
     total = len(run.step_log)
     done = sum(1 for step in run.step_log if step["status"] == DONE)
     return 100 if total == 0 else round(100 * done / total)
+
+
+def added_agent(run: WizardRun) -> Agent | None:
+    """The agent a completed add-agent run created (with its user), if it still exists."""
+    agent_id = run.params.get("agent_id") if isinstance(run.params, dict) else None
+    if run.kind != WizardKind.ADD_AGENT or run.state != WizardState.COMPLETED or not agent_id:
+        return None
+    return Agent.objects.select_related("user").filter(server_id=run.server_id, icm_id=agent_id).first()
 
 
 def _publish(run: WizardRun) -> None:
@@ -129,9 +137,24 @@ def plan_steps(server_id: int, kind: str, params: dict[str, Any]) -> tuple[dict[
             raise ValidationError({"agent_id": f"Agent {agent_id} already exists on this server."})
         if Agent.objects.filter(user__username=username).exists():
             raise ValidationError({"username": f"User {username} is already an agent."})
-        clean = {"agent_id": agent_id, "name": name, "skill_groups": groups, "enabled": enabled, "username": username}
+        # The slots are fixed when the run is planned, so a policy change meanwhile cannot
+        # make the step log say one thing and the agent get another.
+        slots = Policy.current().agent_max_sessions
+        clean = {
+            "agent_id": agent_id,
+            "name": name,
+            "skill_groups": groups,
+            "enabled": enabled,
+            "username": username,
+            "max_sessions": slots,
+        }
         steps = [
-            _step(LOCAL, "create_agent", f"Create agent {agent_id} on this server", **clean),
+            _step(
+                LOCAL,
+                "create_agent",
+                f"Create agent {agent_id} on this server ({slots} session slot{'s' if slots != 1 else ''})",
+                **clean,
+            ),
             _step(
                 ICM,
                 "create_agent",
@@ -224,12 +247,16 @@ def plan_steps(server_id: int, kind: str, params: dict[str, Any]) -> tuple[dict[
 
 
 @transaction.atomic
-def wizard_start(*, server_id: int, kind: str, params: dict[str, Any], actor: Actor) -> WizardRun:
+def wizard_start(*, server_id: int, kind: str, params: dict[str, Any], actor: Actor, reason: str) -> WizardRun:
     """Validate and plan a wizard run; no step is run yet (``wizard_step`` / the task do).
 
+    ``reason`` (required, like every administrator's action) goes to the audit history.
     Refused (``WizardRefused``) while the server's AW link is down: the run would stop at
     its first ICM step.
     """
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why you run this wizard (it goes to the audit history)."})
+    reason = check_reason(reason)
     server = Server.objects.get(pk=server_id)
     clean, steps = plan_steps(server_id, kind, params)
     aw = icm.connected_admin_workstation(server_id)
@@ -244,17 +271,23 @@ def wizard_start(*, server_id: int, kind: str, params: dict[str, Any], actor: Ac
         step_log=steps,
         aw_epoch=aw.epoch,
     )
-    audit_record(actor=actor, action=AuditAction.WIZARD_STARTED, target=run, after={"params": clean, "aw": aw.name})
+    audit_record(
+        actor=actor,
+        action=AuditAction.WIZARD_STARTED,
+        target=run,
+        reason=reason,
+        after={"params": clean, "aw": aw.name},
+    )
     _publish(run)
     return run
 
 
-def wizard_launch(*, server_id: int, kind: str, params: dict[str, Any], actor: Actor) -> WizardRun:
+def wizard_launch(*, server_id: int, kind: str, params: dict[str, Any], actor: Actor, reason: str) -> WizardRun:
     """``wizard_start``, then the steps run in the Celery task ``failover.run_wizard``."""
     from failover import tasks
 
     with transaction.atomic():
-        run = wizard_start(server_id=server_id, kind=kind, params=params, actor=actor)
+        run = wizard_start(server_id=server_id, kind=kind, params=params, actor=actor, reason=reason)
         transaction.on_commit(lambda: tasks.run_wizard.delay(run.pk))
     return run
 
@@ -309,6 +342,8 @@ def _run_local(run: WizardRun, step: dict[str, Any], actor: Actor) -> str:
             enabled=args["enabled"],
             skill_groups=args["skill_groups"],
             username=args["username"],
+            # Runs planned before the slots were part of the plan take the policy's.
+            max_sessions=args.get("max_sessions"),
         )
         return "created" if created else "already there"
     if action == "set_skill_groups":

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
-from collabadmin.console import read_reason, redirect_back, staff_only
+from collabadmin.console import read_reason, reason_refusal, redirect_back, staff_only
 from failover.models import Link, Peer
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.switchover import SwitchoverRefused, link_switchover
@@ -33,8 +33,8 @@ def link_switchover_view(request: HttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(Link.objects.select_related("server"), pk=link_id)
     label = f"{link.server.name} {link.get_kind_display()} link"
     reason = read_reason(request)
-    if not reason:
-        messages.error(request, f"Switch-over of the {label} not done: give a reason.")
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"Switch-over of the {label} not done: {refusal}")
         return redirect_back(request)
     try:
         result = link_switchover(
@@ -64,8 +64,8 @@ def peer_maintenance_view(request: HttpRequest, peer_id: int) -> HttpResponse:
     on = request.POST.get("on") == "1"
     reason = read_reason(request)
     verb = "Maintenance of" if on else "End of maintenance of"
-    if not reason:
-        messages.error(request, f"{verb} {peer.name} not done: give a reason.")
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"{verb} {peer.name} not done: {refusal}")
         return redirect_back(request)
     try:
         result = peer_set_maintenance(peer_id=peer.pk, on=on, actor=request.user, reason=reason)

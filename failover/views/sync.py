@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import read_reason, render_console, staff_only
+from collabadmin.console import read_reason, reason_refusal, render_console, staff_only
 from failover.choices import LinkState, PeerKind, SyncDirection, SyncRunState
 from failover.models import Alert, Link, SyncRun
 from failover.peering import client
@@ -143,6 +143,9 @@ def sync_run_view(request: HttpRequest) -> HttpResponse:
     reason = read_reason(request)
     if not reason:
         messages.error(request, "Sync not started: say why in the reason field (it goes to the audit history).")
+        return _page(run.server_id, run.pk)
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"Sync not started: {refusal}")
         return _page(run.server_id, run.pk)
     if aw_switching(run.server_id):
         messages.error(

@@ -90,27 +90,61 @@ def audit_rows(filters: TimelineFilter) -> QuerySet[AuditEntry]:
     return rows.order_by("-created_at", "-id")
 
 
-def _text(value: Any) -> str:
+# Audit values that some writers record as a row's id (the routing hot path records the
+# agent's id rather than join for its name; a failed server's sessions record their server's
+# id): shown by the row's name, as a person reads it. Two queries a page at most.
+Names = dict[str, dict[int, str]]
+NAMED_FIELDS = ("server", "agent")
+
+
+def _ids(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def names_of(entries: list[AuditEntry]) -> Names:
+    """The names of the servers and agents that ``entries`` record by id."""
+    wanted: dict[str, set[int]] = {field: set() for field in NAMED_FIELDS}
+    for entry in entries:
+        for side in (entry.before, entry.after):
+            for field in NAMED_FIELDS:
+                if isinstance(side, dict) and _ids(side.get(field)):
+                    wanted[field].add(side[field])
+    names: Names = {"server": {}, "agent": {}}
+    if wanted["server"]:
+        names["server"] = dict(Server.objects.filter(pk__in=wanted["server"]).values_list("pk", "name"))
+    if wanted["agent"]:
+        agents = Agent.objects.filter(pk__in=wanted["agent"]).select_related("user")
+        names["agent"] = {agent.pk: agent.display_name for agent in agents}
+    return names
+
+
+def _text(value: Any, field: str = "", names: Names | None = None) -> str:
     if value is None or value == "":
         return "—"
+    if field in NAMED_FIELDS and _ids(value) and names is not None:
+        return names[field].get(value, f"{field} #{value} (deleted)")
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, separators=(", ", ": "))
     return str(value)
 
 
-def changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+def changes(before: dict[str, Any], after: dict[str, Any], names: Names | None = None) -> list[dict[str, Any]]:
     """The fields of an audit entry's before and after, in order, as text: what changed,
-    what was only known before, what only after."""
+    what was only known before, what only after; servers and agents by name."""
     before = before if isinstance(before, dict) else {"value": before}
     after = after if isinstance(after, dict) else {"value": after}
     rows = []
     for key in [*before, *(key for key in after if key not in before)]:
+        shown_before = _text(before.get(key), key, names) if key in before else ""
+        shown_after = _text(after.get(key), key, names) if key in after else ""
         rows.append(
             {
                 "field": key,
-                "before": _text(before.get(key)) if key in before else "",
-                "after": _text(after.get(key)) if key in after else "",
-                "changed": before.get(key) != after.get(key),
+                "before": shown_before,
+                "after": shown_after,
+                "changed": shown_before != shown_after
+                if key in before and key in after
+                else before.get(key) != after.get(key),
             }
         )
     return rows
@@ -122,8 +156,9 @@ def timeline_context(request: HttpRequest) -> dict[str, Any]:
     events.object_list = with_durations(list(events.object_list))
     audit = Paginator(audit_rows(filters), AUDIT_PAGE_SIZE).get_page(request.GET.get(AUDIT_PAGE_PARAM))
     audit.object_list = list(audit.object_list)
+    names = names_of(audit.object_list)
     for entry in audit.object_list:
-        entry.changes = changes(entry.before, entry.after)
+        entry.changes = changes(entry.before, entry.after, names)
     context: dict[str, Any] = {"filters": filters, "events": events, "audit": audit}
     if not wants_fragment(request):
         # The filter form is on the page only: a live refresh never resets what is being chosen.

@@ -16,12 +16,13 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import render_console, staff_only
+from collabadmin.console import read_reason, reason_refusal, render_console, staff_only
 from failover.choices import WizardKind
-from failover.models import Server, WizardRun
+from failover.models import Policy, Server, WizardRun
 from failover.services import icm
-from failover.services.wizards import WizardRefused, progress_percent, wizard_launch
+from failover.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
 from sessions.models import Agent, SkillGroup
+from sessions.passwords import link_valid_days, set_password_path
 
 RECENT_RUNS = 20
 
@@ -60,6 +61,7 @@ def wizards_context(request: HttpRequest) -> dict[str, Any]:
         "groups": groups,
         "aw": aw,
         "kinds": WizardKind.choices,
+        "agent_slots": Policy.current().agent_max_sessions,
     }
 
 
@@ -96,8 +98,14 @@ def wizard_start_view(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose a server and one of the wizards.")
         return HttpResponseRedirect(back)
     label = WizardKind(kind).label
+    reason = read_reason(request)
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"{label}: not started, {refusal}")
+        return HttpResponseRedirect(back)
     try:
-        run = wizard_launch(server_id=server.pk, kind=kind, params=_params(request, kind), actor=request.user)
+        run = wizard_launch(
+            server_id=server.pk, kind=kind, params=_params(request, kind), actor=request.user, reason=reason
+        )
     except WizardRefused as refused:
         messages.error(request, f"{label}: not started. {' '.join(refused.messages)}")
         return HttpResponseRedirect(back)
@@ -108,9 +116,25 @@ def wizard_start_view(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(reverse("console-wizard-run", args=[run.pk]))
 
 
+def new_agent_login(request: HttpRequest, run: WizardRun) -> dict[str, Any] | None:
+    """The log-in a completed add-agent run made, with the link its agent sets a password
+    with (absent once the password is set): what the administrator hands the agent."""
+    agent = added_agent(run)
+    if agent is None:
+        return None
+    path = set_password_path(agent.user)
+    return {
+        "agent": agent,
+        "username": agent.user.get_username(),
+        "link": request.build_absolute_uri(path) if path else None,
+        "valid_days": link_valid_days(),
+    }
+
+
 @staff_only
 @require_GET
 def wizard_run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(WizardRun.objects.select_related("server", "started_by"), pk=run_id)
     _runs_context([run])
-    return render_console(request, "console/wizard_run.html", "console/_wizard_run.html", {"run": run})
+    context = {"run": run, "login": new_agent_login(request, run)}
+    return render_console(request, "console/wizard_run.html", "console/_wizard_run.html", context)

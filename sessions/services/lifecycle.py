@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from collabadmin import live
 from failover.choices import AuditAction
-from failover.services.audit import audit_record
+from failover.services.audit import audit_record, check_reason
 from sessions.choices import AgentState, EndReason, LogoutReason, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.payloads import agent_payload, session_payload
@@ -61,6 +61,7 @@ def session_end(*, session_id: object, actor: Actor, reason: EndReason, note: st
     session raises ``IllegalTransition``. Releases its Media Blender route on commit."""
     if reason in (EndReason.NONE, ""):
         raise ValidationError({"reason": "Say why the session ends."})
+    note = check_reason(note)
     session = CollaborationSession.objects.select_for_update().get(pk=session_id)
     check_transition(session, SessionState.ENDED)
     previous = session.state
@@ -92,7 +93,10 @@ def _change_agent(agent_id: int, *, actor: Actor, new_state: AgentState, reason:
         setattr(agent, name, now if value is timezone.now else value)
     agent.save(update_fields=["state", "state_changed_at", *fields])
     action = AuditAction.AGENT_LOGGED_OUT if new_state == AgentState.LOGGED_OUT else AuditAction.AGENT_STATE
-    audit_record(actor=actor, action=action, target=agent, reason=reason, before=before, after={"state": new_state})
+    after = {"state": new_state}
+    if fields.get("logout_reason"):
+        after["logout_reason"] = fields["logout_reason"]
+    audit_record(actor=actor, action=action, target=agent, reason=reason, before=before, after=after)
     publish_agent(agent)
     followups.after_agent_changed(agent)
     return agent
@@ -126,8 +130,9 @@ def agent_set_ready(*, agent_id: int, ready: bool, actor: Actor) -> Agent:
 @transaction.atomic
 def agent_logout(*, agent_id: int, actor: Actor, reason: LogoutReason, note: str = "") -> Agent:
     """Log the agent out (its own choice, or forced by an administrator, who says why in
-    ``note``: it goes to the audit history after the reason code). Its open sessions are
-    left as they are: the seed ends sessions only by the agent's or a policy's hand."""
+    ``note``: the audit entry's reason, the code going to its ``after``). Its open sessions
+    are left as they are: the seed ends sessions only by the agent's or a policy's hand."""
+    note = check_reason(note)
     agent = Agent.objects.select_for_update().get(pk=agent_id)
     if agent.state == AgentState.LOGGED_OUT:
         return agent
@@ -135,7 +140,7 @@ def agent_logout(*, agent_id: int, actor: Actor, reason: LogoutReason, note: str
         agent_id,
         actor=actor,
         new_state=AgentState.LOGGED_OUT,
-        reason=f"{reason}: {note}" if note else reason,
+        reason=note or reason,
         logged_out_at=timezone.now,
         logout_reason=reason,
     )

@@ -19,9 +19,8 @@
   const root = document.querySelector("[data-live-ws]");
   if (!root) return;
 
-  const { connectLive, fetchFragment, localizeTimes } = window.CollabLive;
+  const { connectLive, fetchFragment } = window.CollabLive;
   const COALESCE_MS = 25; // a burst of events (a switchover) becomes one fetch per fragment
-  const TIME_FORMAT = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
 
   const announcer = document.getElementById("live-announcer");
   const pending = new Set();
@@ -50,7 +49,6 @@
     const focusId = focused && focused !== document.body && region.contains(focused) ? focused.id : null;
 
     region.innerHTML = html;
-    localizeTimes(region, TIME_FORMAT);
 
     // Keyboard users keep their place: the same control again, or the section heading
     // when that control went away (the session ended).
@@ -97,7 +95,6 @@
   }
 
   const everything = () => schedule("*");
-  localizeTimes(document, TIME_FORMAT);
   connectLive({
     path: root.dataset.liveWs,
     onSnapshot: everything, // the page was rendered before the socket opened: catch up

@@ -20,9 +20,8 @@
   const container = document.querySelector("[data-live-partial]");
   if (!root || !container) return;
 
-  const { connectLive, fetchFragment, localizeTimes } = window.CollabLive;
+  const { connectLive, fetchFragment } = window.CollabLive;
   const DEBOUNCE_MS = 100;
-  const TIME_FORMAT = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
   let timer = null;
   let ticket = 0;
 
@@ -34,7 +33,6 @@
     incoming.content.querySelectorAll("[data-region]").forEach((fresh) => {
       const region = container.querySelector(`[data-region="${fresh.dataset.region}"]`);
       if (!region) return;
-      localizeTimes(fresh, TIME_FORMAT);
       // Untouched regions stay as they are: no needless re-announcement or repaint.
       if (region.innerHTML !== fresh.innerHTML) region.innerHTML = fresh.innerHTML;
     });
@@ -118,7 +116,6 @@
     });
   }
 
-  localizeTimes(document, TIME_FORMAT);
   connectLive({
     path: root.dataset.liveWs,
     onSnapshot: schedule, // the page was rendered before the socket opened: catch up

@@ -24,16 +24,6 @@
     if (label) label.textContent = text;
   }
 
-  /** Server times are rendered in UTC; show them in the reader's own time zone. */
-  function localizeTimes(scope, timeOptions) {
-    scope.querySelectorAll("time[data-local]").forEach((el) => {
-      const when = new Date(el.getAttribute("datetime"));
-      if (Number.isNaN(when.getTime())) return;
-      el.textContent = when.toLocaleTimeString([], timeOptions);
-      el.title = when.toLocaleString();
-    });
-  }
-
   /** The fragment's HTML, or null (offline, or an error: the next event or resync retries).
    * A log-in that expired meanwhile reloads the page, which then goes to the log-in. */
   async function fetchFragment(url) {
@@ -124,5 +114,7 @@
     open();
   }
 
-  window.CollabLive = { connectLive, fetchFragment, localizeTimes, setStatus };
+  // No time is formatted here: the server renders every time, pages and fragments alike, in
+  // the viewer's zone and one format (collabadmin/timezones.py, static/js/timezone.js).
+  window.CollabLive = { connectLive, fetchFragment, setStatus };
 })();

@@ -402,7 +402,7 @@ def test_the_schema_and_its_docs_refuse_anonymous_callers(world, path):
 def test_a_null_character_in_wizard_parameters_is_a_400_not_a_database_error(world):
     # Found by this module on PostgreSQL (text columns refuse NUL): the free-form ``params``
     # reached the database before any check, and the request was a 500.
-    body = {"server": world["ids"]["servers"][0], "kind": "add_skill_group"}
+    body = {"server": world["ids"]["servers"][0], "kind": "add_skill_group", "reason": "a billing team"}
     body["params"] = {"skill_group_id": "billing", "name": "Bil\x00ling"}
 
     response = Client(application).post("/api/v1/wizards/", json=body, headers=token_header(world["staff"]))

@@ -81,7 +81,7 @@ def test_each_agent_with_state_server_skill_groups_open_sessions_and_log_in(admi
     assert "Billing, Sales" in ada_row
     assert '<span class="num">2</span>' in ada_row  # the ended session does not count
     assert f'datetime="{team["ada"].logged_in_at.isoformat()}"' in ada_row
-    assert 'aria-label="Force Ada King to log out"' in ada_row
+    assert 'aria-label="Force log-out of Ada King"' in ada_row
     bob_row = html.split(f'<tr id="agent-{team["bob"].pk}"', 1)[1].split("</tr>", 1)[0]
     assert "Logged out" in bob_row
     assert "Force" not in bob_row
@@ -145,7 +145,8 @@ def test_forcing_a_log_out_logs_the_agent_out_audits_and_leaves_its_sessions(adm
     ada.refresh_from_db()
     assert (ada.state, ada.logout_reason) == (AgentState.LOGGED_OUT, LogoutReason.ADMIN_FORCED)
     entry = AuditEntry.objects.get(action=AuditAction.AGENT_LOGGED_OUT, object_id=str(ada.pk))
-    assert (entry.actor, entry.reason) == (admin_user, "admin_forced: Left for the day without logging out")
+    assert (entry.actor, entry.reason) == (admin_user, "Left for the day without logging out")
+    assert entry.after == {"state": AgentState.LOGGED_OUT, "logout_reason": LogoutReason.ADMIN_FORCED}
     assert CollaborationSession.objects.filter(agent=ada).exclude(state=SessionState.ENDED).count() == 2
     ada_row = html.split(f'<tr id="agent-{ada.pk}"', 1)[1].split("</tr>", 1)[0]
     assert "Forced by an administrator" in ada_row

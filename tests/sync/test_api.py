@@ -26,7 +26,12 @@ def test_only_administrators_may_use_them(anonymous_api, agent_api, url):
 def test_a_wizard_runs_and_its_step_log_is_readable(admin_api, server, connected_aw):
     response = admin_api.post(
         "/api/v1/wizards/",
-        {"server": server.pk, "kind": "add_skill_group", "params": {"skill_group_id": "billing", "name": "Billing"}},
+        {
+            "server": server.pk,
+            "kind": "add_skill_group",
+            "params": {"skill_group_id": "billing", "name": "Billing"},
+            "reason": "New billing team",
+        },
         format="json",
     )
 
@@ -52,6 +57,7 @@ def test_the_change_skills_and_remove_wizards(admin_api, server, connected_aw):
             "server": server.pk,
             "kind": "add_agent",
             "params": {"agent_id": "ann", "name": "Ann Lee", "skill_groups": ["sales"]},
+            "reason": "Ann joins sales",
         },
         format="json",
     )
@@ -62,6 +68,7 @@ def test_the_change_skills_and_remove_wizards(admin_api, server, connected_aw):
             "server": server.pk,
             "kind": "change_agent_skills",
             "params": {"agent_id": "ann", "skill_groups": ["support"]},
+            "reason": "Ann moves to support",
         },
         format="json",
     )
@@ -74,7 +81,9 @@ def test_the_change_skills_and_remove_wizards(admin_api, server, connected_aw):
     assert [g.icm_id for g in Agent.objects.get(icm_id="ann").skill_groups.all()] == ["support"]
 
     removed = admin_api.post(
-        "/api/v1/wizards/", {"server": server.pk, "kind": "remove_agent", "params": {"agent_id": "ann"}}, format="json"
+        "/api/v1/wizards/",
+        {"server": server.pk, "kind": "remove_agent", "params": {"agent_id": "ann"}, "reason": "Ann left"},
+        format="json",
     )
     assert removed.json()["state"] == "completed"
     assert "ann" not in icm_agents(connected_aw)
@@ -83,7 +92,8 @@ def test_the_change_skills_and_remove_wizards(admin_api, server, connected_aw):
 
 def test_wizard_input_errors_are_400_per_field(admin_api, server, connected_aw):
     def start(kind, **params):
-        return admin_api.post("/api/v1/wizards/", {"server": server.pk, "kind": kind, "params": params}, format="json")
+        body = {"server": server.pk, "kind": kind, "params": params, "reason": "testing the input checks"}
+        return admin_api.post("/api/v1/wizards/", body, format="json")
 
     bad_id = start("add_agent", agent_id="no spaces", name="X")
     assert bad_id.status_code == 400
@@ -94,7 +104,7 @@ def test_wizard_input_errors_are_400_per_field(admin_api, server, connected_aw):
     assert start("remove_agent", agent_id="ghost").json() == {"agent_id": ["No agent ghost on this server."]}
     assert start("teleport").status_code == 400
     missing = admin_api.post("/api/v1/wizards/", {"kind": "add_agent"}, format="json")
-    assert set(missing.json()) == {"server", "params"}
+    assert set(missing.json()) == {"server", "params", "reason"}
 
 
 def test_a_wizard_without_a_connected_aw_is_409(admin_api, server, connected_aw):
@@ -104,7 +114,12 @@ def test_a_wizard_without_a_connected_aw_is_409(admin_api, server, connected_aw)
 
     response = admin_api.post(
         "/api/v1/wizards/",
-        {"server": server.pk, "kind": "add_skill_group", "params": {"skill_group_id": "billing", "name": "Billing"}},
+        {
+            "server": server.pk,
+            "kind": "add_skill_group",
+            "params": {"skill_group_id": "billing", "name": "Billing"},
+            "reason": "New billing team",
+        },
         format="json",
     )
 

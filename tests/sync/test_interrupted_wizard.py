@@ -55,9 +55,10 @@ def test_killing_the_aw_mid_wizard_interrupts_it_and_verify_and_sync_repairs(ser
             kind=WizardKind.ADD_AGENT,
             params={"agent_id": "ann", "name": "Ann Lee", "skill_groups": ["sales", "support"]},
             actor=admin,
+            reason="Ann joins sales and support",
         )
         assert [step["title"] for step in run.step_log] == [
-            "Create agent ann on this server",
+            "Create agent ann on this server (2 session slots)",
             "Create agent ann in the ICM",
             "Add ann to skill group sales in the ICM",
             "Add ann to skill group support in the ICM",

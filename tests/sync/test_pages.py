@@ -70,6 +70,7 @@ def test_starting_a_wizard_from_the_page_shows_its_run(admin_client, server, aw,
             "name": "Ann Lee",
             "skill_groups": ["sales"],
             "enabled": "1",
+            "reason": "Ann joins sales",
         },
     )
 
@@ -92,7 +93,7 @@ def test_starting_a_wizard_from_the_page_shows_its_run(admin_client, server, aw,
 def test_a_wizard_with_bad_input_is_refused_with_a_message(admin_client, server, aw):
     response = admin_client.post(
         "/console/wizards/start/",
-        {"server": server.pk, "kind": "add_skill_group", "skill_group_id": "", "name": "X"},
+        {"server": server.pk, "kind": "add_skill_group", "skill_group_id": "", "name": "X", "reason": "new team"},
         follow=True,
     )
 
@@ -103,7 +104,7 @@ def test_a_wizard_with_bad_input_is_refused_with_a_message(admin_client, server,
 def test_a_wizard_without_a_connected_aw_is_refused(admin_client, server, sales):
     response = admin_client.post(
         "/console/wizards/start/",
-        {"server": server.pk, "kind": "add_skill_group", "skill_group_id": "vip", "name": "VIP"},
+        {"server": server.pk, "kind": "add_skill_group", "skill_group_id": "vip", "name": "VIP", "reason": "VIP team"},
         follow=True,
     )
 

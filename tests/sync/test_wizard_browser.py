@@ -106,6 +106,7 @@ def test_the_wizard_progress_bar_advances_live(server, connected_aw, worker_queu
                 form.get_by_label("Name", exact=True).fill("Ann Lee")
                 form.get_by_label("Sales").check()
                 form.get_by_label("Support").check()
+                form.get_by_label("Reason").fill("Ann joins sales and support")
                 form.get_by_role("button", name="Add the agent").click()
 
                 expect(page.get_by_text("Add an agent started on routing-a.")).to_be_visible()

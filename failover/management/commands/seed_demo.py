@@ -99,7 +99,6 @@ AGENTS = (
 )
 
 ADMIN_USERNAME = "admin"
-AGENT_MAX_SESSIONS = 2
 
 
 def skill_group_ensure(*, server: Server, icm_id: str, name: str) -> SkillGroup:
@@ -131,7 +130,8 @@ def agent_ensure(*, user: AbstractBaseUser, server: Server, icm_id: str, skill_g
         agent.skill_groups.set(skill_groups)
     agent.server = server
     agent.icm_id = icm_id
-    agent.max_sessions = AGENT_MAX_SESSIONS
+    # The demo's agents get what an agent added by a wizard gets: the policy's default.
+    agent.max_sessions = Policy.current().agent_max_sessions
     agent.full_clean()
     agent.save()
     agent.skill_groups.set(skill_groups)

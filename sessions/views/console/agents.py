@@ -15,7 +15,15 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import paginate, read_reason, redirect_back, render_console, staff_only, wants_fragment
+from collabadmin.console import (
+    paginate,
+    read_reason,
+    reason_refusal,
+    redirect_back,
+    render_console,
+    staff_only,
+    wants_fragment,
+)
 from sessions.choices import AgentState, LogoutReason, SessionState
 from sessions.models import Agent, SkillGroup
 from sessions.services.lifecycle import agent_logout
@@ -64,8 +72,8 @@ def agent_logout_view(request: HttpRequest, agent_id: int) -> HttpResponse:
         return redirect_back(request, "console-agents")
     name = agent.display_name
     reason = read_reason(request)
-    if not reason:
-        messages.error(request, f"Log-out of {name} not done: give a reason.")
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"Log-out of {name} not done: {refusal}")
         return redirect_back(request, "console-agents")
     if agent.state == AgentState.LOGGED_OUT:
         messages.warning(request, f"{name} is already logged out; nothing was done.")

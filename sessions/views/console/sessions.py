@@ -17,7 +17,15 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import paginate, read_reason, redirect_back, render_console, staff_only, wants_fragment
+from collabadmin.console import (
+    paginate,
+    read_reason,
+    reason_refusal,
+    redirect_back,
+    render_console,
+    staff_only,
+    wants_fragment,
+)
 from sessions.choices import EndReason, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import IllegalTransition, session_end
@@ -106,8 +114,8 @@ def session_end_view(request: HttpRequest, session_id: uuid.UUID) -> HttpRespons
         return redirect_back(request, "console-sessions")
     label = f"the session with {session.caller_name}"
     reason = read_reason(request)
-    if not reason:
-        messages.error(request, f"End of {label} not done: give a reason.")
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"End of {label} not done: {refusal}")
         return redirect_back(request, "console-sessions")
     try:
         session_end(session_id=session.pk, actor=request.user, reason=EndReason.ADMIN_ENDED, note=reason)

@@ -1,0 +1,25 @@
+"""Template filters every template has without ``{% load %}`` (``TEMPLATES`` builtins)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django import template
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+register = template.Library()
+
+
+@register.filter(expects_localtime=False)
+def when(value: datetime | None) -> SafeString | str:
+    """``<time datetime="ISO in UTC">2026-12-03 14:05:09 CET</time>``: the one format of a
+    time, in the viewer's zone (``collabadmin/timezones.py``); "" for no time."""
+    if not isinstance(value, datetime):
+        return ""
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    shown = date_format(timezone.localtime(value), "DATETIME_FORMAT")
+    return format_html('<time datetime="{}">{}</time>', value.astimezone(UTC).isoformat(), shown)
