@@ -15,6 +15,7 @@ from celery import Celery, signals
 from django.db import InterfaceError, OperationalError
 from kombu.utils.objects import cached_property
 
+from collabadmin import kombu_transport
 from collabadmin.task_queue import stamp_sent_at
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "collabadmin.settings")
@@ -28,6 +29,8 @@ class CollabCelery(Celery):
         return self.subclass_with_self("collabadmin.celery_worker:Worker")
 
 
+# Before anything connects: kombu's Redis transports, with a bug made harmless.
+kombu_transport.register()
 app = CollabCelery("collabadmin")
 # All Celery options live in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -3,7 +3,9 @@ stoppable and restartable: two Media Blender simulators, a web node, the health 
 a Celery worker, Celery beat, and a Redis server of the suite's own.
 
 Nothing here fakes a failure: a crash is SIGKILL, a stall is SIGSTOP, a Redis restart is
-the server process stopping and starting again on the same socket.
+the server process stopping and starting again on the same socket (or, under Sentinel, the
+master's process stopping or being killed while a replica waits to be promoted), a stuck
+worker is a real worker told to stop consuming.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from collabadmin import embedded_redis
 from tests.peering.conftest import PeerProcess
-from tests.processes import ROOT, child_database_url, project_env, start_node
+from tests.processes import ROOT, child_database_url, project_env, redis_env, start_node
+from tests.redis_sentinel import SentinelCluster, Server
 
 
 @dataclass
@@ -89,9 +92,56 @@ class Managed:
                 self.popen.wait()
 
 
+class EmbeddedRedis:
+    """One Redis server on a Unix socket of the suite's own (collabadmin/embedded_redis.py)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def stop(self) -> None:
+        embedded_redis.stop(self.folder)
+
+    def start(self) -> None:
+        embedded_redis.ensure_running(self.folder)
+
+    def kill_master(self) -> None:
+        raise NotImplementedError("one Redis server has no replica to promote: a Sentinel fault")
+
+    def broker(self) -> dict[str, object]:
+        return {"hostname": f"redis+socket://{embedded_redis.socket_path(self.folder)}"}
+
+
+class SentinelRedis:
+    """A master, a replica and three sentinels (tests/redis_sentinel.py). A stop or a kill
+    hits whichever server is the master now; healing starts every server that is down
+    again, as a replica of the master the sentinels name then."""
+
+    def __init__(self, cluster: SentinelCluster) -> None:
+        self.cluster = cluster
+        self.down: list[Server] = []
+
+    def stop(self) -> None:
+        master = self.cluster.master()
+        if master.alive:
+            master.process.terminate()
+            master.process.wait(timeout=10)
+            self.down.append(master)
+
+    def kill_master(self) -> None:
+        self.down.append(self.cluster.kill_master())
+
+    def start(self) -> None:
+        while self.down:
+            self.cluster.restart(self.down.pop())
+
+    def broker(self) -> dict[str, object]:
+        config = self.cluster.config
+        return {"hostname": config.kombu_url(), "transport_options": config.kombu_transport_options()}
+
+
 @dataclass
 class Stack:
-    redis_dir: Path
+    redis: EmbeddedRedis | SentinelRedis
     processes: dict[str, Managed] = field(default_factory=dict)
     restarts: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -121,10 +171,23 @@ class Stack:
         return self.processes[name]
 
     def redis_stop(self) -> None:
-        embedded_redis.stop(self.redis_dir)
+        self.redis.stop()
 
     def redis_start(self) -> None:
-        embedded_redis.ensure_running(self.redis_dir)
+        self.redis.start()
+
+    def stop_worker_consuming(self) -> None:
+        """Celery's remote control tells the worker to stop consuming its queue: it stays
+        alive and connected, taking nothing, until its own watchdog finds it stuck and it
+        leaves (collabadmin/worker_watchdog.py); the supervisor then starts a fresh one. Not
+        waited for: after a Redis restart the control message may not reach the worker."""
+        from django.conf import settings
+        from kombu import Connection
+
+        from collabadmin.celery import app
+
+        with Connection(**self.redis.broker()) as connection:
+            app.control.cancel_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, connection=connection)
 
     def heal(self) -> None:
         self.redis_start()
@@ -138,11 +201,7 @@ class Stack:
 
 
 def child_env(server_name: str) -> dict[str, str]:
-    from django.conf import settings
-
-    return project_env(
-        COLLABADMIN_SERVER_NAME=server_name, DATABASE_URL=child_database_url(), REDIS_URL=settings.REDIS_URL
-    )
+    return project_env(COLLABADMIN_SERVER_NAME=server_name, DATABASE_URL=child_database_url(), **redis_env())
 
 
 def python_process(argv: list[str], log: Path, server_name: str) -> Callable[[], subprocess.Popen[bytes]]:
