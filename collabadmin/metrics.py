@@ -1,4 +1,5 @@
-"""Prometheus metrics at ``/metrics``, computed from the database at scrape time.
+"""Prometheus metrics at ``/metrics``, computed from the database at scrape time (and the
+Celery queue's backlog from Redis, :class:`TaskQueueCollector`).
 
 Several processes serve the product (web nodes, the Celery worker, the health monitor in
 whichever node holds the lease), so counters kept in one process's memory would disagree

@@ -14,9 +14,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from celery import Celery
+from celery.app.control import Control
 
 from collabadmin import embedded_redis
 from tests.peering.conftest import PeerProcess
@@ -144,6 +148,11 @@ class Stack:
     redis: EmbeddedRedis | SentinelRedis
     processes: dict[str, Managed] = field(default_factory=dict)
     restarts: list[str] = field(default_factory=list)
+    # stuck_worker faults the worker acknowledged (it stopped consuming; a reconnection to
+    # Redis may start it consuming again before its watchdog replaces it), and missed ones.
+    stuck_workers: int = 0
+    stuck_workers_missed: int = 0
+    _control: Control | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def add(
@@ -179,15 +188,47 @@ class Stack:
     def stop_worker_consuming(self) -> None:
         """Celery's remote control tells the worker to stop consuming its queue: it stays
         alive and connected, taking nothing, until its own watchdog finds it stuck and it
-        leaves (collabadmin/worker_watchdog.py); the supervisor then starts a fresh one. Not
-        waited for: after a Redis restart the control message may not reach the worker."""
+        leaves (collabadmin/worker_watchdog.py); the supervisor then starts a fresh one.
+
+        A worker that lived through a Redis restart no longer hears control messages (a
+        kombu limitation; its consuming is not affected). When the worker does not answer,
+        it is restarted (SIGTERM, the supervisor starts it again) and the fresh one is told.
+        All of it on a thread of its own, so that the schedule goes on meanwhile."""
+        threading.Thread(target=self._make_worker_stuck, name="faults-stuck-worker", daemon=True).start()
+
+    def _make_worker_stuck(self) -> None:
+        if self._cancel_consumer(attempts=2):
+            return
+        self["worker"].terminate()
+        if self._cancel_consumer(attempts=30):
+            return
+        self.stuck_workers_missed += 1
+
+    def _cancel_consumer(self, *, attempts: int) -> bool:
         from django.conf import settings
-        from kombu import Connection
 
-        from collabadmin.celery import app
+        for _ in range(attempts):
+            try:
+                replies = self.control().cancel_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, reply=True, timeout=1)
+            except Exception:  # noqa: BLE001 (Redis restarting or failing over: try again)
+                replies = []
+                time.sleep(1)
+            if any("no longer consuming" in str(reply) for reply in replies):
+                self.stuck_workers += 1
+                return True
+        return False
 
-        with Connection(**self.redis.broker()) as connection:
-            app.control.cancel_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, connection=connection)
+    def control(self) -> Control:
+        """Celery's remote control through the stack's Redis. An app of its own: the test
+        process's app publishes control messages through its own broker whatever
+        connection it is given."""
+        if self._control is None:
+            broker = self.redis.broker()
+            app = Celery("faults-control", broker=broker["hostname"], set_as_current=False)
+            app.conf.broker_transport_options = broker.get("transport_options", {})
+            app.conf.accept_content = ["json"]
+            self._control = app.control
+        return self._control
 
     def heal(self) -> None:
         self.redis_start()

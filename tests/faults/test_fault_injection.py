@@ -306,5 +306,6 @@ def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installatio
     print(
         f"seed={seed}: {driver.asked} asked, {len(driver.promised)} accepted, {driver.refused} refused, "
         f"{driver.unanswered} unanswered, "
-        f"{driver.ended} ended; faults: {', '.join(faults.log)}; restarted by the supervisor: {stack.restarts}"
+        f"{driver.ended} ended; faults: {', '.join(faults.log)}; restarted by the supervisor: {stack.restarts}; "
+        f"worker consumers cancelled: {stack.stuck_workers} (missed: {stack.stuck_workers_missed})"
     )
