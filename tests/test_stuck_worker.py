@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -169,9 +170,11 @@ def test_the_demo_runner_replaces_a_worker_that_stopped_taking_work_and_the_queu
 
 @pytest.fixture
 def worker(tmp_path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start a real ``celery worker`` on the test's queue, with its own status file."""
+    """Start a real ``celery worker`` on the test's queue, with its own status file, as
+    systemd would (``NOTIFY_SOCKET``: the test hears what the worker tells systemd)."""
     started: list[subprocess.Popen[bytes]] = []
     log = tmp_path / "worker.log"
+    systemd = NotifySocket(tmp_path / "notify.sock")
 
     def start(queue: str, *, concurrency: int = 1) -> subprocess.Popen[bytes]:
         env = project_env(
@@ -179,6 +182,7 @@ def worker(tmp_path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             REDIS_URL=settings.REDIS_URL,
             CELERY_QUEUE=queue,
             COLLABADMIN_WORKER_STATUS_FILE=str(tmp_path / "worker.json"),
+            NOTIFY_SOCKET=str(systemd.path),
         )
         argv = ["-m", "celery", "-A", "collabadmin", "worker", "-Q", queue, "--pool", "prefork"]
         argv += ["--concurrency", str(concurrency), "--loglevel", "INFO", "--without-heartbeat"]
@@ -201,9 +205,11 @@ def worker(tmp_path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
     start.log = log  # type: ignore[attr-defined]
     start.status_file = tmp_path / "worker.json"  # type: ignore[attr-defined]
+    start.systemd = systemd  # type: ignore[attr-defined]
     try:
         yield start
     finally:
+        systemd.close()
         for process in started:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGCONT)
@@ -213,6 +219,27 @@ def worker(tmp_path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+
+class NotifySocket:
+    """A datagram socket where the worker sends what it tells systemd (``sd_notify``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        threading.Thread(target=self._listen, name="notify-socket", daemon=True).start()
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def liveness(status_file: Path) -> subprocess.CompletedProcess[str]:
@@ -232,6 +259,11 @@ def test_a_stuck_worker_fails_its_liveness_probe_leaves_with_a_failure_code_and_
 ):
     process = worker(queue)
     assert liveness(worker.status_file).returncode == 0
+    wait_until(
+        lambda: {"READY=1", "WATCHDOG=1"} <= set(worker.systemd.messages),
+        timeout=10,
+        message="the worker told systemd it is ready and pinged its watchdog",
+    )
 
     cancel_consumer(queue)
     for n in range(3):
@@ -255,6 +287,9 @@ def test_a_stuck_worker_fails_its_liveness_probe_leaves_with_a_failure_code_and_
     assert float(age.group(1)) >= STALLED_AFTER_SECONDS
 
     assert process.wait(timeout=30) == 1  # Celery's failure code: its supervisor starts another
+    told = worker.systemd.messages
+    stuck = next(n for n, message in enumerate(told) if message.startswith("STATUS=stuck: work has waited"))
+    assert "WATCHDOG=1" not in told[stuck + 1 :], "systemd's watchdog was pinged after the worker found itself stuck"
 
 
 def test_a_worker_whose_process_hangs_fails_its_liveness_probe(queue, worker):

@@ -32,6 +32,7 @@ from failover.models import Link, Policy
 from sessions.choices import SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import agent_login, agent_set_ready
+from tests import redis_sentinel
 from tests.factories import AgentFactory, PeerFactory, ServerFactory, SkillGroupFactory, StaffFactory
 from tests.failover.test_crashes import restartable_redis  # noqa: F401  (fixture, single Redis)
 from tests.faults import stack as processes
@@ -66,8 +67,11 @@ def seeds() -> list[int]:
 
 def redis_topology(seed: int) -> str:
     """One Redis server ("single") or a master, a replica and three sentinels ("sentinel"):
-    half the seeds each, so a seed replays its topology; ``FAULTS_REDIS`` forces one."""
-    return os.environ.get("FAULTS_REDIS") or ("sentinel" if seed % 2 else "single")
+    half the seeds each, so a seed replays its topology; ``FAULTS_REDIS`` forces one.
+    Without Debian's redis-sentinel (CI installs it) every seed runs on one server."""
+    if "FAULTS_REDIS" in os.environ:
+        return os.environ["FAULTS_REDIS"]
+    return "sentinel" if seed % 2 and redis_sentinel.available() else "single"
 
 
 def faults_for(topology: str) -> tuple[str, ...]:
