@@ -192,9 +192,10 @@ class Stack:
                     self._say(key.data, line.decode(errors="replace").rstrip())
                 else:
                     self.selector.unregister(key.fileobj)
+                    key.fileobj.close()  # type: ignore[union-attr]
                     self._exited(self.children[key.data])
             now = time.monotonic()
-            for child in self.children.values():
+            for child in list(self.children.values()):
                 if child.restart_at is not None and now >= child.restart_at and not self.stopping:
                     self._launch(child.spec)
             if now >= next_probe:

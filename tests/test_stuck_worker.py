@@ -165,6 +165,35 @@ def test_the_demo_runner_replaces_a_worker_that_stopped_taking_work_and_the_queu
     assert "this worker takes no work" in stack.output()
 
 
+def test_the_demo_runner_replaces_a_worker_whose_process_hangs(queue, tmp_path):
+    stack = RunningStack(
+        project_env(
+            DATABASE_URL=child_database_url(),
+            REDIS_URL=settings.REDIS_URL,
+            CELERY_QUEUE=queue,
+            COLLABADMIN_VAR_DIR=str(tmp_path),
+        )
+    )
+    try:
+        first = hung_up_session("routing-a")
+        wait_until(lambda: ended(first), timeout=90, message="the stack's worker took work", diagnostics=stack.output)
+        (worker,) = stack.pids("worker")
+
+        os.kill(worker, signal.SIGSTOP)  # hangs: no thread of it runs, its status file goes stale
+        second = hung_up_session("routing-b")
+        wait_until(
+            lambda: ended(second),
+            timeout=DRAINS_AGAIN_WITHIN_S,
+            message="the hung worker was replaced and the queue drained again",
+            diagnostics=stack.output,
+        )
+    finally:
+        stack.stop()
+
+    assert len(stack.pids("worker")) >= 2, stack.output()
+    assert "the worker process is hung); killing it to start a fresh one" in stack.output()
+
+
 # --- Without a supervisor: the probe, the exit, /readyz and /metrics ---------------------------
 
 

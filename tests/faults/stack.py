@@ -245,11 +245,15 @@ def child_env(server_name: str) -> dict[str, str]:
     return project_env(COLLABADMIN_SERVER_NAME=server_name, DATABASE_URL=child_database_url(), **redis_env())
 
 
-def python_process(argv: list[str], log: Path, server_name: str) -> Callable[[], subprocess.Popen[bytes]]:
+def python_process(argv: list[str], log: Path, server_name: str, **env: str) -> Callable[[], subprocess.Popen[bytes]]:
     def start() -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
             return subprocess.Popen(
-                [sys.executable, *argv], cwd=ROOT, env=child_env(server_name), stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, *argv],
+                cwd=ROOT,
+                env={**child_env(server_name), **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     return start
@@ -259,7 +263,13 @@ def worker(log: Path) -> Callable[[], subprocess.Popen[bytes]]:
     # One process with a thread pool: SIGKILL of it is the death of every task it runs.
     argv = ["-m", "celery", "-A", "collabadmin", "worker", "--pool", "threads", "--concurrency", "4"]
     argv += ["--loglevel", "WARNING", "--without-heartbeat", "--without-mingle", "--without-gossip"]
-    return python_process(argv, log, "faults-worker")
+    status_file = worker_status_file(log)
+    return python_process(argv, log, "faults-worker", COLLABADMIN_WORKER_STATUS_FILE=str(status_file))
+
+
+def worker_status_file(log: Path) -> Path:
+    """The status file the worker rewrites every second (collabadmin/worker_watchdog.py)."""
+    return log.with_name("worker.json")
 
 
 def beat(log: Path, schedule: Path) -> Callable[[], subprocess.Popen[bytes]]:
