@@ -5,7 +5,8 @@ after quick Redis restarts, celery/celery#8030; a consumer cancelled by a remote
 command). Nothing then drains the queue, and callers wait for ever. Once ready, the
 worker's main process runs :class:`Watchdog` on a thread of its own; every second it
 reads the head of each queue the worker was started to consume (collabadmin/task_queue.py)
-and decides the worker is **stuck** when all three hold for ``STALLED_AFTER_SECONDS``:
+and decides the worker is **stuck** when, on two checks in a row, all three hold for
+``STALLED_AFTER_SECONDS``:
 
 * the next message of one of its queues has waited that long;
 * the worker has room for it (fewer tasks reserved than its prefetch limit: a worker whose
@@ -116,6 +117,7 @@ class Watchdog:
     path: Path
     leave: Callable[[str], None]
     last_received: float = field(default_factory=time.monotonic)
+    suspected: bool = False  # the last check found the worker stuck
     stuck_since: float | None = None
 
     def received(self) -> None:
@@ -134,9 +136,15 @@ class Watchdog:
         )
 
     def check(self) -> str | None:
-        """One round: observe, write the status, tell systemd; the reason if stuck."""
+        """One round: observe, write the status, tell systemd; the reason if stuck.
+
+        Stuck only when two checks in a row say so: one look can catch, in the instant
+        before a healthy worker takes it, an old message put back on the queue (kombu
+        restores unacknowledged messages with their first send time)."""
         seen = self.observe()
-        reason = stuck_reason(seen) if seen is not None else None
+        suspect = stuck_reason(seen) if seen is not None else None
+        reason = suspect if suspect and self.suspected else None
+        self.suspected = suspect is not None
         if reason and self.stuck_since is None:
             self.stuck_since = time.time()
         write_status(self.path, self.status(seen, reason))
