@@ -152,6 +152,7 @@ class Stack:
     # Redis may start it consuming again before its watchdog replaces it), and missed ones.
     stuck_workers: int = 0
     stuck_workers_missed: int = 0
+    last_stuck_at: float | None = None  # time.monotonic() of the last one sent
     _control: Control | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -189,34 +190,26 @@ class Stack:
         """Celery's remote control tells the worker to stop consuming its queue: it stays
         alive and connected, taking nothing, until its own watchdog finds it stuck and it
         leaves (collabadmin/worker_watchdog.py); the supervisor then starts a fresh one.
+        Sent from a thread, again for a few seconds until the worker answers: a worker that
+        is starting or reconnecting to Redis hears no control message (then the fault is
+        missed, and counted so)."""
+        threading.Thread(target=self._cancel_consumer, name="faults-stuck-worker", daemon=True).start()
 
-        A worker that lived through a Redis restart no longer hears control messages (a
-        kombu limitation; its consuming is not affected). When the worker does not answer,
-        it is restarted (SIGTERM, the supervisor starts it again) and the fresh one is told.
-        All of it on a thread of its own, so that the schedule goes on meanwhile."""
-        threading.Thread(target=self._make_worker_stuck, name="faults-stuck-worker", daemon=True).start()
-
-    def _make_worker_stuck(self) -> None:
-        if self._cancel_consumer(attempts=2):
-            return
-        self["worker"].terminate()
-        if self._cancel_consumer(attempts=30):
-            return
-        self.stuck_workers_missed += 1
-
-    def _cancel_consumer(self, *, attempts: int) -> bool:
+    def _cancel_consumer(self, *, attempts: int = 5) -> None:
         from django.conf import settings
 
         for _ in range(attempts):
+            # Sent is enough for the worker to stop consuming, answered or not.
+            self.last_stuck_at = time.monotonic()
             try:
-                replies = self.control().cancel_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, reply=True, timeout=1)
+                replies = self.control().cancel_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, reply=True, timeout=2)
             except Exception:  # noqa: BLE001 (Redis restarting or failing over: try again)
                 replies = []
                 time.sleep(1)
             if any("no longer consuming" in str(reply) for reply in replies):
                 self.stuck_workers += 1
-                return True
-        return False
+                return
+        self.stuck_workers_missed += 1
 
     def control(self) -> Control:
         """Celery's remote control through the stack's Redis. An app of its own: the test
