@@ -199,6 +199,33 @@ def first_routing_after(moment: float) -> float | None:
     return routed.timestamp() if routed else None
 
 
+def kill_the_master_in_a_storm(
+    cluster: SentinelCluster, driver: Driver, storm: Storm, receipts: Receipts, rng: random.Random
+) -> tuple[float, float]:
+    """Callers ask and administrators end sessions while the storm switches the pair over;
+    ``KILL_AFTER_S`` in, the master is SIGKILLed; all of it goes on until
+    ``STORM_AFTER_PROMOTION_S`` after the sentinels promote the replica. Returns when the
+    master was killed and when the replica was promoted (wall clock)."""
+    threading.Thread(target=storm.run, name="switchover-storm", daemon=True).start()
+    threading.Thread(target=receipts.run, name="worker-receipts", daemon=True).start()
+    started = time.monotonic()
+    killed_at = promoted_at = None
+    try:
+        while promoted_at is None or time.time() - promoted_at < STORM_AFTER_PROMOTION_S:
+            driver.step()
+            if killed_at is None and time.monotonic() - started >= KILL_AFTER_S:
+                old_master = cluster.kill_master()
+                killed_at = time.time()
+            elif killed_at is not None and promoted_at is None and cluster.master_address() != old_master.address:
+                promoted_at = time.time()
+            assert time.monotonic() - started < 120, "Sentinel never promoted the replica"
+            time.sleep(rng.uniform(0.05, 0.2))  # the pace of callers, not a wait for a result
+    finally:
+        storm.stop.set()
+        receipts.stop.set()
+    return killed_at, promoted_at
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_the_product_carries_on_when_the_redis_master_dies_in_a_switchover_storm(
@@ -221,24 +248,8 @@ def test_the_product_carries_on_when_the_redis_master_dies_in_a_switchover_storm
         page = operator_logged_in(browser, api.base, settings)
         driver = Driver(rng, api)
         storm = Storm(api, link.pk)
-        threading.Thread(target=storm.run, name="switchover-storm", daemon=True).start()
-        started = time.monotonic()
-        killed_at = promoted_at = None
         receipts = Receipts(worker_status_file(tmp_path / "worker.log"))
-        threading.Thread(target=receipts.run, name="worker-receipts", daemon=True).start()
-        try:
-            while promoted_at is None or time.time() - promoted_at < STORM_AFTER_PROMOTION_S:
-                driver.step()  # callers asking, administrators ending sessions
-                if killed_at is None and time.monotonic() - started >= KILL_AFTER_S:
-                    old_master = cluster.kill_master()
-                    killed_at = time.time()
-                elif killed_at is not None and promoted_at is None and cluster.master_address() != old_master.address:
-                    promoted_at = time.time()
-                assert time.monotonic() - started < 120, "Sentinel never promoted the replica"
-                time.sleep(rng.uniform(0.05, 0.2))
-        finally:
-            storm.stop.set()
-            receipts.stop.set()
+        killed_at, promoted_at = kill_the_master_in_a_storm(cluster, driver, storm, receipts, rng)
         stack.heal()  # the old master back, as a replica of the new one
 
         # The worker's own record of the first message it took after the promotion (the
