@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 
 import redis.exceptions
-from celery import Celery
+from celery import Celery, signals
 from django.db import InterfaceError, OperationalError
 from kombu.utils.objects import cached_property
+
+from collabadmin import kombu_transport
+from collabadmin.task_queue import stamp_sent_at
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "collabadmin.settings")
 
@@ -26,10 +29,15 @@ class CollabCelery(Celery):
         return self.subclass_with_self("collabadmin.celery_worker:Worker")
 
 
+# Before anything connects: kombu's Redis transports, with a bug made harmless.
+kombu_transport.register()
 app = CollabCelery("collabadmin")
 # All Celery options live in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Every message says when it was sent: the age of the next one waiting is how long its queue
+# has gone without a taker (collabadmin/task_queue.py).
+signals.before_task_publish.connect(stamp_sent_at, weak=False)
 
 # Errors that a moment later may be gone: the database restarting or busy, Redis (our own
 # keys: drain locks, the live sequence) restarting.

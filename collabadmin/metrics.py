@@ -1,4 +1,5 @@
-"""Prometheus metrics at ``/metrics``, computed from the database at scrape time.
+"""Prometheus metrics at ``/metrics``, computed from the database at scrape time (and the
+Celery queue's backlog from Redis, :class:`TaskQueueCollector`).
 
 Several processes serve the product (web nodes, the Celery worker, the health monitor in
 whichever node holds the lease), so counters kept in one process's memory would disagree
@@ -24,6 +25,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
@@ -43,6 +45,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from collabadmin.redis_client import shared_redis
+from collabadmin.task_queue import queue_state
 from failover.choices import AlertKind, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import Alert, FailoverEvent, Lease, Link, Peer, Server
 from sessions.choices import AgentState, SessionState
@@ -272,8 +276,31 @@ class DatabaseCollector(Collector):
         yield active
 
 
+class TaskQueueCollector(Collector):
+    """The Celery queue's backlog, read from Redis (the broker) at scrape time: the one
+    figure here that is not in the database. Absent while Redis does not answer."""
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            state = queue_state(shared_redis(), settings.CELERY_TASK_DEFAULT_QUEUE)
+        except redis.RedisError:
+            log.warning("metrics: Redis did not answer; task queue figures left out", exc_info=True)
+            return
+        waiting = _gauge("task_queue_waiting", "Celery task messages waiting in the queue.", ["queue"])
+        waiting.add_metric([state.queue], state.waiting)
+        oldest = _gauge(
+            "task_queue_oldest_wait_seconds",
+            "How long the next task message to be taken has waited (0: empty queue); grows while no worker takes work.",
+            ["queue"],
+        )
+        oldest.add_metric([state.queue], state.oldest_wait_seconds or 0.0)
+        yield waiting
+        yield oldest
+
+
 registry = CollectorRegistry(auto_describe=False)
 registry.register(DatabaseCollector())
+registry.register(TaskQueueCollector())
 
 
 # --- Access ---------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""The process's one Redis client for our own keys (live-update sequence, drain locks).
+"""The one factory of redis-py clients: every direct Redis command of the product goes
+through :func:`shared_redis` (the live-update sequence and run id, drain locks, the task
+queue's age, readiness), so that one place knows whether Redis is a single server
+(``REDIS_URL``) or a master found through Sentinel (``REDIS_SENTINELS``).
 
-Celery and the channel layer keep their own connections; this one serves the few direct
-commands the services send. Short time-outs: a Redis outage must slow nothing down, since
-every caller treats Redis as optional (the database is the truth).
+Celery and the channel layer keep their own connections, configured from the same
+settings (collabadmin/settings.py). Short time-outs: a Redis outage must slow nothing
+down, since every caller treats Redis as optional (the database is the truth).
 """
 
 from __future__ import annotations
@@ -12,15 +15,26 @@ from functools import cache
 import redis
 from django.conf import settings
 
+from collabadmin.redis_config import SentinelConfig
+
 TIMEOUT_SECONDS = 1.0
 
 
 @cache
-def _client_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS)
+def _client_for(target: str | SentinelConfig) -> redis.Redis:
+    if isinstance(target, SentinelConfig):
+        return target.client(timeout=TIMEOUT_SECONDS)
+    return redis.Redis.from_url(target, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS)
+
+
+def redis_target() -> str | SentinelConfig:
+    """What the settings point at now: the Sentinel configuration, else ``REDIS_URL``."""
+    sentinel = getattr(settings, "REDIS_SENTINEL", None)
+    return sentinel if sentinel is not None else settings.REDIS_URL
 
 
 def shared_redis() -> redis.Redis:
-    """The client for ``settings.REDIS_URL`` (one per URL, so tests that point the project
-    at another Redis get a client for it)."""
-    return _client_for(settings.REDIS_URL)
+    """This process's client of the configured Redis (one per target, so tests that point
+    the project at another Redis get a client for it). With Sentinel it follows the master
+    through a failover."""
+    return _client_for(redis_target())

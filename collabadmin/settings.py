@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from collabadmin import embedded_redis
+from collabadmin import embedded_redis, redis_config
 from collabadmin.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -129,8 +129,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker, channel layer, readiness -----------------------------------
+# One Redis server (REDIS_URL), or a master found through Redis Sentinel (REDIS_SENTINELS,
+# REDIS_SENTINEL_MASTER: collabadmin/redis_config.py), or else the embedded one.
+try:
+    REDIS_SENTINEL = redis_config.sentinel_from_env()
+except redis_config.RedisConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 REDIS_URL = env_str("REDIS_URL", "")
-REDIS_EMBEDDED = not REDIS_URL
+REDIS_EMBEDDED = not REDIS_URL and REDIS_SENTINEL is None
 if REDIS_EMBEDDED:
     REDIS_URL = f"unix://{embedded_redis.ensure_running(VAR_DIR)}"
 
@@ -144,6 +150,11 @@ def _celery_url(redis_url: str) -> str:
 
 
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000, minimum=10)
+# redis-py 8 raises once a pool holds 100 connections; the cap is explicit.
+if REDIS_SENTINEL is not None:
+    _channel_layer_host = REDIS_SENTINEL.channel_layer_host(max_connections=REDIS_MAX_CONNECTIONS)
+else:
+    _channel_layer_host = {"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS}
 
 # Redis pub/sub rather than the core list-based layer: measured in docs/performance.md,
 # it broadcasts to 1,000 desktops with p99 under 50 ms where the core layer backs up for
@@ -155,16 +166,15 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            # redis-py 8 raises once a pool holds 100 connections; the cap is explicit.
-            "hosts": [{"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS}],
+            "hosts": [_channel_layer_host],
             "prefix": env_str("CHANNEL_LAYER_PREFIX", "collabadmin"),
         },
     },
 }
 
 # --- Celery: JSON only, bounded work ----------------------------------------------------
-CELERY_BROKER_URL = _celery_url(REDIS_URL)
-CELERY_RESULT_BACKEND = _celery_url(REDIS_URL)
+CELERY_BROKER_URL = REDIS_SENTINEL.kombu_url() if REDIS_SENTINEL is not None else _celery_url(REDIS_URL)
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -195,7 +205,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": 10,
     "unacked_restore_throttle": 1,
 }
+if REDIS_SENTINEL is not None:
+    # kombu's Sentinel transport and Celery's Sentinel result store find the master by name.
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(REDIS_SENTINEL.kombu_transport_options())
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = REDIS_SENTINEL.kombu_transport_options()
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "collabadmin")
+# Where a worker writes its liveness status every second (collabadmin/worker_watchdog.py),
+# read by `manage.py worker_liveness`; give each worker on one host its own.
+WORKER_STATUS_FILE = Path(env_str("COLLABADMIN_WORKER_STATUS_FILE", str(VAR_DIR / "celery-worker.json")))
 CELERY_TIMEZONE = "UTC"
 # Tasks that live outside an app's tasks.py module.
 CELERY_IMPORTS = ["failover.monitor.watchdog"]

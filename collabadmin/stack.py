@@ -2,14 +2,17 @@
 
 Starts every process of the stack as a child (the web server, a Celery worker, Celery
 beat), prefixes their output with their name, and stops them all on Ctrl-C or SIGTERM.
-A child that dies is reported, not restarted: killing a process is how the demo shows a
-failure. Used by ``bin/run``; production runs each process under its own supervisor
-(systemd, Kubernetes) with the same commands, listed by ``--print``.
+A web node or simulator that dies is reported, not restarted: killing one is how the demo
+shows a failure. The worker and beat are supervised as production's supervisor would:
+started again when they exit, and the worker also when it stops taking work (its liveness
+status, collabadmin/worker_watchdog.py). Used by ``bin/run``; production runs each process
+under its own supervisor (systemd, Kubernetes) with the same commands, listed by ``--print``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import selectors
 import signal
@@ -17,9 +20,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from collabadmin import worker_watchdog
+
 STOP_GRACE_SECONDS = 10.0
+# How often a supervised child's liveness is probed, and how its restarts back off.
+LIVENESS_EVERY_SECONDS = 2.0
+QUICK_DEATH_SECONDS = 10.0
+RESTART_BACKOFF_MAX_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,10 @@ class ProcessSpec:
     name: str
     argv: list[str]
     env: dict[str, str]
+    # Started again when it exits (production runs it under a supervisor that does so).
+    supervised: bool = False
+    # A worker's status file (collabadmin/worker_watchdog.py): probed for liveness.
+    status_file: str | None = None
 
 
 def stack_processes(*, host: str, port: int, simulators: bool = True) -> list[ProcessSpec]:
@@ -38,35 +52,32 @@ def stack_processes(*, host: str, port: int, simulators: bool = True) -> list[Pr
     """
     python = sys.executable
     specs = [*_web_nodes(python, host, port), *(_simulators(python) if simulators else [])]
+    return [*specs, worker_spec(), beat_spec()]
+
+
+def _celery_level() -> str:
     # Celery's INFO logs a line per task; beat sends one every second (transit time-outs),
     # which would bury what matters. COLLABADMIN_CELERY_LOGLEVEL=INFO brings it back.
-    celery_level = os.environ.get("COLLABADMIN_CELERY_LOGLEVEL", "WARNING")
-    specs.append(
-        ProcessSpec(
-            "worker",
-            [python, "-m", "celery", "-A", "collabadmin", "worker", "--loglevel", celery_level, "--concurrency", "2"],
-            {},
-        )
+    return os.environ.get("COLLABADMIN_CELERY_LOGLEVEL", "WARNING")
+
+
+def worker_spec(*, name: str = "worker", queue: str | None = None) -> ProcessSpec:
+    """The Celery worker: supervised, and probed through its status file."""
+    from django.conf import settings
+
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "worker", "--loglevel", _celery_level()]
+    argv += ["--concurrency", "2", *(["-Q", queue] if queue else [])]
+    status_file = str(settings.WORKER_STATUS_FILE)
+    return ProcessSpec(
+        name, argv, {"COLLABADMIN_WORKER_STATUS_FILE": status_file}, supervised=True, status_file=status_file
     )
-    specs.append(
-        ProcessSpec(
-            "beat",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "collabadmin",
-                "beat",
-                "--loglevel",
-                celery_level,
-                "--schedule",
-                os.path.join(_var_dir(), "celerybeat-schedule"),
-            ],
-            {},
-        )
-    )
-    return specs
+
+
+def beat_spec() -> ProcessSpec:
+    """Celery beat: supervised (nothing in the demo shows a failure by killing it)."""
+    schedule = os.path.join(_var_dir(), "celerybeat-schedule")
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "beat", "--loglevel", _celery_level()]
+    return ProcessSpec("beat", [*argv, "--schedule", schedule], {}, supervised=True)
 
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -121,65 +132,144 @@ def _var_dir() -> str:
     return str(settings.VAR_DIR)
 
 
+@dataclass
+class _Child:
+    spec: ProcessSpec
+    process: subprocess.Popen[bytes]
+    started_at: float
+    restart_at: float | None = None  # when an exited supervised child is due to start again
+    restarts_in_a_row: int = 0
+
+
 class Stack:
-    """Children started together and stopped together."""
+    """Children started together and stopped together.
+
+    A child that dies is reported and left dead, except a **supervised** one (the Celery
+    worker and beat), which is started again as production's supervisor would, after a
+    back-off that grows while it keeps dying. A supervised child with a status file is
+    also probed for liveness every few seconds, and killed and started again when the
+    probe fails (collabadmin/worker_watchdog.py: a worker that stays alive but stopped
+    taking work, or whose process hangs).
+    """
 
     def __init__(self, specs: list[ProcessSpec]) -> None:
         self.specs = specs
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, _Child] = {}
         self.stopping = False
+        self.selector = selectors.DefaultSelector()
 
     def start(self) -> None:
         for spec in self.specs:
-            self.children[spec.name] = subprocess.Popen(
-                spec.argv,
-                env={**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # Own process group: Ctrl-C reaches the stack, which then stops each child
-                # in order, instead of every child racing to shut down at once.
-                start_new_session=True,
-            )
-            self._say(spec.name, f"started (pid {self.children[spec.name].pid}): {' '.join(spec.argv)}")
+            self._launch(spec)
+
+    def _launch(self, spec: ProcessSpec) -> None:
+        process = subprocess.Popen(
+            spec.argv,
+            env={**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Own process group: Ctrl-C reaches the stack, which then stops each child
+            # in order, instead of every child racing to shut down at once.
+            start_new_session=True,
+        )
+        previous = self.children.get(spec.name)
+        self.children[spec.name] = _Child(
+            spec, process, time.monotonic(), restarts_in_a_row=previous.restarts_in_a_row if previous else 0
+        )
+        assert process.stdout is not None
+        self.selector.register(process.stdout, selectors.EVENT_READ, spec.name)
+        self._say(spec.name, f"started (pid {process.pid}): {' '.join(spec.argv)}")
 
     def pump(self) -> None:
-        """Copy children's output, prefixed, until every child has exited."""
-        selector = selectors.DefaultSelector()
-        for name, child in self.children.items():
-            assert child.stdout is not None
-            selector.register(child.stdout, selectors.EVENT_READ, name)
-        open_streams = len(self.children)
-        while open_streams:
-            for key, _ in selector.select(timeout=0.5):
+        """Copy children's output, prefixed, restart supervised children, until every
+        child has exited (or the stack is stopping)."""
+        next_probe = time.monotonic() + LIVENESS_EVERY_SECONDS
+        while self.selector.get_map() or self._restarts_due():
+            for key, _ in self.selector.select(timeout=0.5):
                 line = key.fileobj.readline()  # type: ignore[union-attr]
                 if line:
                     self._say(key.data, line.decode(errors="replace").rstrip())
                 else:
-                    selector.unregister(key.fileobj)
-                    open_streams -= 1
-                    code = self.children[key.data].wait()
-                    if not self.stopping:
-                        self._say(key.data, f"exited with code {code} (the rest keeps running)")
+                    self.selector.unregister(key.fileobj)
+                    key.fileobj.close()  # type: ignore[union-attr]
+                    self._exited(self.children[key.data])
+            now = time.monotonic()
+            for child in list(self.children.values()):
+                if child.restart_at is not None and now >= child.restart_at and not self.stopping:
+                    self._launch(child.spec)
+            if now >= next_probe:
+                next_probe = now + LIVENESS_EVERY_SECONDS
+                self._probe_liveness()
+
+    def _restarts_due(self) -> bool:
+        return not self.stopping and any(child.restart_at is not None for child in self.children.values())
+
+    def _exited(self, child: _Child) -> None:
+        # Its pool processes too, if its main process left them; before reaping it, so
+        # that its process group id cannot have been reused.
+        if child.spec.supervised and not self.stopping:
+            _kill_group(child.process)
+        code = child.process.wait()
+        if self.stopping:
+            return
+        if not child.spec.supervised:
+            self._say(child.spec.name, f"exited with code {code} (the rest keeps running)")
+            return
+        # Started again at once, unless it keeps dying soon after starting: then 1, 3, 7,
+        # 15, 30 s later (a broken configuration must not spin).
+        if time.monotonic() - child.started_at >= QUICK_DEATH_SECONDS:
+            child.restarts_in_a_row = 0
+        delay = min(RESTART_BACKOFF_MAX_SECONDS, 2.0**child.restarts_in_a_row - 1)
+        child.restarts_in_a_row += 1
+        child.restart_at = time.monotonic() + delay
+        self._say(child.spec.name, f"exited with code {code}; starting it again in {delay:.0f} s")
+
+    def _probe_liveness(self) -> None:
+        for child in self.children.values():
+            path = child.spec.status_file
+            if path is None or child.restart_at is not None or child.process.poll() is not None:
+                continue
+            status = worker_watchdog.read_status(Path(path))
+            if status is not None and status.get("pid") != child.process.pid:
+                status = None  # the file of the process this one replaced
+            age = time.monotonic() - child.started_at
+            if status is None and age < worker_watchdog.START_GRACE_SECONDS:
+                continue  # not written yet: still importing
+            problem = worker_watchdog.liveness_problem(status, now=time.time())
+            if problem is not None and not (status and status.get("state") == "stuck" and _leaving(status)):
+                self._say(child.spec.name, f"not live ({problem}); killing it to start a fresh one")
+                _kill_group(child.process)
 
     def stop(self) -> None:
         self.stopping = True
         for name, child in reversed(self.children.items()):
-            if child.poll() is None:
+            if child.process.poll() is None:
                 self._say(name, "stopping")
-                child.terminate()
+                child.process.terminate()
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for name, child in self.children.items():
             try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self._say(name, "did not stop in time; killing")
-                child.kill()
+                child.process.kill()
 
     @staticmethod
     def _say(name: str, text: str) -> None:
         sys.stdout.write(f"{name:>16} | {text}\n")
         sys.stdout.flush()
+
+
+def _leaving(status: dict[str, object]) -> bool:
+    """A worker that found itself stuck leaves by itself within its grace: let it."""
+    since = status.get("stuck_since")
+    return isinstance(since, int | float) and time.time() - since < worker_watchdog.EXIT_GRACE_SECONDS + 5
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _interrupt(signum: int, frame: object) -> None:

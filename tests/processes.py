@@ -56,16 +56,29 @@ def child_database_url() -> str:
     return f"postgres://{credentials}{host}:{port}/{settings['NAME']}"
 
 
+def redis_env() -> dict[str, str | None]:
+    """The Redis this test points the project at, as a child process's variables: a URL, or
+    the Sentinel configuration (then without ``REDIS_URL``)."""
+    from django.conf import settings
+
+    sentinel = getattr(settings, "REDIS_SENTINEL", None)
+    if sentinel is None:
+        return {"REDIS_URL": settings.REDIS_URL, "REDIS_SENTINELS": None}
+    return {
+        "REDIS_URL": None,
+        "REDIS_SENTINELS": ",".join(f"{host}:{port}" for host, port in sentinel.sentinels),
+        "REDIS_SENTINEL_MASTER": sentinel.master,
+        "REDIS_DB": str(sentinel.db),
+    }
+
+
 def start_node(server_name: str, port: int, log_path: Path, **env: str) -> subprocess.Popen[bytes]:
     """A real web node (uvicorn + the project's ASGI app) for ``server_name``, sharing this
     test run's database and Redis; it runs the health monitor like production nodes."""
-    from django.conf import settings
-
     child_env = project_env(
         COLLABADMIN_SERVER_NAME=server_name,
         DATABASE_URL=child_database_url(),
-        REDIS_URL=settings.REDIS_URL,
-        **env,
+        **{**redis_env(), **env},
     )
     with open(log_path, "ab") as log:
         return subprocess.Popen(

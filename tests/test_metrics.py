@@ -231,6 +231,8 @@ def test_every_metric_is_prefixed_and_has_help_text(server, mb_pair):
         "collabadmin_alerts_open",
         "collabadmin_agents",
         "collabadmin_health_monitor_active",
+        "collabadmin_task_queue_waiting",
+        "collabadmin_task_queue_oldest_wait_seconds",
     }
     assert set(families) == expected
     assert all(family.documentation for family in families.values())

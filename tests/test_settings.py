@@ -26,6 +26,9 @@ print(json.dumps({
     "serializer": settings.CELERY_TASK_SERIALIZER,
     "accept": settings.CELERY_ACCEPT_CONTENT,
     "time_limit": settings.CELERY_TASK_TIME_LIMIT,
+    "broker_options": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+    "result_backend": settings.CELERY_RESULT_BACKEND,
+    "result_options": getattr(settings, "CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS", None),
 }))
 """
 
@@ -115,6 +118,59 @@ def test_redis_url_is_used_as_given_and_nothing_is_started(var_dir):
 
     assert values["redis_embedded"] is False
     assert values["broker"] == "redis://127.0.0.1:6399/3"
+    assert not (var_dir / "redis.sock").exists()
+
+
+def test_redis_sentinel_serves_the_broker_the_results_and_the_channel_layer_and_nothing_is_started(var_dir):
+    values = settings_with(
+        var_dir,
+        DEBUG="1",
+        REDIS_URL=None,
+        REDIS_SENTINELS="10.0.0.1:26379, 10.0.0.2:26380,[::1]:26381",
+        REDIS_SENTINEL_MASTER="collab",
+        REDIS_SENTINEL_PASSWORD="s3ntinel",
+        REDIS_PASSWORD="p@ss word",
+        REDIS_DB="2",
+    )
+
+    assert values["redis_embedded"] is False
+    assert not (var_dir / "redis.sock").exists()
+    # kombu's spelling: one URL per sentinel, the master's credentials and database in each.
+    assert values["broker"] == (
+        "sentinel://:p%40ss%20word@10.0.0.1:26379/2;sentinel://:p%40ss%20word@10.0.0.2:26380/2;"
+        "sentinel://:p%40ss%20word@[::1]:26381/2"
+    )
+    assert values["result_backend"] == values["broker"]
+    sentinel_kwargs = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "password": "s3ntinel"}
+    for options in (values["broker_options"], values["result_options"]):
+        assert options["master_name"] == "collab"
+        assert options["sentinel_kwargs"] == sentinel_kwargs
+    assert values["broker_options"]["visibility_timeout"] > 0  # the rest of the options kept
+    (host,) = values["channel_hosts"]
+    assert host["sentinels"] == [["10.0.0.1", 26379], ["10.0.0.2", 26380], ["::1", 26381]]
+    assert host["master_name"] == "collab"
+    assert host["sentinel_kwargs"] == sentinel_kwargs
+    assert (host["db"], host["password"]) == (2, "p@ss word")
+
+
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        (
+            {"REDIS_URL": "redis://127.0.0.1:6399/0", "REDIS_SENTINELS": "127.0.0.1:26379"},
+            "Set either REDIS_URL (one Redis server) or REDIS_SENTINELS (Sentinel), not both.",
+        ),
+        ({"REDIS_SENTINELS": "127.0.0.1:26379"}, "REDIS_SENTINEL_MASTER must name the master"),
+        ({"REDIS_SENTINELS": "127.0.0.1:port", "REDIS_SENTINEL_MASTER": "m"}, "'127.0.0.1:port' is not host:port"),
+        ({"REDIS_SENTINELS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_DB": "x"}, "REDIS_DB='x'"),
+    ],
+)
+def test_an_unusable_sentinel_configuration_stops_start_up_with_the_variable_named(var_dir, env, refusal):
+    env.setdefault("REDIS_URL", None)
+    result = run_python(PRINT_SETTINGS, COLLABADMIN_VAR_DIR=str(var_dir), DEBUG="1", **env)
+
+    assert result.returncode != 0
+    assert refusal in result.stderr
     assert not (var_dir / "redis.sock").exists()
 
 

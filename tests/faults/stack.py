@@ -3,7 +3,9 @@ stoppable and restartable: two Media Blender simulators, a web node, the health 
 a Celery worker, Celery beat, and a Redis server of the suite's own.
 
 Nothing here fakes a failure: a crash is SIGKILL, a stall is SIGSTOP, a Redis restart is
-the server process stopping and starting again on the same socket.
+the server process stopping and starting again on the same socket (or, under Sentinel, the
+master's process stopping or being killed while a replica waits to be promoted), a stuck
+worker is a real worker told to stop consuming.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from celery import Celery
+from celery.app.control import Control
+
 from collabadmin import embedded_redis
 from tests.peering.conftest import PeerProcess
-from tests.processes import ROOT, child_database_url, project_env, start_node
+from tests.processes import ROOT, child_database_url, project_env, redis_env, start_node
+from tests.redis_sentinel import SentinelCluster, Server
 
 
 @dataclass
@@ -89,11 +96,64 @@ class Managed:
                 self.popen.wait()
 
 
+class EmbeddedRedis:
+    """One Redis server on a Unix socket of the suite's own (collabadmin/embedded_redis.py)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def stop(self) -> None:
+        embedded_redis.stop(self.folder)
+
+    def start(self) -> None:
+        embedded_redis.ensure_running(self.folder)
+
+    def kill_master(self) -> None:
+        raise NotImplementedError("one Redis server has no replica to promote: a Sentinel fault")
+
+    def broker(self) -> dict[str, object]:
+        return {"hostname": f"redis+socket://{embedded_redis.socket_path(self.folder)}"}
+
+
+class SentinelRedis:
+    """A master, a replica and three sentinels (tests/redis_sentinel.py). A stop or a kill
+    hits whichever server is the master now; healing starts every server that is down
+    again, as a replica of the master the sentinels name then."""
+
+    def __init__(self, cluster: SentinelCluster) -> None:
+        self.cluster = cluster
+        self.down: list[Server] = []
+
+    def stop(self) -> None:
+        master = self.cluster.master()
+        if master.alive:
+            master.process.terminate()
+            master.process.wait(timeout=10)
+            self.down.append(master)
+
+    def kill_master(self) -> None:
+        self.down.append(self.cluster.kill_master())
+
+    def start(self) -> None:
+        while self.down:
+            self.cluster.restart(self.down.pop())
+
+    def broker(self) -> dict[str, object]:
+        config = self.cluster.config
+        return {"hostname": config.kombu_url(), "transport_options": config.kombu_transport_options()}
+
+
 @dataclass
 class Stack:
-    redis_dir: Path
+    redis: EmbeddedRedis | SentinelRedis
     processes: dict[str, Managed] = field(default_factory=dict)
     restarts: list[str] = field(default_factory=list)
+    # stuck_worker faults the worker acknowledged (it stopped consuming; a reconnection to
+    # Redis may start it consuming again before its watchdog replaces it), and missed ones.
+    stuck_workers: int = 0
+    stuck_workers_missed: int = 0
+    last_stuck_at: float | None = None  # time.monotonic() of the last one sent
+    _control: Control | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def add(
@@ -121,10 +181,47 @@ class Stack:
         return self.processes[name]
 
     def redis_stop(self) -> None:
-        embedded_redis.stop(self.redis_dir)
+        self.redis.stop()
 
     def redis_start(self) -> None:
-        embedded_redis.ensure_running(self.redis_dir)
+        self.redis.start()
+
+    def stop_worker_consuming(self) -> None:
+        """Celery's remote control tells the worker to stop consuming its queue: it stays
+        alive and connected, taking nothing, until its own watchdog finds it stuck and it
+        leaves (collabadmin/worker_watchdog.py); the supervisor then starts a fresh one.
+        Sent from a thread, again for a few seconds until the worker answers: a worker that
+        is starting or reconnecting to Redis hears no control message (then the fault is
+        missed, and counted so)."""
+        threading.Thread(target=self._cancel_consumer, name="faults-stuck-worker", daemon=True).start()
+
+    def _cancel_consumer(self, *, attempts: int = 5) -> None:
+        from django.conf import settings
+
+        for _ in range(attempts):
+            # Sent is enough for the worker to stop consuming, answered or not.
+            self.last_stuck_at = time.monotonic()
+            try:
+                replies = self.control().cancel_consumer(settings.CELERY_TASK_DEFAULT_QUEUE, reply=True, timeout=2)
+            except Exception:  # noqa: BLE001 (Redis restarting or failing over: try again)
+                replies = []
+                time.sleep(1)
+            if any("no longer consuming" in str(reply) for reply in replies):
+                self.stuck_workers += 1
+                return
+        self.stuck_workers_missed += 1
+
+    def control(self) -> Control:
+        """Celery's remote control through the stack's Redis. An app of its own: the test
+        process's app publishes control messages through its own broker whatever
+        connection it is given."""
+        if self._control is None:
+            broker = self.redis.broker()
+            app = Celery("faults-control", broker=broker["hostname"], set_as_current=False)
+            app.conf.broker_transport_options = broker.get("transport_options", {})
+            app.conf.accept_content = ["json"]
+            self._control = app.control
+        return self._control
 
     def heal(self) -> None:
         self.redis_start()
@@ -138,18 +235,18 @@ class Stack:
 
 
 def child_env(server_name: str) -> dict[str, str]:
-    from django.conf import settings
-
-    return project_env(
-        COLLABADMIN_SERVER_NAME=server_name, DATABASE_URL=child_database_url(), REDIS_URL=settings.REDIS_URL
-    )
+    return project_env(COLLABADMIN_SERVER_NAME=server_name, DATABASE_URL=child_database_url(), **redis_env())
 
 
-def python_process(argv: list[str], log: Path, server_name: str) -> Callable[[], subprocess.Popen[bytes]]:
+def python_process(argv: list[str], log: Path, server_name: str, **env: str) -> Callable[[], subprocess.Popen[bytes]]:
     def start() -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
             return subprocess.Popen(
-                [sys.executable, *argv], cwd=ROOT, env=child_env(server_name), stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, *argv],
+                cwd=ROOT,
+                env={**child_env(server_name), **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     return start
@@ -159,7 +256,13 @@ def worker(log: Path) -> Callable[[], subprocess.Popen[bytes]]:
     # One process with a thread pool: SIGKILL of it is the death of every task it runs.
     argv = ["-m", "celery", "-A", "collabadmin", "worker", "--pool", "threads", "--concurrency", "4"]
     argv += ["--loglevel", "WARNING", "--without-heartbeat", "--without-mingle", "--without-gossip"]
-    return python_process(argv, log, "faults-worker")
+    status_file = worker_status_file(log)
+    return python_process(argv, log, "faults-worker", COLLABADMIN_WORKER_STATUS_FILE=str(status_file))
+
+
+def worker_status_file(log: Path) -> Path:
+    """The status file the worker rewrites every second (collabadmin/worker_watchdog.py)."""
+    return log.with_name("worker.json")
 
 
 def beat(log: Path, schedule: Path) -> Callable[[], subprocess.Popen[bytes]]:
