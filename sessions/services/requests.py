@@ -26,6 +26,7 @@ def session_request(
     actor: AbstractBaseUser | str | None,
 ) -> CollaborationSession:
     """Queue a new session on the least-loaded healthy routing server and return it.
+    Without ``skill_group_name`` the caller takes any available agent.
 
     Raises ``NoHealthyServer`` (nothing written) when no routing server can take it, and
     Django's ``ValidationError`` when a value is invalid or ``skill_group_name`` names no
@@ -43,6 +44,7 @@ def session_request(
     session = CollaborationSession(
         server=server,
         skill_group=skill_group,
+        any_skill_group=skill_group is None,
         caller_name=caller_name,
         caller_contact=caller_contact,
         topic=topic,

@@ -56,11 +56,12 @@ def make_world(drawn: list[tuple]) -> list[int]:
         )
         Server.objects.filter(pk=server.pk).update(health=health)
         for n in range(open_n):
-            CollaborationSession.objects.create(server=server, caller_name=f"o{n}", queued_at=now)
+            CollaborationSession.objects.create(server=server, caller_name=f"o{n}", queued_at=now, any_skill_group=True)
         for n in range(ended_n):
             CollaborationSession.objects.create(
                 server=server,
                 caller_name=f"e{n}",
+                any_skill_group=True,
                 queued_at=now,
                 state=SessionState.ENDED,
                 end_reason=EndReason.CALLER_LEFT,
