@@ -23,7 +23,14 @@ from collabadmin.permissions import agent_of
 from sessions.choices import EndReason, LogoutReason, PhoneLeg
 from sessions.forms import AgentAuthenticationForm
 from sessions.models import Agent, CollaborationSession
-from sessions.services.lifecycle import IllegalTransition, agent_login, agent_logout, agent_set_ready, session_end
+from sessions.services.lifecycle import (
+    IllegalTransition,
+    agent_login,
+    agent_logout,
+    agent_set_ready,
+    session_end,
+    surviving_desktops,
+)
 from sessions.views.access import agent_required, own_open_sessions, own_session_or_404
 
 
@@ -63,6 +70,18 @@ class AgentLogoutView(LogoutView):
         return super().post(request, *args, **kwargs)
 
 
+def _state_context(agent: Agent) -> dict[str, Any]:
+    """The state panel's context: the agent, and while its server has failed, where else
+    to log in (nothing can be routed to it through a failed server)."""
+    server = agent.server
+    failed = server.failed_at is not None
+    return {
+        "agent": agent,
+        "failed_server": server if failed else None,
+        "surviving_desktops": surviving_desktops(besides=server.pk) if failed else [],
+    }
+
+
 def _sessions_context(agent: Agent) -> dict[str, Any]:
     sessions = list(own_open_sessions(agent.pk))
     return {
@@ -77,7 +96,7 @@ def _sessions_context(agent: Agent) -> dict[str, Any]:
 @agent_required
 def desktop(request: HttpRequest, agent: Agent) -> HttpResponse:
     """The desktop: the agent's state and its open sessions, kept live by desktop.js."""
-    return render(request, "agent/desktop.html", _sessions_context(agent))
+    return render(request, "agent/desktop.html", _sessions_context(agent) | _state_context(agent))
 
 
 @never_cache
@@ -85,7 +104,7 @@ def desktop(request: HttpRequest, agent: Agent) -> HttpResponse:
 @agent_required
 def state_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
     """The state panel alone (the fragment the desktop includes), for live refreshes."""
-    return render(request, "agent/_state.html", {"agent": agent})
+    return render(request, "agent/_state.html", _state_context(agent))
 
 
 @never_cache
@@ -99,7 +118,8 @@ def sessions_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
 @require_POST
 @agent_required
 def set_ready(request: HttpRequest, agent: Agent) -> HttpResponse:
-    """Ready (``ready=1``) or not ready (``ready=0``), then back to the desktop."""
+    """Ready (``ready=1``) or not ready (``ready=0``), then back to the desktop. Refused with
+    a message while the agent's server has failed (the message says where to log in)."""
     choice = request.POST.get("ready")
     if choice not in ("0", "1"):
         return HttpResponseBadRequest("Send ready=1 (ready) or ready=0 (not ready).")
