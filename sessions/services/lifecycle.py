@@ -65,9 +65,14 @@ def publish_agent(agent: Agent) -> None:
 @transaction.atomic
 def session_end(*, session_id: object, actor: Actor, reason: EndReason, note: str = "") -> CollaborationSession:
     """End a session (agent, administrator, caller or policy). Final: ending an ended
-    session raises ``IllegalTransition``. Releases its Media Blender route on commit."""
+    session raises ``IllegalTransition``. ``note`` (why, in words: an administrator's
+    reason) is kept on the session for its agent to read, and in the audit history.
+    Releases its Media Blender route on commit."""
     if reason in (EndReason.NONE, ""):
         raise ValidationError({"reason": "Say why the session ends."})
+    limit = CollaborationSession._meta.get_field("end_note").max_length
+    if len(note) > limit:
+        raise ValidationError({"reason": f"Say why in at most {limit} characters (this is {len(note)})."})
     session = CollaborationSession.objects.select_for_update().get(pk=session_id)
     check_transition(session, SessionState.ENDED)
     previous = session.state
@@ -75,7 +80,8 @@ def session_end(*, session_id: object, actor: Actor, reason: EndReason, note: st
     session.end_reason = reason
     session.ended_at = timezone.now()
     session.ended_by = actor if isinstance(actor, AbstractBaseUser) else None
-    session.save(update_fields=["state", "end_reason", "ended_at", "ended_by"])
+    session.end_note = note
+    session.save(update_fields=["state", "end_reason", "ended_at", "ended_by", "end_note"])
     audit_record(
         actor=actor,
         action=AuditAction.SESSION_ENDED,

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from collabadmin.permissions import agent_of
 from sessions.choices import EndReason, LogoutReason, PhoneLeg
+from sessions.endings import ended_by, recently_ended
 from sessions.forms import AgentAuthenticationForm
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import (
@@ -88,6 +89,9 @@ def _sessions_context(agent: Agent) -> dict[str, Any]:
         "agent": agent,
         "sessions": sessions,
         "hung_up_count": sum(1 for session in sessions if session.phone_leg == PhoneLeg.HUNG_UP),
+        # A session ended by someone else (an administrator, the caller, a policy) would
+        # otherwise just vanish from the list: keep it in sight for a while, saying why.
+        "recently_ended": recently_ended(agent.pk, viewer_user_id=agent.user_id),
     }
 
 
@@ -136,7 +140,7 @@ def set_ready(request: HttpRequest, agent: Agent) -> HttpResponse:
 def session_detail(request: HttpRequest, agent: Agent, session_id: uuid.UUID) -> HttpResponse:
     """The page of one of the agent's own sessions (the "Join" target)."""
     session = own_session_or_404(agent, session_id)
-    return render(request, "agent/session.html", {"agent": agent, "session": session})
+    return render(request, "agent/session.html", _session_context(agent, session))
 
 
 @never_cache
@@ -145,7 +149,12 @@ def session_detail(request: HttpRequest, agent: Agent, session_id: uuid.UUID) ->
 def session_partial(request: HttpRequest, agent: Agent, session_id: uuid.UUID) -> HttpResponse:
     """The session page's details fragment, for live refreshes."""
     session = own_session_or_404(agent, session_id)
-    return render(request, "agent/_session_detail.html", {"agent": agent, "session": session})
+    return render(request, "agent/_session_detail.html", _session_context(agent, session))
+
+
+def _session_context(agent: Agent, session: CollaborationSession) -> dict[str, Any]:
+    ending = ended_by(session, viewer_user_id=agent.user_id) if not session.is_open else None
+    return {"agent": agent, "session": session, "ending": ending}
 
 
 @require_POST

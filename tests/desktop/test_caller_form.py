@@ -190,7 +190,7 @@ def test_the_status_fragment_follows_the_session_to_its_end(anonymous_client, ag
     page = text(anonymous_client.get(status_url))
     assert "This session has ended" in page
     assert "data-final" in page
-    assert "Agent ended" in page
+    assert "The agent ended the session." in page
 
 
 def test_an_unknown_or_malformed_session_id_is_a_404(anonymous_client, db):
