@@ -102,44 +102,43 @@ def _eligible(excluded: int) -> list[Clause]:
 
 
 def _ranks(grouped: bool) -> list[Clause]:
-    """How the eligible servers are ordered, best first (0 before 1)."""
-    ranks: list[Clause] = []
-    if grouped:
-        # A server without the skill group would refuse the request: last resort only.
-        ranks.append((f"CASE WHEN EXISTS ({_group_of('s.id')}) THEN 0 ELSE 1 END", (_GROUP,)))
-    ranks.append(_serves_now(grouped))
-    ranks.append(_open_sessions())
-    ranks.append(("s.name", ()))
-    return ranks
+    """How the eligible servers are ordered, best first."""
+    return [_availability(grouped), _open_sessions(), ("s.name", ())]
 
 
-def _group_of(server_column: str) -> str:
-    """A skill group of that server matching the request's name or ICM id (one ``_GROUP``)."""
-    groups = SkillGroup._meta.db_table
-    return f"SELECT 1 FROM {groups} g WHERE g.server_id = {server_column} AND (g.name = %s OR g.icm_id = %s)"  # noqa: S608
-
-
-def _serves_now(grouped: bool) -> Clause:
-    """0 when the server's Media Blender link is up and an enabled, ready agent (of the skill
-    group) has a free slot: the request can be routed at once instead of waiting."""
-    links, agents, sessions = Link._meta.db_table, Agent._meta.db_table, CollaborationSession._meta.db_table
+def _availability(grouped: bool) -> Clause:
+    """0: the server can serve the request now (its Media Blender link is up and an
+    enabled, ready agent, of the skill group if one is asked for, has a free slot);
+    1: it cannot now; with a skill group asked for, 2: it has no such skill group (it
+    would refuse the request: last resort only). One rank, not two, because a server that
+    can serve a skill group has it: fewer subqueries for PostgreSQL to plan per request."""
+    links, agents, groups = Link._meta.db_table, Agent._meta.db_table, SkillGroup._meta.db_table
+    link = f"EXISTS (SELECT 1 FROM {links} l WHERE l.server_id = s.id AND l.kind = %s AND l.state = %s)"  # noqa: S608
+    link_params = (PeerKind.MEDIA_BLENDER.value, LinkState.CONNECTED.value)
+    ready = f"a.enabled = %s AND a.state = %s AND ({_agent_load()}) < a.max_sessions"
+    ready_params = (True, AgentState.READY.value, *(state.value for state in ROUTED_STATES))
+    if not grouped:
+        free = f"EXISTS (SELECT 1 FROM {agents} a WHERE a.server_id = s.id AND {ready})"  # noqa: S608
+        return f"CASE WHEN {link} AND {free} THEN 0 ELSE 1 END", (*link_params, *ready_params)
     through = Agent.skill_groups.through._meta
     member_agent, member_group = through.get_field("agent").column, through.get_field("skillgroup").column
-    in_group = (
-        f"AND EXISTS (SELECT 1 FROM {through.db_table} m JOIN {SkillGroup._meta.db_table} g "  # noqa: S608
-        f"ON g.id = m.{member_group} WHERE m.{member_agent} = a.id AND g.server_id = a.server_id "
-        "AND (g.name = %s OR g.icm_id = %s))"
+    free_member = (
+        f"EXISTS (SELECT 1 FROM {through.db_table} m JOIN {agents} a ON a.id = m.{member_agent} "  # noqa: S608
+        f"WHERE m.{member_group} = g.id AND a.server_id = s.id AND {ready})"
     )
-    link = f"SELECT 1 FROM {links} l WHERE l.server_id = s.id AND l.kind = %s AND l.state = %s"  # noqa: S608
+    # MIN over the server's matching skill groups (NULL when it has none: 2).
+    best_group = (
+        f"SELECT MIN(CASE WHEN {link} AND {free_member} THEN 0 ELSE 1 END) FROM {groups} g "  # noqa: S608
+        "WHERE g.server_id = s.id AND (g.name = %s OR g.icm_id = %s)"
+    )
+    return f"COALESCE(({best_group}), 2)", (*link_params, *ready_params, _GROUP)
+
+
+def _agent_load() -> str:
+    """How many sessions agent ``a`` holds (in transit or active)."""
+    sessions = CollaborationSession._meta.db_table
     routed = ", ".join(["%s"] * len(ROUTED_STATES))
-    load = f"SELECT COUNT(*) FROM {sessions} c WHERE c.agent_id = a.id AND c.state IN ({routed})"  # noqa: S608
-    free_agent = (
-        f"SELECT 1 FROM {agents} a WHERE a.server_id = s.id AND a.enabled = %s AND a.state = %s "  # noqa: S608
-        f"{in_group if grouped else ''} AND ({load}) < a.max_sessions"
-    )
-    params = (PeerKind.MEDIA_BLENDER.value, LinkState.CONNECTED.value, True, AgentState.READY.value)
-    params += ((_GROUP,) if grouped else ()) + tuple(state.value for state in ROUTED_STATES)
-    return f"CASE WHEN EXISTS ({link}) AND EXISTS ({free_agent}) THEN 0 ELSE 1 END", params
+    return f"SELECT COUNT(*) FROM {sessions} c WHERE c.agent_id = a.id AND c.state IN ({routed})"  # noqa: S608
 
 
 def _open_sessions() -> Clause:
