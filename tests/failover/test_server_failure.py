@@ -207,10 +207,7 @@ def two_nodes(tmp_path: Path) -> Iterator[NodePair]:
         # Killed, not terminated: a node stopping gracefully closes its socket before its
         # monitor stops, probes itself refused and would fail its own server (ending the
         # very sessions the test reads afterwards).
-        for node in pair.processes.values():
-            if node.poll() is None:
-                node.kill()
-                node.wait(timeout=10)
+        pair.stop_all()
 
 
 @dataclass
@@ -223,6 +220,15 @@ class NodePair:
         """(the server whose node holds the monitor's lease, the other one)."""
         holder = Lease.objects.get(name=LEASE_NAME).holder.split(":")[0]
         return holder, ({"routing-a", "routing-b"} - {holder}).pop()
+
+    def stop_all(self) -> None:
+        """SIGKILL every node still running: once the failure under test has been handled,
+        no monitor is left to change what the test reads next (on a saturated machine a
+        survivor's own monitor could otherwise time out on itself)."""
+        for node in self.processes.values():
+            if node.poll() is None:
+                node.kill()
+                node.wait(timeout=10)
 
     def kill(self, name: str) -> None:
         """SIGKILL the node, then wait until the other node's monitor has failed its server."""
@@ -279,6 +285,7 @@ def test_billing_callers_moved_off_a_killed_node_stay_billing_callers(tmp_path):
         lawyer = SessionFactory(server=failed, skill_group=legal, caller_name="Legal 1")
 
         nodes.kill(holder_name)
+        nodes.stop_all()
 
     moved = list(CollaborationSession.objects.filter(pk__in=[c.pk for c in callers]))
     assert {(s.server_id, s.skill_group_id, s.state) for s in moved} == {
