@@ -167,7 +167,9 @@ def build_installation(
         else:
             state = {"state": SessionState.ENDED, "end_reason": EndReason.AGENT_ENDED, "ended_at": now}
         batch.append(
-            CollaborationSession(server=server, caller_name=f"Caller {start}-{n}", queued_at=queued_at, **state)
+            CollaborationSession(
+                server=server, caller_name=f"Caller {start}-{n}", queued_at=queued_at, any_skill_group=True, **state
+            )
         )
     CollaborationSession.objects.bulk_create(batch, batch_size=2000)
 

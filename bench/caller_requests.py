@@ -15,7 +15,13 @@ answers, and where the machine's CPU went (web processes, worker, load client, m
 Target, judged at the first concurrency (8): ≥ 300 requests/s with p99 ≤ 100 ms; the
 second (16) shows the tail once the machine is saturated.
 
-Run: ``.venv/bin/python -m bench.caller_requests [--quick] [--concurrency 8,16] [--nodes N]``.
+With ``--staffed`` the director has real choices to make: two routing servers (the second
+without Media Blenders) with the same three skill groups, six agents each, ready but with
+every slot taken (so still nothing is routed), and the callers name Sales, Support,
+Billing or no skill group in turn: the director's availability ranking (skill group, free
+agent, link) is evaluated over agents and their sessions on every request.
+
+Run: ``.venv/bin/python -m bench.caller_requests [--quick] [--concurrency 8,16] [--nodes N] [--staffed]``.
 """
 
 from __future__ import annotations
@@ -38,13 +44,21 @@ TARGET_P99_MS = 100.0
 TARGET_TEXT = f"≥ {TARGET_RPS:.0f} req/s, p99 ≤ {TARGET_P99_MS:.0f} ms"
 
 
-async def _client(port: int, token: str, stop_at: float, measure_from: float, out: dict[str, Any]) -> None:
+SKILL_GROUPS = (("5001", "Sales"), ("5002", "Support"), ("5003", "Billing"))
+
+
+async def _client(
+    port: int, token: str, stop_at: float, measure_from: float, out: dict[str, Any], groups: Sequence[str]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     n = 0
     try:
         while (now := time.monotonic()) < stop_at:
             n += 1
-            body = json.dumps({"caller_name": f"Bench caller {id(out) % 1000}-{n}", "topic": "bench"}).encode()
+            request = {"caller_name": f"Bench caller {id(out) % 1000}-{n}", "topic": "bench"}
+            if groups and (group := groups[n % len(groups)]):
+                request["skill_group"] = group
+            body = json.dumps(request).encode()
             head = (
                 "POST /api/v1/sessions/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
                 f"Authorization: Token {token}\r\nContent-Type: application/json\r\n"
@@ -70,15 +84,57 @@ async def _client(port: int, token: str, stop_at: float, measure_from: float, ou
         writer.close()
 
 
-async def _load(ports: list[int], token: str, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+async def _load(
+    ports: list[int], token: str, concurrency: int, seconds: float, warmup: float, groups: Sequence[str]
+) -> dict[str, Any]:
     """``concurrency`` clients, spread over the nodes' ports in turn (as a balancer would)."""
     out: dict[str, Any] = {"latencies": [], "statuses": {}, "errors": 0}
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + seconds
-    clients = [_client(ports[i % len(ports)], token, stop_at, measure_from, out) for i in range(concurrency)]
+    clients = [_client(ports[i % len(ports)], token, stop_at, measure_from, out, groups) for i in range(concurrency)]
     await asyncio.gather(*clients)
     out["seconds"] = seconds
     return out
+
+
+def _staff(agents_per_server: int = 6, held: int = 2) -> None:
+    """A second routing server, the shared skill groups on both, and agents ready with every
+    slot taken (``held`` active sessions each), so the director weighs them on every request
+    and nothing is routed (the load stays the caller path's alone)."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from failover.choices import Health
+    from failover.models import Server
+    from failover.services.topology import server_ensure
+    from sessions.choices import AgentState, SessionState
+    from sessions.models import Agent, CollaborationSession, SkillGroup
+
+    server_ensure(name="bench-b")
+    Server.objects.update(health=Health.UP)
+    now = timezone.now()
+    for server in Server.objects.all():
+        groups = [SkillGroup.objects.create(server=server, icm_id=icm, name=name) for icm, name in SKILL_GROUPS]
+        for n in range(agents_per_server):
+            user = get_user_model().objects.create(username=f"{server.name}-agent-{n}")
+            agent = Agent.objects.create(
+                user=user, server=server, icm_id=f"{1000 + n}", state=AgentState.READY, max_sessions=held
+            )
+            own = [groups[n % len(groups)], groups[(n + 1) % len(groups)]]
+            agent.skill_groups.set(own)
+            CollaborationSession.objects.bulk_create(
+                CollaborationSession(
+                    server=server,
+                    skill_group=own[0],
+                    caller_name=f"Held {n}-{k}",
+                    state=SessionState.ACTIVE,
+                    agent=agent,
+                    queued_at=now,
+                    routed_at=now,
+                    activated_at=now,
+                )
+                for k in range(held)
+            )
 
 
 def run(
@@ -87,6 +143,7 @@ def run(
     profile: bool = False,
     workers: int = 1,
     nodes: int = 2,
+    staffed: bool = False,
     **node_env: str,
 ) -> list[dict[str, Any]]:
     """One stack; one measured load per concurrency, one after the other."""
@@ -96,18 +153,25 @@ def run(
         from rest_framework.authtoken.models import Token
 
         media_blender_pair(stack)
+        if staffed:
+            _staff()
+        groups = [name for _, name in SKILL_GROUPS] + [""] if staffed else []
         worker = stack.worker()
         env = {**PRODUCTION_ENV, **node_env}
         web = [stack.node(monitor=True, workers=workers, **env) for _ in range(nodes)]
         user = get_user_model().objects.create(username="bench-caller-integration", is_staff=True)
         token = Token.objects.create(user=user).key
         for concurrency in concurrencies:
-            row = _measure(web, worker, token, concurrency, seconds, profile)
-            rows.append({**row, "workers": workers, "nodes": nodes, "database": stack.database_kind})
+            row = _measure(web, worker, token, concurrency, seconds, profile, groups)
+            rows.append(
+                {**row, "workers": workers, "nodes": nodes, "database": stack.database_kind, "staffed": staffed}
+            )
     return rows
 
 
-def _measure(web: list[Node], worker: Child, token: str, concurrency: int, seconds: float, profile: bool) -> dict:
+def _measure(
+    web: list[Node], worker: Child, token: str, concurrency: int, seconds: float, profile: bool, groups: Sequence[str]
+) -> dict:
     def web_cpu() -> float:
         return sum(node.child.cpu_seconds() for node in web)
 
@@ -116,7 +180,7 @@ def _measure(web: list[Node], worker: Child, token: str, concurrency: int, secon
     cpu0 = (web_cpu(), worker.cpu_seconds(), time.process_time(), machine_cpu_seconds())
     t0 = time.monotonic()
     profiler = PySpy(web[0].child.pid, seconds + 2, f"caller_requests-{concurrency}-node") if profile else None
-    out = asyncio.run(_load([node.port for node in web], token, concurrency, seconds, warmup=2.0))
+    out = asyncio.run(_load([node.port for node in web], token, concurrency, seconds, 2.0, groups))
     if profiler is not None:
         profiler.finish()
     cpu1 = (web_cpu(), worker.cpu_seconds(), time.process_time(), machine_cpu_seconds())
@@ -169,7 +233,8 @@ def figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "benchmark": "caller_requests",
                 "figure": f"POST /api/v1/sessions/, concurrency {r['concurrency']}, {r.get('nodes', 1)} web "
-                f"process(es) of {r.get('workers', 1)} uvicorn worker(s), {r['database']}",
+                f"process(es) of {r.get('workers', 1)} uvicorn worker(s), {r['database']}"
+                + (", staffed (2 servers, busy ready agents, skill groups named)" if r.get("staffed") else ""),
                 "value": f"{r['rps']} req/s · p50 {lat['p50']} ms · p99 {lat['p99']} ms · {r['errors']} errors",
                 "target": TARGET_TEXT if i == 0 else "(saturation: no target)",
                 "met": met if i == 0 else None,
@@ -196,12 +261,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="web processes (one uvicorn each, own port), clients spread over them as by a balancer "
         "(uvicorn's --workers share one socket, and the kernel hands most keep-alive connections to one)",
     )
+    parser.add_argument(
+        "--staffed",
+        action="store_true",
+        help="two routing servers with skill groups and busy ready agents; callers name skill groups",
+    )
     parser.add_argument("--output", default="caller_requests")
     args = parser.parse_args(argv)
     started = time.monotonic()
     concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
     seconds = args.seconds or (5.0 if args.quick else 20.0)
-    rows = run(concurrencies, seconds, args.profile, args.workers, args.nodes)
+    rows = run(concurrencies, seconds, args.profile, args.workers, args.nodes, args.staffed)
     print(table(rows))
     data = {
         "benchmark": "caller_requests",

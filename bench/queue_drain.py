@@ -58,6 +58,7 @@ def seed(server_id: int, agents: int, sessions: int) -> None:
             CollaborationSession(
                 server_id=server_id,
                 caller_name=f"Caller {n}",
+                any_skill_group=True,
                 state=SessionState.QUEUED,
                 queued_at=now - timedelta(seconds=sessions - n),
             )

@@ -100,6 +100,9 @@ class SessionFactory(factory.django.DjangoModelFactory):
     caller_name = factory.Faker("name")
     caller_contact = factory.Faker("email")
     queued_at = factory.LazyFunction(timezone.now)
+    skill_group = None
+    # A session without a skill group is one whose caller asked for any agent.
+    any_skill_group = factory.LazyAttribute(lambda session: session.skill_group is None)
 
 
 class AlertFactory(factory.django.DjangoModelFactory):

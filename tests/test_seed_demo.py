@@ -62,6 +62,34 @@ def test_running_it_twice_gives_each_demo_row_exactly_once() -> None:
     assert Policy.objects.count() == 1
 
 
+def test_both_routing_servers_share_the_icms_skill_groups() -> None:
+    # Issue 15, point 2: each demo server had its own skill group ids, so a session moved
+    # off a failed server found no skill group with its id on the survivor.
+    seed()
+
+    by_server = {
+        name: sorted(SkillGroup.objects.filter(server__name=name).values_list("icm_id", "name"))
+        for name in ("routing-a", "routing-b")
+    }
+    shared = [("5001", "Sales"), ("5002", "Support"), ("5003", "Billing")]
+    assert by_server == {"routing-a": shared, "routing-b": shared}
+
+
+def test_an_older_demo_database_is_brought_to_the_shared_skill_group_ids() -> None:
+    seed()
+    routing_b = Server.objects.get(name="routing-b")
+    for old_id, name in (("5101", "Sales"), ("5102", "Support"), ("5103", "Billing")):
+        SkillGroup.objects.filter(server=routing_b, name=name).update(icm_id=old_id)
+    billing = SkillGroup.objects.get(server=routing_b, name="Billing")
+
+    seed()
+
+    billing.refresh_from_db()
+    assert billing.icm_id == "5003"  # the same row: its agents keep it
+    assert SkillGroup.objects.filter(server=routing_b).count() == 3
+    assert Agent.objects.get(user__username="agent11").skill_groups.get() == billing
+
+
 def test_the_peers_listen_on_fixed_local_ports() -> None:
     seed()
 

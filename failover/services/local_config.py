@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from failover.models import Policy
 from failover.services.switchover import Actor
@@ -68,12 +69,22 @@ def skill_group_create(*, server_id: int, icm_id: str, name: str) -> tuple[Skill
 
 
 def skill_group_delete(*, server_id: int, icm_id: str) -> bool:
-    """Delete the skill group (its memberships go with it); ``False`` if it was not there."""
+    """Delete the skill group (its memberships go with it); ``False`` if it was not there.
+
+    Refused (``ValidationError``) while open sessions ask for it: they would otherwise be
+    left without a skill group, and such a session must not go to just any agent.
+    """
     group = SkillGroup.objects.filter(server_id=server_id, icm_id=icm_id).first()
     if group is None:
         return False
     members = list(group.agents.all())
-    group.delete()
+    try:
+        group.delete()
+    except ProtectedError as refused:
+        raise ValidationError(
+            f"Skill group {icm_id} ({group.name}) is asked for by {len(refused.protected_objects)} open "
+            "session(s); delete it once they have ended."
+        ) from refused
     for agent in members:
         followups.after_agent_changed(agent)
     return True

@@ -58,6 +58,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "adopted_from",
             "skill_group",
             "skill_group_name",
+            "any_skill_group",
             "caller_name",
             "caller_contact",
             "topic",
@@ -73,6 +74,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "ended_at",
             "end_reason",
             "ended_by",
+            "end_note",
         ]
         read_only_fields = fields
 

@@ -11,6 +11,22 @@ from django.db.models import Q
 from sessions.choices import ROUTED_STATES, EndReason, PhoneLeg, SessionState
 
 
+def keep_open_sessions_grouped(
+    collector: models.deletion.Collector, field: models.Field, sub_objs: models.QuerySet, using: str
+) -> None:
+    """``on_delete`` of a session's skill group: an ended session forgets it (history
+    keeps the audit entries), an open one blocks the deletion. Setting it to nothing would
+    turn a Billing caller into an "any agent" caller, routed to whoever is free."""
+    still_open = list(sub_objs.exclude(state=SessionState.ENDED))
+    if still_open:
+        raise models.ProtectedError(
+            f"This skill group is still asked for by {len(still_open)} open session(s): "
+            "it can be deleted once they have ended.",
+            still_open,
+        )
+    models.SET_NULL(collector, field, sub_objs, using)
+
+
 class CollaborationSession(models.Model):
     """One web collaboration between a caller and an agent.
 
@@ -26,7 +42,17 @@ class CollaborationSession(models.Model):
         "failover.Server", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     skill_group = models.ForeignKey(
-        "collab_sessions.SkillGroup", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+        "collab_sessions.SkillGroup",
+        on_delete=keep_open_sessions_grouped,
+        null=True,
+        blank=True,
+        related_name="sessions",
+    )
+    # The caller asked for any available agent. An open session either names its skill
+    # group or says this (database constraint): "no skill group" is never an accident of a
+    # lost mapping or a deleted group, which would let anyone take it.
+    any_skill_group = models.BooleanField(
+        default=False, help_text="The caller asked for any available agent rather than a skill group."
     )
     caller_name = models.CharField(max_length=100)
     caller_contact = models.CharField(max_length=200, blank=True, help_text="E-mail or phone number.")
@@ -48,6 +74,9 @@ class CollaborationSession(models.Model):
     ended_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Why, in words, shown to the agent: the administrator's reason, or what the system
+    # found (say, no surviving server has the session's skill group).
+    end_note = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["queued_at"]
@@ -58,6 +87,13 @@ class CollaborationSession(models.Model):
                 | (~Q(state=SessionState.ENDED) & Q(end_reason="") & Q(ended_at__isnull=True)),
                 name="collab_session_ended_iff_reason_and_time",
                 violation_error_message="An ended session needs a reason and a time; an open one has neither.",
+            ),
+            models.CheckConstraint(
+                condition=Q(state=SessionState.ENDED)
+                | (Q(skill_group__isnull=False) & Q(any_skill_group=False))
+                | (Q(skill_group__isnull=True) & Q(any_skill_group=True)),
+                name="collab_session_open_has_skill_group_or_any",
+                violation_error_message="An open session names its skill group, or says that any agent will do.",
             ),
             models.CheckConstraint(
                 condition=~Q(state__in=ROUTED_STATES) | Q(agent__isnull=False),

@@ -9,10 +9,13 @@ from __future__ import annotations
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from collabadmin import live
-from failover.choices import AuditAction
+from failover.choices import AuditAction, Health, ServerRole
+from failover.models import Server
 from failover.services.audit import audit_record, check_reason
 from sessions.choices import AgentState, EndReason, LogoutReason, SessionState
 from sessions.models import Agent, CollaborationSession
@@ -33,6 +36,10 @@ TRANSITIONS: dict[str, set[str]] = {
 
 class IllegalTransition(ValidationError):
     """The requested change is not allowed from the current state (e.g. ending an ended session)."""
+
+
+class ServerFailed(IllegalTransition):
+    """The agent's server has failed: nothing can be routed to the agent through it."""
 
 
 def check_transition(session: CollaborationSession, new_state: str) -> None:
@@ -58,7 +65,9 @@ def publish_agent(agent: Agent) -> None:
 @transaction.atomic
 def session_end(*, session_id: object, actor: Actor, reason: EndReason, note: str = "") -> CollaborationSession:
     """End a session (agent, administrator, caller or policy). Final: ending an ended
-    session raises ``IllegalTransition``. Releases its Media Blender route on commit."""
+    session raises ``IllegalTransition``. ``note`` (why, in words: an administrator's
+    reason) is kept on the session for its agent to read, and in the audit history.
+    Releases its Media Blender route on commit."""
     if reason in (EndReason.NONE, ""):
         raise ValidationError({"reason": "Say why the session ends."})
     note = check_reason(note)
@@ -69,7 +78,8 @@ def session_end(*, session_id: object, actor: Actor, reason: EndReason, note: st
     session.end_reason = reason
     session.ended_at = timezone.now()
     session.ended_by = actor if isinstance(actor, AbstractBaseUser) else None
-    session.save(update_fields=["state", "end_reason", "ended_at", "ended_by"])
+    session.end_note = note
+    session.save(update_fields=["state", "end_reason", "ended_at", "ended_by", "end_note"])
     audit_record(
         actor=actor,
         action=AuditAction.SESSION_ENDED,
@@ -102,9 +112,46 @@ def _change_agent(agent_id: int, *, actor: Actor, new_state: AgentState, reason:
     return agent
 
 
+def surviving_desktops(*, besides: int) -> list[tuple[str, str]]:
+    """(name, Agent desktop URL or "") of the routing servers other than ``besides`` that
+    are up and not failed: where an agent of a failed server can work instead."""
+    servers = (
+        Server.objects.filter(role=ServerRole.ROUTING, failed_at__isnull=True)
+        .filter(Q(health=Health.UP) | Q(base_url=""))
+        .exclude(pk=besides)
+        .order_by("name")
+    )
+    desktop = reverse("agent:desktop")
+    return [(s.name, f"{s.base_url.rstrip('/')}{desktop}" if s.base_url else "") for s in servers]
+
+
+def server_failed_message(server: Server) -> str:
+    """What an agent of a failed server is told, and where to log in instead."""
+    elsewhere = [f"{name} ({url})" if url else name for name, url in surviving_desktops(besides=server.pk)]
+    where = (
+        f"Log in to the Agent desktop of a surviving routing server instead: {', '.join(elsewhere)}."
+        if elsewhere
+        else f"No other routing server is up either: log in again once {server.name} is back."
+    )
+    return f"Your server {server.name} has failed, so no session can reach you through it. {where}"
+
+
+def _refuse_if_server_failed(agent_id: int) -> None:
+    """Raise ``ServerFailed`` when the agent's server has failed. Locks the server row
+    first (the failure service's order: server, then agents), so a log-in or "ready" racing
+    with the failure either commits before it (and is undone by it) or sees it."""
+    server_id = Agent.objects.filter(pk=agent_id).values_list("server_id", flat=True).get()
+    server = Server.objects.select_for_update().get(pk=server_id)
+    if server.failed_at is not None:
+        raise ServerFailed(server_failed_message(server))
+
+
 @transaction.atomic
 def agent_login(*, agent_id: int, actor: Actor) -> Agent:
-    """The agent opened its desktop: logged in, not ready. Idempotent for a logged-in agent."""
+    """The agent opened its desktop: logged in, not ready. Idempotent for a logged-in agent.
+    Refused (``ServerFailed``, saying where to log in instead) while the agent's server has
+    failed."""
+    _refuse_if_server_failed(agent_id)
     agent = Agent.objects.select_for_update().get(pk=agent_id)
     if not agent.enabled:
         raise ValidationError("This agent is disabled in the configuration.")
@@ -117,7 +164,11 @@ def agent_login(*, agent_id: int, actor: Actor) -> Agent:
 
 @transaction.atomic
 def agent_set_ready(*, agent_id: int, ready: bool, actor: Actor) -> Agent:
-    """Ready (takes new sessions) or not ready; only while logged in. Idempotent."""
+    """Ready (takes new sessions) or not ready; only while logged in. Idempotent. Going
+    ready is refused (``ServerFailed``, saying where to log in instead) while the agent's
+    server has failed: nothing could reach the agent."""
+    if ready:
+        _refuse_if_server_failed(agent_id)
     agent = Agent.objects.select_for_update().get(pk=agent_id)
     if agent.state == AgentState.LOGGED_OUT:
         raise IllegalTransition("Log in before going ready or not ready.")

@@ -12,7 +12,7 @@ from failover.services.audit import audit_record
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession, SkillGroup
 from sessions.services import followups
-from sessions.services.director import choose_server
+from sessions.services.director import SkillGroupKey, choose_server
 from sessions.services.lifecycle import publish_session
 
 
@@ -25,14 +25,16 @@ def session_request(
     skill_group_name: str | None = None,
     actor: AbstractBaseUser | str | None,
 ) -> CollaborationSession:
-    """Queue a new session on the least-loaded healthy routing server and return it.
+    """Queue a new session on the routing server the director picks (healthy, with the
+    skill group and a ready agent free for it if any has one, then the least loaded) and
+    return it. Without ``skill_group_name`` the caller takes any available agent.
 
     Raises ``NoHealthyServer`` (nothing written) when no routing server can take it, and
     Django's ``ValidationError`` when a value is invalid or ``skill_group_name`` names no
     skill group of the chosen server. Writes a ``session.requested`` audit entry and
     broadcasts ``session.changed`` after the commit.
     """
-    server = choose_server()
+    server = choose_server(skill_group=SkillGroupKey(name=skill_group_name) if skill_group_name else None)
     skill_group = None
     if skill_group_name:
         skill_group = SkillGroup.objects.filter(server=server, name=skill_group_name).first()
@@ -43,6 +45,7 @@ def session_request(
     session = CollaborationSession(
         server=server,
         skill_group=skill_group,
+        any_skill_group=skill_group is None,
         caller_name=caller_name,
         caller_contact=caller_contact,
         topic=topic,

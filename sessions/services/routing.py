@@ -91,7 +91,10 @@ def free_agent_exists(server_id: int) -> bool:
 
 def agent_can_take(agent: Agent, session: CollaborationSession) -> bool:
     """Ready, enabled, of the session's server and skill group, with a free slot."""
-    in_group = not session.skill_group_id or agent.skill_groups.filter(pk=session.skill_group_id).exists()
+    if session.skill_group_id is None:
+        in_group = session.any_skill_group
+    else:
+        in_group = agent.skill_groups.filter(pk=session.skill_group_id).exists()
     return _can_take(agent, session, in_group=in_group, load=agent_load(agent.pk, besides=session.pk))
 
 
@@ -151,7 +154,13 @@ class _RouteBatch:
         self.members = set(memberships.values_list("agent_id", "skillgroup_id"))
 
     def can_take(self, agent: Agent, session: CollaborationSession) -> bool:
-        in_group = not session.skill_group_id or (agent.pk, session.skill_group_id) in self.members
+        if session.skill_group_id is None:
+            # Only a caller who asked for any agent may go to any agent; a session that
+            # somehow has no skill group otherwise goes to nobody (the database's
+            # constraint says it cannot happen while it is open).
+            in_group = session.any_skill_group
+        else:
+            in_group = (agent.pk, session.skill_group_id) in self.members
         counted = session.agent_id == agent.pk and session.state in ROUTED_STATES
         load = self.loads.get(agent.pk, 0) - (1 if counted else 0)
         return _can_take(agent, session, in_group=in_group, load=load)

@@ -58,5 +58,5 @@ def own_open_sessions(agent_id: int) -> QuerySet[CollaborationSession]:
 
 def own_session_or_404(agent: Agent, session_id: uuid.UUID) -> CollaborationSession:
     """One of the agent's own sessions (any state), or 404 whoever else's it is."""
-    sessions = CollaborationSession.objects.select_related("skill_group")
+    sessions = CollaborationSession.objects.select_related("skill_group", "ended_by")
     return get_object_or_404(sessions, pk=session_id, agent_id=agent.pk)

@@ -21,9 +21,17 @@ from django.views.decorators.http import require_GET, require_POST
 
 from collabadmin.permissions import agent_of
 from sessions.choices import EndReason, LogoutReason, PhoneLeg
+from sessions.endings import ended_by, recently_ended
 from sessions.forms import AgentAuthenticationForm
 from sessions.models import Agent, CollaborationSession
-from sessions.services.lifecycle import IllegalTransition, agent_login, agent_logout, agent_set_ready, session_end
+from sessions.services.lifecycle import (
+    IllegalTransition,
+    agent_login,
+    agent_logout,
+    agent_set_ready,
+    session_end,
+    surviving_desktops,
+)
 from sessions.views.access import agent_required, own_open_sessions, own_session_or_404
 
 
@@ -63,12 +71,27 @@ class AgentLogoutView(LogoutView):
         return super().post(request, *args, **kwargs)
 
 
+def _state_context(agent: Agent) -> dict[str, Any]:
+    """The state panel's context: the agent, and while its server has failed, where else
+    to log in (nothing can be routed to it through a failed server)."""
+    server = agent.server
+    failed = server.failed_at is not None
+    return {
+        "agent": agent,
+        "failed_server": server if failed else None,
+        "surviving_desktops": surviving_desktops(besides=server.pk) if failed else [],
+    }
+
+
 def _sessions_context(agent: Agent) -> dict[str, Any]:
     sessions = list(own_open_sessions(agent.pk))
     return {
         "agent": agent,
         "sessions": sessions,
         "hung_up_count": sum(1 for session in sessions if session.phone_leg == PhoneLeg.HUNG_UP),
+        # A session ended by someone else (an administrator, the caller, a policy) would
+        # otherwise just vanish from the list: keep it in sight for a while, saying why.
+        "recently_ended": recently_ended(agent.pk, viewer_user_id=agent.user_id),
     }
 
 
@@ -77,7 +100,7 @@ def _sessions_context(agent: Agent) -> dict[str, Any]:
 @agent_required
 def desktop(request: HttpRequest, agent: Agent) -> HttpResponse:
     """The desktop: the agent's state and its open sessions, kept live by desktop.js."""
-    return render(request, "agent/desktop.html", _sessions_context(agent))
+    return render(request, "agent/desktop.html", _sessions_context(agent) | _state_context(agent))
 
 
 @never_cache
@@ -85,7 +108,7 @@ def desktop(request: HttpRequest, agent: Agent) -> HttpResponse:
 @agent_required
 def state_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
     """The state panel alone (the fragment the desktop includes), for live refreshes."""
-    return render(request, "agent/_state.html", {"agent": agent})
+    return render(request, "agent/_state.html", _state_context(agent))
 
 
 @never_cache
@@ -99,7 +122,8 @@ def sessions_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
 @require_POST
 @agent_required
 def set_ready(request: HttpRequest, agent: Agent) -> HttpResponse:
-    """Ready (``ready=1``) or not ready (``ready=0``), then back to the desktop."""
+    """Ready (``ready=1``) or not ready (``ready=0``), then back to the desktop. Refused with
+    a message while the agent's server has failed (the message says where to log in)."""
     choice = request.POST.get("ready")
     if choice not in ("0", "1"):
         return HttpResponseBadRequest("Send ready=1 (ready) or ready=0 (not ready).")
@@ -116,7 +140,7 @@ def set_ready(request: HttpRequest, agent: Agent) -> HttpResponse:
 def session_detail(request: HttpRequest, agent: Agent, session_id: uuid.UUID) -> HttpResponse:
     """The page of one of the agent's own sessions (the "Join" target)."""
     session = own_session_or_404(agent, session_id)
-    return render(request, "agent/session.html", {"agent": agent, "session": session})
+    return render(request, "agent/session.html", _session_context(agent, session))
 
 
 @never_cache
@@ -125,7 +149,12 @@ def session_detail(request: HttpRequest, agent: Agent, session_id: uuid.UUID) ->
 def session_partial(request: HttpRequest, agent: Agent, session_id: uuid.UUID) -> HttpResponse:
     """The session page's details fragment, for live refreshes."""
     session = own_session_or_404(agent, session_id)
-    return render(request, "agent/_session_detail.html", {"agent": agent, "session": session})
+    return render(request, "agent/_session_detail.html", _session_context(agent, session))
+
+
+def _session_context(agent: Agent, session: CollaborationSession) -> dict[str, Any]:
+    ending = ended_by(session, viewer_user_id=agent.user_id) if not session.is_open else None
+    return {"agent": agent, "session": session, "ending": ending}
 
 
 @require_POST

@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sessions.choices import EndReason, SessionState
+from sessions.endings import caller_message
 from sessions.forms import CallerRequestForm
 from sessions.models import CollaborationSession
 from sessions.services.director import NoHealthyServer, choose_server
@@ -83,7 +84,8 @@ def _status_context(session_id: uuid.UUID) -> dict[str, Any]:
         ahead = CollaborationSession.objects.filter(
             server_id=session.server_id, state=SessionState.QUEUED, queued_at__lt=session.queued_at
         ).count()
-    return {"session": session, "ahead": ahead, "poll_interval_ms": POLL_INTERVAL_MS}
+    ended = caller_message(session) if not session.is_open else ""
+    return {"session": session, "ahead": ahead, "poll_interval_ms": POLL_INTERVAL_MS, "ended_message": ended}
 
 
 @never_cache

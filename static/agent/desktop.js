@@ -42,9 +42,15 @@
     window.setTimeout(() => { announcer.textContent = text; }, 60);
   }
 
+  /** Ids of the sessions listed as recently ended in scope. */
+  function endedIn(scope) {
+    return new Set(Array.from(scope.querySelectorAll("[data-ended-id]"), (el) => el.dataset.endedId));
+  }
+
   function swap(region, html) {
     const hungBefore = sessionsIn(region, true);
     const sessionsBefore = sessionsIn(region, false);
+    const endedBefore = endedIn(region);
     const focused = document.activeElement;
     const focusId = focused && focused !== document.body && region.contains(focused) ? focused.id : null;
 
@@ -64,6 +70,10 @@
     });
     sessionsIn(region, false).forEach((caller, id) => {
       if (!sessionsBefore.has(id)) news.push(`New session with ${caller}.`);
+    });
+    // A session someone else ended: who and why (the row says it too, for a while).
+    region.querySelectorAll("[data-ended-text]").forEach((el) => {
+      if (!endedBefore.has(el.dataset.endedId)) news.push(el.dataset.endedText);
     });
     if (news.length) announce(news.join(" "));
   }

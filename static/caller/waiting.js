@@ -25,7 +25,10 @@
           const focusId = region.contains(document.activeElement) ? document.activeElement.id : "";
           region.replaceChildren(next.content);
           if (focusId) document.getElementById(focusId)?.focus({ preventScroll: true });
-          if (region.querySelector("[data-final]")) document.title = "Session ended";
+          if (region.querySelector("[data-final]")) {
+            document.title = "Session ended";
+            document.getElementById("keep-open-note")?.remove(); // nothing left to wait for
+          }
         }
       }
     } catch (error) {

@@ -90,7 +90,8 @@ def test_a_skill_group_is_resolved_by_name_on_the_chosen_server(admin_api, serve
 
 
 def test_an_unknown_skill_group_is_a_400_and_queues_nothing(admin_api, server):
-    SkillGroupFactory(server=ServerFactory(name="routing-z"), name="Billing")  # another server's group
+    # Only a server that cannot take callers has it (a routing server with it would get the caller).
+    SkillGroupFactory(server=ServerFactory(name="routing-z", role=ServerRole.AGENT), name="Billing")
 
     response = request_session(admin_api, skill_group="Billing")
 

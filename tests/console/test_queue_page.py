@@ -72,7 +72,7 @@ def test_depth_and_oldest_wait_per_server_and_skill_group(admin_client, queue):
     assert re.match(r"4 5 min 0\d s ", summary_row(html, "routing-a"))
     assert re.match(r"2 5 min 0\d s ", summary_row(html, "Billing"))
     assert re.match(r"1 3\d s ", summary_row(html, "Sales"))
-    assert re.match(r"1 1\d s ", summary_row(html, "No skill group"))
+    assert re.match(r"1 1\d s ", summary_row(html, "Any agent"))
     assert re.match(r"1 2 h 00 min ", summary_row(html, "Support"))
     assert '<a href="/console/queue/" aria-current="page">Queue</a>' in html
     assert "style=" not in html

@@ -110,17 +110,29 @@ def test_bad_input_re_renders_the_form_with_the_field_error_and_a_400(anonymous_
     assert not CollaborationSession.objects.exists()
 
 
-def test_a_skill_group_the_chosen_server_lacks_is_a_field_error(anonymous_client, server):
-    # Offered because routing-b has it, but the director picks routing-a (least loaded).
+def test_a_skill_group_only_a_busier_server_has_sends_the_caller_there(anonymous_client, server):
     busy = ServerFactory(name="routing-b")
     SkillGroupFactory(server=busy, name="Spanish")
     SessionFactory(server=busy)
 
     response = request_session(anonymous_client, skill_group="Spanish")
 
+    assert response.status_code == 302
+    created = CollaborationSession.objects.get(caller_name="Ada Lovelace")
+    assert (created.server, created.skill_group.name) == (busy, "Spanish")
+
+
+def test_a_skill_group_no_healthy_server_has_is_a_field_error(anonymous_client, server):
+    # Offered because routing-b has it, but routing-b is down: only routing-a can take it.
+    down = ServerFactory(name="routing-b", base_url="http://127.0.0.1:1")
+    Server.objects.filter(pk=down.pk).update(health=Health.DOWN)
+    SkillGroupFactory(server=down, name="Spanish")
+
+    response = request_session(anonymous_client, skill_group="Spanish")
+
     assert response.status_code == 400
     assert response.context["form"].errors["skill_group"] == ['Server routing-a has no skill group named "Spanish".']
-    assert CollaborationSession.objects.count() == 1
+    assert not CollaborationSession.objects.exists()
 
 
 # --- No healthy routing server: 503 with Retry-After ----------------------------------------------------
@@ -178,7 +190,7 @@ def test_the_status_fragment_follows_the_session_to_its_end(anonymous_client, ag
     page = text(anonymous_client.get(status_url))
     assert "This session has ended" in page
     assert "data-final" in page
-    assert "Agent ended" in page
+    assert "The agent ended the session." in page
 
 
 def test_an_unknown_or_malformed_session_id_is_a_404(anonymous_client, db):

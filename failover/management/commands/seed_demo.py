@@ -42,8 +42,6 @@ class DemoServer:
     description: str
     # (kind, priority, name suffix, port): the ports the README's simulators listen on.
     peers: tuple[tuple[PeerKind, PeerPriority, str, int], ...]
-    # (ICM id, name)
-    skill_groups: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,6 @@ SERVERS = (
             (AW, PRIMARY, "aw-1", 7103),
             (AW, SECONDARY, "aw-2", 7104),
         ),
-        skill_groups=(("5001", "Sales"), ("5002", "Support"), ("5003", "Billing")),
     ),
     DemoServer(
         name="routing-b",
@@ -79,9 +76,12 @@ SERVERS = (
             (AW, PRIMARY, "aw-1", 7203),
             (AW, SECONDARY, "aw-2", 7204),
         ),
-        skill_groups=(("5101", "Sales"), ("5102", "Support"), ("5103", "Billing")),
     ),
 )
+
+# (ICM id, name). Both routing servers sit on one ICM, so they share its skill groups: the
+# same ids and names on each (a session moved off a failed server keeps its skill group).
+SKILL_GROUPS = (("5001", "Sales"), ("5002", "Support"), ("5003", "Billing"))
 
 AGENTS = (
     DemoAgent("agent01", "Maria", "Lopez", "routing-a", "1001", ("Sales",)),
@@ -102,8 +102,14 @@ ADMIN_USERNAME = "admin"
 
 
 def skill_group_ensure(*, server: Server, icm_id: str, name: str) -> SkillGroup:
-    """Create or rename the skill group ``icm_id`` of ``server``."""
-    group = SkillGroup.objects.filter(server=server, icm_id=icm_id).first() or SkillGroup(server=server, icm_id=icm_id)
+    """Create the skill group ``icm_id`` of ``server``, or bring the one with that id (else
+    that name: an older demo gave each server its own ids) to the demo's id and name."""
+    group = (
+        SkillGroup.objects.filter(server=server, icm_id=icm_id).first()
+        or SkillGroup.objects.filter(server=server, name=name).first()
+        or SkillGroup(server=server)
+    )
+    group.icm_id = icm_id
     group.name = name
     group.full_clean()
     group.save()
@@ -198,7 +204,7 @@ class Command(BaseCommand):
                     host="127.0.0.1",
                     port=port,
                 )
-            for icm_id, name in demo.skill_groups:
+            for icm_id, name in SKILL_GROUPS:
                 groups[demo.name, name] = skill_group_ensure(server=server, icm_id=icm_id, name=name)
 
         admin, created = user_ensure(username=ADMIN_USERNAME, first_name="Demo", last_name="Administrator")

@@ -54,7 +54,7 @@ def queue_summary(server_id: int | None, now: datetime) -> tuple[list[ServerQueu
     )
     servers: dict[int, ServerQueue] = {}
     for row in rows:
-        group = QueueGroup(row["skill_group__name"] or "No skill group", row["depth"], row["oldest"])
+        group = QueueGroup(row["skill_group__name"] or "Any agent", row["depth"], row["oldest"])
         group.wait = duration_text(seconds_between(group.oldest, now))
         server = servers.get(row["server_id"])
         if server is None:
