@@ -105,7 +105,7 @@ def test_the_agents_own_ends_are_listed_quietly_and_old_ones_drop_off(logged_in_
 def test_an_end_note_longer_than_it_can_be_kept_is_refused_not_cut(logged_in_agent):
     session = routed_session(logged_in_agent)
 
-    with pytest.raises(ValidationError, match="at most 300 characters"):
+    with pytest.raises(ValidationError, match="at most 300 are kept"):
         session_end(session_id=session.pk, actor="admin", reason=EndReason.ADMIN_ENDED, note="x" * 301)
     session.refresh_from_db()
     assert session.state == SessionState.ACTIVE

@@ -233,13 +233,18 @@ def _sessions(servers: dict[str, Server], admin: AbstractBaseUser, maria: Agent,
     return found
 
 
-def _fail_routing_b(server: Server, sofia: Agent) -> dict[str, CollaborationSession]:
-    """routing-b takes callers, then its node dies: its active session ends, its queue moves."""
+def _fail_routing_b(server: Server, sofia: Agent, kenji: Agent) -> dict[str, CollaborationSession]:
+    """routing-b takes callers, then its node dies: its active session ends, its queue moves.
+
+    routing-a's Billing agent pauses meanwhile, so the director sends the Billing caller
+    to routing-b (the less loaded of two servers with the skill group, neither free now)."""
     _ready(sofia)
+    agent_set_ready(agent_id=kenji.pk, ready=False, actor=kenji.user)
     on_b = {
         "server_failed": _route(_ask("Margaret Hamilton", "Refund", "Sales"), sofia, confirm=True),
         "adopted": _ask("Barbara Liskov", "Change of address", "Billing"),
     }
+    assert on_b["adopted"].server_id == server.pk, "the Billing caller should queue on routing-b"
     now = timezone.now()
     server_health_changed(
         server_id=server.pk, health=Health.DOWN, at=now, failed_at=now - timedelta(seconds=1), error="timeout"
@@ -274,6 +279,7 @@ def build(aw: PeerProcess) -> Installation:
     installation.sessions = _sessions(servers, admin, maria, kenji)
     servers["routing-b"] = _server("routing-b", aw.port + 1)
     sofia = _agent(servers["routing-b"], "sofia", "Sofia", "Rossi", "1107", ["Sales"])
-    installation.sessions |= _fail_routing_b(servers["routing-b"], sofia)
+    installation.sessions |= _fail_routing_b(servers["routing-b"], sofia, kenji)
+    _ready(kenji)
     policy_update(actor=admin, reason="Give callers who hung up two minutes", changes={"hung_up_grace_seconds": 120})
     return installation
