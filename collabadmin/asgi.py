@@ -12,6 +12,12 @@ connection for every request. Profiled in process: 16 thread hops and 3.4 ms of 
 on a fixed pool of threads instead: one hop per request, and a thread's database
 connection lives on (``DB_CONN_MAX_AGE``): 1.1 ms and 8.8 ms (docs/performance.md,
 caller requests). Nothing else changes for a request: same middleware, same views.
+
+Two things stand in front of that pool. ``GET /healthz`` is answered on the event loop
+(``HealthzFirst``, collabadmin/health.py) so that a node with every thread busy still
+answers its probe at once: a late answer must never read as a dead node. And
+``http_load`` notes how long each request waits for a thread, which the node's heartbeat
+reports (collabadmin/http_load.py).
 """
 
 from __future__ import annotations
@@ -31,8 +37,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from collabadmin.health import HealthzFirst  # noqa: E402
+from collabadmin.http_load import http_load  # noqa: E402
+
 # At most this many HTTP requests run a view at once in this process; more wait their turn.
-http_app = WSGIMiddleware(django_wsgi_app, workers=settings.HTTP_THREADS)
+http_app = HealthzFirst(http_load.asgi(WSGIMiddleware(http_load.wsgi(django_wsgi_app), workers=settings.HTTP_THREADS)))
 
 from collabadmin.routing import websocket_urlpatterns  # noqa: E402
 from failover.monitor.runner import MonitorLifespan  # noqa: E402
@@ -41,7 +50,9 @@ application = ProtocolTypeRouter(
     {
         "http": http_app,
         # Each node runs the health monitor beside its web server (one acts, by lease).
-        "lifespan": MonitorLifespan(enabled=settings.COLLABADMIN_RUN_MONITOR),
+        "lifespan": MonitorLifespan(
+            enabled=settings.COLLABADMIN_RUN_MONITOR, heartbeat_server=settings.COLLABADMIN_SERVER_NAME
+        ),
         # Foreign origins are refused before any consumer runs.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

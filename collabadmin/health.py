@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Awaitable, Callable
 
 import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import http_date
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -20,6 +24,59 @@ from collabadmin.task_queue import queue_state
 def healthz(request: HttpRequest) -> JsonResponse:
     """The process is alive and serving requests; touches no dependency."""
     return JsonResponse({"status": "ok", "server": settings.COLLABADMIN_SERVER_NAME or None})
+
+
+def _healthz_body() -> bytes:
+    return json.dumps({"status": "ok", "server": settings.COLLABADMIN_SERVER_NAME or None}).encode()
+
+
+def _host_allowed(scope: dict) -> bool:
+    """Django's own ALLOWED_HOSTS rule, for a request that never reaches Django."""
+    host = next((value.decode("latin1") for name, value in scope.get("headers", ()) if name == b"host"), "")
+    domain, _ = split_domain_port(host)
+    allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    return bool(domain) and validate_host(domain, allowed)
+
+
+class HealthzFirst:
+    """ASGI: answer ``GET /healthz`` on the event loop, ahead of the node's HTTP work.
+
+    Every other request goes to ``app`` (Django on a pool of threads, collabadmin/asgi.py).
+    Through Django, ``/healthz`` waited for a free thread like any request, so a node busy
+    with more requests than its threads answered its probe late and looked dead: one late
+    answer got a live server declared failed. Answered here it costs one turn of the event
+    loop, whatever the queue. Same body and headers as the Django view (which still serves
+    the test client and any other way in); a Host not in ``ALLOWED_HOSTS`` is left to
+    Django, which refuses it.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+        self.body = _healthz_body()
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if not self._is_healthz(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"cache-control", b"max-age=0, no-cache, no-store, must-revalidate, private"),
+            (b"expires", http_date().encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+    @staticmethod
+    def _is_healthz(scope: dict) -> bool:
+        if scope["type"] != "http" or scope.get("method") != "GET":
+            return False
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        if not path.startswith(root) or path[len(root) :] != "/healthz":
+            return False
+        return _host_allowed(scope)
 
 
 def _check_database() -> str | None:

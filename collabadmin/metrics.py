@@ -23,7 +23,7 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import redis
 from django.conf import settings
@@ -76,8 +76,8 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = timezone.now()
-        servers = list(Server.objects.order_by("name").values_list("name", "role", "health"))
-        server_names = [name for name, _, _ in servers]
+        servers = list(Server.objects.order_by("name").values_list("name", "role", "health", "degraded_since"))
+        server_names = [name for name, *_ in servers]
         yield from self._servers(servers)
         yield from self._links()
         yield from self._peers()
@@ -90,13 +90,20 @@ class DatabaseCollector(Collector):
 
     # --- Topology -------------------------------------------------------------------------
     @staticmethod
-    def _servers(servers: list[tuple[str, str, str]]) -> Iterator[Metric]:
+    def _servers(servers: list[tuple[str, str, str, datetime | None]]) -> Iterator[Metric]:
         up = _gauge(
             "server_up", "1 when the Collaboration Server answers its health probe, else 0.", ["server", "role"]
         )
-        for name, role, health in servers:
+        degraded = _gauge(
+            "server_degraded",
+            "1 while the Collaboration Server is up but slow (degraded): new callers go elsewhere first.",
+            ["server", "role"],
+        )
+        for name, role, health, degraded_since in servers:
             up.add_metric([name, role], 1 if health == Health.UP else 0)
+            degraded.add_metric([name, role], 1 if degraded_since is not None else 0)
         yield up
+        yield degraded
 
     @staticmethod
     def _links() -> Iterator[Metric]:

@@ -20,7 +20,19 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from failover.choices import PeerConnection
-from failover.models import Alert, AuditEntry, FailoverEvent, Lease, Link, Peer, Policy, Server, SyncRun, WizardRun
+from failover.models import (
+    Alert,
+    AuditEntry,
+    FailoverEvent,
+    Lease,
+    Link,
+    NodeHeartbeat,
+    Peer,
+    Policy,
+    Server,
+    SyncRun,
+    WizardRun,
+)
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import EDITABLE_FIELDS as EDITABLE_POLICY_FIELDS
 from failover.services.policy import policy_update
@@ -273,6 +285,17 @@ class PolicyAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Servers (a failure ends every agent log-in and session of the server)",
+            {
+                "fields": (
+                    "server_probe_interval_ms",
+                    "server_probe_timeout_ms",
+                    "server_silence_seconds",
+                    "server_unresponsive_seconds",
+                )
+            },
+        ),
         ("Switchover", {"fields": ("fail_back_after_minutes", "transit_timeout_seconds", "max_transit_attempts")}),
         ("Sessions", {"fields": ("hung_up_grace_seconds", "adopt_queued_on_server_failure", "agent_max_sessions")}),
         (None, {"fields": ("reason", "updated_at")}),
@@ -378,6 +401,16 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="progress")
     def progress(self, run: SyncRun) -> str:
         return f"{run.progress_done}/{run.progress_total}"
+
+
+@admin.register(NodeHeartbeat)
+class NodeHeartbeatAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Each node process's last beat and how busy it said it was; written by the nodes."""
+
+    list_display = ("node", "server", "beat_at", "started_at", "http_waiting", "http_wait_ms", "loop_late_ms")
+    list_filter = ("server",)
+    search_fields = ("node", "server__name")
+    list_select_related = ("server",)
 
 
 @admin.register(Lease)

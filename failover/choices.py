@@ -56,6 +56,7 @@ class AlertKind(models.TextChoices):
     CONFIG_OUT_OF_SYNC = "config_out_of_sync", "Configuration may be out of sync"
     LINK_DOWN = "link_down", "Link down"
     SERVER_FAILED = "server_failed", "Server failed"
+    SERVER_DEGRADED = "server_degraded", "Server degraded"
 
 
 class AlertSeverity(models.TextChoices):
@@ -105,6 +106,8 @@ class AuditAction(models.TextChoices):
     PEER_MAINTENANCE_ON = "peer.maintenance_on", "Peer put into maintenance"
     PEER_MAINTENANCE_OFF = "peer.maintenance_off", "Peer taken out of maintenance"
     SERVER_FAILED = "server.failed", "Server declared failed"
+    SERVER_DEGRADED = "server.degraded", "Server degraded (up but slow)"
+    SERVER_DEGRADED_CLEARED = "server.degraded_cleared", "Server no longer degraded"
     SESSION_REQUESTED = "session.requested", "Session requested"
     SESSION_ROUTED = "session.routed", "Session routed"
     SESSION_ACTIVATED = "session.activated", "Session activated"

@@ -43,7 +43,7 @@ def session_counts_by_server() -> dict[int, dict[str, int]]:
 # The columns each part of the snapshot needs. The snapshot is built from ``.values()``
 # rows, not model instances: with 1,000 servers it reads about 7,000 rows, and creating
 # (and garbage-collecting) that many model objects was most of its time (issue 7, point 8).
-SERVER_FIELDS = ("id", "name", "role", "health", "failed_at")
+SERVER_FIELDS = ("id", "name", "role", "health", "failed_at", "degraded_since", "degraded_reason")
 LINK_FIELDS = ("id", "server_id", "kind", "state", "epoch", "last_switchover_at")
 PEER_FIELDS = (
     "id",
@@ -126,6 +126,8 @@ def _server_entry(
         "role": server["role"],
         "health": server["health"],
         "failed_at": iso_datetime(server["failed_at"]),
+        "degraded_since": iso_datetime(server["degraded_since"]),
+        "degraded_reason": server["degraded_reason"],
         "links": [_link_entry(link, peers_by_kind.get(link["kind"], [])) for link in links],
         "session_counts": counts,
     }

@@ -75,10 +75,14 @@ def redis_env() -> dict[str, str | None]:
 def start_node(server_name: str, port: int, log_path: Path, **env: str) -> subprocess.Popen[bytes]:
     """A real web node (uvicorn + the project's ASGI app) for ``server_name``, sharing this
     test run's database and Redis; it runs the health monitor like production nodes."""
+    # ``env`` may name another database (DATABASE_URL) or Redis than this test run's.
     child_env = project_env(
-        COLLABADMIN_SERVER_NAME=server_name,
-        DATABASE_URL=child_database_url(),
-        **{**redis_env(), **env},
+        **{
+            "COLLABADMIN_SERVER_NAME": server_name,
+            "DATABASE_URL": child_database_url(),
+            **redis_env(),
+            **env,
+        }
     )
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -118,3 +122,48 @@ async def run_python_async(code: str, *, timeout: float = 60, **env: str | None)
     async with asyncio.timeout(timeout):
         output, _ = await process.communicate()
     return process.returncode, output.decode(errors="replace")
+
+
+def http_status(url: str, *, timeout: float = 2.0) -> int | None:
+    """The status a GET of ``url`` answers with, or None when nothing answers in time."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our own node)
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (OSError, TimeoutError):
+        return None
+
+
+def wait_for_node(url: str, process: subprocess.Popen[bytes], log_path: Path, *, timeout: float = 30) -> None:
+    """Wait until the node at ``url`` answers ``/healthz``; fail with its log if it exits or never does."""
+    import time
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the node exited ({process.returncode}):\n{log_path.read_text(errors='replace')[-3000:]}")
+        if http_status(f"{url}/healthz", timeout=1) == 200:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the node did not answer /healthz within {timeout} s:\n{log_path.read_text(errors='replace')[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGCONT (it may be stopped), SIGTERM, and SIGKILL after 10 s: never leave a child behind."""
+    import signal
+
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGCONT)
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

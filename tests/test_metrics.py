@@ -156,6 +156,17 @@ def test_server_up_is_one_only_for_a_healthy_server_and_carries_its_role(server)
     assert sample(families, "collabadmin_server_up", server="routing-a", role="routing") == 0
 
 
+def test_a_degraded_server_is_up_and_degraded(server):
+    Server.objects.filter(pk=server.pk).update(health=Health.UP, degraded_since=timezone.now())
+    ServerFactory(name="routing-b")
+
+    families = scrape()
+
+    assert sample(families, "collabadmin_server_up", server="routing-a", role="routing") == 1
+    assert sample(families, "collabadmin_server_degraded", server="routing-a", role="routing") == 1
+    assert sample(families, "collabadmin_server_degraded", server="routing-b", role="routing") == 0
+
+
 def test_sessions_by_state_list_every_state_and_the_queue_reports_depth_and_oldest_wait(server, agent):
     other = ServerFactory(name="routing-b")
     SessionFactory.create_batch(2, server=server)
@@ -198,6 +209,7 @@ def test_open_alerts_are_counted_by_kind_and_cleared_ones_are_not(server):
         "config_out_of_sync": 2,
         "link_down": 0,
         "server_failed": 0,
+        "server_degraded": 0,
     }
 
 
@@ -222,6 +234,7 @@ def test_every_metric_is_prefixed_and_has_help_text(server, mb_pair):
         "collabadmin_peer_probe_latency_seconds",
         "collabadmin_peer_consecutive_failures",
         "collabadmin_server_up",
+        "collabadmin_server_degraded",
         "collabadmin_failovers",
         "collabadmin_failover_detection_seconds",
         "collabadmin_failover_switchover_seconds",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -53,6 +55,8 @@ class ServerSerializer(serializers.ModelSerializer):
             "health",
             "health_changed_at",
             "failed_at",
+            "degraded_since",
+            "degraded_reason",
             "last_probe_at",
             "last_latency_ms",
             "last_error",
@@ -230,6 +234,12 @@ class StatusServerSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=ServerRole.choices)
     health = serializers.ChoiceField(choices=Health.choices)
     failed_at = serializers.DateTimeField(allow_null=True)
+    degraded_since = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Up but slow since then (its node answers late or keeps requests waiting); "
+        "new callers go to other healthy servers first. Null when not degraded.",
+    )
+    degraded_reason = serializers.CharField(allow_blank=True)
     links = StatusLinkSerializer(many=True)
     session_counts = SessionCountsSerializer()
 
@@ -354,6 +364,19 @@ class PeerMaintenanceResultSerializer(PeerSerializer):
         read_only_fields = fields
 
 
+def _model_bound_messages(model: type[models.Model]) -> dict[str, dict[str, Any]]:
+    """DRF turns a model field's ``MinValueValidator`` and ``MaxValueValidator`` into its own
+    ``min_value`` and ``max_value`` checks with its own words; keep the model's message
+    where it says why (the server thresholds)."""
+    extra: dict[str, dict[str, Any]] = {}
+    for field in model._meta.concrete_fields:
+        for validator in field.validators:
+            for kind, key in ((MinValueValidator, "min_value"), (MaxValueValidator, "max_value")):
+                if isinstance(validator, kind) and validator.message != kind.message:
+                    extra.setdefault(field.name, {"error_messages": {}})["error_messages"][key] = validator.message
+    return extra
+
+
 class PolicySerializer(serializers.ModelSerializer):
     """The failover policy; its validators are the model's, so the API and the admin agree."""
 
@@ -361,6 +384,7 @@ class PolicySerializer(serializers.ModelSerializer):
         model = Policy
         fields = [*POLICY_EDITABLE_FIELDS, "updated_at"]
         read_only_fields = ["updated_at"]
+        extra_kwargs = _model_bound_messages(Policy)
 
 
 class PolicyUpdateSerializer(PolicySerializer):

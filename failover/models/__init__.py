@@ -3,6 +3,7 @@
 from failover.models.alerts import Alert
 from failover.models.audit import AuditEntry
 from failover.models.events import FailoverEvent
+from failover.models.heartbeats import NodeHeartbeat
 from failover.models.lease import Lease
 from failover.models.links import Link
 from failover.models.peers import Peer
@@ -17,6 +18,7 @@ __all__ = [
     "FailoverEvent",
     "Lease",
     "Link",
+    "NodeHeartbeat",
     "Peer",
     "Policy",
     "Server",

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
-from django.core.validators import MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+# The least a server probe may wait for /healthz. /healthz is answered on the node's event
+# loop, ahead of its HTTP work (collabadmin/health.py), yet a node flooded with ten times
+# the requests its threads can serve answered it in up to 640 ms (p99 300 ms) on a busy
+# two-core machine (bench/saturated_node.py, docs/performance.md): a shorter time-out
+# would read a busy node's answer as none.
+SERVER_PROBE_TIMEOUT_FLOOR_MS = 1000
+# Each node writes its heartbeat every second (failover/monitor/node_heartbeat.py): a
+# silence shorter than two beats would read one late write as a dead node.
+SERVER_SILENCE_FLOOR_SECONDS = 2
+# Without a heartbeat to go by, /healthz must stay unanswered this long: longer than a
+# saturated node can keep a request waiting (a garbage collection, a CPU-starved moment).
+SERVER_UNRESPONSIVE_FLOOR_SECONDS = 10
+
+
+def _at_least(floor: int, unit: str, why: str) -> MinValueValidator:
+    return MinValueValidator(floor, message=f"Must be at least {floor} {unit}: {why}")
+
+
+def _at_most(ceiling: int, unit: str) -> MaxValueValidator:
+    # A missed failure is as bad as a false one: a server gone for minutes must not wait.
+    return MaxValueValidator(
+        ceiling, message=f"Must be at most {ceiling} {unit}: a failed server's work would wait that long."
+    )
 
 
 class Policy(models.Model):
@@ -46,6 +71,53 @@ class Policy(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Sessions at once a new agent can take (agents added by the wizard or by Verify and Sync).",
     )
+    # Servers have their own thresholds: a server failure ends every agent log-in and
+    # session of that server, so it is declared only on evidence that the node is gone
+    # (docs/architecture.md, "Busy is not dead"), never on the peers' sub-second time-outs.
+    server_probe_interval_ms = models.PositiveIntegerField(
+        default=500,
+        validators=[_at_least(100, "ms", "each probe opens a new connection to the node."), _at_most(10_000, "ms")],
+        help_text="How often each server's node is asked for /healthz.",
+    )
+    server_probe_timeout_ms = models.PositiveIntegerField(
+        default=1000,
+        validators=[
+            _at_least(
+                SERVER_PROBE_TIMEOUT_FLOOR_MS,
+                "ms",
+                "a node busy with requests can take that long to answer /healthz; "
+                "a shorter time-out makes a busy node look failed.",
+            ),
+            _at_most(10_000, "ms"),
+        ],
+        help_text="How long a server probe waits for /healthz. A time-out alone never fails a server.",
+    )
+    server_silence_seconds = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[
+            _at_least(
+                SERVER_SILENCE_FLOOR_SECONDS,
+                "s",
+                "nodes write their heartbeat every second; a shorter silence reads one late write as a dead node.",
+            ),
+            _at_most(60, "s"),
+        ],
+        help_text="A server whose /healthz does not answer is failed once its node's own heartbeat "
+        "has been silent this long.",
+    )
+    server_unresponsive_seconds = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[
+            _at_least(
+                SERVER_UNRESPONSIVE_FLOOR_SECONDS,
+                "s",
+                "without a heartbeat to tell a busy node from a dead one, only a long silence is evidence.",
+            ),
+            _at_most(600, "s"),
+        ],
+        help_text="When no heartbeat of the node can be read: how long /healthz must go unanswered "
+        "before the server is failed.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -54,6 +126,21 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return "Failover policy"
+
+    def clean(self) -> None:
+        # Without a heartbeat to go by, the evidence is weaker: it must take at least as long.
+        if (
+            self.server_unresponsive_seconds is not None
+            and self.server_silence_seconds is not None
+            and self.server_unresponsive_seconds < self.server_silence_seconds
+        ):
+            raise ValidationError(
+                {
+                    "server_unresponsive_seconds": "Must be at least the server silence "
+                    f"({self.server_silence_seconds} s): a node without a heartbeat to read must not "
+                    "be failed sooner than one whose heartbeat says it stopped."
+                }
+            )
 
     @classmethod
     def current(cls) -> Policy:

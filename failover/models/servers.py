@@ -21,6 +21,12 @@ class Server(HealthTracked):
     failed_at = models.DateTimeField(
         null=True, blank=True, help_text="When it was last declared failed; cleared when it recovers."
     )
+    # Up but slow: its node answers late or keeps requests waiting. A degraded server keeps
+    # its agents and sessions; the director sends new callers elsewhere while it can.
+    degraded_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when it is up but slow (degraded); empty when it is not."
+    )
+    degraded_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -32,3 +38,7 @@ class Server(HealthTracked):
     @property
     def is_healthy(self) -> bool:
         return self.health == Health.UP
+
+    @property
+    def is_degraded(self) -> bool:
+        return self.degraded_since is not None

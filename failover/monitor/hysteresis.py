@@ -61,6 +61,12 @@ class HealthTracker:
             return self._change(Health.DOWN, now)
         return None
 
+    def inconclusive(self) -> None:
+        """A probe that proves nothing either way (a busy server's late answer): it breaks
+        a run of successes towards ``rise`` but counts no failure."""
+        self.successes = 0
+        self.good_since = None
+
     def is_flapping(self, now: float) -> bool:
         self._forget_old_changes(now)
         return len(self.changes) >= self.flap_max

@@ -13,16 +13,18 @@ from datetime import UTC, datetime
 from functools import partial
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import close_old_connections, connections
 
 from failover.choices import Health
 from failover.monitor import targets
 from failover.monitor.loop_lag import LoopLag
-from failover.monitor.targets import PeerTarget, ServerTarget, Timings
-from failover.monitor.watchers import OnEvent, PeerWatcher, ServerWatcher, Transition, Watcher
+from failover.monitor.server_evidence import NodeBeat
+from failover.monitor.targets import PeerTarget, ServerTarget, ServerTimings, Timings
+from failover.monitor.watchers import DegradedChange, OnEvent, PeerWatcher, ServerWatcher, Transition, Watcher
 from failover.services.health import ProbeFigures, peer_health_changed, peers_record_probes
+from failover.services.heartbeats import node_heartbeats_read
 from failover.services.lease import LeaseToken, lease_acquire, lease_release, lease_renew
-from failover.services.servers import server_health_changed
+from failover.services.servers import server_degraded_changed, server_health_changed
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,11 @@ TOPOLOGY_REFRESH_SECONDS = 2.0
 # Probe figures (latency, counters) are informational; writing them in bulk every few
 # seconds keeps thousands of peers from costing thousands of writes a second.
 FIGURES_FLUSH_SECONDS = 3.0
+# How often the nodes' heartbeats are read (one query): a stopped node is failed within
+# the policy's silence plus this.
+BEATS_READ_SECONDS = 0.5
+# Database errors in the monitor's own loop are logged at most this often.
+DB_ERROR_LOG_SECONDS = 10.0
 
 
 def default_holder() -> str:
@@ -54,8 +61,14 @@ class Monitor:
         self.peer_watchers: dict[int, tuple[PeerTarget, PeerWatcher, asyncio.Task[None]]] = {}
         self.server_watchers: dict[int, tuple[ServerTarget, ServerWatcher, asyncio.Task[None]]] = {}
         self.timings: Timings | None = None
+        self.server_timings: ServerTimings | None = None
+        # The nodes' heartbeats as last read: server id -> the freshest beat of its nodes.
+        self.node_beats: dict[int, NodeBeat] = {}
         self.loop_lag = LoopLag()
         self._set_aside_reported_at = time.monotonic()
+        self._db_error_logged_at = 0.0
+        # Set when the lease was taken again: writes made with the old token were refused.
+        self._reassert_now = False
 
     @staticmethod
     def lease_ttl(timings: Timings) -> float:
@@ -63,10 +76,16 @@ class Monitor:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            timings = await sync_to_async(targets.load_timings)()
-            self.token = await sync_to_async(lease_acquire)(
-                name=LEASE_NAME, holder=self.holder, ttl_seconds=self.lease_ttl(timings)
-            )
+            try:
+                timings = await _db(targets.load_timings)
+                self.token = await _db(
+                    lease_acquire, name=LEASE_NAME, holder=self.holder, ttl_seconds=self.lease_ttl(timings)
+                )
+            except Exception:
+                # The database is away (restarting): nobody can take the lease meanwhile.
+                self._log_db_error("health monitor cannot reach the database")
+                await _wait(stop, 1.0)
+                continue
             if self.token is None:
                 await _wait(stop, timings.interval)
                 continue
@@ -76,30 +95,42 @@ class Monitor:
             finally:
                 await self._stop_watchers()
                 if stop.is_set() and self.token is not None:
-                    await sync_to_async(lease_release)(token=self.token)
+                    with contextlib.suppress(Exception):
+                        await _db(lease_release, token=self.token)
                 self.token = None
 
     async def _lead(self, stop: asyncio.Event, timings: Timings) -> None:
         self.timings = timings
         loop = asyncio.get_running_loop()
         lost = asyncio.Event()
-        renewer = asyncio.create_task(self._keep_lease(stop, lost, timings), name="monitor-lease")
-        lag_meter = asyncio.create_task(self.loop_lag.run(), name="monitor-loop-lag")
+        helpers = [
+            asyncio.create_task(self._keep_lease(stop, lost, timings), name="monitor-lease"),
+            asyncio.create_task(self.loop_lag.run(), name="monitor-loop-lag"),
+            asyncio.create_task(self._read_beats(stop), name="monitor-node-beats"),
+        ]
         next_refresh = next_flush = 0.0
         try:
             while not stop.is_set() and not lost.is_set():
                 now = loop.time()
-                if now >= next_refresh:
-                    await self._refresh_topology()
-                    next_refresh = now + TOPOLOGY_REFRESH_SECONDS
-                if now >= next_flush:
-                    await self._flush_figures()
-                    await self._reassert_health()
-                    self._report_set_aside_timeouts()
-                    next_flush = now + FIGURES_FLUSH_SECONDS
+                try:
+                    if now >= next_refresh:
+                        next_refresh = now + TOPOLOGY_REFRESH_SECONDS
+                        await self._refresh_topology()
+                    if now >= next_flush or self._reassert_now:
+                        self._reassert_now = False
+                        next_flush = now + FIGURES_FLUSH_SECONDS
+                        await self._flush_figures()
+                        await self._reassert_health()
+                        self._report_set_aside_timeouts()
+                except Exception:
+                    # The database is away: keep watching with what is known, and try again
+                    # every interval, so that the decisions made meanwhile are written
+                    # (``_reassert_health``) as soon as it is back.
+                    self._log_db_error("health monitor could not read or write the database")
+                    next_refresh = next_flush = now
                 await _wait_any(stop, lost, timings.interval)
         finally:
-            for task in (renewer, lag_meter):
+            for task in helpers:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -110,34 +141,85 @@ class Monitor:
         Health writes and the bulk flush of probe figures share the monitor's one database
         thread; with thousands of peers a renewal queued behind them arrived after the
         lease expired, the monitor gave way and restarted every watcher at once.
+
+        A renewal refused because the lease expired while the database was away is
+        followed by an attempt to take it again: when nobody held it meanwhile (the epoch
+        rose by one, ours), this monitor carries on with its watchers and their decisions.
         """
         loop = asyncio.get_running_loop()
+        ttl = self.lease_ttl(timings)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-lease") as executor:
             try:
                 while not stop.is_set():
-                    renewed = await loop.run_in_executor(
-                        executor, partial(_renew_in_thread, self.token, self.lease_ttl(timings))
-                    )
+                    renewed = await loop.run_in_executor(executor, partial(_renew_in_thread, self.token, ttl))
                     if not renewed:
-                        log.warning("health monitor lost its lease", extra={"holder": self.holder})
-                        lost.set()
-                        return
+                        token = await loop.run_in_executor(executor, partial(_retake_in_thread, self.token, ttl))
+                        if token is None:
+                            log.warning("health monitor lost its lease", extra={"holder": self.holder})
+                            lost.set()
+                            return
+                        log.warning(
+                            "health monitor took its expired lease again",
+                            extra={"holder": self.holder, "epoch": token.epoch},
+                        )
+                        self.token = token
+                        # Decisions written meanwhile with the expired token were fenced
+                        # off: write them again now rather than at the next flush.
+                        self._reassert_now = True
                     await _wait(stop, timings.interval)
             finally:
                 await loop.run_in_executor(executor, connections.close_all)
 
-    async def _refresh_topology(self) -> None:
-        timings = await sync_to_async(targets.load_timings)()
-        if timings != self.timings:
-            # New probe settings: restart every watcher with them.
-            self.timings = timings
-            await self._stop_watchers()
-        peers = {p.id: p for p in await sync_to_async(targets.load_peers)()}
-        servers = {s.id: s for s in await sync_to_async(targets.load_servers)()}
-        self._sync_watchers(self.peer_watchers, peers, self._start_peer)
-        self._sync_watchers(self.server_watchers, servers, self._start_server)
+    async def _read_beats(self, stop: asyncio.Event) -> None:
+        """Read the nodes' heartbeats every ``BEATS_READ_SECONDS`` on a thread of its own
+        (never queued behind health writes), then let every server watcher decide again.
 
-    def _sync_watchers(self, running: dict, wanted: dict, start) -> None:
+        A silence counts only from when this monitor could read the database: while the
+        database was away nobody could beat, so a node's beat that is old on its return
+        says nothing yet about the node.
+        """
+        loop = asyncio.get_running_loop()
+        readable_since: float | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-beats") as executor:
+            try:
+                while not stop.is_set():
+                    live_within = 2 * BEATS_READ_SECONDS + 1.0
+                    try:
+                        rows = await loop.run_in_executor(executor, partial(_beats_in_thread, live_within))
+                    except Exception:
+                        # Readings age instead: past BEAT_READING_FRESH_SECONDS they prove nothing.
+                        readable_since = None
+                        self._log_db_error("health monitor could not read the nodes' heartbeats")
+                    else:
+                        read_at = time.time()
+                        readable_since = readable_since or read_at
+                        self.node_beats = {
+                            server_id: NodeBeat(
+                                age=min(beat.age_seconds, read_at - readable_since),
+                                read_at=read_at,
+                                http_wait=beat.http_wait_ms / 1000,
+                            )
+                            for server_id, beat in rows.items()
+                        }
+                    for _, watcher, _ in list(self.server_watchers.values()):
+                        await watcher.reconsider()
+                    await _wait(stop, BEATS_READ_SECONDS)
+            finally:
+                await loop.run_in_executor(executor, connections.close_all)
+
+    async def _refresh_topology(self) -> None:
+        timings = await _db(targets.load_timings)
+        server_timings = await _db(targets.load_server_timings)
+        if timings != self.timings or server_timings != self.server_timings:
+            # New probe settings: restart every watcher with them.
+            self.timings, self.server_timings = timings, server_timings
+            await self._stop_watchers()
+        peers = {p.id: p for p in await _db(targets.load_peers)}
+        servers = {s.id: s for s in await _db(targets.load_servers)}
+        self._sync_watchers(self.peer_watchers, peers, self._start_peer, self.timings.interval)
+        self._sync_watchers(self.server_watchers, servers, self._start_server, self.server_timings.interval)
+
+    def _sync_watchers(self, running: dict, wanted: dict, start, interval: float) -> None:
         for target_id in list(running):
             target, _, task = running[target_id]
             fresh = wanted.get(target_id)
@@ -146,7 +228,7 @@ class Monitor:
                 task.cancel()
                 del running[target_id]
         new = [target for target_id, target in wanted.items() if target_id not in running]
-        for delay, target in zip(start_delays(len(new), self.timings.interval), new, strict=True):
+        for delay, target in zip(start_delays(len(new), interval), new, strict=True):
             running[target.id] = start(target, delay)
 
     def _start_peer(self, target: PeerTarget, delay: float):
@@ -157,9 +239,18 @@ class Monitor:
 
     def _start_server(self, target: ServerTarget, delay: float):
         watcher = ServerWatcher(
-            target, self.timings, self._server_transition, start_delay=delay, loop_lag=self.loop_lag
+            target,
+            self.server_timings,
+            self._server_transition,
+            self._server_degraded,
+            beats=self.node_beats_of,
+            start_delay=delay,
+            loop_lag=self.loop_lag,
         )
         return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-server-{target.name}")
+
+    def node_beats_of(self, server_id: int) -> NodeBeat | None:
+        return self.node_beats.get(server_id)
 
     async def _peer_transition(self, transition: Transition) -> None:
         await self._write(peer_health_changed, peer_id=transition.target_id, transition=transition)
@@ -167,9 +258,23 @@ class Monitor:
     async def _server_transition(self, transition: Transition) -> None:
         await self._write(server_health_changed, server_id=transition.target_id, transition=transition)
 
+    async def _server_degraded(self, change: DegradedChange) -> None:
+        try:
+            await _db(
+                server_degraded_changed,
+                server_id=change.target_id,
+                degraded=change.degraded,
+                at=_dt(change.at),
+                reason=change.reason,
+                lease=self.token,
+            )
+        except Exception:
+            log.exception("could not record a server's degraded state", extra={"change": change})
+
     async def _write(self, service, *, transition: Transition, **ids: int) -> None:
         try:
-            await sync_to_async(service)(
+            await _db(
+                service,
                 **ids,
                 health=transition.health,
                 at=_dt(transition.at),
@@ -178,8 +283,8 @@ class Monitor:
                 lease=self.token,
             )
         except Exception:
-            # The database may be briefly unavailable; the next transition or the next
-            # monitor re-derives everything from fresh probes.
+            # The database may be briefly unavailable; ``_reassert_health`` writes the
+            # decision again once it is back.
             log.exception("could not record a health change", extra={"transition": transition})
 
     async def _flush_figures(self) -> None:
@@ -195,7 +300,7 @@ class Monitor:
             if isinstance(w, Watcher) and w.figures is not None
         ]
         with contextlib.suppress(Exception):
-            await sync_to_async(peers_record_probes)(figures)
+            await _db(peers_record_probes, figures)
 
     def _report_set_aside_timeouts(self) -> None:
         """Say so when the monitor itself is too slow for its probes (too many peers for the
@@ -214,6 +319,12 @@ class Monitor:
                 },
             )
 
+    def _log_db_error(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._db_error_logged_at >= DB_ERROR_LOG_SECONDS:
+            self._db_error_logged_at = now
+            log.warning(message, exc_info=True, extra={"holder": self.holder})
+
     async def _reassert_health(self) -> None:
         """Re-send any decision the database does not show.
 
@@ -221,20 +332,33 @@ class Monitor:
         renewed); the watcher's tracker does not decide the same thing twice, so without
         this a peer could stay "up" in the database while every probe fails.
         """
-        written = await sync_to_async(targets.load_health)()
+        written = await _db(targets.load_health)
         now = time.time()
-        for registry, kind, transition in (
-            (self.peer_watchers, "peer", self._peer_transition),
-            (self.server_watchers, "server", self._server_transition),
-        ):
-            for target_id, (_, watcher, _) in list(registry.items()):
-                decided = watcher.tracker.health
-                if decided == Health.UNKNOWN or written.get((kind, target_id), decided) == decided:
-                    continue
-                log.warning("re-asserting a health decision the database missed", extra={kind: target_id})
-                failed_at = (watcher.tracker.failing_since or now) if decided == Health.DOWN else None
-                error = watcher.figures.error if watcher.figures else ""
-                await transition(Transition(target_id, decided, now, failed_at, error))
+        for target_id, (_, watcher, _) in list(self.peer_watchers.items()):
+            decided = watcher.tracker.health
+            if decided == Health.UNKNOWN or written.get(("peer", target_id), decided) == decided:
+                continue
+            log.warning("re-asserting a health decision the database missed", extra={"peer": target_id})
+            failed_at = (watcher.tracker.failing_since or now) if decided == Health.DOWN else None
+            error = watcher.figures.error if watcher.figures else ""
+            await self._peer_transition(Transition(target_id, decided, now, failed_at, error))
+        degraded = await _db(targets.load_degraded)
+        for target_id, (_, watcher, _) in list(self.server_watchers.items()):
+            await self._reassert_server(watcher, written.get(("server", target_id)), target_id in degraded, now)
+
+    async def _reassert_server(
+        self, watcher: ServerWatcher, written: Health | None, degraded: bool, now: float
+    ) -> None:
+        decided = watcher.tracker.health
+        if decided != Health.UNKNOWN and written is not None and written != decided:
+            log.warning("re-asserting a health decision the database missed", extra={"server": watcher.target_id})
+            failed_at = (watcher.judge.unanswered_since or now) if decided == Health.DOWN else None
+            error = watcher.figures.error if watcher.figures else ""
+            await self._server_transition(Transition(watcher.target_id, decided, now, failed_at, error))
+        if decided == Health.UP and watcher.judge.degraded != degraded:
+            log.warning("re-asserting a degraded state the database missed", extra={"server": watcher.target_id})
+            change = DegradedChange(watcher.target_id, watcher.judge.degraded, now, watcher.judge.degraded_reason)
+            await self._server_degraded(change)
 
     async def _stop_watchers(self) -> None:
         tasks = [task for registry in (self.peer_watchers, self.server_watchers) for _, _, task in registry.values()]
@@ -262,12 +386,54 @@ def _address(target: PeerTarget | ServerTarget) -> tuple:
     return (target.host, target.port) if isinstance(target, PeerTarget) else (target.base_url,)
 
 
+async def _db(function, *args, **kwargs):
+    """Run a database function on the monitor's database thread; after an error, drop that
+    thread's connection if it is broken, so the next call connects afresh. The thread lives
+    as long as the process and no request cycle closes its connection: without this a
+    restarted database left the monitor failing on a dead connection for good."""
+    return await sync_to_async(_reconnecting(function))(*args, **kwargs)
+
+
+def _reconnecting(function):
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception:
+            close_old_connections()
+            raise
+
+    return call
+
+
 def _renew_in_thread(token: LeaseToken, ttl_seconds: float) -> bool:
     try:
         return lease_renew(token=token, ttl_seconds=ttl_seconds)
-    except Exception:  # the database was briefly unavailable: try again next interval
+    except Exception:
+        # The database is away: try again next interval. Writes stay fenced meanwhile (each
+        # checks the lease in its own transaction), so carrying on risks nothing.
+        close_old_connections()
         log.warning("could not renew the monitor's lease", exc_info=True)
         return True
+
+
+def _retake_in_thread(token: LeaseToken, ttl_seconds: float) -> LeaseToken | None:
+    """Take the lease again if nobody held it since ours expired; None otherwise."""
+    try:
+        fresh = lease_acquire(name=token.name, holder=token.holder, ttl_seconds=ttl_seconds)
+    except Exception:
+        close_old_connections()
+        return None
+    if fresh is not None and fresh.epoch == token.epoch + 1:
+        return fresh
+    return None
+
+
+def _beats_in_thread(live_within: float):
+    try:
+        return node_heartbeats_read(live_within=live_within)
+    except Exception:
+        close_old_connections()
+        raise
 
 
 async def _wait_any(stop: asyncio.Event, lost: asyncio.Event, seconds: float) -> None:

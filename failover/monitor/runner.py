@@ -10,34 +10,41 @@ from collections.abc import Iterator
 
 from failover.monitor.events import dispatch_peer_event
 from failover.monitor.monitor import Monitor
+from failover.monitor.node_heartbeat import NodeHeartbeat
 
 log = logging.getLogger(__name__)
 
 
 class MonitorLifespan:
-    """ASGI lifespan app: every node runs a monitor beside its web server.
+    """ASGI lifespan app: every node runs a monitor beside its web server, and beats.
 
     Only the holder of the lease probes; when that node dies, another node's monitor
-    takes over within the lease's time-to-live (see docs/architecture.md).
+    takes over within the lease's time-to-live (see docs/architecture.md). A node of a
+    named server (``heartbeat_server``) also writes its heartbeat every second, monitor
+    or not: it is how the monitor tells this node busy from gone.
     """
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, *, heartbeat_server: str = "") -> None:
         self.enabled = enabled
+        self.heartbeat_server = heartbeat_server
 
     async def __call__(self, scope: dict, receive, send) -> None:
         stop = asyncio.Event()
-        task: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.heartbeat_server:
+                    beat = NodeHeartbeat(self.heartbeat_server).run(stop)
+                    tasks.append(asyncio.create_task(beat, name="node-heartbeat"))
                 if self.enabled:
-                    task = asyncio.create_task(_supervise(stop), name="health-monitor")
+                    tasks.append(asyncio.create_task(_supervise(stop), name="health-monitor"))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 stop.set()
-                if task is not None:
+                if tasks:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(task, timeout=5)
+                        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=5)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -24,6 +24,7 @@ class ServerTarget:
     name: str
     base_url: str
     health: Health
+    degraded: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,19 @@ class Timings:
     fall: int
     flap_window: float
     flap_max: int
+
+
+@dataclass(frozen=True)
+class ServerTimings:
+    """Servers' own thresholds (failover/monitor/server_evidence.py says how they are used)."""
+
+    interval: float
+    timeout: float
+    rise: int
+    flap_window: float
+    flap_max: int
+    silence: float
+    unresponsive: float
 
 
 def load_peers() -> list[PeerTarget]:
@@ -47,10 +61,16 @@ def load_peers() -> list[PeerTarget]:
 
 def load_servers() -> list[ServerTarget]:
     """Servers with a ``base_url`` (a node that answers /healthz); others are not probed."""
+    rows = Server.objects.exclude(base_url="").values_list("pk", "name", "base_url", "health", "degraded_since")
     return [
-        ServerTarget(id=pk, name=name, base_url=url, health=Health(health))
-        for pk, name, url, health in Server.objects.exclude(base_url="").values_list("pk", "name", "base_url", "health")
+        ServerTarget(id=pk, name=name, base_url=url, health=Health(health), degraded=since is not None)
+        for pk, name, url, health, since in rows
     ]
+
+
+def load_degraded() -> set[int]:
+    """The ids of the servers the database holds degraded."""
+    return set(Server.objects.filter(degraded_since__isnull=False).values_list("pk", flat=True))
 
 
 def load_health() -> dict[tuple[str, int], Health]:
@@ -69,4 +89,17 @@ def load_timings() -> Timings:
         fall=policy.fall,
         flap_window=float(policy.flap_window_seconds),
         flap_max=policy.flap_max_transitions,
+    )
+
+
+def load_server_timings() -> ServerTimings:
+    policy = Policy.current()
+    return ServerTimings(
+        interval=policy.server_probe_interval_ms / 1000,
+        timeout=policy.server_probe_timeout_ms / 1000,
+        rise=policy.rise,
+        flap_window=float(policy.flap_window_seconds),
+        flap_max=policy.flap_max_transitions,
+        silence=float(policy.server_silence_seconds),
+        unresponsive=float(policy.server_unresponsive_seconds),
     )

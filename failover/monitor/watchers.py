@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 from failover.choices import Health
 from failover.monitor.hysteresis import HealthTracker
 from failover.monitor.loop_lag import LoopLag
-from failover.monitor.targets import PeerTarget, ServerTarget, Timings
+from failover.monitor.server_evidence import NodeBeat, Outcome, ServerRules, ServerTracker, Verdict
+from failover.monitor.targets import PeerTarget, ServerTarget, ServerTimings, Timings
 from failover.peering import client
 from failover.peering.client import Message
 
@@ -227,28 +228,61 @@ class PeerWatcher(Watcher):
             self.on_event(self.target, message)
 
 
-class ServerWatcher(Watcher):
-    """Probes a node's ``/healthz`` over HTTP/1.1, a fresh connection each time (as a load balancer does)."""
+@dataclass(frozen=True)
+class DegradedChange:
+    """A server became degraded (up but slow) or stopped being so."""
+
+    target_id: int
+    degraded: bool
+    at: float  # wall-clock seconds
+    reason: str
+
+
+OnDegraded = Callable[[DegradedChange], Awaitable[None]]
+BeatSource = Callable[[int], NodeBeat | None]
+# Probe time-outs set aside in a row (the monitor's own loop ran late) before the next
+# one counts: a node that stopped while the monitor is overloaded is still noticed.
+SERVER_SET_ASIDE_MAX = 2
+
+
+class ServerWatcher:
+    """Probes a node's ``/healthz`` over HTTP/1.1, a fresh connection each time (as a load
+    balancer does), and decides from the answers and the node's heartbeat whether its
+    server is up, degraded or failed (failover/monitor/server_evidence.py)."""
 
     def __init__(
         self,
         target: ServerTarget,
-        timings: Timings,
+        timings: ServerTimings,
         on_transition: OnTransition,
+        on_degraded: OnDegraded,
         *,
+        beats: BeatSource = lambda server_id: None,
         start_delay: float = 0.0,
         loop_lag: LoopLag | None = None,
     ) -> None:
-        super().__init__(
-            target.id,
-            timings,
-            target.health,
-            on_transition,
-            unknown_grace=SERVER_STARTUP_GRACE_SECONDS,
-            start_delay=start_delay,
-            loop_lag=loop_lag,
-        )
         self.target = target
+        self.target_id = target.id
+        self.timings = timings
+        self.on_transition = on_transition
+        self.on_degraded = on_degraded
+        self.beats = beats
+        self.start_delay = start_delay
+        self.loop_lag = loop_lag
+        self.set_aside_in_a_row = 0
+        # Start from what the database holds, so a monitor taking over does not flip it.
+        self.tracker = HealthTracker(
+            rise=timings.rise,
+            fall=1,  # only evidence of a gone node is fed in as a failure
+            flap_window=timings.flap_window,
+            flap_max=timings.flap_max,
+            health=target.health,
+            unknown_grace=SERVER_STARTUP_GRACE_SECONDS,
+        )
+        self.judge = ServerTracker(
+            self.tracker, ServerRules(timings.silence, timings.unresponsive), degraded=target.degraded
+        )
+        self.figures: Figures | None = None
         parts = urlsplit(target.base_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -257,37 +291,81 @@ class ServerWatcher(Watcher):
     async def run(self) -> None:
         await asyncio.sleep(self.start_delay)
         while True:
-            ok = await self._probe_once()
-            await asyncio.sleep(self.next_wait(ok))
+            sent_at = time.time()
+            outcome, latency_ms, error = await self._probe_once()
+            now = time.time()
+            verdict = self.judge.probe(outcome, now, self.beats(self.target_id), error, sent_at=sent_at)
+            self.figures = Figures(now, latency_ms, self.tracker.successes, self.judge.unanswered, error)
+            await self._apply(verdict, now)
+            await asyncio.sleep(self._next_wait(outcome))
 
-    async def _probe_once(self) -> bool:
-        """Probe once; False when the probe failed (and was counted)."""
+    async def reconsider(self) -> None:
+        """Decide again now (the monitor read the nodes' heartbeats): a stopped node is
+        failed once its heartbeat is silent long enough, without waiting for a probe."""
+        now = time.time()
+        await self._apply(self.judge.reconsider(now, self.beats(self.target_id)), now)
+
+    async def _apply(self, verdict: Verdict, now: float) -> None:
+        if verdict.health is not None:
+            transition = Transition(self.target_id, verdict.health, now, verdict.failed_at, verdict.reason)
+            await self.on_transition(transition)
+        if verdict.degraded is not None:
+            await self.on_degraded(DegradedChange(self.target_id, verdict.degraded, now, verdict.degraded_reason))
+
+    def _next_wait(self, outcome: Outcome) -> float:
+        # A probe that went unanswered is followed up at once (HAProxy's "fastinter"); a
+        # server already failed is re-probed at the normal interval.
+        if outcome in (Outcome.OK, Outcome.SET_ASIDE) or self.tracker.health == Health.DOWN:
+            return self.timings.interval
+        return min(self.timings.interval, FAST_RETRY_SECONDS)
+
+    async def _probe_once(self) -> tuple[Outcome, float | None, str]:
+        """Probe once: what happened, the latency of an answer, and the error text."""
         began, started = time.monotonic(), time.perf_counter()
         try:
             async with asyncio.timeout(self.timings.timeout):
                 status = await self._get_status()
         except TimeoutError:
-            if self.set_aside_timeout(began):
-                return True
-            await self.record(False, None, "timeout")
-            return False
-        except ConnectionRefusedError as exc:
-            await self.record(False, None, f"refused: {exc}", hard=True)
-            return False
+            if self._set_aside(began):
+                return Outcome.SET_ASIDE, None, "timeout while the monitor ran late"
+            return Outcome.TIMEOUT, None, "timeout"
+        except ConnectionRefusedError:
+            return Outcome.REFUSED, None, "connection refused: no process listens at the node's address"
+        except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError):
+            return Outcome.RESET, None, "connection reset: the node's process went away"
         except OSError as exc:
-            await self.record(False, None, f"unreachable: {exc}")
-            return False
-        ok = status == 200
-        await self.record(ok, (time.perf_counter() - started) * 1000, "" if ok else f"HTTP {status}")
-        return ok
+            return Outcome.ERROR, None, f"unreachable: {exc}"
+        self.set_aside_in_a_row = 0
+        if status is None:
+            return Outcome.RESET, None, "connection closed without an answer: the node's process went away"
+        if status != 200:
+            return Outcome.ERROR, None, f"HTTP {status}"
+        return Outcome.OK, (time.perf_counter() - started) * 1000, ""
 
-    async def _get_status(self) -> int:
+    def _set_aside(self, began: float) -> bool:
+        """Whether a time-out goes uncounted: the monitor's own loop ran late by half the
+        time-out or more during the probe (a reply may have sat unread), at most
+        ``SERVER_SET_ASIDE_MAX`` in a row."""
+        if self.loop_lag is None or self.set_aside_in_a_row >= SERVER_SET_ASIDE_MAX:
+            self.set_aside_in_a_row = 0
+            return False
+        if self.loop_lag.worst_since(began) < self.timings.timeout * LATE_FRACTION_OF_TIMEOUT:
+            self.set_aside_in_a_row = 0
+            return False
+        self.set_aside_in_a_row += 1
+        self.loop_lag.set_aside += 1
+        return True
+
+    async def _get_status(self) -> int | None:
+        """The status of ``GET /healthz``; None when the node closed without answering."""
         reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
             request = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n"
             writer.write(request.encode())
             await writer.drain()
             status_line = await reader.readline()
+            if not status_line:
+                return None
             parts = status_line.split()
             return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
         finally:

@@ -43,12 +43,26 @@ def server_health_changed(
     event = None
     if health == Health.DOWN:
         server.failed_at = at
-        server.save(update_fields=["health", "health_changed_at", "last_error", "failed_at"])
+        was_degraded = server.is_degraded
+        # Failed supersedes degraded: the degraded alert gives way to the failure's.
+        server.degraded_since, server.degraded_reason = None, ""
+        server.save(
+            update_fields=[
+                "health",
+                "health_changed_at",
+                "last_error",
+                "failed_at",
+                "degraded_since",
+                "degraded_reason",
+            ]
+        )
+        if was_degraded:
+            alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=SYSTEM, reason="server failed")
         outcome = end_work_of_failed_server(server=server, at=at)
         event = FailoverEvent.objects.create(
             server=server,
             kind=FailoverKind.SERVER_FAILED,
-            reason=f"{server.name} stopped answering /healthz ({error}); {outcome.describe()}"[:300],
+            reason=f"{server.name} failed: {error}; {outcome.describe()}"[:300],
             failed_at=failed_at,
             detected_at=at,
             completed_at=timezone.now(),
@@ -80,5 +94,52 @@ def server_health_changed(
                 completed_at=timezone.now(),
             )
             alert_clear(server=server, kind=AlertKind.SERVER_FAILED, actor=SYSTEM, reason="server answers again")
-    live.publish("server.changed", {"server": server.pk, "name": server.name, "health": health})
+    live.publish(
+        "server.changed", {"server": server.pk, "name": server.name, "health": health, "degraded": server.is_degraded}
+    )
     return event
+
+
+@transaction.atomic
+def server_degraded_changed(
+    *, server_id: int, degraded: bool, at: datetime, reason: str = "", lease: LeaseToken | None = None
+) -> bool:
+    """Mark a server degraded (up but slow: its node answers late or keeps requests
+    waiting) or no longer degraded. Nothing of its work changes: its agents and sessions
+    go on; the director sends new callers to another healthy server while one exists.
+
+    Raises (or clears) the *server degraded* warning alert, audits, and tells the desktops.
+    Compare-and-set like :func:`server_health_changed`: a server already in that state, or
+    one that is not up (a failed server is not "degraded"), is left alone and False
+    returned. With a ``lease`` (the monitor's), nothing is written unless it is current.
+    """
+    if lease is not None and not lease_is_held(lease):
+        return False
+    server = Server.objects.select_for_update().get(pk=server_id)
+    if server.is_degraded == degraded or (degraded and server.health != Health.UP):
+        return False
+    before = {"degraded_since": server.degraded_since.isoformat() if server.degraded_since else None}
+    server.degraded_since, server.degraded_reason = (at, reason[:300]) if degraded else (None, "")
+    server.save(update_fields=["degraded_since", "degraded_reason"])
+    audit_record(
+        actor=SYSTEM,
+        action=AuditAction.SERVER_DEGRADED if degraded else AuditAction.SERVER_DEGRADED_CLEARED,
+        target=server,
+        reason=reason,
+        before=before,
+        after={"degraded_since": at.isoformat() if degraded else None},
+    )
+    if degraded:
+        alert_raise(
+            server=server,
+            kind=AlertKind.SERVER_DEGRADED,
+            severity=AlertSeverity.WARNING,
+            message=f"Server {server.name} is slow (degraded): {reason}. New callers go to healthy servers first.",
+            actor=SYSTEM,
+        )
+    else:
+        alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=SYSTEM, reason=reason)
+    live.publish(
+        "server.changed", {"server": server.pk, "name": server.name, "health": server.health, "degraded": degraded}
+    )
+    return True

@@ -40,7 +40,9 @@ def choose_server(*, skill_group: SkillGroupKey | None = None, exclude_ids: Iter
     counts as healthy: a single-node install), not excluded. Among them, in order: one
     that has the skill group; one that can serve the request now (its Media Blender link
     is connected and an enabled, ready agent of the skill group has a free slot); the
-    fewest open sessions; the name. Raises ``NoHealthyServer`` when none is eligible.
+    fewest open sessions; the name. A degraded server (up but slow) comes after every
+    other: it keeps its work, new callers go elsewhere while they can. Raises
+    ``NoHealthyServer`` when none is eligible.
     """
     excluded = [int(pk) for pk in exclude_ids]
     sql, params = _director_query(len(excluded), skill_group is not None)
@@ -103,7 +105,7 @@ def _eligible(excluded: int) -> list[Clause]:
 
 def _ranks(grouped: bool) -> list[Clause]:
     """How the eligible servers are ordered, best first."""
-    return [_availability(grouped), _open_sessions(), ("s.name", ())]
+    return [_degraded(), _availability(grouped), _open_sessions(), ("s.name", ())]
 
 
 def _availability(grouped: bool) -> Clause:
@@ -146,3 +148,8 @@ def _open_sessions() -> Clause:
     server_fk = CollaborationSession._meta.get_field("server").column
     count = f"SELECT COUNT(*) FROM {sessions} c WHERE c.{server_fk} = s.id AND c.state <> %s"  # noqa: S608
     return f"({count})", (SessionState.ENDED.value,)
+
+
+def _degraded() -> Clause:
+    """0: the server keeps up; 1: it is degraded (alive but slow): a last resort."""
+    return "CASE WHEN s.degraded_since IS NULL THEN 0 ELSE 1 END", ()

@@ -13,7 +13,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from failover.choices import AuditAction, PeerConnection, PeerKind, PeerPriority, SyncRunState
-from failover.models import Alert, AuditEntry, FailoverEvent, Lease, Link, Peer, Policy, Server, SyncRun, WizardRun
+from failover.models import (
+    Alert,
+    AuditEntry,
+    FailoverEvent,
+    Lease,
+    Link,
+    NodeHeartbeat,
+    Peer,
+    Policy,
+    Server,
+    SyncRun,
+    WizardRun,
+)
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.topology import server_ensure
 from sessions.choices import AgentState, SessionState
@@ -38,8 +50,8 @@ pytestmark = pytest.mark.django_db
 
 HISTORY_MODELS = [FailoverEvent, AuditEntry, Alert, WizardRun, SyncRun]
 # Shown but never added, changed or deleted in the admin.
-READ_ONLY_MODELS = [*HISTORY_MODELS, Link, CollaborationSession, Lease]
-LISTED_MODELS = [Server, Link, Agent, SkillGroup, CollaborationSession, *HISTORY_MODELS, Lease]
+READ_ONLY_MODELS = [*HISTORY_MODELS, Link, CollaborationSession, Lease, NodeHeartbeat]
+LISTED_MODELS = [Server, Link, Agent, SkillGroup, CollaborationSession, *HISTORY_MODELS, Lease, NodeHeartbeat]
 
 
 def admin_url(model: type[models.Model], view: str, *args: Any) -> str:
@@ -104,6 +116,9 @@ def world(server: Server) -> dict[type[models.Model], tuple[models.Model, str]]:
     wizard = WizardRunFactory(server=server, error="Admin Workstation link switched over")
     sync = SyncRunFactory(server=server, state=SyncRunState.FAILED, error="ICM unreachable through routing-a-aw-2")
     lease = Lease.objects.create(name="health-poller", holder="node-routing-a")
+    beat = NodeHeartbeat.objects.create(
+        server=server, node="host-a:4242", started_at=timezone.now(), beat_at=timezone.now(), http_wait_ms=1250
+    )
     return {
         Server: (server, "http://127.0.0.1:8000"),
         Link: (link, "routing-a-mb-1"),
@@ -116,6 +131,7 @@ def world(server: Server) -> dict[type[models.Model], tuple[models.Model, str]]:
         WizardRun: (wizard, "Admin Workstation link switched over"),
         SyncRun: (sync, "ICM unreachable through routing-a-aw-2"),
         Lease: (lease, "node-routing-a"),
+        NodeHeartbeat: (beat, "host-a:4242"),
         Policy: (Policy.current(), "Consecutive good probes before a peer is up."),
     }
 
@@ -449,6 +465,20 @@ def test_a_policy_change_needs_a_reason_and_valid_values(admin_client: Client) -
     assert response.status_code == 200
     assert set(response.context["adminform"].form.errors) == {"reason", "probe_interval_ms"}
     assert Policy.current().rise == 2
+    assert not AuditEntry.objects.exists()
+
+
+def test_a_server_probe_time_out_below_what_a_busy_node_needs_is_refused_in_the_admin(admin_client: Client) -> None:
+    policy = Policy.current()
+    data = form_data(admin_client.get(admin_url(Policy, "change", policy.pk)))
+    data |= {"server_probe_timeout_ms": 20, "reason": "fuzzing"}
+
+    response = admin_client.post(admin_url(Policy, "change", policy.pk), data)
+
+    assert response.status_code == 200
+    [message] = response.context["adminform"].form.errors["server_probe_timeout_ms"]
+    assert "a busy node look failed" in message
+    assert Policy.current().server_probe_timeout_ms == 1000
     assert not AuditEntry.objects.exists()
 
 

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 
 from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerKind, PeerPriority
 from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy
+from failover.models.policy import SERVER_PROBE_TIMEOUT_FLOOR_MS
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
 from tests.factories import PeerFactory, ServerFactory
@@ -408,6 +409,58 @@ def test_the_policy_service_refuses_a_blank_reason_and_unknown_fields(admin_user
     assert blank.value.message_dict == {"reason": ["Give a reason for the policy change."]}
     assert set(unknown.value.message_dict) == {"colour", "id"}
     assert Policy.current().rise == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("server_probe_timeout_ms", 20, "a node busy with requests can take that long to answer /healthz"),
+        ("server_probe_timeout_ms", SERVER_PROBE_TIMEOUT_FLOOR_MS - 1, "a shorter time-out makes a busy node look"),
+        ("server_silence_seconds", 1, "a shorter silence reads one late write as a dead node"),
+        ("server_unresponsive_seconds", 5, "only a long silence is evidence"),
+        ("server_probe_interval_ms", 50, "each probe opens a new connection"),
+    ],
+)
+def test_server_thresholds_that_make_a_false_server_failure_likely_are_refused_with_a_reason(
+    admin_api, field, value, why
+):
+    """The fuzzing run set 20 ms probe time-outs through the API, and a busy node's late
+    /healthz answer ended its server's work. Servers' thresholds have floors now."""
+    response = admin_api.patch("/api/v1/policy/", {"reason": "faster", field: value}, format="json")
+
+    assert response.status_code == 400
+    [message] = response.json()[field]
+    assert message.startswith("Must be at least")
+    assert why in message
+    assert getattr(Policy.current(), field) == Policy._meta.get_field(field).default
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("server_probe_interval_ms", 10_001),
+        ("server_probe_timeout_ms", 60_000),
+        ("server_silence_seconds", 61),
+        ("server_unresponsive_seconds", 3600),
+    ],
+)
+def test_server_thresholds_that_would_make_a_failure_wait_for_minutes_are_refused(admin_api, field, value):
+    response = admin_api.patch("/api/v1/policy/", {"reason": "slower", field: value}, format="json")
+
+    assert response.status_code == 400
+    [message] = response.json()[field]
+    assert message.startswith("Must be at most")
+    assert getattr(Policy.current(), field) == Policy._meta.get_field(field).default
+
+
+def test_a_server_without_a_heartbeat_may_not_be_failed_sooner_than_one_whose_heartbeat_stopped(admin_api):
+    body = {"reason": "r", "server_silence_seconds": 20, "server_unresponsive_seconds": 15}
+
+    response = admin_api.patch("/api/v1/policy/", body, format="json")
+
+    assert response.status_code == 400
+    assert "at least the server silence (20 s)" in str(response.json())
+    assert Policy.current().server_unresponsive_seconds == 30
 
 
 def test_the_policy_service_validates_with_the_models_validators(admin_user):

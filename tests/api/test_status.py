@@ -60,10 +60,21 @@ def test_the_snapshot_lists_each_server_with_its_links_peers_and_session_counts(
 
     entry = _server_entry(status_snapshot(), "routing-a")
 
-    assert set(entry) == {"id", "name", "role", "health", "failed_at", "links", "session_counts"}
+    assert set(entry) == {
+        "id",
+        "name",
+        "role",
+        "health",
+        "failed_at",
+        "degraded_since",
+        "degraded_reason",
+        "links",
+        "session_counts",
+    }
     assert entry["id"] == built["server"].id
     assert entry["role"] == "routing"
     assert entry["failed_at"] is None
+    assert entry["degraded_since"] is None
     assert sorted(link["kind"] for link in entry["links"]) == sorted(PeerKind.values)
     assert entry["session_counts"] == {"queued": 2, "in_transit": 1, "active": 1, "ended": 1}
 

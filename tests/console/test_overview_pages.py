@@ -7,9 +7,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from failover.choices import AuditAction, FailoverKind, Health, PeerKind, PeerPriority
-from failover.models import AuditEntry, FailoverEvent, Link, Peer
+from failover.models import AuditEntry, FailoverEvent, Link, Peer, Server
 from tests.factories import AlertFactory, FailoverEventFactory, PeerFactory, ServerFactory, peer_mark_connected
 
 pytestmark = pytest.mark.django_db
@@ -93,6 +94,18 @@ def test_the_page_shows_the_topology_alerts_and_recent_events(admin_client, mb_l
     assert "Switch routing-a Media Blender over to routing-a-mb-2" in html
     assert "Put routing-a-mb-1 into maintenance" in html
     assert "Take routing-a-aw-2 out of maintenance" in html
+
+
+def test_a_degraded_server_shows_as_degraded_with_why_and_since_when(admin_client, mb_link):
+    since = timezone.now()
+    Server.objects.filter(pk=mb_link.server.pk).update(
+        health=Health.UP, degraded_since=since, degraded_reason="HTTP requests waited 2.5 s for a thread"
+    )
+
+    html = admin_client.get("/").content.decode()
+
+    assert 'title="HTTP requests waited 2.5 s for a thread" data-degraded>Degraded</span>' in html
+    assert f'slow since <time datetime="{since.strftime("%Y-%m-%dT%H:%M:%S")}' in html
 
 
 def test_the_fragment_is_the_same_template_as_the_page(admin_client, mb_link):

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from failover.choices import Health
 from failover.monitor.loop_lag import LoopLag
 from failover.monitor.monitor import Monitor
-from failover.monitor.targets import PeerTarget, ServerTarget, Timings
-from failover.monitor.watchers import PeerWatcher, ServerWatcher, Transition
+from failover.monitor.targets import PeerTarget, ServerTarget, ServerTimings, Timings
+from failover.monitor.watchers import SERVER_SET_ASIDE_MAX, DegradedChange, PeerWatcher, ServerWatcher, Transition
 from tests.peering.conftest import start_peer  # noqa: F401  (fixture)
 
 TIMINGS = Timings(interval=0.05, timeout=0.2, rise=1, fall=3, flap_window=60.0, flap_max=10)
@@ -168,7 +168,12 @@ def test_the_monitor_warns_while_it_sets_probes_aside_and_is_quiet_otherwise(cap
     assert len(caplog.records) == 1
 
 
-def test_a_healthy_node_stays_up_through_fall_health_checks_timed_out_by_a_held_monitor():
+SERVER_TIMINGS = ServerTimings(
+    interval=0.05, timeout=0.2, rise=1, flap_window=60.0, flap_max=10, silence=2.0, unresponsive=10.0
+)
+
+
+def test_a_healthy_node_is_neither_down_nor_degraded_through_health_checks_timed_out_by_a_held_monitor():
     asked = threading.Event()
 
     class Healthz(http.server.BaseHTTPRequestHandler):
@@ -187,12 +192,19 @@ def test_a_healthy_node_stays_up_through_fall_health_checks_timed_out_by_a_held_
     node = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthz)
     threading.Thread(target=node.serve_forever, daemon=True).start()
     written: list[Health] = []
+    degraded: list[DegradedChange] = []
     lag = LoopLag()
     target = ServerTarget(1, "routing-x", f"http://127.0.0.1:{node.server_port}", Health.UP)
-    watcher = ServerWatcher(target, TIMINGS, _recorder(written), loop_lag=lag)
+
+    async def note_degraded(change: DegradedChange) -> None:
+        degraded.append(change)
+
+    watcher = ServerWatcher(target, SERVER_TIMINGS, _recorder(written), note_degraded, loop_lag=lag)
 
     async def body() -> None:
-        for _ in range(TIMINGS.fall):
+        # Two time-outs in a row would make a live node "degraded"; every one of them
+        # happened while the monitor was held up and the node's answer sat unread.
+        for _ in range(SERVER_SET_ASIDE_MAX):
             await _until(asked.is_set)
             asked.clear()
             time.sleep(HOLD_SECONDS)  # noqa: ASYNC251
@@ -204,4 +216,5 @@ def test_a_healthy_node_stays_up_through_fall_health_checks_timed_out_by_a_held_
         node.shutdown()
         node.server_close()
     assert written == []  # it was up, and was never said to be anything else
-    assert lag.set_aside == TIMINGS.fall
+    assert degraded == []
+    assert lag.set_aside == SERVER_SET_ASIDE_MAX

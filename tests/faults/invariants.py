@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from failover.choices import AuditAction, LinkState, PeerConnection
+from failover.choices import AuditAction, FailoverKind, LinkState, PeerConnection
 from failover.models import AuditEntry, FailoverEvent, Link, Peer
 from sessions.choices import SessionState
 from sessions.models import Agent, CollaborationSession
@@ -89,14 +89,27 @@ def sessions_legal(expected: set[str], asked: set[str]) -> list[str]:
     return problems
 
 
+def no_server_failed_that_was_not_killed(killed: set[str]) -> list[str]:
+    """A server is failed only when its node is gone: a node that was slow (saturated),
+    or whose monitor or Redis or worker failed, keeps its agents and sessions."""
+    return [
+        f"server {name} declared failed though its node was never killed: {reason}"
+        for name, reason in FailoverEvent.objects.filter(kind=FailoverKind.SERVER_FAILED).values_list(
+            "server__name", "reason"
+        )
+        if name not in killed
+    ]
+
+
 def pair_healthy(link: Link) -> bool:
     link.refresh_from_db()
     connected = link.peers().filter(connection=PeerConnection.CONNECTED).count()
     return link.state == LinkState.CONNECTED and connected == 1
 
 
-def all_checks(expected: set[str], asked: set[str]) -> list[str]:
+def all_checks(expected: set[str], asked: set[str], *, killed_servers: set[str] = frozenset()) -> list[str]:
     return [
+        *no_server_failed_that_was_not_killed(set(killed_servers)),
         *one_connected_peer_per_pair(),
         *epochs_only_go_up(),
         *routes_carry_granted_epochs(),

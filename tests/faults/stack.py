@@ -1,6 +1,7 @@
 """The whole stack as real processes for the fault-injection suite, each one killable,
 stoppable and restartable: two Media Blender simulators, a web node, the health monitor,
-a Celery worker, Celery beat, and a Redis server of the suite's own.
+a Celery worker, Celery beat, a Redis server of the suite's own, and, on demand, floods
+of requests that saturate the web node.
 
 Nothing here fakes a failure: a crash is SIGKILL, a stall is SIGSTOP, a Redis restart is
 the server process stopping and starting again on the same socket (or, under Sentinel, the
@@ -41,6 +42,9 @@ class Managed:
     # Restart=always, a container's restart policy); a process killed by a fault stays
     # down until the fault heals.
     supervised: bool = False
+    # Started by a fault and stopped when it heals (a flood of requests), not part of the
+    # stack's steady state.
+    on_demand: bool = False
     killed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,7 +84,10 @@ class Managed:
         self.stopped = False
 
     def heal(self) -> None:
-        """Running and not stopped, whatever happened to it."""
+        """Running and not stopped, whatever happened to it (stopped, for an on-demand one)."""
+        if self.on_demand:
+            self.terminate()
+            return
         self.resume()
         if not self.alive:
             self.launch()
@@ -157,10 +164,16 @@ class Stack:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def add(
-        self, name: str, start: Callable[[], subprocess.Popen[bytes] | PeerProcess], *, supervised: bool = False
+        self,
+        name: str,
+        start: Callable[[], subprocess.Popen[bytes] | PeerProcess],
+        *,
+        supervised: bool = False,
+        on_demand: bool = False,
     ) -> Managed:
-        managed = Managed(name, start, supervised=supervised)
-        managed.launch()
+        managed = Managed(name, start, supervised=supervised, on_demand=on_demand)
+        if not on_demand:
+            managed.launch()
         self.processes[name] = managed
         return managed
 
@@ -277,3 +290,10 @@ def monitor(log: Path) -> Callable[[], subprocess.Popen[bytes]]:
 def node(server_name: str, port: int, log: Path) -> Callable[[], subprocess.Popen[bytes]]:
     # The web node serves the API only; the monitor is a process of its own, to be paused.
     return lambda: start_node(server_name, port, log, COLLABADMIN_RUN_MONITOR="0")
+
+
+def flood(port: int, token: str, log: Path) -> Callable[[], subprocess.Popen[bytes]]:
+    """A flood of requests at the node (bench/http_flood.py), far more than it can serve,
+    until the fault heals: two of them keep both cores busy."""
+    argv = ["-m", "bench.http_flood", "--port", str(port), "--connections", "100", "--seconds", "3600"]
+    return python_process([*argv, "--token", token], log, "faults-flood")

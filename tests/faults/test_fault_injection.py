@@ -2,10 +2,12 @@
 ask for sessions and administrators end them, then the invariants.
 
 The whole stack runs as real processes (tests/faults/stack.py). A seeded schedule kills
-and stalls the Media Blender simulators, kills the Celery worker mid-work, restarts Redis
-and pauses the health monitor, while a driver calls the real API. Then every fault heals,
-and within stated bounds every pair must be back to exactly one connected peer and the
-queue drained; then the invariants (tests/faults/invariants.py) must hold.
+and stalls the Media Blender simulators, kills the Celery worker mid-work, restarts Redis,
+pauses the health monitor and saturates the web node (two floods of requests, more than
+it can serve), while a driver calls the real API. Then every fault heals, and within
+stated bounds every pair must be back to exactly one connected peer and the queue
+drained; then the invariants (tests/faults/invariants.py) must hold, among them that the
+server, whose node is never killed, was never declared failed.
 
 Replay a failing schedule: ``FAULTS_SEED=1234 bin/test -m faults``. Longer runs:
 ``FAULTS_SECONDS=120 FAULTS_RUNS=5 bin/test -m faults``.
@@ -58,9 +60,10 @@ QUEUE_BOUND_S = 30
 STUCK_WORKER_DRAINS_S = 60
 AGENTS, SLOTS = 6, 3
 UNANSWERED = 0  # the status of a request that got no answer
-FAULTS = ("kill_mb", "stall_mb", "kill_worker", "restart_redis", "pause_monitor", "stuck_worker")
+FAULTS = ("kill_mb", "stall_mb", "kill_worker", "restart_redis", "pause_monitor", "stuck_worker", "saturate_node")
 # Only where a replica waits to be promoted.
 SENTINEL_FAULTS = ("kill_redis_master",)
+FLOODS = ("flood-1", "flood-2")  # one per core
 
 
 def seeds() -> list[int]:
@@ -138,7 +141,8 @@ class Driver:
 
 @dataclass
 class Faults:
-    """A seeded schedule: at most two faults at a time, each healed after 0.5-3 s."""
+    """A seeded schedule: at most two faults at a time, each healed after 0.5-3 s (a flood
+    after 3-10 s)."""
 
     rng: random.Random
     stack: processes.Stack
@@ -173,7 +177,13 @@ class Faults:
             self.stack.stop_worker_consuming()  # it must replace itself: nothing heals it
         elif fault == "kill_redis_master":
             self.stack.redis.kill_master()
-        self.active[key] = now + self.rng.uniform(0.5, 3.0)
+        elif fault == "saturate_node":
+            for name in FLOODS:
+                self.stack[name].launch()
+        # A flood lasts longer: it takes a few seconds to fill the node's queue.
+        self.active[key] = now + (
+            self.rng.uniform(3.0, 10.0) if fault == "saturate_node" else self.rng.uniform(0.5, 3.0)
+        )
         self.log.append(f"{now:.1f} {key}")
 
     def heal(self, key: str) -> None:
@@ -186,6 +196,9 @@ class Faults:
             self.stack.redis_start()
         elif fault == "pause_monitor":
             self.stack["monitor"].resume()
+        elif fault == "saturate_node":
+            for name in FLOODS:
+                self.stack[name].terminate()
         del self.active[key]
 
 
@@ -242,6 +255,8 @@ def installed(
     stack.add("worker", processes.worker(tmp_path / "worker.log"), supervised=True)
     stack.supervise()
     stack.add("beat", processes.beat(tmp_path / "beat.log", tmp_path / "celerybeat-schedule"))
+    for name in FLOODS:
+        stack.add(name, processes.flood(port, token, tmp_path / f"{name}.log"), on_demand=True)
     link = Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
     try:
         wait_until(

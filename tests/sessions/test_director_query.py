@@ -1,13 +1,25 @@
 """The director's one-query choice (sessions/services/director.py) picks exactly the server
 the plain ORM formulation picks: healthy or unmonitored routing servers, never an excluded
-one; first one with the skill group, then one that can serve it now (Media Blender link
+one; degraded ones last; then first one with the skill group, then one that can serve it now (Media Blender link
 connected, a ready enabled agent of the group with a free slot), then the fewest open
 sessions, then by name."""
 
 from __future__ import annotations
 
 import pytest
-from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, OuterRef, Q
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    Value,
+    When,
+)
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -53,6 +65,7 @@ servers = st.lists(
         st.booleans(),  # Media Blender link connected
         skill_groups,
         agents,
+        st.booleans(),  # degraded
     ),
     min_size=0,
     max_size=5,
@@ -82,11 +95,12 @@ def orm_choice(exclude_ids: list[int], key: SkillGroupKey | None) -> Server | No
         .filter(Q(health=Health.UP) | Q(base_url=""))
         .exclude(pk__in=exclude_ids)
         .annotate(
+            slow=Case(When(degraded_since__isnull=True, then=Value(0)), default=Value(1), output_field=IntegerField()),
             has_group=Exists(groups) if key is not None else ExpressionWrapper(Q(), output_field=BooleanField()),
             serves_now=ExpressionWrapper(Exists(link_up) & Exists(free), output_field=BooleanField()),
             load=Count("sessions", filter=~Q(sessions__state=SessionState.ENDED)),
         )
-        .order_by(F("has_group").desc(), F("serves_now").desc(), "load", "name")
+        .order_by("slow", F("has_group").desc(), F("serves_now").desc(), "load", "name")
         .first()
     )
 
@@ -96,12 +110,13 @@ def make_world(drawn: list[tuple]) -> list[int]:
     Agent.objects.all().delete()
     Server.objects.all().delete()
     excluded = []
-    for i, (role, health, monitored, queued, ended, exclude, link_up, groups, staff) in enumerate(drawn):
+    for i, (role, health, monitored, queued, ended, exclude, link_up, groups, staff, *slow) in enumerate(drawn):
+        degraded = bool(slow and slow[0])  # drawn worlds say; hand-made ones are never degraded
         # Names share a prefix and collide in load on purpose: the tie-break must match too.
         server = server_ensure(
             name=f"srv-{(i * 7) % 10}-{i}", role=role, base_url=f"http://s{i}.example.test" if monitored else ""
         )
-        Server.objects.filter(pk=server.pk).update(health=health)
+        Server.objects.filter(pk=server.pk).update(health=health, degraded_since=_now() if degraded else None)
         link_state = LinkState.CONNECTED if link_up else LinkState.DOWN
         Link.objects.filter(server=server, kind=PeerKind.MEDIA_BLENDER).update(state=link_state)
         own = {name: SkillGroup.objects.create(server=server, name=name, icm_id=icm) for name, icm in groups.items()}
@@ -210,3 +225,16 @@ def test_no_healthy_routing_server_is_still_refused():
     )
     with pytest.raises(NoHealthyServer):
         choose_server()
+
+
+def test_a_degraded_server_takes_a_caller_only_when_no_other_can():
+    ready = (AgentState.READY, True, 2, {"Sales"}, 0)
+    make_world(
+        [
+            (ServerRole.ROUTING, Health.UP, True, 0, 0, False, True, {"Sales": "5001"}, [ready], True),
+            (ServerRole.ROUTING, Health.UP, True, 3, 0, False, False, {"Sales": "5001"}, []),
+        ]
+    )
+    slow, other = Server.objects.order_by("pk")
+    assert choose_server(skill_group=SkillGroupKey(name="Sales")) == other
+    assert choose_server(skill_group=SkillGroupKey(name="Sales"), exclude_ids=[other.pk]) == slow
