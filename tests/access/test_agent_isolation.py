@@ -28,6 +28,7 @@ from rest_framework.authtoken.models import Token
 
 from collabadmin.celery import app as celery_app
 from sessions.choices import AgentState, EndReason, PhoneLeg, SessionState
+from sessions.endings import RECENTLY_ENDED_FOR, RECENTLY_ENDED_SHOWN
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import publish_agent, session_end
 from tests.factories import AgentFactory, ServerFactory, SessionFactory
@@ -185,11 +186,20 @@ def check_http(world: World) -> None:
     for other in world.agents:
         if other != world.actor:
             assert api.get(f"/api/v1/agents/{other.pk}/").status_code == 404
+    # The desktop lists the agent's open sessions and, under "Recently ended", its own
+    # sessions ended in the last half hour (a few, newest first); never another agent's.
     open_own = [s for s in world.own if s.state in OPEN_STATES]
+    since = timezone.now() - RECENTLY_ENDED_FOR
+    ended_own = sorted(
+        (s for s in world.own if s.state == SessionState.ENDED and s.ended_at and s.ended_at >= since),
+        key=lambda s: (s.ended_at, s.pk),
+        reverse=True,
+    )[:RECENTLY_ENDED_SHOWN]
     for page_url in ("/agent/", "/agent/partials/sessions/"):
         page = desktop.get(page_url).content.decode()
         for session in world.sessions:
-            assert (session.caller_name in page) == (session in open_own), (page_url, session.caller_name)
+            shown = session in open_own or session in ended_own
+            assert (session.caller_name in page) == shown, (page_url, session.caller_name)
 
     # Ending: another agent's session (or none) is a 404 and stays exactly as it was.
     for session in world.foreign:
