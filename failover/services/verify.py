@@ -95,104 +95,130 @@ def _row(
 
 def compare(local: LocalConfig, remote: icm.IcmConfig) -> list[dict[str, Any]]:
     """Every difference as a plan row, sorted by kind then id (deterministic)."""
+    rows = _compare_skill_groups(local, remote)
+    for agent_id in sorted(set(local.agents) | set(remote.agents)):
+        rows += _compare_agent(agent_id, local.agents.get(agent_id), remote.agents.get(agent_id))
+    return rows
+
+
+def _only_here(kind: str, key: str, summary: str, *, local: str, remove: str, add: str, data: dict) -> dict[str, Any]:
+    """A row for something this server has and the ICM lacks: delete it here, or create it there."""
+    return _row(
+        kind,
+        key,
+        summary,
+        local=local,
+        icm_side="missing" if kind != MEMBERSHIP else "not a member",
+        from_icm=("delete_local", remove, True),
+        to_icm=("create_icm", add, False),
+        data=data,
+    )
+
+
+def _only_there(
+    kind: str, key: str, summary: str, *, icm_side: str, add: str, remove: str, data: dict
+) -> dict[str, Any]:
+    """A row for something the ICM has and this server lacks: create it here, or delete it there."""
+    return _row(
+        kind,
+        key,
+        summary,
+        local="missing" if kind != MEMBERSHIP else "not a member",
+        icm_side=icm_side,
+        from_icm=("create_local", add, False),
+        to_icm=("delete_icm", remove, True),
+        data=data,
+    )
+
+
+def _compare_skill_groups(local: LocalConfig, remote: icm.IcmConfig) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for group in sorted(set(local.skill_groups) | set(remote.skill_groups)):
-        here, there = group in local.skill_groups, group in remote.skill_groups
-        if here and not there:
+        here, there = local.skill_groups.get(group), remote.skill_groups.get(group)
+        if here is not None and there is None:
             rows.append(
-                _row(
+                _only_here(
                     SKILL_GROUP,
                     group,
                     f"Skill group {group} exists only on this server",
-                    local=f"{local.skill_groups[group]}",
-                    icm_side="missing",
-                    from_icm=("delete_local", f"Delete skill group {group} from this server", True),
-                    to_icm=("create_icm", f"Create skill group {group} in the ICM", False),
-                    data={"skill_group_id": group, "name": local.skill_groups[group]},
+                    local=f"{here}",
+                    remove=f"Delete skill group {group} from this server",
+                    add=f"Create skill group {group} in the ICM",
+                    data={"skill_group_id": group, "name": here},
                 )
             )
-        elif there and not here:
+        elif there is not None and here is None:
             rows.append(
-                _row(
+                _only_there(
                     SKILL_GROUP,
                     group,
                     f"Skill group {group} exists only in the ICM",
-                    local="missing",
-                    icm_side=f"{remote.skill_groups[group]}",
-                    from_icm=("create_local", f"Create skill group {group} on this server", False),
-                    to_icm=("delete_icm", f"Delete skill group {group} from the ICM", True),
-                    data={"skill_group_id": group, "name": remote.skill_groups[group]},
+                    icm_side=f"{there}",
+                    add=f"Create skill group {group} on this server",
+                    remove=f"Delete skill group {group} from the ICM",
+                    data={"skill_group_id": group, "name": there},
                 )
             )
-    for agent_id in sorted(set(local.agents) | set(remote.agents)):
-        here, there = local.agents.get(agent_id), remote.agents.get(agent_id)
-        if here and not there:
-            rows.append(
-                _row(
-                    AGENT,
-                    agent_id,
-                    f"Agent {agent_id} exists only on this server",
-                    local=_describe_agent(here),
-                    icm_side="missing",
-                    from_icm=("delete_local", f"Delete agent {agent_id} from this server", True),
-                    to_icm=("create_icm", f"Create agent {agent_id} in the ICM", False),
-                    data={"agent_id": agent_id, **here},
-                )
-            )
-        elif there and not here:
-            rows.append(
-                _row(
-                    AGENT,
-                    agent_id,
-                    f"Agent {agent_id} exists only in the ICM",
-                    local="missing",
-                    icm_side=_describe_agent(there),
-                    from_icm=("create_local", f"Create agent {agent_id} on this server", False),
-                    to_icm=("delete_icm", f"Delete agent {agent_id} from the ICM", True),
-                    data={"agent_id": agent_id, **there},
-                )
-            )
-        elif here and there:
-            if here["enabled"] != there["enabled"]:
-                rows.append(
-                    _row(
-                        ENABLED,
-                        agent_id,
-                        f"Agent {agent_id} is {_state(here['enabled'])} here but {_state(there['enabled'])} in the ICM",
-                        local=_state(here["enabled"]),
-                        icm_side=_state(there["enabled"]),
-                        from_icm=("set_local", f"{_verb(there['enabled'])} {agent_id} on this server", False),
-                        to_icm=("set_icm", f"{_verb(here['enabled'])} {agent_id} in the ICM", False),
-                        data={"agent_id": agent_id, "local": here["enabled"], "icm": there["enabled"]},
-                    )
-                )
-            mine, theirs = set(here["skill_groups"]), set(there["skill_groups"])
-            for group in sorted(mine - theirs):
-                rows.append(
-                    _row(
-                        MEMBERSHIP,
-                        f"{agent_id}:{group}",
-                        f"Agent {agent_id} is in skill group {group} only on this server",
-                        local="member",
-                        icm_side="not a member",
-                        from_icm=("delete_local", f"Remove {agent_id} from {group} on this server", True),
-                        to_icm=("create_icm", f"Add {agent_id} to {group} in the ICM", False),
-                        data={"agent_id": agent_id, "skill_group_id": group},
-                    )
-                )
-            for group in sorted(theirs - mine):
-                rows.append(
-                    _row(
-                        MEMBERSHIP,
-                        f"{agent_id}:{group}",
-                        f"Agent {agent_id} is in skill group {group} only in the ICM",
-                        local="not a member",
-                        icm_side="member",
-                        from_icm=("create_local", f"Add {agent_id} to {group} on this server", False),
-                        to_icm=("delete_icm", f"Remove {agent_id} from {group} in the ICM", True),
-                        data={"agent_id": agent_id, "skill_group_id": group},
-                    )
-                )
+    return rows
+
+
+def _compare_agent(agent_id: str, here: dict | None, there: dict | None) -> list[dict[str, Any]]:
+    if here and not there:
+        summary = f"Agent {agent_id} exists only on this server"
+        remove, add = f"Delete agent {agent_id} from this server", f"Create agent {agent_id} in the ICM"
+        data = {"agent_id": agent_id, **here}
+        return [_only_here(AGENT, agent_id, summary, local=_describe_agent(here), remove=remove, add=add, data=data)]
+    if there and not here:
+        summary = f"Agent {agent_id} exists only in the ICM"
+        add, remove = f"Create agent {agent_id} on this server", f"Delete agent {agent_id} from the ICM"
+        data = {"agent_id": agent_id, **there}
+        return [
+            _only_there(AGENT, agent_id, summary, icm_side=_describe_agent(there), add=add, remove=remove, data=data)
+        ]
+    if not (here and there):
+        return []
+    rows = [_enabled_row(agent_id, here["enabled"], there["enabled"])] if here["enabled"] != there["enabled"] else []
+    return rows + _compare_memberships(agent_id, set(here["skill_groups"]), set(there["skill_groups"]))
+
+
+def _enabled_row(agent_id: str, here: bool, there: bool) -> dict[str, Any]:
+    return _row(
+        ENABLED,
+        agent_id,
+        f"Agent {agent_id} is {_state(here)} here but {_state(there)} in the ICM",
+        local=_state(here),
+        icm_side=_state(there),
+        from_icm=("set_local", f"{_verb(there)} {agent_id} on this server", False),
+        to_icm=("set_icm", f"{_verb(here)} {agent_id} in the ICM", False),
+        data={"agent_id": agent_id, "local": here, "icm": there},
+    )
+
+
+def _compare_memberships(agent_id: str, mine: set[str], theirs: set[str]) -> list[dict[str, Any]]:
+    rows = [
+        _only_here(
+            MEMBERSHIP,
+            f"{agent_id}:{group}",
+            f"Agent {agent_id} is in skill group {group} only on this server",
+            local="member",
+            remove=f"Remove {agent_id} from {group} on this server",
+            add=f"Add {agent_id} to {group} in the ICM",
+            data={"agent_id": agent_id, "skill_group_id": group},
+        )
+        for group in sorted(mine - theirs)
+    ]
+    rows += [
+        _only_there(
+            MEMBERSHIP,
+            f"{agent_id}:{group}",
+            f"Agent {agent_id} is in skill group {group} only in the ICM",
+            icm_side="member",
+            add=f"Add {agent_id} to {group} on this server",
+            remove=f"Remove {agent_id} from {group} in the ICM",
+            data={"agent_id": agent_id, "skill_group_id": group},
+        )
+        for group in sorted(theirs - mine)
+    ]
     return rows
 
 

@@ -115,7 +115,113 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def plan_steps(server_id: int, kind: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+Plan = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
+def _plan_add_agent(server_id: int, params: dict[str, Any]) -> Plan:
+    agent_id = _check_id(params.get("agent_id"), "agent_id")
+    name = str(params.get("name") or "").strip()
+    if not name or len(name) > 200:
+        raise ValidationError({"name": "A name of 1 to 200 characters."})
+    groups = _check_groups(server_id, params.get("skill_groups", []))
+    enabled = bool(params.get("enabled", True))
+    username = str(params.get("username") or agent_id).strip()[:150]
+    if Agent.objects.filter(server_id=server_id, icm_id=agent_id).exists():
+        raise ValidationError({"agent_id": f"Agent {agent_id} already exists on this server."})
+    if Agent.objects.filter(user__username=username).exists():
+        raise ValidationError({"username": f"User {username} is already an agent."})
+    # The slots are fixed when the run is planned, so a policy change meanwhile cannot
+    # make the step log say one thing and the agent get another.
+    slots = Policy.current().agent_max_sessions
+    clean = {
+        "agent_id": agent_id,
+        "name": name,
+        "skill_groups": groups,
+        "enabled": enabled,
+        "username": username,
+        "max_sessions": slots,
+    }
+    plural = "s" if slots != 1 else ""
+    steps = [
+        _step(LOCAL, "create_agent", f"Create agent {agent_id} on this server ({slots} session slot{plural})", **clean),
+        _step(
+            ICM, "create_agent", f"Create agent {agent_id} in the ICM", agent_id=agent_id, name=name, enabled=enabled
+        ),
+        *_membership_steps("add_membership", "Add {agent} to skill group {group} in the ICM", agent_id, groups),
+    ]
+    return clean, steps
+
+
+def _membership_steps(action: str, title: str, agent_id: str, groups: list[str]) -> list[dict[str, Any]]:
+    """One ICM step per skill group: ``title`` names ``{agent}`` and ``{group}``."""
+    return [
+        _step(ICM, action, title.format(agent=agent_id, group=g), agent_id=agent_id, skill_group_id=g) for g in groups
+    ]
+
+
+def _plan_change_agent_skills(server_id: int, params: dict[str, Any]) -> Plan:
+    agent = _existing_agent(server_id, params)
+    groups = _check_groups(server_id, params.get("skill_groups", []))
+    before = sorted(g.icm_id for g in agent.skill_groups.all())
+    added, removed = sorted(set(groups) - set(before)), sorted(set(before) - set(groups))
+    if not added and not removed:
+        raise ValidationError({"skill_groups": f"Agent {agent.icm_id} already has exactly these skill groups."})
+    clean = {"agent_id": agent.icm_id, "skill_groups": groups, "before": before}
+    steps = [
+        _step(
+            LOCAL,
+            "set_skill_groups",
+            f"Set the skill groups of {agent.icm_id} on this server",
+            agent_id=agent.icm_id,
+            skill_groups=groups,
+        ),
+        *_membership_steps("add_membership", "Add {agent} to {group} in the ICM", agent.icm_id, added),
+        *_membership_steps("remove_membership", "Remove {agent} from {group} in the ICM", agent.icm_id, removed),
+    ]
+    return clean, steps
+
+
+def _plan_remove_agent(server_id: int, params: dict[str, Any]) -> Plan:
+    agent = _existing_agent(server_id, params)
+    if held := agent.sessions.count():
+        raise ValidationError(
+            {"agent_id": f"Agent {agent.icm_id} has {held} session(s) in its history; it cannot be removed."}
+        )
+    clean = {"agent_id": agent.icm_id}
+    steps = [
+        _step(ICM, "delete_agent", f"Delete agent {agent.icm_id} from the ICM", agent_id=agent.icm_id),
+        _step(LOCAL, "delete_agent", f"Delete agent {agent.icm_id} from this server", agent_id=agent.icm_id),
+    ]
+    return clean, steps
+
+
+def _plan_add_skill_group(server_id: int, params: dict[str, Any]) -> Plan:
+    group_id = _check_id(params.get("skill_group_id"), "skill_group_id")
+    name = str(params.get("name") or "").strip()
+    if not name or len(name) > 100:
+        raise ValidationError({"name": "A name of 1 to 100 characters."})
+    if SkillGroup.objects.filter(server_id=server_id, icm_id=group_id).exists():
+        raise ValidationError({"skill_group_id": f"Skill group {group_id} already exists on this server."})
+    if SkillGroup.objects.filter(server_id=server_id, name=name).exists():
+        raise ValidationError({"name": f"A skill group named {name} already exists on this server."})
+    clean = {"skill_group_id": group_id, "name": name}
+    steps = [
+        _step(LOCAL, "create_skill_group", f"Create skill group {group_id} on this server", **clean),
+        _step(ICM, "create_skill_group", f"Create skill group {group_id} in the ICM", **clean),
+    ]
+    return clean, steps
+
+
+# One planner per wizard: each validates its own fields and lists its steps in order.
+_PLANNERS = {
+    WizardKind.ADD_AGENT: _plan_add_agent,
+    WizardKind.CHANGE_AGENT_SKILLS: _plan_change_agent_skills,
+    WizardKind.REMOVE_AGENT: _plan_remove_agent,
+    WizardKind.ADD_SKILL_GROUP: _plan_add_skill_group,
+}
+
+
+def plan_steps(server_id: int, kind: str, params: dict[str, Any]) -> Plan:
     """Validate ``params`` for ``kind``; return the cleaned params and the steps.
 
     Raises ``ValidationError`` (one message per field) for bad input.
@@ -125,122 +231,10 @@ def plan_steps(server_id: int, kind: str, params: dict[str, Any]) -> tuple[dict[
     for field, value in params.items():
         if _has_nul(value):
             raise ValidationError({field: "Null characters are not allowed."})
-    if kind == WizardKind.ADD_AGENT:
-        agent_id = _check_id(params.get("agent_id"), "agent_id")
-        name = str(params.get("name") or "").strip()
-        if not name or len(name) > 200:
-            raise ValidationError({"name": "A name of 1 to 200 characters."})
-        groups = _check_groups(server_id, params.get("skill_groups", []))
-        enabled = bool(params.get("enabled", True))
-        username = str(params.get("username") or agent_id).strip()[:150]
-        if Agent.objects.filter(server_id=server_id, icm_id=agent_id).exists():
-            raise ValidationError({"agent_id": f"Agent {agent_id} already exists on this server."})
-        if Agent.objects.filter(user__username=username).exists():
-            raise ValidationError({"username": f"User {username} is already an agent."})
-        # The slots are fixed when the run is planned, so a policy change meanwhile cannot
-        # make the step log say one thing and the agent get another.
-        slots = Policy.current().agent_max_sessions
-        clean = {
-            "agent_id": agent_id,
-            "name": name,
-            "skill_groups": groups,
-            "enabled": enabled,
-            "username": username,
-            "max_sessions": slots,
-        }
-        steps = [
-            _step(
-                LOCAL,
-                "create_agent",
-                f"Create agent {agent_id} on this server ({slots} session slot{'s' if slots != 1 else ''})",
-                **clean,
-            ),
-            _step(
-                ICM,
-                "create_agent",
-                f"Create agent {agent_id} in the ICM",
-                agent_id=agent_id,
-                name=name,
-                enabled=enabled,
-            ),
-            *(
-                _step(
-                    ICM,
-                    "add_membership",
-                    f"Add {agent_id} to skill group {g} in the ICM",
-                    agent_id=agent_id,
-                    skill_group_id=g,
-                )
-                for g in groups
-            ),
-        ]
-        return clean, steps
-    if kind == WizardKind.CHANGE_AGENT_SKILLS:
-        agent = _existing_agent(server_id, params)
-        groups = _check_groups(server_id, params.get("skill_groups", []))
-        before = sorted(g.icm_id for g in agent.skill_groups.all())
-        added, removed = sorted(set(groups) - set(before)), sorted(set(before) - set(groups))
-        if not added and not removed:
-            raise ValidationError({"skill_groups": f"Agent {agent.icm_id} already has exactly these skill groups."})
-        clean = {"agent_id": agent.icm_id, "skill_groups": groups, "before": before}
-        steps = [
-            _step(
-                LOCAL,
-                "set_skill_groups",
-                f"Set the skill groups of {agent.icm_id} on this server",
-                agent_id=agent.icm_id,
-                skill_groups=groups,
-            ),
-            *(
-                _step(
-                    ICM,
-                    "add_membership",
-                    f"Add {agent.icm_id} to {g} in the ICM",
-                    agent_id=agent.icm_id,
-                    skill_group_id=g,
-                )
-                for g in added
-            ),
-            *(
-                _step(
-                    ICM,
-                    "remove_membership",
-                    f"Remove {agent.icm_id} from {g} in the ICM",
-                    agent_id=agent.icm_id,
-                    skill_group_id=g,
-                )
-                for g in removed
-            ),
-        ]
-        return clean, steps
-    if kind == WizardKind.REMOVE_AGENT:
-        agent = _existing_agent(server_id, params)
-        if held := agent.sessions.count():
-            raise ValidationError(
-                {"agent_id": f"Agent {agent.icm_id} has {held} session(s) in its history; it cannot be removed."}
-            )
-        clean = {"agent_id": agent.icm_id}
-        steps = [
-            _step(ICM, "delete_agent", f"Delete agent {agent.icm_id} from the ICM", agent_id=agent.icm_id),
-            _step(LOCAL, "delete_agent", f"Delete agent {agent.icm_id} from this server", agent_id=agent.icm_id),
-        ]
-        return clean, steps
-    if kind == WizardKind.ADD_SKILL_GROUP:
-        group_id = _check_id(params.get("skill_group_id"), "skill_group_id")
-        name = str(params.get("name") or "").strip()
-        if not name or len(name) > 100:
-            raise ValidationError({"name": "A name of 1 to 100 characters."})
-        if SkillGroup.objects.filter(server_id=server_id, icm_id=group_id).exists():
-            raise ValidationError({"skill_group_id": f"Skill group {group_id} already exists on this server."})
-        if SkillGroup.objects.filter(server_id=server_id, name=name).exists():
-            raise ValidationError({"name": f"A skill group named {name} already exists on this server."})
-        clean = {"skill_group_id": group_id, "name": name}
-        steps = [
-            _step(LOCAL, "create_skill_group", f"Create skill group {group_id} on this server", **clean),
-            _step(ICM, "create_skill_group", f"Create skill group {group_id} in the ICM", **clean),
-        ]
-        return clean, steps
-    raise ValidationError({"kind": f"Unknown wizard {kind!r}."})
+    planner = _PLANNERS.get(kind)
+    if planner is None:
+        raise ValidationError({"kind": f"Unknown wizard {kind!r}."})
+    return planner(server_id, params)
 
 
 # --- Running -----------------------------------------------------------------------------
