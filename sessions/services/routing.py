@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from collabadmin import live
 from failover.choices import AuditAction, LinkState, PeerConnection, PeerKind
-from failover.models import Link, Peer
+from failover.models import AuditEntry, Link, Peer
 from failover.services.audit import audit_entry, audit_record, audit_record_many
 from sessions.choices import ROUTED_STATES, AgentState, EndReason, PhoneLeg, SessionState
 from sessions.models import Agent, CollaborationSession
@@ -198,44 +198,12 @@ def session_route_many(
         pk = as_session_id(session_id)
         session = batch.sessions.get(pk) if pk is not None else None
         agent = batch.agents.get(agent_icm_id)
-        if session is None or session.server_id != server_id:
-            outcomes.append(RouteOutcome.NOT_ROUTABLE)  # gone, or adopted by another server
+        refused = _refusal(batch, server_id, epoch, session, agent)
+        if refused is not None:
+            outcomes.append(refused)
             continue
-        holds_this_route = session.state in ROUTED_STATES and session.route_epoch == epoch
-        if agent is not None and holds_this_route and session.agent_id == agent.pk:
-            outcomes.append(RouteOutcome.ALREADY_ROUTED)
-            continue
-        rerouting = session.state == SessionState.IN_TRANSIT and session.route_epoch != epoch
-        if session.state != SessionState.QUEUED and not rerouting:
-            outcomes.append(RouteOutcome.NOT_ROUTABLE)
-            continue
-        if agent is None or not batch.can_take(agent, session):
-            outcomes.append(RouteOutcome.AGENT_UNAVAILABLE)
-            continue
-        if not rerouting:
-            check_transition(session, SessionState.IN_TRANSIT)
-        before = {"state": session.state, "agent": session.agent_id, "route_epoch": session.route_epoch}
-        previous_agent_id = session.agent_id
-        batch.move(session, agent)
-        session.state = SessionState.IN_TRANSIT
-        session.agent = agent
-        # On a re-route the transit timeout starts again: the new MB gets the whole timeout.
-        session.routed_at = now
-        session.route_epoch = epoch
+        entries.append(_route_one(batch, session, agent, epoch=epoch, now=now, actor=actor))
         changed[session.pk] = session
-        after = {"state": session.state, "agent": agent.pk, "agent_icm_id": agent.icm_id, "route_epoch": epoch}
-        reason = "re-routed by the newly connected Media Blender" if rerouting else ""
-        entries.append(
-            audit_entry(
-                actor=actor,
-                action=AuditAction.SESSION_ROUTED,
-                target=session,
-                reason=reason,
-                before=before,
-                after=after,
-            )
-        )
-        publish_session_change(session, previous_agent_id=previous_agent_id)
         outcomes.append(RouteOutcome.ROUTED)
     if changed:
         # One UPDATE: everything but the agent is the same for the batch (bulk_update would
@@ -246,6 +214,55 @@ def session_route_many(
         )
     audit_record_many(entries)
     return outcomes
+
+
+def _refusal(
+    batch: _RouteBatch,
+    server_id: int,
+    epoch: int,
+    session: CollaborationSession | None,
+    agent: Agent | None,
+) -> RouteOutcome | None:
+    """Why the MB's answer routing ``session`` to ``agent`` is not applied, or ``None``."""
+    if session is None or session.server_id != server_id:
+        return RouteOutcome.NOT_ROUTABLE  # gone, or adopted by another server
+    holds_this_route = session.state in ROUTED_STATES and session.route_epoch == epoch
+    if agent is not None and holds_this_route and session.agent_id == agent.pk:
+        return RouteOutcome.ALREADY_ROUTED
+    if session.state != SessionState.QUEUED and not _rerouting(session, epoch):
+        return RouteOutcome.NOT_ROUTABLE
+    if agent is None or not batch.can_take(agent, session):
+        return RouteOutcome.AGENT_UNAVAILABLE
+    return None
+
+
+def _rerouting(session: CollaborationSession, epoch: int) -> bool:
+    """In transit through an earlier link epoch: the newly connected MB routes it again."""
+    return session.state == SessionState.IN_TRANSIT and session.route_epoch != epoch
+
+
+def _route_one(
+    batch: _RouteBatch, session: CollaborationSession, agent: Agent, *, epoch: int, now: datetime, actor: Actor
+) -> AuditEntry:
+    """Put ``session`` in transit to ``agent`` in memory (the caller saves the batch in one
+    UPDATE), tell the desktops, and return its audit entry."""
+    rerouting = _rerouting(session, epoch)
+    if not rerouting:
+        check_transition(session, SessionState.IN_TRANSIT)
+    before = {"state": session.state, "agent": session.agent_id, "route_epoch": session.route_epoch}
+    previous_agent_id = session.agent_id
+    batch.move(session, agent)
+    session.state = SessionState.IN_TRANSIT
+    session.agent = agent
+    # On a re-route the transit timeout starts again: the new MB gets the whole timeout.
+    session.routed_at = now
+    session.route_epoch = epoch
+    after = {"state": session.state, "agent": agent.pk, "agent_icm_id": agent.icm_id, "route_epoch": epoch}
+    reason = "re-routed by the newly connected Media Blender" if rerouting else ""
+    publish_session_change(session, previous_agent_id=previous_agent_id)
+    return audit_entry(
+        actor=actor, action=AuditAction.SESSION_ROUTED, target=session, reason=reason, before=before, after=after
+    )
 
 
 def _connected_epoch(peer_id: int) -> tuple[int | None, int | None]:
