@@ -10,6 +10,7 @@ import logging
 
 from celery import shared_task
 
+from common.actors import SYNC, VERIFY, WIZARD
 from failover.services.failback import links_fail_back
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def run_wizard(run_id: int) -> str:
     from failover.services.wizards import wizard_run_all
 
     started_by = WizardRun.objects.filter(pk=run_id).values_list("started_by_id", flat=True).first()
-    return wizard_run_all(run_id=run_id, actor=_actor(started_by, "system:wizard")).state
+    return wizard_run_all(run_id=run_id, actor=_actor(started_by, WIZARD)).state
 
 
 @shared_task(name="failover.verify_existing", time_limit=120, soft_time_limit=100, ignore_result=True)
@@ -58,7 +59,7 @@ def verify_existing(run_id: int, user_id: int | None = None) -> str:
     """Execute a verify run created by ``verify_launch``; returns its state."""
     from failover.services.verify import verify_execute
 
-    return verify_execute(run_id=run_id, actor=_actor(user_id, "system:verify")).state
+    return verify_execute(run_id=run_id, actor=_actor(user_id, VERIFY)).state
 
 
 @shared_task(name="failover.verify_config", time_limit=120, soft_time_limit=100, expires=300, ignore_result=True)
@@ -77,4 +78,4 @@ def sync_apply(run_id: int) -> str:
     from failover.services.sync import sync_apply as apply
 
     started_by = SyncRun.objects.filter(pk=run_id).values_list("started_by_id", flat=True).first()
-    return apply(run_id=run_id, actor=_actor(started_by, "system:sync")).state
+    return apply(run_id=run_id, actor=_actor(started_by, SYNC)).state

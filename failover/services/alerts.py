@@ -6,10 +6,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from collabadmin import live
+from common.actors import Actor
 from failover.choices import AlertKind, AlertSeverity, AuditAction
 from failover.models import Alert, Server
 from failover.services.audit import audit_record
-from failover.services.switchover import Actor
 
 
 def _payload(alert: Alert) -> dict:

@@ -17,13 +17,12 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from common.actors import FAILBACK
 from failover.choices import FailoverKind, Health, PeerConnection, PeerPriority
 from failover.models import Link, Peer, Policy
 from failover.services.switchover import SwitchoverRefused, SwitchoverResult, link_switchover, lock_link
 
 logger = logging.getLogger(__name__)
-
-ACTOR = "system:failback"
 
 
 def _stable_primaries(stable_since: datetime) -> QuerySet[Peer]:
@@ -97,7 +96,7 @@ def _fail_back(
     try:
         result = link_switchover(
             link_id=link_id,
-            actor=ACTOR,
+            actor=FAILBACK,
             reason=reason,
             to_peer_id=primary_id,
             expected_epoch=epoch,

@@ -17,8 +17,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 
+from common.actors import Actor
 from failover.models import Policy
-from failover.services.switchover import Actor
 from sessions.choices import AgentState, LogoutReason
 from sessions.models import Agent, SkillGroup
 from sessions.services import followups

@@ -6,11 +6,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from collabadmin import live
+from common.actors import Actor
 from failover.choices import AuditAction, FailoverKind
 from failover.models import Link, Peer
 from failover.services.audit import audit_record, check_reason
 from failover.services.switchover import (
-    Actor,
     SwitchoverRefused,
     SwitchoverResult,
     first_eligible,

@@ -8,13 +8,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from collabadmin import live
+from common.actors import MONITOR
 from failover.choices import AlertKind, AlertSeverity, AuditAction, FailoverKind, Health
 from failover.models import FailoverEvent, Server
 from failover.services.alerts import alert_clear, alert_raise
 from failover.services.audit import audit_record
 from failover.services.lease import LeaseToken, lease_is_held
-
-SYSTEM = "system:monitor"
 
 
 @transaction.atomic
@@ -57,7 +56,7 @@ def server_health_changed(
             ]
         )
         if was_degraded:
-            alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=SYSTEM, reason="server failed")
+            alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=MONITOR, reason="server failed")
         outcome = end_work_of_failed_server(server=server, at=at)
         event = FailoverEvent.objects.create(
             server=server,
@@ -68,7 +67,7 @@ def server_health_changed(
             completed_at=timezone.now(),
         )
         audit_record(
-            actor=SYSTEM,
+            actor=MONITOR,
             action=AuditAction.SERVER_FAILED,
             target=server,
             reason=error,
@@ -80,7 +79,7 @@ def server_health_changed(
             kind=AlertKind.SERVER_FAILED,
             severity=AlertSeverity.CRITICAL,
             message=f"Server {server.name} failed: {outcome.describe()}",
-            actor=SYSTEM,
+            actor=MONITOR,
         )
     else:
         server.failed_at = None
@@ -93,7 +92,7 @@ def server_health_changed(
                 detected_at=at,
                 completed_at=timezone.now(),
             )
-            alert_clear(server=server, kind=AlertKind.SERVER_FAILED, actor=SYSTEM, reason="server answers again")
+            alert_clear(server=server, kind=AlertKind.SERVER_FAILED, actor=MONITOR, reason="server answers again")
     live.publish(
         "server.changed", {"server": server.pk, "name": server.name, "health": health, "degraded": server.is_degraded}
     )
@@ -122,7 +121,7 @@ def server_degraded_changed(
     server.degraded_since, server.degraded_reason = (at, reason[:300]) if degraded else (None, "")
     server.save(update_fields=["degraded_since", "degraded_reason"])
     audit_record(
-        actor=SYSTEM,
+        actor=MONITOR,
         action=AuditAction.SERVER_DEGRADED if degraded else AuditAction.SERVER_DEGRADED_CLEARED,
         target=server,
         reason=reason,
@@ -135,10 +134,10 @@ def server_degraded_changed(
             kind=AlertKind.SERVER_DEGRADED,
             severity=AlertSeverity.WARNING,
             message=f"Server {server.name} is slow (degraded): {reason}. New callers go to healthy servers first.",
-            actor=SYSTEM,
+            actor=MONITOR,
         )
     else:
-        alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=SYSTEM, reason=reason)
+        alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=MONITOR, reason=reason)
     live.publish(
         "server.changed", {"server": server.pk, "name": server.name, "health": server.health, "degraded": degraded}
     )

@@ -19,13 +19,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from collabadmin import live
+from common.actors import MONITOR, Actor
 from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import FailoverEvent, Link, Peer
 from failover.services.audit import audit_record, check_reason
 from sessions.services import followups
-
-Actor = AbstractBaseUser | str | None
-SYSTEM = "system:monitor"
 
 
 class SwitchoverRefused(ValidationError):
@@ -145,7 +143,7 @@ def link_reconcile(
     *,
     link_id: int,
     reason: str = "",
-    actor: Actor = SYSTEM,
+    actor: Actor = MONITOR,
     failed_at: datetime | None = None,
     detected_at: datetime | None = None,
 ) -> SwitchoverResult:

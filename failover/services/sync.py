@@ -23,17 +23,16 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from common.actors import SYNC, Actor
 from failover.choices import AuditAction, SyncDirection, SyncRunState
 from failover.models import SyncRun
 from failover.peering import client
 from failover.services import icm, local_config
 from failover.services.audit import audit_record, check_reason
-from failover.services.switchover import Actor
 from failover.services.verify import AGENT, MEMBERSHIP, SKILL_GROUP, SyncBusy, busy_run, publish_run
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "system:sync"
 STARTABLE = (SyncRunState.PLANNED, SyncRunState.INTERRUPTED)
 DONE, FAILED = "done", "failed"
 
@@ -337,7 +336,7 @@ def _finish(run_id: int, state: SyncRunState, error: str, actor: Actor) -> SyncR
     return run
 
 
-def sync_apply(*, run_id: int, actor: Actor = SYSTEM) -> SyncRun:
+def sync_apply(*, run_id: int, actor: Actor = SYNC) -> SyncRun:
     """Apply the approved rows of a *syncing* run (see the module's docstring).
 
     Whatever happens, the run leaves *syncing* (an unexpected error ends it *failed*), so

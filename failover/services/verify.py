@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from collabadmin import live
+from common.actors import VERIFY, VERIFY_AFTER_SWITCHOVER, Actor
 from failover.choices import AlertKind, AlertSeverity, AuditAction, SyncDirection, SyncRunState
 from failover.models import Server, SyncRun
 from failover.peering import client
@@ -27,12 +28,10 @@ from failover.services import icm
 from failover.services.alerts import alert_clear, alert_raise
 from failover.services.audit import audit_record
 from failover.services.local_config import LocalConfig, local_config
-from failover.services.switchover import Actor
 from failover.services.wizards import OUT_OF_SYNC_MESSAGE
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "system:verify"
 
 # Row kinds, in the order Sync applies their fixes' creations (deletions go in reverse).
 SKILL_GROUP, AGENT, MEMBERSHIP, ENABLED = "skill_group", "agent", "membership", "agent_enabled"
@@ -260,7 +259,7 @@ def verify_create(*, server_id: int, actor: Actor) -> SyncRun:
     return run
 
 
-def verify_execute(*, run_id: int, actor: Actor = SYSTEM, auto: bool = False) -> SyncRun:
+def verify_execute(*, run_id: int, actor: Actor = VERIFY, auto: bool = False) -> SyncRun:
     """Compare and save the plan on a *verifying* run; it ends *in sync*, *planned* or, if
     the AW did not answer, *interrupted*. Read-only for both sides."""
     run = SyncRun.objects.select_related("server").get(pk=run_id)
@@ -331,7 +330,7 @@ def _save_plan(run_id: int, remote: icm.IcmConfig, peer: icm.AdminWorkstationPee
     return run
 
 
-def verify_run(*, server_id: int, actor: Actor = SYSTEM, auto: bool = False) -> SyncRun:
+def verify_run(*, server_id: int, actor: Actor = VERIFY, auto: bool = False) -> SyncRun:
     """Create and execute a verify in one go (tests, the automatic check)."""
     run = verify_create(server_id=server_id, actor=actor)
     return verify_execute(run_id=run.pk, actor=actor, auto=auto)
@@ -357,7 +356,7 @@ def verify_after_switchover(*, server_id: int, epoch: int | None = None) -> Sync
     if epoch is not None and icm.link_epoch(server_id) != epoch:
         return None
     try:
-        return verify_run(server_id=server_id, actor="system:verify-after-switchover", auto=True)
+        return verify_run(server_id=server_id, actor=VERIFY_AFTER_SWITCHOVER, auto=True)
     except SyncBusy:
         log.info("verify after the AW switchover of server %s skipped: a run is in progress", server_id)
         return None

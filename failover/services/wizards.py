@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from collabadmin import live
+from common.actors import MONITOR, WIZARD, Actor
 from failover.choices import AlertKind, AlertSeverity, AuditAction, PeerKind, WizardKind, WizardState
 from failover.models import Link, Policy, Server, WizardRun
 from failover.peering import client
@@ -28,13 +29,11 @@ from failover.peering.client import ID_PATTERN
 from failover.services import icm, local_config
 from failover.services.alerts import alert_raise
 from failover.services.audit import audit_record, check_reason
-from failover.services.switchover import Actor
 from sessions.models import Agent, SkillGroup
 
 log = logging.getLogger(__name__)
 
 OUT_OF_SYNC_MESSAGE = "Configuration may be out of sync: run Verify and Sync"
-SYSTEM = "system:wizard"
 LOCAL, ICM = "local", "icm"
 PENDING, DONE, FAILED, INTERRUPTED = "pending", "done", "failed", "interrupted"
 
@@ -297,7 +296,7 @@ def _record(run: WizardRun, index: int, status: str, message: str = "") -> None:
 
 
 @transaction.atomic
-def wizard_interrupt(*, run_id: int, reason: str, actor: Actor = SYSTEM) -> WizardRun:
+def wizard_interrupt(*, run_id: int, reason: str, actor: Actor = WIZARD) -> WizardRun:
     """Mark a running wizard interrupted at its current step and raise the out-of-sync alert."""
     run = _lock(run_id)
     if run.state != WizardState.RUNNING:
@@ -371,7 +370,7 @@ def _run_icm(peer: icm.AdminWorkstationPeer, step: dict[str, Any]) -> str:
     return f"done on {peer.name} (ICM version {version})"
 
 
-def wizard_step(*, run_id: int, actor: Actor = SYSTEM) -> WizardRun:
+def wizard_step(*, run_id: int, actor: Actor = WIZARD) -> WizardRun:
     """Run the next step of a running wizard and record it in the step log.
 
     The ICM is reached outside any transaction. Before an ICM step the AW link's epoch is
@@ -473,7 +472,7 @@ def _fail(run_id: int, index: int, message: str, actor: Actor) -> WizardRun:
     return run
 
 
-def wizard_run_all(*, run_id: int, actor: Actor = SYSTEM) -> WizardRun:
+def wizard_run_all(*, run_id: int, actor: Actor = WIZARD) -> WizardRun:
     """Run the remaining steps until the run completes, fails or is interrupted."""
     run = WizardRun.objects.get(pk=run_id)
     while run.state == WizardState.RUNNING:
@@ -505,7 +504,7 @@ def after_admin_workstation_switched(link: Link, *, connected: object | None) ->
             run_id=run_id,
             reason=f"The Admin Workstation link {'switched over' if connected else 'went down'} "
             f"(now epoch {link.epoch}) during the wizard.",
-            actor="system:monitor",
+            actor=MONITOR,
         )
     if connected is not None:
         from failover import tasks

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from collabadmin import live
+from common.actors import Actor
 from failover.choices import AuditAction, Health, ServerRole
 from failover.models import Server
 from failover.services.audit import audit_record, check_reason
@@ -21,8 +22,6 @@ from sessions.choices import AgentState, EndReason, LogoutReason, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.payloads import agent_payload, session_payload
 from sessions.services import followups
-
-Actor = AbstractBaseUser | str | None
 
 # The session state machine. ``ended`` is final; in_transit -> queued is the requeue of
 # a route the Media Blender did not confirm in time.

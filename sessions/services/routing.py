@@ -23,16 +23,14 @@ from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from collabadmin import live
+from common.actors import MEDIA_BLENDER, ROUTER, Actor
 from failover.choices import AuditAction, LinkState, PeerConnection, PeerKind
 from failover.models import AuditEntry, Link, Peer
 from failover.services.audit import audit_entry, audit_record, audit_record_many
 from sessions.choices import ROUTED_STATES, AgentState, EndReason, PhoneLeg, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services import followups
-from sessions.services.lifecycle import Actor, check_transition, publish_session, session_end
-
-ROUTER = "system:router"
-MEDIA_BLENDER = "system:media-blender"
+from sessions.services.lifecycle import check_transition, publish_session, session_end
 
 
 class RouteOutcome(StrEnum):

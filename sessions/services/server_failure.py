@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.db.models import Q
 
+from common.actors import MONITOR
 from failover.choices import AuditAction
 from failover.models import AuditEntry, Policy, Server
 from failover.services.audit import audit_entry, audit_record_many
@@ -15,8 +16,6 @@ from sessions.models import Agent, CollaborationSession, SkillGroup
 from sessions.services import followups
 from sessions.services.director import NoHealthyServer, SkillGroupKey, choose_server
 from sessions.services.lifecycle import publish_agent, publish_session
-
-SYSTEM = "system:monitor"
 
 
 @dataclass(frozen=True)
@@ -180,7 +179,7 @@ def _publish(agents: list[Agent], sessions: list[CollaborationSession]) -> None:
 def _audit(agents: list[Agent], current: list[CollaborationSession], plan: list[_Adoption], *, failed: Server) -> None:
     rows = [
         audit_entry(
-            actor=SYSTEM,
+            actor=MONITOR,
             action=AuditAction.AGENT_LOGGED_OUT,
             target=a,
             reason=EndReason.SERVER_FAILED,
@@ -213,7 +212,7 @@ def _audit(agents: list[Agent], current: list[CollaborationSession], plan: list[
 def _session_row(session: CollaborationSession, action: AuditAction, *, failed: Server, after: dict) -> AuditEntry:
     group = session.skill_group if session.skill_group_id else None
     return audit_entry(
-        actor=SYSTEM,
+        actor=MONITOR,
         action=action,
         target=session,
         reason=EndReason.SERVER_FAILED,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from common.actors import POLICY
 from failover.models import Policy
 from sessions.choices import ROUTED_STATES, EndReason, PhoneLeg, SessionState
 from sessions.models import CollaborationSession
@@ -20,8 +21,6 @@ from sessions.services.lifecycle import IllegalTransition, session_end
 from sessions.services.routing import session_fail_transit, session_requeue
 
 log = logging.getLogger(__name__)
-
-POLICY = "system:policy"
 
 
 def sessions_requeue_expired_transits(*, now: datetime | None = None) -> int:
