@@ -126,3 +126,22 @@ def test_the_reference_check_catches_each_outside_name():
     for name in ["../" + "shared/x", "PRODUCT" + ".md", "INTERFACES" + ".md", "STYLE" + ".md"]:
         assert outside_lines(f"see {name} row 3") == [f"1: see {name} row 3"]
     assert outside_lines("see docs/product.md, 'Verify and Sync'") == []
+
+
+PRODUCT_CITATION = re.compile(r"docs/product\.md,\s+'([^']+)'")
+
+
+def test_every_citation_of_a_product_section_names_a_heading_of_docs_product():
+    headings = {
+        match.group(2)
+        for _, line in prose_lines((ROOT / "docs" / "product.md").read_text(encoding="utf-8"))
+        if (match := HEADING.match(line))
+    }
+    cited = {
+        (name, section)
+        for name in tracked_files()
+        if name.endswith(".py") and name != THIS_FILE
+        for section in PRODUCT_CITATION.findall((ROOT / name).read_text(encoding="utf-8"))
+    }
+    assert cited, "no code cites docs/product.md any more: drop this test or the citations' format changed"
+    assert not {(name, section) for name, section in cited if section not in headings}
