@@ -1,4 +1,4 @@
-"""Top-level URLs (see INTERFACES.md): admin, API, health probes, desktops."""
+"""Top-level URLs (docs/interfaces.md): admin, API, health probes, desktops."""
 
 from django.contrib import admin
 from django.urls import include, path

@@ -3,7 +3,7 @@
 Only ``failover.peering.client`` reaches the peer (docs/peer-protocol.md section 8), so a
 real Media Blender integration replaces that adapter, not this module. Everything here is
 either network I/O or a plain read of the link: callers must not hold a database
-transaction open around it (STYLE habit 4). The services that change sessions live in
+transaction open around it (slow network I/O never runs inside one). The services that change sessions live in
 ``sessions.services``; this module never writes to the database.
 """
 

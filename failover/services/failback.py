@@ -1,4 +1,4 @@
-"""Fail back after stable (PRODUCT.md row 4): the optional, preemptive half of the policy.
+"""Fail back after stable (docs/product.md, 'Failing back'): the optional, preemptive half of the policy.
 
 By default a recovered primary stays standby (non-preemptive). With
 ``Policy.fail_back_after_minutes`` set, a link left on its secondary is switched back to

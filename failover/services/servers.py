@@ -26,8 +26,8 @@ def server_health_changed(
     error: str = "",
     lease: LeaseToken | None = None,
 ) -> FailoverEvent | None:
-    """Record a server's new health; a failure ends its work (seed: no fault tolerance for
-    the server itself), a recovery after a failure is recorded. Compare-and-set, so a
+    """Record a server's new health; a failure ends its work (a server has no standby of its
+    own: docs/product.md, 'Collaboration Server failure'), a recovery after a failure is recorded. Compare-and-set, so a
     repeated report does nothing. Returns the failover event written, if any.
     """
     from sessions.services.server_failure import end_work_of_failed_server

@@ -187,7 +187,7 @@ def awaiting_first_verdict(link: Link, peers: list[Peer], target: Peer) -> bool:
 
     Both peers come up within milliseconds of each other at start-up; without this the
     link would start on whichever answered first. Once the link has ever been connected
-    (epoch > 0) the seed's rule applies unchanged: the first peer back is connected.
+    (epoch > 0) the usual rule applies: the first peer back is connected.
     """
     return link.epoch == 0 and any(
         p.health == Health.UNKNOWN and not p.in_maintenance and p.priority < target.priority for p in peers

@@ -1,4 +1,4 @@
-"""Sync: apply exactly the approved rows of a Verify plan (PRODUCT.md row 10).
+"""Sync: apply exactly the approved rows of a Verify plan (docs/product.md, 'Verify and Sync').
 
 * ``sync_plan_update``: approve rows and choose each one's direction (ICM → this server by
   default, or this server → ICM).

@@ -1,4 +1,4 @@
-"""Verify: compare this server's configuration with the ICM's, read-only (PRODUCT.md row 10).
+"""Verify: compare this server's configuration with the ICM's, read-only (docs/product.md, 'Verify and Sync').
 
 Compares agents, skill groups, memberships and agents' enabled state, and saves the
 differences on a ``SyncRun`` as its plan: one row per difference, saying what differs,

@@ -1,5 +1,5 @@
 """Administrative wizards: add an agent, change an agent's skill groups, remove an agent,
-add a skill group (PRODUCT.md row 9).
+add a skill group (docs/product.md, 'Admin Workstation failover and the wizards').
 
 A wizard writes this server's database and the ICM (through the connected Admin
 Workstation) one step at a time, with a step log. ``wizard_start`` validates, plans the

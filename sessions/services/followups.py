@@ -1,7 +1,7 @@
 """What must happen after a session, agent or link change commits: talk to the Media
 Blender, drain the queue. Called by the services inside their transaction; everything here
 is scheduled with ``transaction.on_commit`` so nothing is sent for a rolled-back change
-(STYLE habit 2). The Media Blender conversation itself lives in ``sessions.routing`` and
+(side effects only after the commit). The Media Blender conversation itself lives in ``sessions.routing`` and
 runs in Celery tasks (``sessions.tasks``), never in the caller's transaction.
 """
 

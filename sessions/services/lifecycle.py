@@ -181,7 +181,8 @@ def agent_set_ready(*, agent_id: int, ready: bool, actor: Actor) -> Agent:
 def agent_logout(*, agent_id: int, actor: Actor, reason: LogoutReason, note: str = "") -> Agent:
     """Log the agent out (its own choice, or forced by an administrator, who says why in
     ``note``: the audit entry's reason, the code going to its ``after``). Its open sessions
-    are left as they are: the seed ends sessions only by the agent's or a policy's hand."""
+    are left as they are: sessions end only by the agent's or a policy's hand
+    (docs/product.md, 'Caller hung up')."""
     note = check_reason(note)
     agent = Agent.objects.select_for_update().get(pk=agent_id)
     if agent.state == AgentState.LOGGED_OUT:

@@ -361,10 +361,11 @@ def session_confirm_routes(confirmations: Sequence[tuple[object, str, int]]) -> 
 @transaction.atomic
 def session_phone_hung_up(*, session_id: object, peer_id: int, agent_icm_id: str | None = None) -> bool:
     """The MB pushed ``phone_hung_up``: the caller's phone leg ended; the web session does
-    NOT end (seed: the agent ends it, or the grace policy does).
+    NOT end (docs/product.md, 'Caller hung up': the agent ends it, or the grace policy does).
 
     Accepted from either Media Blender of the session's server: after a manual switchover
-    the old MB still bridges the calls of the sessions it routed (PRODUCT.md row 5). When
+    the old MB still bridges the calls of the sessions it routed (docs/product.md,
+    'Media Blender failover'). When
     the event names an agent it must be the session's, so a stale route of another
     attempt cannot mark the session. Applies to a session in transit or active whose phone
     leg is not already hung up (a repeat is a no-op, ``False``). On change: ``phone_leg``
@@ -404,7 +405,7 @@ def session_requeue(
     Compare-and-set: only a session still in transit (and, with ``routed_before``, routed
     before then, so a route renewed meanwhile is left alone); otherwise ``None``. The
     agent, route and phone leg of the abandoned attempt are cleared; ``queued_at`` is kept,
-    so the session is back at the head of the queue (PRODUCT.md row 8). Writes a
+    so the session is back at the head of the queue (docs/product.md, 'Media Blender failover'). Writes a
     ``session.requeued`` audit entry, publishes to administrators and to the agent that
     lost it, and on commit releases the route at the MB, re-syncs that agent's capacity and
     drains the queue.

@@ -1,4 +1,7 @@
-"""What a Collaboration Server's failure does to its agents and sessions (PRODUCT.md row 11)."""
+"""What a Collaboration Server's failure does to its agents and sessions.
+
+See docs/product.md, 'Collaboration Server failure'.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a Media Blender switchover does to agents and sessions (PRODUCT.md rows 5, 7, 8).
+"""What a Media Blender switchover does to agents and sessions (docs/product.md, 'Media Blender failover').
 
 The newly connected MB knows nothing of this server (a real MB forgets on restart, and the
 standby never had the routes). Right after the switchover commits:
@@ -10,7 +10,7 @@ standby never had the routes). Right after the switchover commits:
    does not is requeued by the transit timeout;
 3. the queue is drained at once, without waiting for a poll.
 
-Active sessions are not touched: their calls stay where they are (row 5).
+Active sessions are not touched: their calls stay where they are.
 """
 
 from __future__ import annotations

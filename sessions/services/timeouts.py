@@ -58,7 +58,8 @@ def sessions_end_hung_up_after_grace(*, now: datetime | None = None) -> int:
     """When ``Policy.hung_up_grace_seconds`` is set, end the sessions whose caller hung up
     the phone longer ago than that, with the reason ``hangup_timeout``; return how many.
 
-    Without the policy nothing ends: the seed leaves it to the agent. Ends through
+    Without the policy nothing ends: that is left to the agent (docs/product.md,
+    'Caller hung up'). Ends through
     ``session_end`` (audit, live update, MB release on commit); a session ended meanwhile
     by its agent is skipped.
     """

@@ -60,7 +60,7 @@ class AgentLoginView(LoginView):
 
 class AgentLogoutView(LogoutView):
     """POST only (Django's LogoutView): logs the agent out of the contact centre, then ends
-    the browser's session. Open sessions stay as they are (the seed's rule)."""
+    the browser's session. Open sessions stay as they are (docs/product.md, 'Caller hung up')."""
 
     next_page = reverse_lazy("agent:login")
 

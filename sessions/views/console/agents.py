@@ -3,7 +3,7 @@
 Every agent with its state, server, skill groups, open sessions and log-in time, filtered by
 server and state, 50 a page; an administrator forces a logged-in agent out with a reason.
 The log-out goes through ``agent_logout`` (locks, audits, publishes, tells the Media
-Blender); the agent's open sessions stay as they are, as the seed wants.
+Blender); the agent's open sessions stay as they are (docs/product.md, 'Caller hung up').
 """
 
 from __future__ import annotations
