@@ -9,9 +9,14 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.contrib.auth import get_user_model
 
 from common.actors import SYNC, VERIFY, WIZARD
+from failover.models import SyncRun, WizardRun
 from failover.services.failback import links_fail_back
+from failover.services.sync import sync_apply as sync_apply_rows
+from failover.services.verify import verify_after_switchover, verify_execute
+from failover.services.wizards import wizard_run_all
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +42,6 @@ def fail_back() -> int:
 
 
 def _actor(user_id: int | None, fallback: str) -> object:
-    from django.contrib.auth import get_user_model
-
     if user_id is None:
         return fallback
     return get_user_model().objects.filter(pk=user_id).first() or fallback
@@ -47,9 +50,6 @@ def _actor(user_id: int | None, fallback: str) -> object:
 @shared_task(name="failover.run_wizard", time_limit=300, soft_time_limit=280, ignore_result=True)
 def run_wizard(run_id: int) -> str:
     """Run a wizard's remaining steps; returns its final state."""
-    from failover.models import WizardRun
-    from failover.services.wizards import wizard_run_all
-
     started_by = WizardRun.objects.filter(pk=run_id).values_list("started_by_id", flat=True).first()
     return wizard_run_all(run_id=run_id, actor=_actor(started_by, WIZARD)).state
 
@@ -57,16 +57,12 @@ def run_wizard(run_id: int) -> str:
 @shared_task(name="failover.verify_existing", time_limit=120, soft_time_limit=100, ignore_result=True)
 def verify_existing(run_id: int, user_id: int | None = None) -> str:
     """Execute a verify run created by ``verify_launch``; returns its state."""
-    from failover.services.verify import verify_execute
-
     return verify_execute(run_id=run_id, actor=_actor(user_id, VERIFY)).state
 
 
 @shared_task(name="failover.verify_config", time_limit=120, soft_time_limit=100, expires=300, ignore_result=True)
 def verify_config(server_id: int, epoch: int | None = None) -> str | None:
     """The verify-only check after an Admin Workstation switchover (raises the alert on differences)."""
-    from failover.services.verify import verify_after_switchover
-
     run = verify_after_switchover(server_id=server_id, epoch=epoch)
     return run.state if run is not None else None
 
@@ -74,8 +70,5 @@ def verify_config(server_id: int, epoch: int | None = None) -> str | None:
 @shared_task(name="failover.sync_apply", time_limit=600, soft_time_limit=580, ignore_result=True)
 def sync_apply(run_id: int) -> str:
     """Apply the approved rows of a syncing run; returns its final state."""
-    from failover.models import SyncRun
-    from failover.services.sync import sync_apply as apply
-
     started_by = SyncRun.objects.filter(pk=run_id).values_list("started_by_id", flat=True).first()
-    return apply(run_id=run_id, actor=_actor(started_by, SYNC)).state
+    return sync_apply_rows(run_id=run_id, actor=_actor(started_by, SYNC)).state

@@ -14,11 +14,12 @@ from celery import shared_task
 
 from collabadmin.celery import RETRY_TRANSIENT
 from failover.models import Server
-from sessions.choices import AgentState
-from sessions.models import Agent
+from sessions.choices import AgentState, SessionState
+from sessions.models import Agent, CollaborationSession
 from sessions.services.drain import drain_started, queue_drain
-from sessions.services.media_blender import agent_sync, route_release
+from sessions.services.media_blender import agent_sync, agents_reconcile, route_release
 from sessions.services.routing import free_agent_exists
+from sessions.services.samples import sample_record
 from sessions.services.switchover_followup import after_media_blender_switchover as switchover_followup
 from sessions.services.timeouts import sessions_end_hung_up_after_grace, sessions_requeue_expired_transits
 
@@ -107,10 +108,6 @@ def drain_all() -> int:
     that waits may also wait on the Media Blender's copy of the agents (a release of an
     ended session's route lost with its task): the agents are reconciled with it first.
     """
-    from sessions.choices import SessionState
-    from sessions.models import CollaborationSession
-    from sessions.services.media_blender import agents_reconcile
-
     server_ids = list(
         CollaborationSession.objects.filter(state=SessionState.QUEUED).values_list("server_id", flat=True).distinct()
     )
@@ -122,6 +119,4 @@ def drain_all() -> int:
 @shared_task(name="sessions.record_sample", time_limit=10, soft_time_limit=8, expires=9, ignore_result=True)
 def record_sample() -> int:
     """Sample the session counts for the overview's chart (and prune a day-old history)."""
-    from sessions.services.samples import sample_record
-
     return sample_record().pk

@@ -23,6 +23,7 @@ from common.actors import MONITOR, Actor
 from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import FailoverEvent, Link, Peer
 from failover.services.audit import audit_record, check_reason
+from failover.services.wizards import after_admin_workstation_switched
 from sessions.services import followups
 
 
@@ -132,9 +133,6 @@ def switch(
 
 
 def _after_admin_workstation_switched(link: Link, *, connected: Peer | None) -> None:
-    # Imported late: the wizards import the alerts, which import this module.
-    from failover.services.wizards import after_admin_workstation_switched
-
     after_admin_workstation_switched(link, connected=connected)
 
 

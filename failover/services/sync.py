@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.actors import SYNC, Actor
+from common.outbox import send_now
 from failover.choices import AuditAction, SyncDirection, SyncRunState
 from failover.models import SyncRun
 from failover.peering import client
@@ -187,15 +188,12 @@ def sync_start(*, run_id: int, actor: Actor, confirm_deletions: bool = False, re
 
 def sync_launch(*, run_id: int, actor: Actor, confirm_deletions: bool = False, reason: str = "") -> SyncRun:
     """``sync_start``, then the Celery task ``failover.sync_apply`` applies the rows."""
-    from failover import tasks
-
     run = sync_start(run_id=run_id, actor=actor, confirm_deletions=confirm_deletions, reason=reason)
-    try:
-        tasks.sync_apply.delay(run.pk)
-    except Exception as exc:
+    if not send_now("failover.sync_apply", run.pk):
         # Not queued: give the one-run slot back rather than leave the run "syncing".
-        log.warning("could not send the sync task of run %s", run.pk, exc_info=True)
-        return _finish(run.pk, SyncRunState.INTERRUPTED, f"The sync could not be queued: {exc}", actor)
+        return _finish(
+            run.pk, SyncRunState.INTERRUPTED, "The sync could not be queued: the broker is unreachable.", actor
+        )
     return SyncRun.objects.get(pk=run.pk)
 
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from collabadmin import live
 from common.actors import VERIFY, VERIFY_AFTER_SWITCHOVER, Actor
+from common.outbox import send_now
 from failover.choices import AlertKind, AlertSeverity, AuditAction, SyncDirection, SyncRunState
 from failover.models import Server, SyncRun
 from failover.peering import client
@@ -339,14 +340,11 @@ def verify_run(*, server_id: int, actor: Actor = VERIFY, auto: bool = False) -> 
 def verify_launch(*, server_id: int, actor: Actor) -> SyncRun:
     """Create a verify run now (``SyncBusy`` if one is in progress); the Celery task
     ``failover.verify_existing`` executes it."""
-    from failover import tasks
-
     run = verify_create(server_id=server_id, actor=actor)
-    try:
-        tasks.verify_existing.delay(run.pk, None if isinstance(actor, str | None) else actor.pk)
-    except Exception as exc:
-        log.warning("could not send the verify task of run %s", run.pk, exc_info=True)
-        return _give_up(run.pk, SyncRunState.INTERRUPTED, f"The verify could not be queued: {exc}", actor)
+    if not send_now("failover.verify_existing", run.pk, None if isinstance(actor, str | None) else actor.pk):
+        return _give_up(
+            run.pk, SyncRunState.INTERRUPTED, "The verify could not be queued: the broker is unreachable.", actor
+        )
     return run
 
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from collabadmin import live
 from common.actors import MONITOR, WIZARD, Actor
+from common.outbox import send_on_commit
 from failover.choices import AlertKind, AlertSeverity, AuditAction, PeerKind, WizardKind, WizardState
 from failover.models import Link, Policy, Server, WizardRun
 from failover.peering import client
@@ -277,11 +278,9 @@ def wizard_start(*, server_id: int, kind: str, params: dict[str, Any], actor: Ac
 
 def wizard_launch(*, server_id: int, kind: str, params: dict[str, Any], actor: Actor, reason: str) -> WizardRun:
     """``wizard_start``, then the steps run in the Celery task ``failover.run_wizard``."""
-    from failover import tasks
-
     with transaction.atomic():
         run = wizard_start(server_id=server_id, kind=kind, params=params, actor=actor, reason=reason)
-        transaction.on_commit(lambda: tasks.run_wizard.delay(run.pk))
+        send_on_commit("failover.run_wizard", run.pk)
     return run
 
 
@@ -507,14 +506,4 @@ def after_admin_workstation_switched(link: Link, *, connected: object | None) ->
             actor=MONITOR,
         )
     if connected is not None:
-        from failover import tasks
-
-        server_id, epoch = link.server_id, link.epoch
-
-        def send() -> None:
-            try:
-                tasks.verify_config.apply_async(args=[server_id], kwargs={"epoch": epoch})
-            except Exception:
-                log.warning("could not send the verify after the AW switchover of server %s", server_id, exc_info=True)
-
-        transaction.on_commit(send)
+        send_on_commit("failover.verify_config", link.server_id, kwargs={"epoch": link.epoch})

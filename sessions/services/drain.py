@@ -23,6 +23,7 @@ from failover.peering import client
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession
 from sessions.routing import ANY_SKILL_GROUP, MediaBlenderClient, MediaBlenderPeer, RouteAnswer, connected_media_blender
+from sessions.services.drain_schedule import KEY_PREFIX, drain_started
 from sessions.services.media_blender import sync_agents_by_icm_id
 from sessions.services.routing import RouteOutcome, free_agent_exists, session_route_many
 
@@ -40,8 +41,8 @@ BATCH_SIZE = 100
 # A bound on going round again: each pass is triggered by a real change, but a bug that
 # keeps re-requesting must not spin a worker forever.
 MAX_PASSES = 10
-# Every Redis key of the drain (per server: its lock, "pending" and "scheduled" marks).
-KEY_PREFIX = "collabadmin:drain:"
+# Every Redis key of the drain (per server: its lock, "pending" and "scheduled" marks)
+# starts with KEY_PREFIX (drain_schedule.py).
 
 
 class DrainCoordinator:
@@ -95,33 +96,6 @@ class DrainCoordinator:
             return bool(shared_redis().exists(self.pending_key))
         except redis.RedisError:
             return False
-
-
-# A drain task sent but not yet started is marked for this long; the mark is cleared when
-# the task starts, and expires by itself if the task is lost (worker killed, broker lost).
-SCHEDULED_SECONDS = 5
-
-
-def _scheduled_key(server_id: int) -> str:
-    return f"{KEY_PREFIX}{server_id}:scheduled"
-
-
-def drain_schedule_wanted(server_id: int) -> bool:
-    """Whether to send a drain task for the server now: ``False`` when one is already sent
-    and has not started yet (it will see every session committed before it starts).
-    A caller request each sends one otherwise, and at a few hundred requests a second the
-    worker did little but drain the same queue over and over. Without Redis: ``True``."""
-    try:
-        return bool(shared_redis().set(_scheduled_key(server_id), 1, nx=True, ex=SCHEDULED_SECONDS))
-    except redis.RedisError:
-        return True
-
-
-def drain_started(server_id: int) -> None:
-    """A drain is starting (whatever asked for it): a change committed from now on needs a
-    task of its own."""
-    with contextlib.suppress(redis.RedisError):
-        shared_redis().delete(_scheduled_key(server_id))
 
 
 def queue_drain(*, server_id: int) -> int:

@@ -2,60 +2,36 @@
 Blender, drain the queue. Called by the services inside their transaction; everything here
 is scheduled with ``transaction.on_commit`` so nothing is sent for a rolled-back change
 (side effects only after the commit). The Media Blender conversation itself lives in ``sessions.routing`` and
-runs in Celery tasks (``sessions.tasks``), never in the caller's transaction.
+runs in Celery tasks (``sessions.tasks``, sent by name through ``common.outbox``), never in the caller's transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
+from common.outbox import send_now, send_on_commit
 from failover.choices import PeerKind
 from sessions.choices import ROUTED_STATES
+from sessions.services.drain_schedule import drain_schedule_wanted
 
 if TYPE_CHECKING:
-    from celery import Task
-
     from failover.models import Link, Peer
     from sessions.models import Agent, CollaborationSession
 
 log = logging.getLogger(__name__)
 
 
-def _send(task: Task, *args: Any) -> None:
-    """Send ``task`` once the transaction commits."""
-    transaction.on_commit(lambda: _send_now(task, *args))
-
-
-def _send_now(task: Task, *args: Any) -> None:
-    """A broker failure is logged, not raised: the change is committed, and the periodic
-    tasks and the next event catch up."""
-    try:
-        task.apply_async(args=args)
-    except Exception:
-        log.warning("could not send %s%r", task.name, args, exc_info=True)
-
-
-def _tasks() -> ModuleType:
-    # Imported late: the tasks import the services, which import this module.
-    from sessions import tasks
-
-    return tasks
-
-
 def after_session_requested(session: CollaborationSession) -> None:
     """A new session is queued: try to route the server's queue, unless a drain of that
     queue is already on its way (``drain_schedule_wanted``: one task, not one per caller)."""
-    from sessions.services.drain import drain_schedule_wanted
-
     server_id = session.server_id
 
     def send() -> None:
         if drain_schedule_wanted(server_id):
-            _send_now(_tasks().drain_queue, server_id)
+            send_now("sessions.drain_queue", server_id)
 
     transaction.on_commit(send)
 
@@ -65,21 +41,21 @@ def after_session_ended(session: CollaborationSession, *, previous_state: str) -
     free, or a logged-out agent can now be forgotten); each task then drains the queue."""
     if previous_state not in ROUTED_STATES:
         return
-    _send(_tasks().release_route, str(session.pk), session.server_id)
+    send_on_commit("sessions.release_route", str(session.pk), session.server_id)
     if session.agent_id:
-        _send(_tasks().sync_agent, session.agent_id)
+        send_on_commit("sessions.sync_agent", session.agent_id)
 
 
 def after_session_requeued(session: CollaborationSession, *, previous_agent_id: int | None) -> None:
     """Release the abandoned route, give its agent the slot back at the MB, drain the queue."""
-    _send(_tasks().release_route, str(session.pk), session.server_id)
+    send_on_commit("sessions.release_route", str(session.pk), session.server_id)
     if previous_agent_id:
-        _send(_tasks().sync_agent, previous_agent_id)
+        send_on_commit("sessions.sync_agent", previous_agent_id)
 
 
 def after_agent_changed(agent: Agent) -> None:
     """Tell the connected Media Blender the agent's new state; a ready agent may take work."""
-    _send(_tasks().sync_agent, agent.pk)
+    send_on_commit("sessions.sync_agent", agent.pk)
 
 
 def after_link_switched(link: Link, *, connected: Peer | None) -> None:
@@ -87,4 +63,4 @@ def after_link_switched(link: Link, *, connected: Peer | None) -> None:
     the agents with it, re-ask it for the sessions in transit, drain the queue. Other links,
     and a link that went down, need nothing here."""
     if link.kind == PeerKind.MEDIA_BLENDER and connected is not None:
-        _send(_tasks().after_media_blender_switchover, link.pk, link.epoch)
+        send_on_commit("sessions.after_media_blender_switchover", link.pk, link.epoch)

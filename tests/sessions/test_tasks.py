@@ -202,7 +202,7 @@ def test_a_switchover_follow_up_for_an_epoch_that_has_passed_does_nothing(media_
 
 def test_a_drain_on_its_way_is_not_sent_again_until_it_starts(server, make_agent):
     from collabadmin.redis_client import shared_redis
-    from sessions.services.drain import SCHEDULED_SECONDS, _scheduled_key, drain_schedule_wanted, drain_started
+    from sessions.services.drain_schedule import SCHEDULED_SECONDS, _scheduled_key, drain_schedule_wanted, drain_started
 
     make_agent("ann", "Sales")  # a free agent: a drain could route something
     drain_started(server.pk)
@@ -217,7 +217,8 @@ def test_a_drain_on_its_way_is_not_sent_again_until_it_starts(server, make_agent
 
 
 def test_while_every_agent_is_busy_callers_send_no_drain_until_an_agent_is_free(server, make_agent):
-    from sessions.services.drain import drain_schedule_wanted, drain_started, queue_drain
+    from sessions.services.drain import queue_drain
+    from sessions.services.drain_schedule import drain_schedule_wanted, drain_started
 
     ann = make_agent("ann", "Sales", ready=False)
     drain_started(server.pk)
