@@ -5,7 +5,7 @@ serves ``/ws/status/``; a separate process (``bench/_ws_clients.py``) holds ``--
 real WebSocket connections logged in as an administrator. This process commits changes at
 a steady rate, for each of ``--rates`` (1, 2, 5 and 10 a second by default, i.e. 200 to
 2,000 deliveries a second) in turn: each change is a transaction that updates a row and calls
-``collabadmin.live.publish`` (the path of every service), with an ``on_commit`` hook
+``common.live.publish`` (the path of every service), with an ``on_commit`` hook
 registered first that stamps ``time.monotonic()`` into the event, so the stamp is the
 moment of the commit. Each client's latency = its receipt time - that stamp (one
 monotonic clock for the machine). Reported per rate: p50 / p99 / max over every
@@ -37,7 +37,7 @@ def _send(server: Any, phase: int, rate: float, seconds: float) -> int:
     """Commit ``rate`` changes a second for ``seconds``; returns how many."""
     from django.db import transaction
 
-    from collabadmin import live
+    from common import live
     from failover.models import Server
 
     sent = 0

@@ -17,7 +17,7 @@ Two things stand in front of that pool. ``GET /healthz`` is answered on the even
 (``HealthzFirst``, collabadmin/health.py) so that a node with every thread busy still
 answers its probe at once: a late answer must never read as a dead node. And
 ``http_load`` notes how long each request waits for a thread, which the node's heartbeat
-reports (collabadmin/http_load.py).
+reports (common/http_load.py).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from collabadmin.health import HealthzFirst  # noqa: E402
-from collabadmin.http_load import http_load  # noqa: E402
+from common.http_load import http_load  # noqa: E402
 
 # At most this many HTTP requests run a view at once in this process; more wait their turn.
 http_app = HealthzFirst(http_load.asgi(WSGIMiddleware(http_load.wsgi(django_wsgi_app), workers=settings.HTTP_THREADS)))

@@ -15,8 +15,8 @@ from django.utils.http import http_date
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from collabadmin.redis_client import shared_redis
 from collabadmin.task_queue import queue_state
+from common.redis_client import shared_redis
 
 
 @never_cache

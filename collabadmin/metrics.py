@@ -45,8 +45,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from collabadmin.redis_client import shared_redis
 from collabadmin.task_queue import queue_state
+from common.redis_client import shared_redis
 from failover.choices import AlertKind, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import Alert, FailoverEvent, Lease, Link, Peer, Server
 from sessions.choices import AgentState, SessionState

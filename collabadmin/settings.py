@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from collabadmin import embedded_redis, redis_config
+from collabadmin import embedded_redis
 from collabadmin.env import env_bool, env_int, env_list, env_str
+from common import redis_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("COLLABADMIN_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -130,7 +131,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker, channel layer, readiness -----------------------------------
 # One Redis server (REDIS_URL), or a master found through Redis Sentinel (REDIS_SENTINELS,
-# REDIS_SENTINEL_MASTER: collabadmin/redis_config.py), or else the embedded one.
+# REDIS_SENTINEL_MASTER: common/redis_config.py), or else the embedded one.
 try:
     REDIS_SENTINEL = redis_config.sentinel_from_env()
 except redis_config.RedisConfigError as exc:
@@ -256,9 +257,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "collabadmin.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "common.api.Pagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "collabadmin.api.exception_handler",
+    "EXCEPTION_HANDLER": "common.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

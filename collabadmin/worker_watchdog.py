@@ -41,8 +41,8 @@ import redis
 from celery.platforms import EX_FAILURE
 from celery.worker import state as worker_state
 
-from collabadmin.redis_client import shared_redis
 from collabadmin.task_queue import STALLED_AFTER_SECONDS, QueueState, queue_state
+from common.redis_client import shared_redis
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Telling open desktops that a user's access changed.
 
 When a user is saved or deleted (made non-staff, deactivated, removed), every WebSocket of
-that user re-checks its access at once (``collabadmin.live.access_changed``), instead of
+that user re-checks its access at once (``common.live.access_changed``), instead of
 every socket querying the database for every event it forwards. Changes that bypass
 ``save()`` (a queryset ``update()``, SQL) are caught by the heartbeat's re-check within
 ``LIVE_HEARTBEAT_SECONDS``. Connected in ``FailoverConfig.ready``.
@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save
 
-from collabadmin import live
+from common import live
 
 
 def _changed(sender: Any, instance: Any, **_: object) -> None:

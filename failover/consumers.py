@@ -1,7 +1,7 @@
 """The Administration desktop's WebSocket, ``/ws/status/``: the whole installation, live.
 
 The consumer only authenticates, joins the status group and forwards; it never writes.
-Group names and event payloads belong to ``collabadmin.live``; foreign origins were
+Group names and event payloads belong to ``common.live``; foreign origins were
 refused before this runs (``AllowedHostsOriginValidator`` in ``collabadmin.asgi``).
 """
 
@@ -13,8 +13,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
 
-from collabadmin import live
-from collabadmin.heartbeat import HeartbeatMixin
+from common import live
+from common.heartbeat import HeartbeatMixin
 from failover.selectors import status_snapshot
 
 # The same close codes as the Agent desktop's socket (4000-4999, modelled on HTTP's).
@@ -81,7 +81,7 @@ class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
         """The desktop sends nothing; anything received (even malformed JSON) is ignored."""
 
     async def live_event(self, message: dict[str, Any]) -> None:
-        """Forward one event of ``collabadmin.live`` to the browser, as it was published."""
+        """Forward one event of ``common.live`` to the browser, as it was published."""
         if self.joined:
             await self.send_json(message["event"])
 

@@ -6,3 +6,15 @@ class CollabSessionsConfig(AppConfig):
     # django.contrib.sessions already owns the label "sessions".
     label = "collab_sessions"
     verbose_name = "Collaboration sessions"
+
+    def ready(self) -> None:
+        # What the failover engine's changes do to agents and sessions (failover/hooks.py:
+        # the engine sits below this app and never imports it).
+        from failover import hooks
+        from sessions.services import followups, routing, server_failure
+
+        hooks.on_link_switched(followups.after_link_switched)
+        hooks.on_server_failed(server_failure.end_work_of_failed_server)
+        hooks.on_media_blender_events(
+            routes_confirmed=routing.session_confirm_routes, phone_hung_up=routing.session_phone_hung_up
+        )

@@ -1,7 +1,7 @@
 """The Agent desktop's WebSocket, ``/ws/agent/``: one agent's own sessions and state, live.
 
 The consumer only authenticates, joins its agent's group and forwards; it never writes.
-Group names and event payloads belong to ``collabadmin.live``; foreign origins were
+Group names and event payloads belong to ``common.live``; foreign origins were
 refused before this runs (``AllowedHostsOriginValidator`` in ``collabadmin.asgi``).
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from collabadmin import live
-from collabadmin.heartbeat import HeartbeatMixin
+from common import live
+from common.heartbeat import HeartbeatMixin
 from sessions.models import Agent
 from sessions.payloads import agent_payload, session_payload
 from sessions.views.access import own_open_sessions
@@ -86,7 +86,7 @@ class AgentConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
         """The desktop sends nothing; anything received (even malformed JSON) is ignored."""
 
     async def live_event(self, message: dict[str, Any]) -> None:
-        """Forward one event of ``collabadmin.live`` to the browser, as it was published."""
+        """Forward one event of ``common.live`` to the browser, as it was published."""
         if self.agent_id is None:
             return
         if await database_sync_to_async(_enabled_agent_id)(self.user_id) != self.agent_id:

@@ -11,8 +11,8 @@ from celery._state import _set_task_join_will_block
 from django.test import Client
 from rest_framework.test import APIClient
 
-from collabadmin import live
-from collabadmin.redis_client import shared_redis
+from common import live
+from common.redis_client import shared_redis
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link
 from sessions.services import drain

@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 from redis.sentinel import Sentinel
 
-from collabadmin.redis_config import SentinelConfig
+from common.redis_config import SentinelConfig
 from tests.processes import free_port
 
 MASTER_NAME = "collab"

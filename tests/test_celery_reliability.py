@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from collabadmin.redis_client import shared_redis
+from common.redis_client import shared_redis
 from failover.choices import AuditAction
 from failover.models import AuditEntry, Policy
 from sessions.choices import EndReason, PhoneLeg, SessionState

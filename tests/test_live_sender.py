@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
 
-from collabadmin import live
+from common import live
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -33,10 +33,10 @@ import redis
 from django.db import transaction
 from kombu import Connection
 
-from collabadmin import live
 from collabadmin.celery import app as celery_app
-from collabadmin.redis_client import shared_redis
 from collabadmin.worker_watchdog import read_status
+from common import live
+from common.redis_client import shared_redis
 from sessions.models import CollaborationSession
 from sessions.tasks import end_hung_up_after_grace
 from tests import redis_sentinel

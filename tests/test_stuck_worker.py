@@ -38,8 +38,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from collabadmin.celery import app, ping
-from collabadmin.redis_client import shared_redis
 from collabadmin.task_queue import STALLED_AFTER_SECONDS, queue_state
+from common.redis_client import shared_redis
 from failover.models import Policy
 from sessions.choices import EndReason, PhoneLeg, SessionState
 from sessions.models import CollaborationSession

@@ -19,7 +19,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from collabadmin.api import (
+from collabadmin.permissions import IsStaff
+from common.api import (
     CONFLICT,
     MAX_ID,
     NOT_ALLOWED,
@@ -31,7 +32,6 @@ from collabadmin.api import (
     ServiceUnavailable,
     django_error_text,
 )
-from collabadmin.permissions import IsStaff
 from failover.api.schema import ApiSchema
 from failover.choices import SyncDirection, SyncRunState, WizardKind, WizardState
 from failover.models import Server, SyncRun, WizardRun

@@ -3,7 +3,7 @@
 Views stay thin: querysets, permissions and the HTTP mapping here, reading logic in
 ``failover.selectors``, every change in a service. Input errors are 400s (serializers and
 the services' Django ValidationErrors); a request the current state refuses (stale epoch,
-target peer down or in maintenance) is a 409 (see ``collabadmin.api``).
+target peer down or in maintenance) is a 409 (see ``common.api``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collabadmin.api import (
+from collabadmin.permissions import IsStaff
+from common.api import (
     CONFLICT,
     NOT_ALLOWED,
     NOT_FOUND,
@@ -27,7 +28,6 @@ from collabadmin.api import (
     Pagination,
     django_error_text,
 )
-from collabadmin.permissions import IsStaff
 from failover.api.schema import ApiSchema
 from failover.api.serializers import (
     AuditEntryFilterSerializer,

@@ -18,9 +18,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from failover import hooks
 from failover.choices import IcmSide, PeerKind
 from failover.monitor.targets import PeerTarget
 from failover.peering.client import Message
+from failover.services.peers import peer_record_icm_side
 
 log = logging.getLogger(__name__)
 _pending: set[asyncio.Task[None]] = set()
@@ -53,8 +55,6 @@ def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 async def _record_icm_side(peer_id: int, side: object) -> None:
-    from failover.services.peers import peer_record_icm_side
-
     value = side if side in (IcmSide.A, IcmSide.B) else IcmSide.NONE
     try:
         await sync_to_async(peer_record_icm_side)(peer_id=peer_id, side=value)
@@ -96,11 +96,8 @@ class _ConfirmBatcher:
                 await self._record(batch)
 
     async def _record(self, batch: list[_Confirmation]) -> None:
-        # Imported late: the failover app must not need the sessions app to start its monitor.
-        from sessions.services.routing import ConfirmOutcome, session_confirm_routes
-
         try:
-            outcomes = await sync_to_async(session_confirm_routes)(
+            outcomes = await sync_to_async(hooks.routes_confirmed)(
                 [(c.session_id, c.agent_id, c.peer_id) for c in batch]
             )
         except Exception:
@@ -108,7 +105,7 @@ class _ConfirmBatcher:
             return
         loop = asyncio.get_running_loop()
         for confirmation, outcome in zip(batch, outcomes, strict=True):
-            if outcome != ConfirmOutcome.EARLY:
+            if outcome != hooks.CONFIRMATION_EARLY:
                 continue
             if confirmation.attempt < len(CONFIRM_RETRY_DELAYS):
                 retry = replace(confirmation, attempt=confirmation.attempt + 1)
@@ -135,12 +132,10 @@ def _confirm_route(peer_id: int, session_id: object, agent_id: object) -> None:
 
 
 async def _record_phone_hung_up(peer_id: int, session_id: object, agent_id: object) -> None:
-    from sessions.services.routing import session_phone_hung_up
-
     if not isinstance(session_id, str):
         return
     try:
-        await sync_to_async(session_phone_hung_up)(
+        await sync_to_async(hooks.phone_hung_up)(
             session_id=session_id, peer_id=peer_id, agent_icm_id=agent_id if isinstance(agent_id, str) else None
         )
     except Exception:

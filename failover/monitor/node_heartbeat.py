@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.db import close_old_connections, connections
 
-from collabadmin.http_load import http_load
+from common.http_load import http_load
 from failover.services.heartbeats import BeatFigures, node_heartbeat_record
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from common.actors import Actor
 from failover.choices import AlertKind, AlertSeverity, AuditAction
 from failover.models import Alert, Server

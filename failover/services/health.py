@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from collabadmin import live
+from common import live
 from failover.choices import Health
 from failover.models import Link, Peer
 from failover.services.lease import LeaseToken, lease_is_held

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from common.actors import Actor
 from failover.choices import AuditAction, FailoverKind
 from failover.models import Link, Peer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from collabadmin import live
+from common import live
 from failover.choices import IcmSide
 from failover.models import Peer
 

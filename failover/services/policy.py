@@ -8,7 +8,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from collabadmin import live
+from common import live
 from failover.choices import AuditAction
 from failover.models import Policy
 from failover.services.audit import audit_record, check_reason

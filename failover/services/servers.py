@@ -7,8 +7,9 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from common.actors import MONITOR
+from failover import hooks
 from failover.choices import AlertKind, AlertSeverity, AuditAction, FailoverKind, Health
 from failover.models import FailoverEvent, Server
 from failover.services.alerts import alert_clear, alert_raise
@@ -30,8 +31,6 @@ def server_health_changed(
     own: docs/product.md, 'Collaboration Server failure'), a recovery after a failure is recorded. Compare-and-set, so a
     repeated report does nothing. Returns the failover event written, if any.
     """
-    from sessions.services.server_failure import end_work_of_failed_server
-
     if lease is not None and not lease_is_held(lease):
         return None
     server = Server.objects.select_for_update().get(pk=server_id)
@@ -57,7 +56,7 @@ def server_health_changed(
         )
         if was_degraded:
             alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=MONITOR, reason="server failed")
-        outcome = end_work_of_failed_server(server=server, at=at)
+        outcome = hooks.server_failed(server=server, at=at)
         event = FailoverEvent.objects.create(
             server=server,
             kind=FailoverKind.SERVER_FAILED,

@@ -18,13 +18,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from common.actors import MONITOR, Actor
+from failover import hooks
 from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import FailoverEvent, Link, Peer
 from failover.services.audit import audit_record, check_reason
-from failover.services.wizards import after_admin_workstation_switched
-from sessions.services import followups
 
 
 class SwitchoverRefused(ValidationError):
@@ -125,15 +124,10 @@ def switch(
             "reason": reason,
         },
     )
-    # Sessions follow a newly connected Media Blender (issue 4): agents, transits, queue; on commit.
-    followups.after_link_switched(link, connected=target)
-    # An Admin Workstation link (issue 6): running wizards interrupted, a verify after the commit.
-    _after_admin_workstation_switched(link, connected=target)
+    # Sessions follow a newly connected Media Blender (agents, transits, queue); running
+    # wizards are interrupted when the Admin Workstation link moves, and a Verify follows.
+    hooks.link_switched(link, connected=target)
     return SwitchoverResult(link=link, changed=True, outcome=outcome, event=event)
-
-
-def _after_admin_workstation_switched(link: Link, *, connected: Peer | None) -> None:
-    after_admin_workstation_switched(link, connected=connected)
 
 
 @transaction.atomic

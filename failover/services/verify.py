@@ -19,7 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from common.actors import VERIFY, VERIFY_AFTER_SWITCHOVER, Actor
 from common.outbox import send_now
 from failover.choices import AlertKind, AlertSeverity, AuditAction, SyncDirection, SyncRunState

@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from common.actors import MONITOR, WIZARD, Actor
 from common.outbox import send_on_commit
 from failover.choices import AlertKind, AlertSeverity, AuditAction, PeerKind, WizardKind, WizardState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from collabadmin.api import MAX_ID
+from common.api import MAX_ID
 from sessions.choices import AgentState, SessionState
 from sessions.models import Agent, CollaborationSession, SkillGroup
 

@@ -16,7 +16,8 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from collabadmin.api import (
+from collabadmin.permissions import IsStaffOrAgent, agent_of, is_staff
+from common.api import (
     NOT_ALLOWED,
     NOT_FOUND,
     UNAVAILABLE,
@@ -26,7 +27,6 @@ from collabadmin.api import (
     ServiceUnavailable,
     django_error_text,
 )
-from collabadmin.permissions import IsStaffOrAgent, agent_of, is_staff
 from failover.api.views import ReadOnlyResourceViewSet
 from sessions.api.serializers import (
     AgentFilterSerializer,

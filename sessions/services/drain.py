@@ -18,7 +18,7 @@ import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from collabadmin.redis_client import shared_redis
+from common.redis_client import shared_redis
 from failover.peering import client
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession

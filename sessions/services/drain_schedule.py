@@ -11,7 +11,7 @@ import contextlib
 
 import redis
 
-from collabadmin.redis_client import shared_redis
+from common.redis_client import shared_redis
 
 KEY_PREFIX = "collabadmin:drain:"  # shared with the drain's own lock keys (drain.py)
 

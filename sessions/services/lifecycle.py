@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from common.actors import Actor
 from failover.choices import AuditAction, Health, ServerRole
 from failover.models import Server

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from common.actors import MEDIA_BLENDER, ROUTER, Actor
 from failover.choices import AuditAction, LinkState, PeerConnection, PeerKind
 from failover.models import AuditEntry, Link, Peer

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession, SessionSample
 

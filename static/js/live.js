@@ -56,7 +56,7 @@
     function onMessage(message) {
       if (message.type === "heartbeat") {
         // Redis restarted since our snapshot: subscriptions and events were lost. Reconnect
-        // at once for a fresh snapshot (collabadmin/heartbeat.py).
+        // at once for a fresh snapshot (common/heartbeat.py).
         if (redisRunId && message.redis && message.redis !== redisRunId && socket) {
           attempts = -1;
           socket.close();

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from collabadmin import live
+from common import live
 from tests.factories import UserFactory
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from collabadmin import live
+from common import live
 from failover.choices import AuditAction
 from failover.models import AuditEntry
 from sessions.choices import AgentState, EndReason, PhoneLeg, SessionState

@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 
-from collabadmin import live
+from common import live
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
 from failover.models import Link, Peer
@@ -185,7 +185,7 @@ def test_whatever_the_browser_sends_is_ignored(admin_user):
 
 
 def test_heartbeats_carry_the_redis_run_id_of_the_snapshot(admin_user, settings):
-    """How a page learns that Redis restarted under it (collabadmin/heartbeat.py)."""
+    """How a page learns that Redis restarted under it (common/heartbeat.py)."""
     settings.LIVE_HEARTBEAT_SECONDS = 0.1
     cookie = session_cookie(admin_user)
 

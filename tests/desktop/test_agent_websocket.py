@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from collabadmin import live
+from common import live
 from sessions.choices import AgentState, EndReason
 from sessions.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
 from sessions.models import Agent

@@ -13,7 +13,8 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 
-from collabadmin import embedded_redis, live
+from collabadmin import embedded_redis
+from common import live
 from failover.choices import FailoverKind, PeerConnection
 from failover.models import FailoverEvent, Link
 from failover.services.switchover import link_switchover

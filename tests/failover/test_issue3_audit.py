@@ -30,7 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.stateful import invariant
 from prometheus_client.parser import text_string_to_metric_families
 
-from collabadmin import live
+from common import live
 from failover.choices import FailoverKind, Health, PeerConnection, PeerKind, PeerPriority
 from failover.models import FailoverEvent, Link, Peer, Policy, Server
 from failover.monitor.runner import monitor_in_thread

@@ -203,7 +203,7 @@ def test_a_queue_longer_than_a_batch_drains_oldest_first_in_each_group(media_ble
 def test_the_agent_that_loses_a_rerouted_session_hears_only_that_it_is_gone(
     rows, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from collabadmin import live
+    from common import live
 
     sent: list[tuple[str, dict, tuple]] = []
     monkeypatch.setattr(live, "send_now", lambda kind, data, groups: sent.append((kind, data, tuple(groups))))

@@ -201,7 +201,7 @@ def test_a_switchover_follow_up_for_an_epoch_that_has_passed_does_nothing(media_
 
 
 def test_a_drain_on_its_way_is_not_sent_again_until_it_starts(server, make_agent):
-    from collabadmin.redis_client import shared_redis
+    from common.redis_client import shared_redis
     from sessions.services.drain_schedule import SCHEDULED_SECONDS, _scheduled_key, drain_schedule_wanted, drain_started
 
     make_agent("ann", "Sales")  # a free agent: a drain could route something

@@ -288,7 +288,7 @@ def test_the_check_after_a_manual_aw_switchover_raises_the_alert(server, groups,
     Peer.objects.filter(pk__in=[p.pk for p in peers]).update(health=Health.UP)
     peer_mark_connected(peers[0], epoch=1)
     link = Link.objects.get(server=server, kind=PeerKind.ADMIN_WORKSTATION)
-    from collabadmin import live
+    from common import live
 
     broadcast: list[tuple[str, dict]] = []
     monkeypatch.setattr(live, "send_now", lambda event_type, data, groups: broadcast.append((event_type, data)))

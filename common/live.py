@@ -23,7 +23,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from collabadmin.redis_client import shared_redis
+from common.redis_client import shared_redis
 
 logger = logging.getLogger(__name__)
 

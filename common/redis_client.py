@@ -15,7 +15,7 @@ from functools import cache
 import redis
 from django.conf import settings
 
-from collabadmin.redis_config import SentinelConfig
+from common.redis_config import SentinelConfig
 
 TIMEOUT_SECONDS = 1.0
 

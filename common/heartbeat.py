@@ -16,7 +16,7 @@ import contextlib
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from collabadmin import live
+from common import live
 
 
 def heartbeat_seconds() -> float:

@@ -1,0 +1,105 @@
+"""What the rest of the product does when the failover engine changes something.
+
+``failover`` sits below ``sessions`` and the configuration sync: it never imports them.
+They tell it what to do by registering handlers here when their app is ready
+(``AppConfig.ready``); the engine calls the hooks. A hook runs *inside* the caller's
+transaction, so what it does commits or rolls back with the switchover or the failure
+that caused it (a handler that talks to the outside world schedules that work with
+``transaction.on_commit`` itself). Without handlers (the engine alone, in its own tests)
+a hook does nothing.
+
+- ``link_switched(link, connected=peer)``: a link has a newly connected peer, or none.
+- ``server_failed(server=..., at=...)``: a Collaboration Server failed; end its work and
+  say what was ended (one handler: the sessions app's).
+- ``routes_confirmed(confirmations)`` and ``phone_hung_up(...)``: what a connected Media
+  Blender reported (one handler each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from failover.models import Link, Peer, Server
+
+# A route confirmation the Media Blender may have sent before the route's own commit:
+# the monitor tries it again shortly (the value of the handler's outcome).
+CONFIRMATION_EARLY = "early"
+
+
+class WorkEnded(Protocol):
+    """What ending a failed server's work did, as the failure's event and audit say it."""
+
+    def describe(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class NothingEnded:
+    """No handler: the engine alone ends nothing."""
+
+    def describe(self) -> str:
+        return "no work to end"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {}
+
+
+LinkSwitched = Callable[..., None]  # (link: Link, *, connected: Peer | None)
+ServerFailed = Callable[..., WorkEnded]  # (*, server: Server, at: datetime)
+RoutesConfirmed = Callable[[Sequence[tuple[object, str, int]]], list[str]]
+PhoneHungUp = Callable[..., bool]  # (*, session_id, peer_id, agent_icm_id)
+
+
+@dataclass
+class _Registry:
+    link_switched: list[LinkSwitched] = field(default_factory=list)
+    server_failed: ServerFailed | None = None
+    routes_confirmed: RoutesConfirmed | None = None
+    phone_hung_up: PhoneHungUp | None = None
+
+
+_registry = _Registry()
+
+
+def on_link_switched(handler: LinkSwitched) -> None:
+    """Call ``handler`` after every switchover, in registration order (once per handler)."""
+    if handler not in _registry.link_switched:
+        _registry.link_switched.append(handler)
+
+
+def on_server_failed(handler: ServerFailed) -> None:
+    _registry.server_failed = handler
+
+
+def on_media_blender_events(*, routes_confirmed: RoutesConfirmed, phone_hung_up: PhoneHungUp) -> None:
+    _registry.routes_confirmed = routes_confirmed
+    _registry.phone_hung_up = phone_hung_up
+
+
+def link_switched(link: Link, *, connected: Peer | None) -> None:
+    for handler in _registry.link_switched:
+        handler(link, connected=connected)
+
+
+def server_failed(*, server: Server, at: datetime) -> WorkEnded:
+    if _registry.server_failed is None:
+        return NothingEnded()
+    return _registry.server_failed(server=server, at=at)
+
+
+def routes_confirmed(confirmations: Sequence[tuple[object, str, int]]) -> list[str]:
+    """Each confirmation's outcome (``CONFIRMATION_EARLY`` to try again), in order."""
+    if _registry.routes_confirmed is None:
+        return ["ignored"] * len(confirmations)
+    return [str(outcome) for outcome in _registry.routes_confirmed(confirmations)]
+
+
+def phone_hung_up(*, session_id: str, peer_id: int, agent_icm_id: str | None) -> bool:
+    if _registry.phone_hung_up is None:
+        return False
+    return _registry.phone_hung_up(session_id=session_id, peer_id=peer_id, agent_icm_id=agent_icm_id)
