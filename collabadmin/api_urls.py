@@ -51,6 +51,7 @@ def not_found(request: HttpRequest, rest: str) -> JsonResponse:
 urlpatterns = [
     path("", include("failover.api.urls")),
     path("", include("sessions.api.urls")),
+    path("", include("configsync.api_urls")),
     path("schema/", SchemaView.as_view(), name="api-schema"),
     path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
     # Last: anything not matched above.

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "failover",
     # Label collab_sessions: django.contrib.sessions already owns "sessions".
     "sessions.apps.CollabSessionsConfig",
+    "configsync",
 ]
 
 MIDDLEWARE = [

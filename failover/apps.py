@@ -6,10 +6,7 @@ class FailoverConfig(AppConfig):
     verbose_name = "Failover"
 
     def ready(self) -> None:
-        from failover import access, auth_audit, hooks
-        from failover.services import wizards
+        from failover import access, auth_audit
 
         access.connect()
         auth_audit.connect()
-        # A switchover of the Admin Workstation link interrupts running wizards.
-        hooks.on_link_switched(wizards.after_admin_workstation_switched)

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("collabadmin", "common", "failover", "sessions")
+APPS = ("collabadmin", "common", "configsync", "failover", "sessions")
 
 
 def app_modules() -> list[tuple[Path, ast.Module]]:
@@ -65,7 +65,6 @@ KNOWN_LATE_IMPORTS = {
     "collabadmin/stack.py:_simulators",
     "failover/auth_audit.py:_where",
     "failover/models/links.py:peers",
-    "failover/services/local_config.py:agent_set_enabled",
 }
 
 

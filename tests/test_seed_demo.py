@@ -10,9 +10,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from configsync.services.verify import verify_run
 from failover.choices import PeerKind, PeerPriority, SyncRunState
 from failover.models import Link, Peer, Policy, Server
-from failover.services.verify import verify_run
 from sessions.models import Agent, SkillGroup
 from tests.factories import UserFactory, peer_mark_connected
 from tests.peering.conftest import start_peer  # noqa: F401  (fixture)

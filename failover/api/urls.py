@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from failover.api import config, views
+from failover.api import views
 
 # SimpleRouter, not DefaultRouter: each app adds its routes to the same /api/v1/ prefix,
 # and DefaultRouter's per-router root views would collide there.
@@ -13,8 +13,6 @@ router.register("peers", views.PeerViewSet, basename="api-peer")
 router.register("links", views.LinkViewSet, basename="api-link")
 router.register("events", views.FailoverEventViewSet, basename="api-event")
 router.register("audit", views.AuditEntryViewSet, basename="api-audit")
-router.register("wizards", config.WizardRunViewSet, basename="api-wizard")
-router.register("sync-runs", config.SyncRunViewSet, basename="api-sync-run")
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="api-status"),

@@ -17,10 +17,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from collabadmin.console import read_reason, reason_refusal, render_console, staff_only
+from configsync.services import icm
+from configsync.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
 from failover.choices import WizardKind
 from failover.models import Policy, Server, WizardRun
-from failover.services import icm
-from failover.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
 from sessions.models import Agent, SkillGroup
 from sessions.passwords import link_valid_days, set_password_path
 

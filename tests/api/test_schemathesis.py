@@ -46,6 +46,7 @@ from schemathesis.specs.openapi.checks import (
 from werkzeug.test import Client
 
 from collabadmin.celery import app as celery_app
+from configsync.services.verify import _row as plan_row
 from failover.choices import (
     AlertKind,
     AuditAction,
@@ -58,7 +59,6 @@ from failover.choices import (
     WizardState,
 )
 from failover.models import Alert, AuditEntry, Link, Peer, Server
-from failover.services.verify import _row as plan_row
 from sessions.choices import AgentState, EndReason, PhoneLeg, SessionState
 from tests.factories import (
     AgentFactory,

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from configsync.services.sync import sync_start
 from failover.choices import AuditAction, PeerKind, SyncRunState
 from failover.models import AuditEntry, FailoverEvent, Peer, Policy, SyncRun
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
 from failover.services.switchover import link_switchover
-from failover.services.sync import sync_start
 from sessions.choices import AgentState, EndReason, LogoutReason, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import agent_logout, session_end

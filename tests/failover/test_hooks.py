@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
+from configsync.services.wizards import after_admin_workstation_switched
 from failover import hooks
 from failover.choices import FailoverKind, PeerKind, PeerPriority
 from failover.models import Link
 from failover.services.switchover import lock_link, pair_peers, switch
-from failover.services.wizards import after_admin_workstation_switched
 from sessions.services import followups, routing, server_failure
 from tests.factories import PeerFactory, ServerFactory
 

@@ -22,6 +22,9 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
+from configsync.services.sync import StalePlan, sync_apply, sync_plan_update, sync_start
+from configsync.services.verify import verify_create, verify_run
+from configsync.services.wizards import wizard_run_all, wizard_start
 from failover.choices import Health, PeerKind, PeerPriority, SyncDirection, WizardKind
 from failover.models import Link, Peer, Server, SyncRun, WizardRun
 from failover.peering.client import call_sync
@@ -30,9 +33,6 @@ from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
 from failover.services.servers import server_health_changed
 from failover.services.switchover import link_switchover
-from failover.services.sync import StalePlan, sync_apply, sync_plan_update, sync_start
-from failover.services.verify import verify_create, verify_run
-from failover.services.wizards import wizard_run_all, wizard_start
 from sessions.choices import EndReason, LogoutReason
 from sessions.models import Agent, CollaborationSession, SkillGroup
 from sessions.services.lifecycle import agent_login, agent_logout, agent_set_ready, session_end

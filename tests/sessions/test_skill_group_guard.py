@@ -11,8 +11,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from configsync.services.local_config import skill_group_delete
 from failover.choices import PeerKind
-from failover.services.local_config import skill_group_delete
 from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import CollaborationSession
 from sessions.services.requests import session_request

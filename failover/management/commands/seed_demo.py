@@ -19,10 +19,10 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from configsync.services.local_config import local_config
 from failover.choices import PeerKind, PeerPriority, ServerRole
 from failover.models import Link, Peer, Policy, Server
 from failover.peering.admin_workstation import IcmConfig, atomic_write_json
-from failover.services.local_config import local_config
 from failover.services.topology import peer_ensure, server_ensure
 from sessions.models import Agent, SkillGroup
 

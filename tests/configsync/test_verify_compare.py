@@ -5,9 +5,9 @@ their fixes and their order are pinned here exactly."""
 
 from __future__ import annotations
 
-from failover.services.icm import IcmConfig
-from failover.services.local_config import LocalConfig
-from failover.services.verify import compare
+from configsync.services.icm import IcmConfig
+from configsync.services.local_config import LocalConfig
+from configsync.services.verify import compare
 
 
 def _agent(name: str, *, enabled: bool = True, groups: tuple[str, ...] = ()) -> dict:

@@ -22,14 +22,14 @@ from django.utils import timezone
 from common import live
 from common.actors import VERIFY, VERIFY_AFTER_SWITCHOVER, Actor
 from common.outbox import send_now
+from configsync.services import icm
+from configsync.services.local_config import LocalConfig, local_config
+from configsync.services.wizards import OUT_OF_SYNC_MESSAGE
 from failover.choices import AlertKind, AlertSeverity, AuditAction, SyncDirection, SyncRunState
 from failover.models import Server, SyncRun
 from failover.peering import client
-from failover.services import icm
 from failover.services.alerts import alert_clear, alert_raise
 from failover.services.audit import audit_record
-from failover.services.local_config import LocalConfig, local_config
-from failover.services.wizards import OUT_OF_SYNC_MESSAGE
 
 log = logging.getLogger(__name__)
 

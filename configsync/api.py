@@ -32,13 +32,13 @@ from common.api import (
     ServiceUnavailable,
     django_error_text,
 )
+from configsync.services.sync import StalePlan, SyncRefused, sync_launch, sync_plan_update
+from configsync.services.verify import SyncBusy, verify_launch
+from configsync.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
 from failover.api.schema import ApiSchema
 from failover.choices import SyncDirection, SyncRunState, WizardKind, WizardState
 from failover.models import Server, SyncRun, WizardRun
 from failover.peering import client
-from failover.services.sync import StalePlan, SyncRefused, sync_launch, sync_plan_update
-from failover.services.verify import SyncBusy, verify_launch
-from failover.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
 from sessions.passwords import set_password_path
 
 # --- Serializers -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from failover.models import Policy
 from sessions.choices import AgentState, LogoutReason
 from sessions.models import Agent, SkillGroup
 from sessions.services import followups
+from sessions.services.lifecycle import agent_logout
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,6 @@ def agent_set_enabled(*, server_id: int, icm_id: str, enabled: bool, actor: Acto
     if agent.enabled == enabled:
         return False
     if not enabled and agent.state != AgentState.LOGGED_OUT:
-        from sessions.services.lifecycle import agent_logout
-
         with transaction.atomic():
             agent_logout(agent_id=agent.pk, actor=actor, reason=LogoutReason.ADMIN_FORCED)
         agent.refresh_from_db()

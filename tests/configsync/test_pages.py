@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from configsync.services import icm
+from configsync.services.local_config import local_config
+from configsync.services.verify import compare
 from failover.choices import AlertKind, LinkState, PeerKind, PeerPriority, SyncRunState, WizardKind, WizardState
 from failover.models import Link, SyncRun, WizardRun
-from failover.services import icm
-from failover.services.local_config import local_config
-from failover.services.verify import compare
 from tests.factories import AgentFactory, AlertFactory, PeerFactory, SkillGroupFactory, peer_mark_connected
 
 pytestmark = pytest.mark.django_db

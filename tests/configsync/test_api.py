@@ -9,8 +9,8 @@ import pytest
 from failover.choices import PeerConnection, PeerKind, SyncRunState, WizardState
 from failover.models import Link, Peer, SyncRun
 from sessions.models import Agent, SkillGroup
+from tests.configsync.conftest import aw_call, icm_agents
 from tests.factories import UserFactory
-from tests.sync.conftest import aw_call, icm_agents
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -25,12 +25,12 @@ from django.utils import timezone
 
 from common.actors import SYNC, Actor
 from common.outbox import send_now
+from configsync.services import icm, local_config
+from configsync.services.verify import AGENT, MEMBERSHIP, SKILL_GROUP, SyncBusy, busy_run, publish_run
 from failover.choices import AuditAction, SyncDirection, SyncRunState
 from failover.models import SyncRun
 from failover.peering import client
-from failover.services import icm, local_config
 from failover.services.audit import audit_record, check_reason
-from failover.services.verify import AGENT, MEMBERSHIP, SKILL_GROUP, SyncBusy, busy_run, publish_run
 
 log = logging.getLogger(__name__)
 

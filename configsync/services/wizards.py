@@ -23,11 +23,11 @@ from django.utils import timezone
 from common import live
 from common.actors import MONITOR, WIZARD, Actor
 from common.outbox import send_on_commit
+from configsync.services import icm, local_config
 from failover.choices import AlertKind, AlertSeverity, AuditAction, PeerKind, WizardKind, WizardState
 from failover.models import Link, Policy, Server, WizardRun
 from failover.peering import client
 from failover.peering.client import ID_PATTERN
-from failover.services import icm, local_config
 from failover.services.alerts import alert_raise
 from failover.services.audit import audit_record, check_reason
 from sessions.models import Agent, SkillGroup

@@ -19,11 +19,11 @@ from collabadmin.celery import ping
 from failover.choices import WizardState
 from failover.models import WizardRun
 from sessions.models import Agent
+from tests.configsync.conftest import aw_call, icm_agents
 from tests.console.test_overview_browser import outside_playwrights_loop
 from tests.desktop.test_agent_browser import wait_for_http
 from tests.factories import PASSWORD, AgentFactory, StaffFactory
 from tests.processes import ROOT, child_database_url, free_port, project_env, start_node
-from tests.sync.conftest import aw_call, icm_agents
 
 CHROMIUM = "/usr/bin/chromium"
 LATENCY_MS = 600  # per AW reply: an ICM step (hello + change) takes over a second

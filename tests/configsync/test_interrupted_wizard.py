@@ -9,15 +9,15 @@ import threading
 
 import pytest
 
+from configsync.services.sync import DeletionsNotConfirmed, StalePlan, sync_apply, sync_plan_update, sync_start
+from configsync.services.verify import SyncBusy, verify_create, verify_run
+from configsync.services.wizards import wizard_start, wizard_step
 from failover.choices import AlertKind, AuditAction, SyncDirection, SyncRunState, WizardKind, WizardState
 from failover.models import Alert, AuditEntry, Link, SyncRun, WizardRun
 from failover.monitor.runner import monitor_in_thread
-from failover.services.sync import DeletionsNotConfirmed, StalePlan, sync_apply, sync_plan_update, sync_start
-from failover.services.verify import SyncBusy, verify_create, verify_run
-from failover.services.wizards import wizard_start, wizard_step
 from sessions.models import Agent
+from tests.configsync.conftest import aw_call, connected_peer, icm_agents
 from tests.factories import StaffFactory
-from tests.sync.conftest import aw_call, connected_peer, icm_agents
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

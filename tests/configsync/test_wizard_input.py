@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from configsync.services.wizards import plan_steps
 from failover.choices import WizardKind
-from failover.services.wizards import plan_steps
 
 pytestmark = pytest.mark.django_db
 
