@@ -7,7 +7,7 @@ to the full size (``--servers``, ``--sessions``: each server with its two links 
 peers, one agent, a day of failover events and audit entries, an hour of session
 samples, one server in 20 with a problem and an open alert) and measures again. For each
 of ``/`` (the overview), ``/?fragment=1`` (its live refresh), ``/console/timeline/`` and
-the status snapshot (``failover.selectors.status_snapshot()`` and ``GET /api/v1/status/``)
+the status snapshot (``console.selectors.status_snapshot()`` and ``GET /api/v1/status/``)
 it reports the server time of ``--requests`` requests through Django's WSGI handler, the
 one a node serves HTTP with (the whole Django stack: middleware, view, queries, template;
 no network, no ASGI server), as median and p95, the size of the answer and its number of
@@ -258,8 +258,8 @@ class NodeRequests:
 def measure_all(requests: int) -> dict[str, dict[str, Any]]:
     from django.contrib.auth import get_user_model
 
+    from console.selectors import status_snapshot
     from failover.models import Server
-    from failover.selectors import status_snapshot
 
     admin, _ = get_user_model().objects.get_or_create(
         username="bench-admin", defaults={"is_staff": True, "is_superuser": True}

@@ -49,6 +49,7 @@ def not_found(request: HttpRequest, rest: str) -> JsonResponse:
 
 
 urlpatterns = [
+    path("", include("console.api_urls")),
     path("", include("failover.api.urls")),
     path("", include("sessions.api.urls")),
     path("", include("configsync.api_urls")),

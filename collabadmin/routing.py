@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from failover.consumers import StatusConsumer
+from console.consumers import StatusConsumer
 from sessions.consumers import AgentConsumer
 
 websocket_urlpatterns: list = [

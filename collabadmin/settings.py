@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     # Label collab_sessions: django.contrib.sessions already owns "sessions".
     "sessions.apps.CollabSessionsConfig",
     "configsync",
+    # The project itself: its management commands (seed_demo, embedded_redis, worker_liveness).
+    "collabadmin",
 ]
 
 MIDDLEWARE = [
@@ -356,7 +358,7 @@ AXES_SENSITIVE_PARAMETERS = ["password"]
 # The client address: REMOTE_ADDR, or with TRUSTED_PROXY_COUNT=N (N balancers/proxies in
 # front, each appending to X-Forwarded-For) the address the outermost of them saw.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
-AXES_CLIENT_IP_CALLABLE = "collabadmin.security.client_ip"
+AXES_CLIENT_IP_CALLABLE = "common.client_address.client_ip"
 
 # --- Logging: one JSON object per line on stderr ----------------------------------------
 LOGGING = {

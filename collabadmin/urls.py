@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from collabadmin import health, metrics
-from sessions.urls import agent_patterns, caller_patterns, console_patterns
+from sessions.urls import agent_patterns, caller_patterns
 
 urlpatterns = [
     # First: the paths scripts and balancers call most. Django tries patterns in order, and
@@ -14,10 +14,9 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
-    path("", include("failover.urls")),  # the Administration desktop: /, its partials and actions
+    path("", include("console.urls")),  # the Administration desktop: / and /console/...
     path("", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("agent/", include(agent_patterns)),
     path("request/", include(caller_patterns)),
-    path("console/", include(console_patterns)),  # the Administration desktop: sessions, agents, queue
 ]

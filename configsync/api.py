@@ -19,7 +19,6 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from collabadmin.permissions import IsStaff
 from common.api import (
     CONFLICT,
     MAX_ID,
@@ -32,6 +31,7 @@ from common.api import (
     ServiceUnavailable,
     django_error_text,
 )
+from common.permissions import IsStaff
 from configsync.services.sync import StalePlan, SyncRefused, sync_launch, sync_plan_update
 from configsync.services.verify import SyncBusy, verify_launch
 from configsync.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch

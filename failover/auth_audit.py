@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 
+from common.client_address import client_ip
 from failover.choices import AuditAction
 from failover.services.audit import audit_record
 
@@ -24,8 +25,6 @@ def _over_http(request: HttpRequest | None) -> bool:
 def _where(request: HttpRequest | None) -> dict[str, Any]:
     if request is None:
         return {}
-    from collabadmin.security import client_ip
-
     return {"ip_address": client_ip(request), "path": request.path}
 
 

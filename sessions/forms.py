@@ -7,9 +7,9 @@ from typing import Any
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
-from collabadmin.permissions import agent_of
 from failover.choices import ServerRole
 from sessions.models import CollaborationSession, SkillGroup
+from sessions.permissions import agent_of
 
 
 class AgentAuthenticationForm(AuthenticationForm):

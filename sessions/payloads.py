@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from failover.selectors import iso_datetime
+from common.times import iso_datetime
 from sessions.models import Agent, CollaborationSession
 
 

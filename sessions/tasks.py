@@ -12,7 +12,7 @@ import logging
 
 from celery import shared_task
 
-from collabadmin.celery import RETRY_TRANSIENT
+from common.task_retry import RETRY_TRANSIENT
 from failover.models import Server
 from sessions.choices import AgentState, SessionState
 from sessions.models import Agent, CollaborationSession
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 # A database that is briefly unavailable (a PostgreSQL restart, SQLite busy) is retried;
 # a Media Blender that does not answer is not: the services already gave up cleanly and
 # the next event or switchover redoes the work.
-# Transient database and Redis errors: collabadmin.celery.RETRY_TRANSIENT (bounded, with back-off).
+# Transient database and Redis errors: common.task_retry.RETRY_TRANSIENT (bounded, with back-off).
 RETRY = RETRY_TRANSIENT
 
 

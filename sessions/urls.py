@@ -1,15 +1,12 @@
 """HTML routes of the sessions app, mounted by ``collabadmin.urls``:
-``/agent/`` (namespace ``agent``), ``/request/`` (namespace ``caller``) and the
-Administration desktop's session pages under ``/console/`` (no namespace: ``console-*``)."""
+``/agent/`` (namespace ``agent``) and ``/request/`` (namespace ``caller``). The
+Administration desktop's pages are the console's (``console/urls.py``)."""
 
 from __future__ import annotations
 
 from django.urls import path
 
 from sessions.views import agent, caller
-from sessions.views.console import agents as console_agents
-from sessions.views.console import queue as console_queue
-from sessions.views.console import sessions as console_sessions
 
 agent_patterns = (
     [
@@ -35,11 +32,3 @@ caller_patterns = (
     ],
     "caller",
 )
-
-console_patterns = [
-    path("sessions/", console_sessions.sessions_page, name="console-sessions"),
-    path("sessions/<uuid:session_id>/end/", console_sessions.session_end_view, name="console-session-end"),
-    path("agents/", console_agents.agents_page, name="console-agents"),
-    path("agents/<int:agent_id>/logout/", console_agents.agent_logout_view, name="console-agent-logout"),
-    path("queue/", console_queue.queue_page, name="console-queue"),
-]

@@ -250,7 +250,7 @@ def test_every_task_has_a_time_limit():
 
 
 def test_retries_of_transient_errors_are_bounded_with_back_off():
-    from collabadmin.celery import TRANSIENT_ERRORS
+    from common.task_retry import TRANSIENT_ERRORS
 
     retrying = {name: task for name, task in registered_tasks().items() if getattr(task, "autoretry_for", ())}
 

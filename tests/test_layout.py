@@ -63,7 +63,6 @@ def test_services_never_import_tasks():
 KNOWN_LATE_IMPORTS = {
     "collabadmin/stack.py:_web_nodes",
     "collabadmin/stack.py:_simulators",
-    "failover/auth_audit.py:_where",
     "failover/models/links.py:peers",
 }
 

@@ -15,7 +15,6 @@ router.register("events", views.FailoverEventViewSet, basename="api-event")
 router.register("audit", views.AuditEntryViewSet, basename="api-audit")
 
 urlpatterns = [
-    path("status/", views.StatusView.as_view(), name="api-status"),
     path("policy/", views.PolicyView.as_view(), name="api-policy"),
     *router.urls,
 ]

@@ -1,7 +1,7 @@
 """The administrators' console API: status, servers, peers, links, events, audit, policy.
 
 Views stay thin: querysets, permissions and the HTTP mapping here, reading logic in
-``failover.selectors``, every change in a service. Input errors are 400s (serializers and
+``console.selectors``, every change in a service. Input errors are 400s (serializers and
 the services' Django ValidationErrors); a request the current state refuses (stale epoch,
 target peer down or in maintenance) is a 409 (see ``common.api``).
 """
@@ -18,7 +18,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collabadmin.permissions import IsStaff
 from common.api import (
     CONFLICT,
     NOT_ALLOWED,
@@ -28,6 +27,7 @@ from common.api import (
     Pagination,
     django_error_text,
 )
+from common.permissions import IsStaff
 from failover.api.schema import ApiSchema
 from failover.api.serializers import (
     AuditEntryFilterSerializer,
@@ -43,13 +43,11 @@ from failover.api.serializers import (
     PolicySerializer,
     PolicyUpdateSerializer,
     ServerSerializer,
-    StatusSnapshotSerializer,
     SwitchoverRequestSerializer,
     SwitchoverResultSerializer,
 )
 from failover.choices import PeerConnection
 from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy, Server
-from failover.selectors import status_snapshot
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
 from failover.services.switchover import SwitchoverRefused, SwitchoverResult, link_switchover
@@ -82,20 +80,6 @@ class ReadOnlyResourceViewSet(viewsets.ReadOnlyModelViewSet):
         serializer = self.filter_serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
-
-
-class StatusView(APIView):
-    """The whole installation in one snapshot (the same one the status WebSocket sends first)."""
-
-    permission_classes = [IsStaff]
-    schema = ApiSchema()
-
-    @extend_schema(
-        summary="Snapshot of servers, links, peers, session counts and open alerts",
-        responses=StatusSnapshotSerializer,
-    )
-    def get(self, request: Request) -> Response:
-        return Response(status_snapshot())
 
 
 class ServerViewSet(ReadOnlyResourceViewSet):

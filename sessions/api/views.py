@@ -16,7 +16,6 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from collabadmin.permissions import IsStaffOrAgent, agent_of, is_staff
 from common.api import (
     NOT_ALLOWED,
     NOT_FOUND,
@@ -27,6 +26,7 @@ from common.api import (
     ServiceUnavailable,
     django_error_text,
 )
+from common.permissions import is_staff
 from failover.api.views import ReadOnlyResourceViewSet
 from sessions.api.serializers import (
     AgentFilterSerializer,
@@ -38,6 +38,7 @@ from sessions.api.serializers import (
 )
 from sessions.choices import EndReason
 from sessions.models import Agent, CollaborationSession
+from sessions.permissions import IsStaffOrAgent, agent_of
 from sessions.services.director import NoHealthyServer
 from sessions.services.lifecycle import IllegalTransition, session_end
 from sessions.services.requests import session_request

@@ -17,9 +17,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
-from collabadmin.permissions import agent_of
 from sessions.choices import SessionState
 from sessions.models import Agent, CollaborationSession
+from sessions.permissions import agent_of
 
 AgentView = Callable[..., HttpResponse]
 

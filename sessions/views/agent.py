@@ -19,11 +19,11 @@ from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.permissions import agent_of
 from sessions.choices import EndReason, LogoutReason, PhoneLeg
 from sessions.endings import ended_by, recently_ended
 from sessions.forms import AgentAuthenticationForm
 from sessions.models import Agent, CollaborationSession
+from sessions.permissions import agent_of
 from sessions.services.lifecycle import (
     IllegalTransition,
     agent_login,

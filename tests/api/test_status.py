@@ -10,10 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from failover.api.serializers import StatusSnapshotSerializer
+from console.api import StatusSnapshotSerializer
+from console.selectors import status_snapshot
 from failover.choices import AlertKind, AlertSeverity, IcmSide, PeerKind, PeerPriority
 from failover.models import Peer
-from failover.selectors import status_snapshot
 from sessions.choices import EndReason, SessionState
 from tests.factories import (
     AgentFactory,

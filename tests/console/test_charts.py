@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from console.views import overview
 from failover import charts
 from failover.choices import FailoverKind
-from failover.views import overview
 from sessions.models import SessionSample
 from tests.factories import FailoverEventFactory, ServerFactory
 

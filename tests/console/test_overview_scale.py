@@ -14,10 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench.admin_desktop import build_installation
+from console.selectors import status_snapshot
+from console.views.overview import BANNER_ALERTS, TOPOLOGY_PAGE_SIZE
 from failover.choices import AlertKind, Health, PeerKind, PeerPriority
 from failover.models import Alert, Peer, Server
-from failover.selectors import status_snapshot
-from failover.views.overview import BANNER_ALERTS, TOPOLOGY_PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 
 from common import live
+from console.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
 from failover.choices import Health, PeerKind, PeerPriority
-from failover.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
 from failover.models import Link, Peer
 from failover.services.switchover import link_switchover
 from tests.factories import AlertFactory, PeerFactory, ServerFactory, peer_mark_connected

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from collabadmin.asgi import application
-from failover.consumers import CLOSE_NOT_AUTHENTICATED
+from console.consumers import CLOSE_NOT_AUTHENTICATED
 from tests.websockets import TIMEOUT, open_socket, refused_with, run, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)

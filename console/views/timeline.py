@@ -24,10 +24,10 @@ from django.db.models.functions import Cast, Replace
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from collabadmin.console import paginate, render_console, staff_only, wants_fragment
+from console.pages import paginate, render_console, staff_only, wants_fragment
+from console.views.overview import with_durations
 from failover.choices import AuditAction
 from failover.models import Alert, AuditEntry, FailoverEvent, Link, Peer, Server, SyncRun, WizardRun
-from failover.views.overview import with_durations
 from sessions.models import Agent, CollaborationSession
 
 EVENTS_PAGE_SIZE = 25

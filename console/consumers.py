@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 
 from common import live
 from common.heartbeat import HeartbeatMixin
-from failover.selectors import status_snapshot
+from console.selectors import status_snapshot
 
 # The same close codes as the Agent desktop's socket (4000-4999, modelled on HTTP's).
 CLOSE_NOT_AUTHENTICATED = 4401

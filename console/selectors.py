@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Count
 from django.utils import timezone
 
+from common.times import iso_datetime
 from failover.choices import Health, PeerConnection
 from failover.models import Alert, Link, Peer, Server
 from sessions.choices import SessionState
@@ -17,14 +17,6 @@ from sessions.models import CollaborationSession
 # The status snapshot always lists every session state, zeros included, so a client can
 # index it without checking for missing keys.
 SESSION_STATES: tuple[str, ...] = tuple(SessionState.values)
-
-
-def iso_datetime(value: datetime | None) -> str | None:
-    """The same text DRF's DateTimeField renders (UTC, ``Z`` suffix), so snapshot and REST agree."""
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _empty_counts() -> dict[str, int]:

@@ -15,7 +15,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import (
+from console.pages import (
     paginate,
     read_reason,
     reason_refusal,
@@ -24,10 +24,10 @@ from collabadmin.console import (
     staff_only,
     wants_fragment,
 )
+from console.views.filters import choice_param, id_param, server_options
 from sessions.choices import AgentState, LogoutReason, SessionState
 from sessions.models import Agent, SkillGroup
 from sessions.services.lifecycle import agent_logout
-from sessions.views.console.filters import choice_param, id_param, server_options
 
 
 def agent_rows(*, state: str, server_id: int | None) -> QuerySet[Agent]:

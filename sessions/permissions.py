@@ -1,9 +1,8 @@
-"""Who may use which part of the REST API.
+"""Who may use the agents' part of the desktop and the REST API.
 
-Two audiences: administrators (staff users) own the console endpoints (status, servers,
-peers, links, events, audit); agents use the few endpoints of their own desktop, where
-each view narrows its queryset to the agent's own rows. Anonymous requests never get
-this far: DRF answers them "not authenticated" before any permission is evaluated.
+Administrators (staff users) own the console endpoints (``common/permissions.py``);
+agents use the few endpoints of their own desktop, where each view narrows its queryset
+to the agent's own rows.
 """
 
 from __future__ import annotations
@@ -14,13 +13,10 @@ from django.core.exceptions import ObjectDoesNotExist
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from common.permissions import is_staff
+
 if TYPE_CHECKING:
     from sessions.models import Agent
-
-
-def is_staff(user: Any) -> bool:
-    """An authenticated staff user. ``user`` may be None (``UNAUTHENTICATED_USER`` is None)."""
-    return bool(user is not None and user.is_authenticated and user.is_staff)
 
 
 def agent_of(user: Any) -> Agent | None:
@@ -36,15 +32,6 @@ def agent_of(user: Any) -> Agent | None:
     except ObjectDoesNotExist:
         return None
     return agent if agent.enabled else None
-
-
-class IsStaff(BasePermission):
-    """The administrators' console: staff users only."""
-
-    message = "Only administrators (staff users) may use this endpoint."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return is_staff(request.user)
 
 
 class IsStaffOrAgent(BasePermission):

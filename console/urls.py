@@ -1,8 +1,10 @@
-"""The Administration desktop's pages and actions (staff only), included at the site root."""
+"""The Administration desktop's pages and actions (staff only), mounted at the site root by
+``collabadmin.urls``: the overview at ``/`` and everything else under ``/console/``.
+URL names have no namespace (``home``, ``console-*``): the templates name them so."""
 
 from django.urls import path
 
-from failover.views import actions, overview, sync, timeline, wizards
+from console.views import actions, agents, overview, queue, sessions, sync, timeline, wizards
 
 urlpatterns = [
     path("", overview.overview, name="home"),
@@ -16,4 +18,9 @@ urlpatterns = [
     path("console/sync/apply/", sync.sync_run_view, name="console-sync-apply"),
     path("console/links/<int:link_id>/switchover/", actions.link_switchover_view, name="console-link-switchover"),
     path("console/peers/<int:peer_id>/maintenance/", actions.peer_maintenance_view, name="console-peer-maintenance"),
+    path("console/sessions/", sessions.sessions_page, name="console-sessions"),
+    path("console/sessions/<uuid:session_id>/end/", sessions.session_end_view, name="console-session-end"),
+    path("console/agents/", agents.agents_page, name="console-agents"),
+    path("console/agents/<int:agent_id>/logout/", agents.agent_logout_view, name="console-agent-logout"),
+    path("console/queue/", queue.queue_page, name="console-queue"),
 ]

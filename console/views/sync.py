@@ -17,14 +17,14 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import read_reason, reason_refusal, render_console, staff_only
 from configsync.services import icm
 from configsync.services.sync import StalePlan, SyncRefused, removals, sync_launch, sync_plan_update
 from configsync.services.verify import SyncBusy, busy_run, verify_launch
+from console.pages import read_reason, reason_refusal, render_console, staff_only
+from console.views.wizards import selected_server
 from failover.choices import LinkState, PeerKind, SyncDirection, SyncRunState
 from failover.models import Alert, Link, SyncRun
 from failover.peering import client
-from failover.views.wizards import selected_server
 
 RECENT_RUNS = 10
 

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
-from collabadmin.console import read_reason, reason_refusal, redirect_back, staff_only
+from console.pages import read_reason, reason_refusal, redirect_back, staff_only
 from failover.models import Link, Peer
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.switchover import SwitchoverRefused, link_switchover

@@ -15,10 +15,10 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from collabadmin.console import paginate, render_console, staff_only, wants_fragment
+from console.pages import paginate, render_console, staff_only, wants_fragment
+from console.views.filters import duration_text, id_param, seconds_between, server_options
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession
-from sessions.views.console.filters import duration_text, id_param, seconds_between, server_options
 
 SUMMARY_SERVERS = 50  # the servers shown in the summary: the longest waits first
 

@@ -16,9 +16,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import read_reason, reason_refusal, render_console, staff_only
 from configsync.services import icm
 from configsync.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
+from console.pages import read_reason, reason_refusal, render_console, staff_only
 from failover.choices import WizardKind
 from failover.models import Policy, Server, WizardRun
 from sessions.models import Agent, SkillGroup

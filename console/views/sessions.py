@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from collabadmin.console import (
+from console.pages import (
     paginate,
     read_reason,
     reason_refusal,
@@ -26,16 +26,16 @@ from collabadmin.console import (
     staff_only,
     wants_fragment,
 )
-from sessions.choices import EndReason, SessionState
-from sessions.models import Agent, CollaborationSession
-from sessions.services.lifecycle import IllegalTransition, session_end
-from sessions.views.console.filters import (
+from console.views.filters import (
     choice_param,
     duration_text,
     id_param,
     seconds_between,
     server_options,
 )
+from sessions.choices import EndReason, SessionState
+from sessions.models import Agent, CollaborationSession
+from sessions.services.lifecycle import IllegalTransition, session_end
 
 OPEN = "open"  # the state filter's "not ended"
 STATE_OPTIONS = [(OPEN, "Open (not ended)"), *SessionState.choices]

@@ -1,1 +1,0 @@
-"""The Administration desktop's failover pages and actions (staff only)."""
