@@ -31,11 +31,11 @@ from common.api import (
     ServiceUnavailable,
     django_error_text,
 )
+from common.api_schema import ApiSchema
 from common.permissions import IsStaff
 from configsync.services.sync import StalePlan, SyncRefused, sync_launch, sync_plan_update
 from configsync.services.verify import SyncBusy, verify_launch
 from configsync.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
-from failover.api.schema import ApiSchema
 from failover.choices import SyncDirection, SyncRunState, WizardKind, WizardState
 from failover.models import Server, SyncRun, WizardRun
 from failover.peering import client

@@ -9,9 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api_schema import ApiSchema
 from common.permissions import IsStaff
 from console.selectors import status_snapshot
-from failover.api.schema import ApiSchema
 from failover.api.serializers import PEER_DISPLAY_STATES, PeerRefSerializer
 from failover.choices import (
     AlertKind,

@@ -8,7 +8,6 @@ The history models are written by the services alone, so the admin only shows th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from django import forms
@@ -19,6 +18,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
+from common.admin_save import save_fields
 from failover.choices import PeerConnection
 from failover.models import (
     Alert,
@@ -63,22 +63,6 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def save_fields(obj: models.Model, names: Iterable[str]) -> None:
-    """Save a new row whole, an existing one only in the named (changed) fields.
-
-    The monitor and the services write runtime columns (health, connection, epochs,
-    agent state) at any moment; a full ``save()`` would write back the values this
-    request read, undoing a switchover that committed in between.
-    """
-    if obj._state.adding:
-        obj.save()
-        return
-    concrete = {field.name for field in obj._meta.concrete_fields}
-    fields = [name for name in names if name in concrete]
-    if fields:
-        obj.save(update_fields=fields)
 
 
 # --- Servers, peers, links ---------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.contrib import admin
 from django.db.models import Count, ManyToManyField, QuerySet
 from django.http import HttpRequest
 
-from failover.admin import save_fields
+from common.admin_save import save_fields
 from sessions.choices import AgentState
 from sessions.models import Agent, CollaborationSession, SkillGroup
 

@@ -8,11 +8,8 @@ target peer down or in maintenance) is a 409 (see ``common.api``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import OuterRef, QuerySet, Subquery
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,11 +21,11 @@ from common.api import (
     NOT_FOUND,
     VALIDATION_ERROR,
     Conflict,
-    Pagination,
     django_error_text,
 )
+from common.api_schema import ApiSchema
+from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import IsStaff
-from failover.api.schema import ApiSchema
 from failover.api.serializers import (
     AuditEntryFilterSerializer,
     AuditEntrySerializer,
@@ -51,35 +48,6 @@ from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy, Serve
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
 from failover.services.switchover import SwitchoverRefused, SwitchoverResult, link_switchover
-
-
-class ReadOnlyResourceViewSet(viewsets.ReadOnlyModelViewSet):
-    """List and detail, with query filters validated by ``filter_serializer_class``.
-
-    Each filter field's ``source`` is the ORM lookup it applies. Validating through a
-    serializer is what turns ``?state=bogus`` into a 400 with a message instead of an
-    empty page or a database error.
-    """
-
-    filter_serializer_class: type[serializers.Serializer] | None = None
-    pagination_class = Pagination
-    schema = ApiSchema()
-
-    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
-        queryset = super().filter_queryset(queryset)
-        # Filters narrow lists only: a detail URL names its object already.
-        if self.action == "list" and self.filter_serializer_class is not None:
-            queryset = queryset.filter(**self.validated_filters())
-        return queryset
-
-    def validated_filters(self) -> dict[str, Any]:
-        """The list's query filters as ORM lookups; raises a 400 ValidationError if one is bad."""
-        assert self.filter_serializer_class is not None
-        # A blank value (what an empty HTML <select> sends) means "no filter", not "blank".
-        data = {key: value for key, value in self.request.query_params.items() if value != ""}
-        serializer = self.filter_serializer_class(data=data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
 
 
 class ServerViewSet(ReadOnlyResourceViewSet):

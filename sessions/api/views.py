@@ -26,8 +26,8 @@ from common.api import (
     ServiceUnavailable,
     django_error_text,
 )
+from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import is_staff
-from failover.api.views import ReadOnlyResourceViewSet
 from sessions.api.serializers import (
     AgentFilterSerializer,
     AgentSerializer,
