@@ -14,7 +14,7 @@ connection lives on (``DB_CONN_MAX_AGE``): 1.1 ms and 8.8 ms (docs/performance.m
 caller requests). Nothing else changes for a request: same middleware, same views.
 
 Two things stand in front of that pool. ``GET /healthz`` is answered on the event loop
-(``HealthzFirst``, collabadmin/health.py) so that a node with every thread busy still
+(``HealthzFirst``, collabadmin/probes.py) so that a node with every thread busy still
 answers its probe at once: a late answer must never read as a dead node. And
 ``http_load`` notes how long each request waits for a thread, which the node's heartbeat
 reports (common/http_load.py).
@@ -37,7 +37,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from collabadmin.health import HealthzFirst  # noqa: E402
+from collabadmin.probes import HealthzFirst  # noqa: E402
 from common.http_load import http_load  # noqa: E402
 
 # At most this many HTTP requests run a view at once in this process; more wait their turn.

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from collabadmin import health, metrics
+from collabadmin import metrics, probes
 from sessions.urls import agent_patterns, caller_patterns
 
 urlpatterns = [
@@ -11,8 +11,8 @@ urlpatterns = [
     # the desktops' include("") below would otherwise be walked in full on every API call
     # (5 % of a caller's request, py-spy). No pattern below starts with these prefixes.
     path("api/v1/", include("collabadmin.api_urls")),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
     path("", include("console.urls")),  # the Administration desktop: / and /console/...
     path("", include("django.contrib.auth.urls")),

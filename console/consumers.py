@@ -40,7 +40,7 @@ class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with 4401
     and users who are not active staff with 4403. A demoted or deactivated administrator's
     sockets close at once when the user is saved (``access.check`` on the user's group,
-    ``failover.access``) and within a heartbeat otherwise (a re-check every few seconds),
+    ``failover.access_changes``) and within a heartbeat otherwise (a re-check every few seconds),
     so forwarding an event costs no database query: with hundreds of desktops open, a
     query per event and socket was most of the web process's time.
     """

@@ -6,7 +6,7 @@ class FailoverConfig(AppConfig):
     verbose_name = "Failover"
 
     def ready(self) -> None:
-        from failover import access, auth_audit
+        from failover import access_changes, auth_audit
 
-        access.connect()
+        access_changes.connect()
         auth_audit.connect()

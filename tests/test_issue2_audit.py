@@ -168,7 +168,7 @@ class _BrokenConnection:
 @pytest.mark.django_db
 def test_readyz_turns_unavailable_when_the_database_does_not_answer(anonymous_client, monkeypatch):
     assert anonymous_client.get("/readyz").status_code == 200
-    monkeypatch.setattr("collabadmin.health.connection", _BrokenConnection())
+    monkeypatch.setattr("collabadmin.probes.connection", _BrokenConnection())
 
     response = anonymous_client.get("/readyz")
 

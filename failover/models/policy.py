@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 # The least a server probe may wait for /healthz. /healthz is answered on the node's event
-# loop, ahead of its HTTP work (collabadmin/health.py), yet a node flooded with ten times
+# loop, ahead of its HTTP work (collabadmin/probes.py), yet a node flooded with ten times
 # the requests its threads can serve answered it in up to 640 ms (p99 300 ms) on a busy
 # two-core machine (bench/saturated_node.py, docs/performance.md): a shorter time-out
 # would read a busy node's answer as none.

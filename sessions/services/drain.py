@@ -21,11 +21,17 @@ from redis.lock import Lock
 from common.redis_client import shared_redis
 from failover.peering import client
 from sessions.choices import SessionState
+from sessions.media_blender_client import (
+    ANY_SKILL_GROUP,
+    MediaBlenderClient,
+    MediaBlenderPeer,
+    RouteAnswer,
+    connected_media_blender,
+)
 from sessions.models import CollaborationSession
-from sessions.routing import ANY_SKILL_GROUP, MediaBlenderClient, MediaBlenderPeer, RouteAnswer, connected_media_blender
 from sessions.services.drain_schedule import KEY_PREFIX, drain_started
 from sessions.services.media_blender import sync_agents_by_icm_id
-from sessions.services.routing import RouteOutcome, free_agent_exists, session_route_many
+from sessions.services.routes import RouteOutcome, free_agent_exists, session_route_many
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """What must happen after a session, agent or link change commits: talk to the Media
 Blender, drain the queue. Called by the services inside their transaction; everything here
 is scheduled with ``transaction.on_commit`` so nothing is sent for a rolled-back change
-(side effects only after the commit). The Media Blender conversation itself lives in ``sessions.routing`` and
-runs in Celery tasks (``sessions.tasks``, sent by name through ``common.outbox``), never in the caller's transaction.
+(side effects only after the commit). The Media Blender conversation itself lives in
+``sessions.media_blender_client`` and runs in Celery tasks (``sessions.tasks``, sent by
+name through ``common.outbox``), never in the caller's transaction.
 """
 
 from __future__ import annotations

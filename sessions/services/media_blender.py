@@ -20,8 +20,7 @@ from typing import Any
 
 from failover.peering import client
 from sessions.choices import ROUTED_STATES, AgentState, SessionState
-from sessions.models import Agent, CollaborationSession
-from sessions.routing import (
+from sessions.media_blender_client import (
     ANY_SKILL_GROUP,
     NOT_READY,
     READY,
@@ -32,7 +31,8 @@ from sessions.routing import (
     registration_args,
     release_at,
 )
-from sessions.services.routing import as_session_id
+from sessions.models import Agent, CollaborationSession
+from sessions.services.routes import as_session_id
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from failover.choices import PeerKind
 from failover.models import Link
 from failover.peering import client
 from sessions.choices import SessionState
+from sessions.media_blender_client import ANY_SKILL_GROUP, MediaBlenderClient, connected_media_blender
 from sessions.models import CollaborationSession
-from sessions.routing import ANY_SKILL_GROUP, MediaBlenderClient, connected_media_blender
 from sessions.services.drain import queue_drain
 from sessions.services.media_blender import (
     AgentSnapshot,
@@ -32,7 +32,7 @@ from sessions.services.media_blender import (
     desired_registration,
     sync_agents,
 )
-from sessions.services.routing import RouteOutcome, session_route
+from sessions.services.routes import RouteOutcome, session_route
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from failover.models import Policy
 from sessions.choices import ROUTED_STATES, EndReason, PhoneLeg, SessionState
 from sessions.models import CollaborationSession
 from sessions.services.lifecycle import IllegalTransition, session_end
-from sessions.services.routing import session_fail_transit, session_requeue
+from sessions.services.routes import session_fail_transit, session_requeue
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from django import db
 from failover.choices import PeerKind
 from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import CollaborationSession
-from sessions.services.routing import session_phone_hung_up
+from sessions.services.routes import session_phone_hung_up
 from tests.desktop.conftest import logged_in, routed_session
 from tests.factories import PASSWORD, AgentFactory, PeerFactory, ServerFactory
 from tests.processes import free_port, start_node

@@ -11,7 +11,7 @@ from failover import hooks
 from failover.choices import FailoverKind, PeerKind, PeerPriority
 from failover.models import Link
 from failover.services.switchover import lock_link, pair_peers, switch
-from sessions.services import followups, routing, server_failure
+from sessions.services import followups, routes, server_failure
 from tests.factories import PeerFactory, ServerFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,8 +22,8 @@ def test_the_apps_register_their_handlers_when_django_starts():
     assert followups.after_link_switched in registry.link_switched
     assert after_admin_workstation_switched in registry.link_switched
     assert registry.server_failed is server_failure.end_work_of_failed_server
-    assert registry.routes_confirmed is routing.session_confirm_routes
-    assert registry.phone_hung_up is routing.session_phone_hung_up
+    assert registry.routes_confirmed is routes.session_confirm_routes
+    assert registry.phone_hung_up is routes.session_phone_hung_up
 
 
 @pytest.fixture

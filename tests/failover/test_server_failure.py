@@ -18,7 +18,7 @@ from failover.monitor.monitor import LEASE_NAME
 from failover.services.servers import server_health_changed
 from sessions.choices import AgentState, EndReason, LogoutReason, SessionState
 from sessions.models import CollaborationSession
-from sessions.services.routing import RouteOutcome, session_route_many
+from sessions.services.routes import RouteOutcome, session_route_many
 from tests.factories import (
     AgentFactory,
     PeerFactory,

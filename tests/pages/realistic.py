@@ -37,7 +37,7 @@ from sessions.choices import EndReason, LogoutReason
 from sessions.models import Agent, CollaborationSession, SkillGroup
 from sessions.services.lifecycle import agent_login, agent_logout, agent_set_ready, session_end
 from sessions.services.requests import session_request
-from sessions.services.routing import (
+from sessions.services.routes import (
     session_confirm_routes,
     session_phone_hung_up,
     session_requeue,

@@ -261,7 +261,7 @@ def test_call_sync_and_probe_sync_work_without_an_event_loop(media_blender):
 
 
 def test_call_many_pipelines_requests_and_answers_each_in_order_with_its_own_error(media_blender):
-    from sessions.routing import MediaBlenderClient, MediaBlenderPeer
+    from sessions.media_blender_client import MediaBlenderClient, MediaBlenderPeer
 
     peer = MediaBlenderPeer(peer_id=1, name="mb-test", host=media_blender.host, port=media_blender.port)
     requests = [
@@ -286,7 +286,7 @@ def test_call_many_pipelines_requests_and_answers_each_in_order_with_its_own_err
 
 
 def test_call_many_raises_nothing_but_reports_unavailable_when_the_peer_dies(media_blender):
-    from sessions.routing import MediaBlenderClient, MediaBlenderPeer
+    from sessions.media_blender_client import MediaBlenderClient, MediaBlenderPeer
 
     peer = MediaBlenderPeer(peer_id=1, name="mb-test", host=media_blender.host, port=media_blender.port)
     with MediaBlenderClient(peer, timeout=1) as mb:

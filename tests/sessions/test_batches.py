@@ -23,7 +23,7 @@ from sessions.models import Agent, CollaborationSession
 from sessions.services.drain import BATCH_SIZE, queue_drain
 from sessions.services.media_blender import agents_reconcile
 from sessions.services.requests import session_request
-from sessions.services.routing import (
+from sessions.services.routes import (
     ConfirmOutcome,
     RouteOutcome,
     session_confirm_route,

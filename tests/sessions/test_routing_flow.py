@@ -14,13 +14,13 @@ from django.utils import timezone
 from failover.choices import AuditAction, PeerKind
 from failover.models import AuditEntry, Peer
 from sessions.choices import EndReason, PhoneLeg, SessionState
+from sessions.media_blender_client import MediaBlenderClient, connected_media_blender
 from sessions.models import CollaborationSession
-from sessions.routing import MediaBlenderClient, connected_media_blender
 from sessions.services.drain import queue_drain, route_queued_sessions
 from sessions.services.lifecycle import IllegalTransition, agent_set_ready, session_end
 from sessions.services.media_blender import agent_sync
 from sessions.services.requests import session_request
-from sessions.services.routing import ConfirmOutcome, RouteOutcome, session_confirm_route, session_route
+from sessions.services.routes import ConfirmOutcome, RouteOutcome, session_confirm_route, session_route
 from sessions.tasks import drain_all
 from tests.factories import SessionFactory, peer_mark_connected
 from tests.sessions.conftest import mb_agents, mb_call, mb_routes

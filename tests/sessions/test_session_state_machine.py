@@ -22,7 +22,7 @@ from sessions.choices import ROUTED_STATES, EndReason, PhoneLeg, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import IllegalTransition, agent_login, agent_set_ready, session_end
 from sessions.services.requests import session_request
-from sessions.services.routing import (
+from sessions.services.routes import (
     ConfirmOutcome,
     RouteOutcome,
     session_confirm_route,

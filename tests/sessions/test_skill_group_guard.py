@@ -16,7 +16,7 @@ from failover.choices import PeerKind
 from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import CollaborationSession
 from sessions.services.requests import session_request
-from sessions.services.routing import RouteOutcome, agent_can_take, session_route_many
+from sessions.services.routes import RouteOutcome, agent_can_take, session_route_many
 from tests.factories import AgentFactory, PeerFactory, SessionFactory, SkillGroupFactory, peer_mark_connected
 
 pytestmark = pytest.mark.django_db

@@ -124,7 +124,7 @@ def test_a_session_whose_routes_time_out_too_often_ends_as_transit_failed_when_t
 
 
 def test_a_transit_confirmed_before_the_policy_gives_up_is_left_alone(server, agent):
-    from sessions.services.routing import session_fail_transit
+    from sessions.services.routes import session_fail_transit
 
     session = SessionFactory(
         server=server, state=SessionState.ACTIVE, agent=agent, routed_at=timezone.now() - timedelta(minutes=1)

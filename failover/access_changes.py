@@ -23,5 +23,5 @@ def _changed(sender: Any, instance: Any, **_: object) -> None:
 
 def connect() -> None:
     user_model = get_user_model()
-    post_save.connect(_changed, sender=user_model, dispatch_uid="failover.access.saved")
-    post_delete.connect(_changed, sender=user_model, dispatch_uid="failover.access.deleted")
+    post_save.connect(_changed, sender=user_model, dispatch_uid="failover.access_changes.saved")
+    post_delete.connect(_changed, sender=user_model, dispatch_uid="failover.access_changes.deleted")
