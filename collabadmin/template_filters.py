@@ -23,3 +23,15 @@ def when(value: datetime | None) -> SafeString | str:
         value = timezone.make_aware(value, UTC)
     shown = date_format(timezone.localtime(value), "DATETIME_FORMAT")
     return format_html('<time datetime="{}">{}</time>', value.astimezone(UTC).isoformat(), shown)
+
+
+@register.simple_tag(takes_context=True)
+def page_url(context: template.Context, param: str, number: int) -> str:
+    """``?<param>=<number>`` with the page's other query parameters (its filters), without
+    ``fragment``: one pager template for lists paged by ``page`` or by another parameter
+    (the timeline's audit list, ``audit_page``), where ``{% querystring %}`` needs the
+    parameter's name written in the template."""
+    query = context["request"].GET.copy()
+    query[param] = number
+    query.pop("fragment", None)
+    return f"?{query.urlencode()}"

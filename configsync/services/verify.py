@@ -101,34 +101,20 @@ def compare(local: LocalConfig, remote: icm.IcmConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def _only_here(kind: str, key: str, summary: str, *, local: str, remove: str, add: str, data: dict) -> dict[str, Any]:
-    """A row for something this server has and the ICM lacks: delete it here, or create it there."""
-    return _row(
-        kind,
-        key,
-        summary,
-        local=local,
-        icm_side="missing" if kind != MEMBERSHIP else "not a member",
-        from_icm=("delete_local", remove, True),
-        to_icm=("create_icm", add, False),
-        data=data,
-    )
-
-
-def _only_there(
-    kind: str, key: str, summary: str, *, icm_side: str, add: str, remove: str, data: dict
+def _one_sided(
+    kind: str, key: str, summary: str, *, here: bool, shown: str, remove: str, add: str, data: dict
 ) -> dict[str, Any]:
-    """A row for something the ICM has and this server lacks: create it here, or delete it there."""
-    return _row(
-        kind,
-        key,
-        summary,
-        local="missing" if kind != MEMBERSHIP else "not a member",
-        icm_side=icm_side,
-        from_icm=("create_local", add, False),
-        to_icm=("delete_icm", remove, True),
-        data=data,
-    )
+    """A row for something only one side has: this server (``here``) or the ICM. ``shown``
+    is how the side that has it describes it; ``remove`` deletes it where it is, ``add``
+    creates it where it is missing."""
+    absent = "not a member" if kind == MEMBERSHIP else "missing"
+    if here:
+        local, icm_side = shown, absent
+        from_icm, to_icm = ("delete_local", remove, True), ("create_icm", add, False)
+    else:
+        local, icm_side = absent, shown
+        from_icm, to_icm = ("create_local", add, False), ("delete_icm", remove, True)
+    return _row(kind, key, summary, local=local, icm_side=icm_side, from_icm=from_icm, to_icm=to_icm, data=data)
 
 
 def _compare_skill_groups(local: LocalConfig, remote: icm.IcmConfig) -> list[dict[str, Any]]:
@@ -137,11 +123,12 @@ def _compare_skill_groups(local: LocalConfig, remote: icm.IcmConfig) -> list[dic
         here, there = local.skill_groups.get(group), remote.skill_groups.get(group)
         if here is not None and there is None:
             rows.append(
-                _only_here(
+                _one_sided(
                     SKILL_GROUP,
                     group,
                     f"Skill group {group} exists only on this server",
-                    local=f"{here}",
+                    here=True,
+                    shown=f"{here}",
                     remove=f"Delete skill group {group} from this server",
                     add=f"Create skill group {group} in the ICM",
                     data={"skill_group_id": group, "name": here},
@@ -149,11 +136,12 @@ def _compare_skill_groups(local: LocalConfig, remote: icm.IcmConfig) -> list[dic
             )
         elif there is not None and here is None:
             rows.append(
-                _only_there(
+                _one_sided(
                     SKILL_GROUP,
                     group,
                     f"Skill group {group} exists only in the ICM",
-                    icm_side=f"{there}",
+                    here=False,
+                    shown=f"{there}",
                     add=f"Create skill group {group} on this server",
                     remove=f"Delete skill group {group} from the ICM",
                     data={"skill_group_id": group, "name": there},
@@ -162,19 +150,27 @@ def _compare_skill_groups(local: LocalConfig, remote: icm.IcmConfig) -> list[dic
     return rows
 
 
+# How a row names the side that has a thing and the side that lacks it, by "this server has
+# it": (where it is, who holds it, where it is missing).
+_SIDES = {True: ("on this server", "this server", "in the ICM"), False: ("in the ICM", "the ICM", "on this server")}
+
+
 def _compare_agent(agent_id: str, here: dict | None, there: dict | None) -> list[dict[str, Any]]:
-    if here and not there:
-        summary = f"Agent {agent_id} exists only on this server"
-        remove, add = f"Delete agent {agent_id} from this server", f"Create agent {agent_id} in the ICM"
-        data = {"agent_id": agent_id, **here}
-        return [_only_here(AGENT, agent_id, summary, local=_describe_agent(here), remove=remove, add=add, data=data)]
-    if there and not here:
-        summary = f"Agent {agent_id} exists only in the ICM"
-        add, remove = f"Create agent {agent_id} on this server", f"Delete agent {agent_id} from the ICM"
-        data = {"agent_id": agent_id, **there}
-        return [
-            _only_there(AGENT, agent_id, summary, icm_side=_describe_agent(there), add=add, remove=remove, data=data)
-        ]
+    if bool(here) != bool(there):
+        on_server = bool(here)
+        holder = here or there
+        where, holder_name, other = _SIDES[on_server]
+        row = _one_sided(
+            AGENT,
+            agent_id,
+            f"Agent {agent_id} exists only {where}",
+            here=on_server,
+            shown=_describe_agent(holder),
+            remove=f"Delete agent {agent_id} from {holder_name}",
+            add=f"Create agent {agent_id} {other}",
+            data={"agent_id": agent_id, **holder},
+        )
+        return [row]
     if not (here and there):
         return []
     rows = [_enabled_row(agent_id, here["enabled"], there["enabled"])] if here["enabled"] != there["enabled"] else []
@@ -196,11 +192,12 @@ def _enabled_row(agent_id: str, here: bool, there: bool) -> dict[str, Any]:
 
 def _compare_memberships(agent_id: str, mine: set[str], theirs: set[str]) -> list[dict[str, Any]]:
     rows = [
-        _only_here(
+        _one_sided(
             MEMBERSHIP,
             f"{agent_id}:{group}",
             f"Agent {agent_id} is in skill group {group} only on this server",
-            local="member",
+            here=True,
+            shown="member",
             remove=f"Remove {agent_id} from {group} on this server",
             add=f"Add {agent_id} to {group} in the ICM",
             data={"agent_id": agent_id, "skill_group_id": group},
@@ -208,11 +205,12 @@ def _compare_memberships(agent_id: str, mine: set[str], theirs: set[str]) -> lis
         for group in sorted(mine - theirs)
     ]
     rows += [
-        _only_there(
+        _one_sided(
             MEMBERSHIP,
             f"{agent_id}:{group}",
             f"Agent {agent_id} is in skill group {group} only in the ICM",
-            icm_side="member",
+            here=False,
+            shown="member",
             add=f"Add {agent_id} to {group} on this server",
             remove=f"Remove {agent_id} from {group} in the ICM",
             data={"agent_id": agent_id, "skill_group_id": group},
