@@ -33,6 +33,7 @@ from failover.models import (
     SyncRun,
     WizardRun,
 )
+from failover.models.health import PROBE_FIELDS
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import EDITABLE_FIELDS as EDITABLE_POLICY_FIELDS
 from failover.services.policy import policy_update
@@ -131,6 +132,10 @@ class LinkInline(ReadOnlyAdminMixin, admin.TabularInline):
         return links_with_connected_peer(super().get_queryset(request))
 
 
+# What the monitor measures about a server: shown, never edited here.
+SERVER_READ_ONLY = (*PROBE_FIELDS, "failed_at", "created_at")
+
+
 @admin.register(Server)
 class ServerAdmin(admin.ModelAdmin):
     list_display = ("name", "role", "health", "links_summary", "peer_count", "base_url", "failed_at")
@@ -143,31 +148,11 @@ class ServerAdmin(admin.ModelAdmin):
         (
             "Health (measured by the probes, read-only)",
             {
-                "fields": (
-                    "health",
-                    "health_changed_at",
-                    "last_probe_at",
-                    "last_latency_ms",
-                    "last_error",
-                    "consecutive_successes",
-                    "consecutive_failures",
-                    "failed_at",
-                    "created_at",
-                )
+                "fields": SERVER_READ_ONLY,
             },
         ),
     )
-    readonly_fields = (
-        "health",
-        "health_changed_at",
-        "last_probe_at",
-        "last_latency_ms",
-        "last_error",
-        "consecutive_successes",
-        "consecutive_failures",
-        "failed_at",
-        "created_at",
-    )
+    readonly_fields = SERVER_READ_ONLY
 
     def get_inlines(self, request: HttpRequest, obj: Server | None) -> list[type[admin.options.InlineModelAdmin]]:
         # Links are made by server_ensure when the server is saved: none to show on "add".

@@ -17,6 +17,7 @@ from failover.choices import (
     PeerKind,
 )
 from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy, Server
+from failover.models.health import PROBE_FIELDS
 from failover.services.policy import EDITABLE_FIELDS as POLICY_EDITABLE_FIELDS
 
 # The values of ``Peer.display_state`` (a property, so it has no TextChoices of its own).
@@ -83,13 +84,7 @@ class PeerSerializer(serializers.ModelSerializer):
             "maintenance_reason",
             "maintenance_since",
             "icm_side",
-            "health",
-            "health_changed_at",
-            "last_probe_at",
-            "last_latency_ms",
-            "last_error",
-            "consecutive_successes",
-            "consecutive_failures",
+            *PROBE_FIELDS,
         ]
         read_only_fields = fields
 

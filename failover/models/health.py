@@ -4,6 +4,17 @@ from django.db import models
 
 from failover.choices import Health
 
+# The fields the probes write, in the order the admin and the API show them (read-only there).
+PROBE_FIELDS = (
+    "health",
+    "health_changed_at",
+    "last_probe_at",
+    "last_latency_ms",
+    "last_error",
+    "consecutive_successes",
+    "consecutive_failures",
+)
+
 
 class HealthTracked(models.Model):
     """Probe results and the rise/fall counters that debounce them.

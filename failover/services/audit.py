@@ -69,20 +69,15 @@ def audit_entry(
 
 
 def audit_record(
-    *,
-    actor: AbstractBaseUser | str | None,
-    action: AuditAction,
-    target: models.Model,
-    reason: str = "",
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
+    *, actor: AbstractBaseUser | str | None, action: AuditAction, target: models.Model, **details: Any
 ) -> AuditEntry:
-    """Append one entry to the audit history, in the caller's transaction.
+    """Append one entry to the audit history, in the caller's transaction; ``details`` are
+    :func:`audit_entry`'s ``reason``, ``before`` and ``after``.
 
     Call it inside the service's ``transaction.atomic`` so the entry exists exactly when
     the change it describes was committed.
     """
-    entry = audit_entry(actor=actor, action=action, target=target, reason=reason, before=before, after=after)
+    entry = audit_entry(actor=actor, action=action, target=target, **details)
     entry.save()
     return entry
 
