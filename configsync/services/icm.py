@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from failover.choices import PeerConnection, PeerKind
+from failover.choices import LinkState, PeerConnection, PeerKind
 from failover.models import Link, Peer
 from failover.peering import client
 
@@ -56,6 +56,12 @@ def connected_admin_workstation(server_id: int) -> AdminWorkstationPeer | None:
     if peer is None or peer.connected_epoch is None:
         return None
     return AdminWorkstationPeer(peer.pk, peer.name, peer.host, peer.port, peer.connected_epoch)
+
+
+def link_switching(server_id: int) -> bool:
+    """A switch-over of the server's Admin Workstation link is under way: Verify and Sync wait
+    (a plan checked against one AW and applied through the other is not worth the risk)."""
+    return Link.objects.filter(server_id=server_id, kind=PeerKind.ADMIN_WORKSTATION, state=LinkState.SWITCHING).exists()
 
 
 def link_epoch(server_id: int) -> int | None:

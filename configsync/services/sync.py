@@ -38,6 +38,9 @@ STARTABLE = (SyncRunState.PLANNED, SyncRunState.INTERRUPTED)
 DONE, FAILED = "done", "failed"
 
 
+SWITCHING_MESSAGE = "The Admin Workstation link is switching over: verify again after it."
+
+
 class SyncRefused(Exception):
     """The run cannot be synced in its state (409)."""
 
@@ -149,6 +152,8 @@ def sync_start(*, run_id: int, actor: Actor, confirm_deletions: bool = False, re
     run = SyncRun.objects.select_related("server").get(pk=run_id)
     if run.state not in STARTABLE:
         raise SyncRefused(f"Run {run.pk} is {run.get_state_display().lower()}; only a planned run can be synced.")
+    if icm.link_switching(run.server_id):
+        raise SyncRefused(SWITCHING_MESSAGE)
     rows = pending_rows(run)
     if not rows:
         raise ValidationError({"rows": "Approve at least one row of the plan before syncing."})

@@ -22,8 +22,8 @@ from configsync.services.sync import StalePlan, SyncRefused, removals, sync_laun
 from configsync.services.verify import SyncBusy, busy_run, verify_launch
 from console.pages import read_reason, reason_refusal, render_console, staff_only
 from console.views.wizards import selected_server
-from failover.choices import LinkState, PeerKind, SyncDirection, SyncRunState
-from failover.models import Alert, Link, SyncRun
+from failover.choices import SyncDirection, SyncRunState
+from failover.models import Alert, SyncRun
 from failover.peering import client
 
 RECENT_RUNS = 10
@@ -35,11 +35,6 @@ def _percent(run: SyncRun) -> int:
     if not run.progress_total:
         return 100 if run.state in (SyncRunState.IN_SYNC, SyncRunState.COMPLETED) else 0
     return round(100 * run.progress_done / run.progress_total)
-
-
-def aw_switching(server_id: int) -> bool:
-    """A switch-over of the server's Admin Workstation link is under way: Verify and Sync wait."""
-    return Link.objects.filter(server_id=server_id, kind=PeerKind.ADMIN_WORKSTATION, state=LinkState.SWITCHING).exists()
 
 
 def sync_context(request: HttpRequest) -> dict[str, Any]:
@@ -76,7 +71,7 @@ def sync_context(request: HttpRequest) -> dict[str, Any]:
     return {
         "server": server,
         "servers": servers,
-        "aw_switching": aw_switching(server.pk) if server else False,
+        "aw_switching": icm.link_switching(server.pk) if server else False,
         "run": run,
         "runs": runs,
         "alert": alert,
@@ -146,11 +141,6 @@ def sync_run_view(request: HttpRequest) -> HttpResponse:
         return _page(run.server_id, run.pk)
     if refusal := reason_refusal(reason):
         messages.error(request, f"Sync not started: {refusal}")
-        return _page(run.server_id, run.pk)
-    if aw_switching(run.server_id):
-        messages.error(
-            request, "Sync not started: the Admin Workstation link is switching over. Verify again after it."
-        )
         return _page(run.server_id, run.pk)
     try:
         sync_launch(

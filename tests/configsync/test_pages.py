@@ -227,6 +227,18 @@ def test_verify_and_sync_wait_while_the_admin_workstation_link_switches_over(adm
         {"run": run.pk, "do": "sync", "approve": ["agent:bob"], "reason": "drift"},
         follow=True,
     )
-    assert "the Admin Workstation link is switching over" in refused.content.decode()
+    assert "The Admin Workstation link is switching over" in refused.content.decode()
+    run.refresh_from_db()
+    assert run.state == SyncRunState.PLANNED
+
+    # The API applies the same rule (the service does): 409, the run untouched.
+    admin_client.post(
+        f"/api/v1/sync-runs/{run.pk}/approve/",
+        {"rows": [{"id": "agent:bob", "approved": True}]},
+        content_type="application/json",
+    )
+    api = admin_client.post(f"/api/v1/sync-runs/{run.pk}/sync/", {}, content_type="application/json")
+    assert api.status_code == 409
+    assert "The Admin Workstation link is switching over" in api.json()["detail"]
     run.refresh_from_db()
     assert run.state == SyncRunState.PLANNED
