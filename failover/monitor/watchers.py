@@ -260,7 +260,8 @@ class PeerWatcher(Watcher):
         """Count every heartbeat as a good probe until the connection drops or the silence
         is judged a failure (``_judge_silence``); then drop the connection and return."""
         conn, detector = self.connection, self.detector
-        assert conn is not None and detector is not None
+        assert conn is not None
+        assert detector is not None
         assert detector.last_arrival is not None
         while True:
             silence = time.monotonic() - detector.last_arrival
