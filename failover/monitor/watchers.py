@@ -172,7 +172,6 @@ class PeerWatcher(Watcher):
         # Set while the held connection carries heartbeats.
         self.detector: PhiAccrual | None = None
         self.beat = asyncio.Event()
-        self.segments_at_beat: int | None = None
         self.latency_ms: float | None = None
 
     async def run(self) -> None:
@@ -252,7 +251,6 @@ class PeerWatcher(Watcher):
         detector = PhiAccrual(expected_interval=interval, threshold=self.timings.heartbeat_suspicion)
         # The subscription's answer is the first sign of life: the silence counts from it.
         detector.heartbeat(time.monotonic())
-        self.segments_at_beat = conn.segments_received()
         self.beat.clear()
         self.detector = detector
 
@@ -267,14 +265,14 @@ class PeerWatcher(Watcher):
             silence = time.monotonic() - detector.last_arrival
             wait = detector.suspicious_after() - silence
             if wait <= 0:
-                failure = self._judge_silence(conn, detector, silence)
+                failure = self._judge_silence(detector, silence)
                 if failure:
                     self._drop_connection(failure)
                     # The failure began when the first heartbeat missed was due.
                     began = time.time() - silence + detector.mean_and_spread()[0]
                     await self.record(False, None, failure, hard=True, failing_since=began)
                     return
-                # Not yet (the monitor ran late, or TCP is repairing a loss): look again soon.
+                # Not yet: the monitor itself ran late. Look again soon.
                 wait = self.timings.heartbeat_interval
             closed = asyncio.ensure_future(conn.closed.wait())
             beat = asyncio.ensure_future(self.beat.wait())
@@ -293,16 +291,14 @@ class PeerWatcher(Watcher):
                 self.set_aside_in_a_row = 0
                 await self.record(True, self.latency_ms)
 
-    def _judge_silence(self, conn: client.PeerConnection, detector: PhiAccrual, silence: float) -> str:
+    def _judge_silence(self, detector: PhiAccrual, silence: float) -> str:
         """Why a suspicious silence is a failure, or "" when it is not one yet.
 
-        * The monitor's own loop ran late during the silence: a heartbeat may be sitting
-          unread. Its lateness is taken off the silence (the late-monitor set-aside).
-        * Data from the peer reached this machine after the last heartbeat that was read,
-          and cannot be read yet: a segment was lost and TCP is retransmitting it. The peer
-          is talking; the network lost some of it. Allowed for as long as the probe path
-          would have taken to decide (``fall`` time-outs and an interval), then a failure.
-        * Otherwise nothing came from the peer: it stopped, or the path to it is cut.
+        The late-monitor set-aside: when the monitor's own loop ran late during the silence
+        (the whole machine paused, the monitor starved of CPU), a heartbeat may be sitting
+        unread, and the peer may have been paused with it. That lateness is taken off the
+        silence. A peer that really stopped is still declared down: its silence keeps
+        growing, the monitor's lateness does not.
         """
         allowed = detector.suspicious_after()
         if self.loop_lag is not None:
@@ -310,14 +306,7 @@ class PeerWatcher(Watcher):
             if silence - late < allowed:
                 self.loop_lag.set_aside += 1
                 return ""
-        segments = conn.segments_received()
-        network_grace = self.timings.timeout * self.timings.fall + self.timings.interval
-        arriving = segments is not None and self.segments_at_beat is not None and segments > self.segments_at_beat
-        if arriving and silence < network_grace:
-            return ""
         phi = detector.phi(time.monotonic())
-        if arriving:
-            return f"heartbeat: only unreadable data (packet loss) for {silence * 1000:.0f} ms"
         return f"heartbeat: silent for {silence * 1000:.0f} ms (suspicion phi {phi:.1f} >= {detector.threshold:g})"
 
     def _drop_connection(self, reason: str) -> None:
@@ -345,7 +334,6 @@ class PeerWatcher(Watcher):
         if message.get("event") == "heartbeat":
             if self.detector is not None and self.connection is not None:
                 self.detector.heartbeat(time.monotonic())
-                self.segments_at_beat = self.connection.segments_received()
                 self.beat.set()
             return
         if self.on_event is not None:

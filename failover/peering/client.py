@@ -20,8 +20,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import socket
-import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,11 +47,6 @@ UNREACHABLE: Final = "unreachable"
 PROTOCOL: Final = "protocol"
 
 EventCallback = Callable[[Message], None]
-
-# Linux's ``struct tcp_info``: ``tcpi_data_segs_in`` (u32) at byte 152 (kernel 4.6 on).
-_TCP_INFO = getattr(socket, "TCP_INFO", None)
-_DATA_SEGS_IN_OFFSET = 152
-_TCP_INFO_LENGTH = 160
 
 
 class PeerException(Exception):
@@ -261,25 +254,6 @@ class PeerConnection:
         except PeerException as exc:
             return ProbeResult(False, _ms_since(start), str(exc))
         return ProbeResult(True, _ms_since(start), None, details)
-
-    def segments_received(self) -> int | None:
-        """How many data segments the kernel has received on this connection so far,
-        readable or not (Linux ``TCP_INFO``); None where that cannot be read.
-
-        Segments that arrived behind a lost one count too, though nothing can be read
-        until TCP's retransmission fills the hole: a count that grows while no message
-        arrives says the peer is sending and the network lost some of it.
-        """
-        sock = self._writer.get_extra_info("socket")
-        if _TCP_INFO is None or sock is None:
-            return None
-        try:
-            info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_LENGTH)
-        except OSError:
-            return None
-        if len(info) < _DATA_SEGS_IN_OFFSET + 4:
-            return None
-        return struct.unpack_from("I", info, _DATA_SEGS_IN_OFFSET)[0]
 
     def abort(self, reason: str) -> None:
         """Drop the connection at once (a reset, no waiting for a peer that may never read

@@ -2,8 +2,8 @@
 network namespace of the test's own, behind a veth pair, and nftables rules inside the
 namespace lose packets at random, cut the link, then heal it. The standby runs on loopback.
 
-* Random loss that TCP repairs in time (the heartbeats behind a lost one keep arriving,
-  unreadable until the retransmission: failover/monitor/watchers.py) is no switchover.
+* Random loss (10 % both ways) is no switchover: TCP retransmits a lost heartbeat as soon
+  as the next one is acknowledged, well within the silence that is suspected.
 * A cut link is a silence like a stall: the standby is connected.
 * The healed link brings the peer back up as the standby; at no moment are two connected.
 """
@@ -27,7 +27,7 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-LOSS_PERCENT = 3
+LOSS_PERCENT = 10
 LOSS_SECONDS = 20
 # A cut link is suspected like a stall (tests/failover/test_heartbeat_detection.py).
 PARTITION_BOUND_S = 1.0
@@ -90,7 +90,7 @@ class ConnectedWatch:
         self._thread.join(timeout=5)
 
 
-def test_random_packet_loss_that_tcp_repairs_causes_no_switchover(pair_across_namespace, namespace):  # noqa: F811
+def test_random_packet_loss_below_the_suspicion_causes_no_switchover(pair_across_namespace, namespace):  # noqa: F811
     link = pair_across_namespace
     with monitor_in_thread():
         put_in_front(link, "mb-ns")
