@@ -75,3 +75,13 @@ def test_a_very_long_silence_is_infinitely_suspicious_rather_than_an_error():
     detector = beating(0.1, 10)
 
     assert math.isinf(detector.phi(detector.last_arrival + 3600))
+
+
+def test_with_many_peers_each_is_asked_for_fewer_heartbeats_and_off_stays_off():
+    from failover.monitor.monitor import heartbeat_interval_for
+
+    assert heartbeat_interval_for(0.1, 10) == 0.1
+    assert heartbeat_interval_for(0.1, 400) == 0.1
+    assert heartbeat_interval_for(0.1, 4000) == 1.0
+    assert heartbeat_interval_for(2.0, 4000) == 2.0
+    assert heartbeat_interval_for(0.0, 4000) == 0.0
