@@ -251,6 +251,8 @@ class PolicyAdmin(admin.ModelAdmin):
                     "fall",
                     "flap_window_seconds",
                     "flap_max_transitions",
+                    "heartbeat_interval_ms",
+                    "heartbeat_suspicion",
                 )
             },
         ),

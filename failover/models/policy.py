@@ -19,6 +19,9 @@ SERVER_SILENCE_FLOOR_SECONDS = 2
 # Without a heartbeat to go by, /healthz must stay unanswered this long: longer than a
 # saturated node can keep a request waiting (a garbage collection, a CPU-starved moment).
 SERVER_UNRESPONSIVE_FLOOR_SECONDS = 10
+# Peers' heartbeats (docs/peer-protocol.md, subscribe_heartbeat): 0 turns them off; below
+# this a heartbeat would cost more than the stall it finds sooner.
+HEARTBEAT_INTERVAL_FLOOR_MS = 20
 
 
 def _at_least(floor: int, unit: str, why: str) -> MinValueValidator:
@@ -50,6 +53,22 @@ class Policy(models.Model):
     flap_window_seconds = models.PositiveIntegerField(default=60)
     flap_max_transitions = models.PositiveSmallIntegerField(
         default=4, help_text="More health changes than this within the window hold the peer out until it is stable."
+    )
+    # A peer that can push heartbeats over the held connection is judged by them rather than
+    # by probe time-outs: a stopped peer is suspected a few heartbeats after it went
+    # silent (failover/monitor/phi.py). Peers that cannot are probed as before.
+    heartbeat_interval_ms = models.PositiveIntegerField(
+        default=100,
+        validators=[MaxValueValidator(10_000)],
+        help_text="How often each peer pushes a heartbeat over the monitor's connection "
+        f"(0: no heartbeats, probes only; otherwise at least {HEARTBEAT_INTERVAL_FLOOR_MS}). "
+        "With many peers the monitor asks for fewer: at most 4,000 heartbeats a second in all.",
+    )
+    heartbeat_suspicion = models.FloatField(
+        default=8.0,
+        validators=[MinValueValidator(1.0), MaxValueValidator(30.0)],
+        help_text="The phi accrual suspicion level at which a silent peer is declared down: "
+        "8 means a silence that the peer's own heartbeat history makes a one-in-10^8 chance.",
     )
     fail_back_after_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Empty: never fail back by itself (non-preemptive)."
@@ -128,6 +147,13 @@ class Policy(models.Model):
         return "Failover policy"
 
     def clean(self) -> None:
+        if self.heartbeat_interval_ms and self.heartbeat_interval_ms < HEARTBEAT_INTERVAL_FLOOR_MS:
+            raise ValidationError(
+                {
+                    "heartbeat_interval_ms": f"Must be 0 (no heartbeats) or at least {HEARTBEAT_INTERVAL_FLOOR_MS} ms: "
+                    "faster heartbeats cost the monitor more than they gain."
+                }
+            )
         # Without a heartbeat to go by, the evidence is weaker: it must take at least as long.
         if (
             self.server_unresponsive_seconds is not None

@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 
@@ -37,6 +38,10 @@ FIGURES_FLUSH_SECONDS = 3.0
 # How often the nodes' heartbeats are read (one query): a stopped node is failed within
 # the policy's silence plus this.
 BEATS_READ_SECONDS = 0.5
+# Heartbeats the monitor asks for, per second, from all its peers together: with more
+# peers each one beats less often (4,000 peers: once a second), so that reading them
+# stays within a core. Below that the policy's interval applies.
+HEARTBEATS_PER_SECOND = 4000
 # Database errors in the monitor's own loop are logged at most this often.
 DB_ERROR_LOG_SECONDS = 10.0
 
@@ -61,6 +66,8 @@ class Monitor:
         self.peer_watchers: dict[int, tuple[PeerTarget, PeerWatcher, asyncio.Task[None]]] = {}
         self.server_watchers: dict[int, tuple[ServerTarget, ServerWatcher, asyncio.Task[None]]] = {}
         self.timings: Timings | None = None
+        # The peers' timings: the policy's, with the heartbeat interval scaled to their number.
+        self.peer_timings: Timings | None = None
         self.server_timings: ServerTimings | None = None
         # The nodes' heartbeats as last read: server id -> the freshest beat of its nodes.
         self.node_beats: dict[int, NodeBeat] = {}
@@ -215,6 +222,9 @@ class Monitor:
             self.timings, self.server_timings = timings, server_timings
             await self._stop_watchers()
         peers = {p.id: p for p in await _db(targets.load_peers)}
+        self.peer_timings = replace(
+            self.timings, heartbeat_interval=heartbeat_interval_for(self.timings.heartbeat_interval, len(peers))
+        )
         servers = {s.id: s for s in await _db(targets.load_servers)}
         self._sync_watchers(self.peer_watchers, peers, self._start_peer, self.timings.interval)
         self._sync_watchers(self.server_watchers, servers, self._start_server, self.server_timings.interval)
@@ -233,7 +243,12 @@ class Monitor:
 
     def _start_peer(self, target: PeerTarget, delay: float):
         watcher = PeerWatcher(
-            target, self.timings, self._peer_transition, self.on_event, start_delay=delay, loop_lag=self.loop_lag
+            target,
+            self.peer_timings or self.timings,
+            self._peer_transition,
+            self.on_event,
+            start_delay=delay,
+            loop_lag=self.loop_lag,
         )
         return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-peer-{target.name}")
 
@@ -367,6 +382,15 @@ class Monitor:
         await asyncio.gather(*tasks, return_exceptions=True)
         self.peer_watchers.clear()
         self.server_watchers.clear()
+
+
+def heartbeat_interval_for(interval: float, peers: int) -> float:
+    """The heartbeat interval to ask of each of ``peers`` peers: the policy's ``interval``,
+    or longer when that many peers at that rate would exceed ``HEARTBEATS_PER_SECOND``.
+    0 (heartbeats off) stays 0."""
+    if not interval:
+        return 0.0
+    return max(interval, peers / HEARTBEATS_PER_SECOND)
 
 
 def start_delays(count: int, interval: float) -> list[float]:

@@ -35,6 +35,10 @@ class Timings:
     fall: int
     flap_window: float
     flap_max: int
+    # Seconds between the heartbeats asked of peers that offer them; 0: probes only.
+    heartbeat_interval: float = 0.0
+    # The phi level at which a silent peer is declared down (failover/monitor/phi.py).
+    heartbeat_suspicion: float = 8.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ def load_timings() -> Timings:
         fall=policy.fall,
         flap_window=float(policy.flap_window_seconds),
         flap_max=policy.flap_max_transitions,
+        heartbeat_interval=policy.heartbeat_interval_ms / 1000,
+        heartbeat_suspicion=policy.heartbeat_suspicion,
     )
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from failover.choices import Health
 from failover.monitor.hysteresis import HealthTracker
 from failover.monitor.loop_lag import LoopLag
+from failover.monitor.phi import PhiAccrual
 from failover.monitor.server_evidence import NodeBeat, Outcome, ServerRules, ServerTracker, Verdict
 from failover.monitor.targets import PeerTarget, ServerTarget, ServerTimings, Timings
 from failover.peering import client
@@ -113,11 +114,22 @@ class Watcher:
         self.loop_lag.set_aside += 1
         return True
 
-    async def record(self, ok: bool, latency_ms: float | None, error: str = "", *, hard: bool = False) -> None:
+    async def record(
+        self,
+        ok: bool,
+        latency_ms: float | None,
+        error: str = "",
+        *,
+        hard: bool = False,
+        failing_since: float | None = None,
+    ) -> None:
+        """Feed one result to the tracker and write a health change it decides;
+        ``failing_since`` (wall clock) is when a failure began, if known better than
+        "at the first failed probe" (a silence began before it was noticed)."""
         if ok:
             self.set_aside_in_a_row = 0
         now = time.time()
-        failing_since = self.tracker.failing_since if not ok else None
+        failing_since = (failing_since or self.tracker.failing_since) if not ok else None
         changed = self.tracker.observe(ok, now, hard=hard)
         self.figures = Figures(now, latency_ms, self.tracker.successes, self.tracker.failures, error)
         if changed is not None:
@@ -133,11 +145,14 @@ class Watcher:
 
 
 class PeerWatcher(Watcher):
-    """Holds a connection open to the peer and pings over it every interval.
+    """Holds a connection open to the peer and judges it over that connection.
 
     The held connection is what makes a crash visible at once: the kernel closes the
-    dead process's socket, the reader sees EOF, and ``closed`` wakes this task between
-    probes. A stalled peer keeps its socket open; only probe time-outs reveal it.
+    dead process's socket, the reader sees EOF, and ``closed`` wakes this task. A stalled
+    peer keeps its socket open. A peer that offers heartbeats (``subscribe_heartbeat``)
+    pushes one every ``heartbeat_interval`` and is declared down when its silence becomes
+    suspicious (``_follow_heartbeats``); one that does not is pinged every interval and
+    declared down after ``fall`` probe time-outs, as before heartbeats.
     """
 
     def __init__(
@@ -154,14 +169,25 @@ class PeerWatcher(Watcher):
         self.target = target
         self.on_event = on_event
         self.connection: client.PeerConnection | None = None
+        # Set while the held connection carries heartbeats.
+        self.detector: PhiAccrual | None = None
+        self.beat = asyncio.Event()
+        self.latency_ms: float | None = None
 
     async def run(self) -> None:
         await asyncio.sleep(self.start_delay)
         try:
             due = time.monotonic()
             while True:
+                if self.detector is not None:
+                    await self._follow_heartbeats()
+                    due = time.monotonic() + self.next_wait(False)
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    continue
                 ok = await self._probe_once()
                 now = time.monotonic()
+                if self.detector is not None:
+                    continue
                 if ok:
                     # A steady cadence: probes fall due every interval, so the probe's own
                     # round trip and a busy loop's delay in waking this task count towards
@@ -180,26 +206,7 @@ class PeerWatcher(Watcher):
         """Probe once; False when the probe failed (and was counted)."""
         began = time.monotonic()
         if self.connection is None or self.connection.closed.is_set():
-            started = time.perf_counter()
-            try:
-                self.connection = await client.PeerConnection.open(
-                    self.target.host,
-                    self.target.port,
-                    timeout=self.timings.timeout,
-                    on_event=self._deliver,
-                )
-            except client.PeerUnavailable as exc:
-                self.connection = None
-                if exc.reason == client.TIMEOUT and self.set_aside_timeout(began):
-                    return True
-                await self.record(False, None, str(exc), hard=exc.reason in HARD_FAILURES)
-                return False
-            except client.PeerError as exc:
-                self.connection = None
-                await self.record(False, None, str(exc), hard=True)
-                return False
-            await self.record(True, (time.perf_counter() - started) * 1000)
-            return True
+            return await self._connect(began)
         result = await self.connection.probe(timeout=self.timings.timeout)
         hard = not result.ok and self.connection.closed.is_set()
         timed_out = not result.ok and not hard and (result.error or "").startswith(f"{client.TIMEOUT}:")
@@ -207,6 +214,106 @@ class PeerWatcher(Watcher):
             return True
         await self.record(result.ok, result.latency_ms, result.error or "", hard=hard)
         return result.ok
+
+    async def _connect(self, began: float) -> bool:
+        """Open the held connection (and ask for heartbeats); False when that failed."""
+        started = time.perf_counter()
+        self.detector = None
+        try:
+            self.connection = await client.PeerConnection.open(
+                self.target.host, self.target.port, timeout=self.timings.timeout, on_event=self._deliver
+            )
+            await self._subscribe(self.connection)
+        except client.PeerUnavailable as exc:
+            self._drop_connection(str(exc))
+            if exc.reason == client.TIMEOUT and self.set_aside_timeout(began):
+                return True
+            await self.record(False, None, str(exc), hard=exc.reason in HARD_FAILURES)
+            return False
+        except client.PeerError as exc:
+            self._drop_connection(str(exc))
+            await self.record(False, None, str(exc), hard=True)
+            return False
+        self.latency_ms = (time.perf_counter() - started) * 1000
+        await self.record(True, self.latency_ms)
+        return True
+
+    async def _subscribe(self, conn: client.PeerConnection) -> None:
+        """Ask for heartbeats when the policy wants them and the peer offers them; a peer
+        from before heartbeats (not offered, or ``unknown_op``) is probed instead."""
+        interval = self.timings.heartbeat_interval
+        if not interval or conn.info is None or "subscribe_heartbeat" not in conn.info.ops:
+            return
+        try:
+            await conn.call("subscribe_heartbeat", timeout=self.timings.timeout, interval_ms=round(interval * 1000))
+        except client.PeerError:
+            return
+        detector = PhiAccrual(expected_interval=interval, threshold=self.timings.heartbeat_suspicion)
+        # The subscription's answer is the first sign of life: the silence counts from it.
+        detector.heartbeat(time.monotonic())
+        self.beat.clear()
+        self.detector = detector
+
+    async def _follow_heartbeats(self) -> None:
+        """Count every heartbeat as a good probe until the connection drops or the silence
+        is judged a failure (``_judge_silence``); then drop the connection and return."""
+        conn, detector = self.connection, self.detector
+        assert conn is not None
+        assert detector is not None
+        assert detector.last_arrival is not None
+        while True:
+            silence = time.monotonic() - detector.last_arrival
+            wait = detector.suspicious_after() - silence
+            if wait <= 0:
+                failure = self._judge_silence(detector, silence)
+                if failure:
+                    self._drop_connection(failure)
+                    # The failure began when the first heartbeat missed was due.
+                    began = time.time() - silence + detector.mean_and_spread()[0]
+                    await self.record(False, None, failure, hard=True, failing_since=began)
+                    return
+                # Not yet: the monitor itself ran late. Look again soon.
+                wait = self.timings.heartbeat_interval
+            closed = asyncio.ensure_future(conn.closed.wait())
+            beat = asyncio.ensure_future(self.beat.wait())
+            try:
+                await asyncio.wait([closed, beat], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+                beat.cancel()
+            if conn.closed.is_set():
+                self.detector = None
+                # Recorded outside the wait, as in ``_wait``: a write must not be cancelled.
+                await self.record(False, None, f"closed: {conn.close_reason}", hard=True)
+                return
+            if self.beat.is_set():
+                self.beat.clear()
+                self.set_aside_in_a_row = 0
+                await self.record(True, self.latency_ms)
+
+    def _judge_silence(self, detector: PhiAccrual, silence: float) -> str:
+        """Why a suspicious silence is a failure, or "" when it is not one yet.
+
+        The late-monitor set-aside: when the monitor's own loop ran late during the silence
+        (the whole machine paused, the monitor starved of CPU), a heartbeat may be sitting
+        unread, and the peer may have been paused with it. That lateness is taken off the
+        silence. A peer that really stopped is still declared down: its silence keeps
+        growing, the monitor's lateness does not.
+        """
+        allowed = detector.suspicious_after()
+        if self.loop_lag is not None:
+            late = self.loop_lag.worst_since(time.monotonic() - silence)
+            if silence - late < allowed:
+                self.loop_lag.set_aside += 1
+                return ""
+        phi = detector.phi(time.monotonic())
+        return f"heartbeat: silent for {silence * 1000:.0f} ms (suspicion phi {phi:.1f} >= {detector.threshold:g})"
+
+    def _drop_connection(self, reason: str) -> None:
+        self.detector = None
+        if self.connection is not None:
+            self.connection.abort(reason)
+            self.connection = None
 
     async def _wait(self, seconds: float) -> None:
         """Sleep until the next probe, waking at once if the held connection drops."""
@@ -224,6 +331,11 @@ class PeerWatcher(Watcher):
         await self.record(False, None, f"closed: {self.connection.close_reason}", hard=True)
 
     def _deliver(self, message: Message) -> None:
+        if message.get("event") == "heartbeat":
+            if self.detector is not None and self.connection is not None:
+                self.detector.heartbeat(time.monotonic())
+                self.beat.set()
+            return
         if self.on_event is not None:
             self.on_event(self.target, message)
 

@@ -76,6 +76,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_kind: bool = True
     parser.add_argument(
         "--icm-side", choices=["A", "B", "none"], default="A", help="media-blender: initial ICM side (default A)"
     )
+    parser.add_argument(
+        "--no-heartbeat",
+        action="store_true",
+        help="act as a peer from before heartbeats: no subscribe_heartbeat (the monitor probes it instead)",
+    )
     parser.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
 
 
@@ -107,6 +112,7 @@ def build_peers(ns: argparse.Namespace) -> list[PeerSimulator]:
             )
         else:
             peer = AdminWorkstation(name=name, host=ns.host, port=port, data_file=ns.data)
+        peer.offers_heartbeat = not ns.no_heartbeat
         peers.append(peer)
     return peers
 

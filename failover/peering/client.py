@@ -255,6 +255,13 @@ class PeerConnection:
             return ProbeResult(False, _ms_since(start), str(exc))
         return ProbeResult(True, _ms_since(start), None, details)
 
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once (a reset, no waiting for a peer that may never read
+        again); pending calls fail with ``PeerUnavailable(closed)``."""
+        self._shutdown(reason)
+        self._reader_task.cancel()
+        self._writer.transport.abort()
+
     async def close(self) -> None:
         """Close the connection (idempotent); pending calls fail with ``PeerUnavailable(closed)``."""
         self._shutdown("closed by client")

@@ -36,6 +36,9 @@ log = logging.getLogger("failover.peering")
 # broadcast events; past this many queued messages the connection is dropped instead.
 OUTBOX_LIMIT = 4096
 MAX_LATENCY_MS = 600_000
+# Heartbeat intervals a client may ask for (``subscribe_heartbeat``).
+MIN_HEARTBEAT_MS = 10
+MAX_HEARTBEAT_MS = 60_000
 ID_PATTERN = protocol.ID_PATTERN
 
 T = TypeVar("T")
@@ -160,6 +163,8 @@ class Connection:
         # Whether the owning peer's faults apply (false on the control port).
         self.faulty = faulty
         self.subscribed = False
+        # The heartbeat pushed on this connection (``subscribe_heartbeat``), if asked for.
+        self.heartbeat: asyncio.TimerHandle | None = None
         self.peername = writer.get_extra_info("peername")
         self._outbox: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._closing = False
@@ -186,8 +191,14 @@ class Connection:
             log.warning("client %s is not reading; dropping the connection", self.peername)
             self.abort()
 
+    def stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
+
     def close_after_flush(self) -> None:
         """Close gracefully once every queued frame has been written (FIN, not RST)."""
+        self.stop_heartbeat()
         if self._closing:
             return
         self._closing = True
@@ -199,6 +210,7 @@ class Connection:
     def abort(self) -> None:
         """Drop the connection at once, discarding queued frames."""
         self._closing = True
+        self.stop_heartbeat()
         self._writer_task.cancel()
         self.writer.transport.abort()
 
@@ -352,6 +364,9 @@ class PeerSimulator(LineServer):
         self.name = name
         self.faults = Faults()
         self.started_at = time.monotonic()
+        # False: behave as a peer from before heartbeats (``--no-heartbeat``), which
+        # answers ``subscribe_heartbeat`` with ``unknown_op``: the monitor then probes.
+        self.offers_heartbeat = True
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.host}:{self.port}>"
@@ -364,7 +379,7 @@ class PeerSimulator(LineServer):
     async def handle_request(self, conn: Connection | None, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run operation ``name``; return its result or raise ``OpError``. No faults applied."""
         entry = self.ops.get(name)
-        if entry is None:
+        if entry is None or (name == "subscribe_heartbeat" and not self.offers_heartbeat):
             raise OpError(protocol.UNKNOWN_OP, f"unknown operation '{name}' for {self.kind}")
         spec, handler = entry
         unexpected = sorted(set(args) - spec.args)
@@ -417,7 +432,7 @@ class PeerSimulator(LineServer):
             "kind": self.kind,
             "name": self.name,
             "protocol": protocol.PROTOCOL_VERSION,
-            "ops": sorted(self.ops),
+            "ops": sorted(name for name in self.ops if name != "subscribe_heartbeat" or self.offers_heartbeat),
             "time": time.time(),
         }
 
@@ -430,6 +445,38 @@ class PeerSimulator(LineServer):
             "uptime": round(time.monotonic() - self.started_at, 3),
             "time": time.time(),
         }
+
+    @op("subscribe_heartbeat", "interval_ms")
+    def op_subscribe_heartbeat(self, args: Args) -> dict[str, Any]:
+        """Push ``heartbeat`` events on this connection every ``interval_ms`` until it
+        closes (0 stops them). Replaces an earlier subscription of the same connection."""
+        interval_ms = args.integer("interval_ms", maximum=MAX_HEARTBEAT_MS)
+        if 0 < interval_ms < MIN_HEARTBEAT_MS:
+            raise OpError(protocol.INVALID, f"'interval_ms' must be 0 or {MIN_HEARTBEAT_MS} to {MAX_HEARTBEAT_MS}")
+        conn = args.conn
+        if conn is None:
+            raise OpError(protocol.INVALID, "heartbeats go over the peer's own port, not the control port")
+        conn.stop_heartbeat()
+        if interval_ms:
+            loop = asyncio.get_running_loop()
+            interval = interval_ms / 1000
+            # After this reply: the first heartbeat one interval from now.
+            conn.heartbeat = loop.call_later(interval, self._beat, conn, interval, loop.time() + interval, 1)
+        return {"interval_ms": interval_ms}
+
+    def _beat(self, conn: Connection, interval: float, due: float, seq: int) -> None:
+        """Send heartbeat ``seq`` and schedule the next on a steady cadence: a late wake-up
+        (a busy machine) is not carried into every later beat; beats missed are skipped."""
+        loop = asyncio.get_running_loop()
+        if conn.closing:
+            return
+        # Faults apply as to every message: nothing while stalled, late under latency.
+        if not self.faults.stall:
+            conn.send(protocol.event("heartbeat", seq=seq, time=time.time()), delay=self.faults.latency_ms / 1000)
+        now = loop.time()
+        missed = max(0, int((now - due) // interval))
+        due += (missed + 1) * interval
+        conn.heartbeat = loop.call_later(due - now, self._beat, conn, interval, due, seq + 1 + missed)
 
     @op("fault", "latency_ms", "stall", "refuse", "clear", fault_exempt=True)
     async def op_fault(self, args: Args) -> dict[str, Any]:

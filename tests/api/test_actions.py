@@ -485,3 +485,31 @@ def test_the_schema_documents_the_actions_and_their_error_codes(admin_client):
     assert components["SwitchoverRequest"]["required"] == ["reason"]
     assert set(paths["/api/v1/peers/{id}/maintenance/"]["post"]["responses"]) >= {"200", "400", "403", "404"}
     assert set(paths["/api/v1/policy/"]) >= {"get", "patch"}
+
+
+@pytest.mark.parametrize("interval_ms", [0, 20, 100, 10_000])
+def test_peer_heartbeats_may_be_turned_off_or_set_from_20_ms_to_10_s(admin_api, interval_ms):
+    body = {"reason": "heartbeats", "heartbeat_interval_ms": interval_ms, "heartbeat_suspicion": 10.5}
+
+    response = admin_api.patch("/api/v1/policy/", body, format="json")
+
+    assert response.status_code == 200, response.json()
+    policy = Policy.current()
+    assert (policy.heartbeat_interval_ms, policy.heartbeat_suspicion) == (interval_ms, 10.5)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("heartbeat_interval_ms", 19, "Must be 0 (no heartbeats) or at least 20 ms"),
+        ("heartbeat_interval_ms", 10_001, "less than or equal to 10000"),
+        ("heartbeat_suspicion", 0.5, "greater than or equal to 1.0"),
+        ("heartbeat_suspicion", 31, "less than or equal to 30.0"),
+    ],
+)
+def test_heartbeat_settings_out_of_range_are_refused_with_a_reason(admin_api, field, value, why):
+    response = admin_api.patch("/api/v1/policy/", {"reason": "r", field: value}, format="json")
+
+    assert response.status_code == 400
+    assert why in str(response.json()[field])
+    assert getattr(Policy.current(), field) == Policy._meta.get_field(field).default

@@ -186,8 +186,9 @@ def test_the_policys_flap_damping_holds_a_flapping_primary_out_so_fail_back_cann
 @pytest.mark.django_db(transaction=True)
 def test_isolated_slow_answers_from_the_connected_peer_never_switch_the_link(simulated_pair):
     link, processes = simulated_pair
-    # fall=4: one or two probe time-outs in a row are noise, never a switchover.
-    set_policy(probe_interval_ms=200, probe_timeout_ms=500, rise=2, fall=4)
+    # fall=4: one or two probe time-outs in a row are noise, never a switchover. Probes
+    # only (heartbeats off): a 900 ms silence of a heartbeating peer is a stall by design.
+    set_policy(probe_interval_ms=200, probe_timeout_ms=500, rise=2, fall=4, heartbeat_interval_ms=0)
     with monitor_in_thread() as monitor:
         active = settled(link)
         tracker = watcher_of(monitor, active).tracker
