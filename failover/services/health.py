@@ -27,13 +27,15 @@ def peer_health_changed(
     at: datetime,
     failed_at: datetime | None = None,
     error: str = "",
+    detection: str = "",
     lease: LeaseToken | None = None,
 ) -> SwitchoverResult | None:
     """Record a peer's new health and let its link follow (switch over, go down, restore).
 
     Compare-and-set: a peer already at ``health`` is left alone and ``None`` returned,
     so a repeated or late report is harmless. ``failed_at`` is when the failure began
-    (for the failover event's detection time); ``at`` is when it was decided. With a
+    (for the failover event's detection time), ``detection`` how it was noticed (a
+    ``Detection``); ``at`` is when it was decided. With a
     ``lease`` (the monitor's), nothing is written unless that lease is still current.
     """
     if lease is not None and not lease_is_held(lease):
@@ -55,6 +57,7 @@ def peer_health_changed(
         reason=reason,
         failed_at=failed_at if health == Health.DOWN else None,
         detected_at=at,
+        detection=detection if health == Health.DOWN else "",
     )
 
 

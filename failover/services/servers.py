@@ -25,6 +25,7 @@ def server_health_changed(
     at: datetime,
     failed_at: datetime | None = None,
     error: str = "",
+    detection: str = "",
     lease: LeaseToken | None = None,
 ) -> FailoverEvent | None:
     """Record a server's new health; a failure ends its work (seed: no fault tolerance for
@@ -66,6 +67,7 @@ def server_health_changed(
             failed_at=failed_at,
             detected_at=at,
             completed_at=timezone.now(),
+            detection=detection,
         )
         audit_record(
             actor=SYSTEM,

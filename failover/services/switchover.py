@@ -68,6 +68,7 @@ def switch(
     reason: str,
     failed_at: datetime | None = None,
     detected_at: datetime | None = None,
+    detection: str = "",
 ) -> SwitchoverResult:
     """Move the connection from ``current`` to ``target`` (either may be None), in the
     caller's transaction, with the link already locked."""
@@ -107,6 +108,7 @@ def switch(
         failed_at=failed_at,
         detected_at=detected_at or now,
         completed_at=now,
+        detection=detection,
     )
     after = {"connected": _describe(target), "epoch": link.epoch, "state": link.state}
     audit_record(
@@ -148,6 +150,7 @@ def link_reconcile(
     actor: Actor = SYSTEM,
     failed_at: datetime | None = None,
     detected_at: datetime | None = None,
+    detection: str = "",
 ) -> SwitchoverResult:
     """Bring a link back to its rule: connected to an eligible peer whenever one exists.
 
@@ -181,6 +184,7 @@ def link_reconcile(
         reason=reason or _automatic_reason(current, target),
         failed_at=failed_at,
         detected_at=detected_at,
+        detection=detection,
     )
 
 
