@@ -277,6 +277,18 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def handle_stop_signals() -> None:
+    """SIGINT and SIGTERM both stop the stack, and with it every child.
+
+    SIGINT needs a handler of its own: a shell starts a background job (``bin/run &``)
+    with SIGINT ignored, and Python then leaves it ignored, so ``kill -INT`` to the job's
+    process group did nothing (issue 15). The children, each in a session of its own, are
+    not in that group: the stack stops them one by one (``Stack.stop``).
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every process of collabadmin in the foreground.")
     parser.add_argument("--host", default=os.environ.get("COLLABADMIN_HOST", "127.0.0.1"))
@@ -297,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     stack = Stack(specs)
-    signal.signal(signal.SIGTERM, _interrupt)
+    handle_stop_signals()
     try:
         stack.start()
         first_web = next(spec for spec in specs if "uvicorn" in spec.argv)
