@@ -65,7 +65,8 @@ def worker_spec(*, name: str = "worker", queue: str | None = None) -> ProcessSpe
     """The Celery worker: supervised, and probed through its status file."""
     from django.conf import settings
 
-    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "worker", "--loglevel", _celery_level()]
+    # --quiet: no start-up banner printed as plain text; its log lines are JSON (issue 15).
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "--quiet", "worker", "--loglevel", _celery_level()]
     argv += ["--concurrency", "2", *(["-Q", queue] if queue else [])]
     status_file = str(settings.WORKER_STATUS_FILE)
     return ProcessSpec(
@@ -76,7 +77,8 @@ def worker_spec(*, name: str = "worker", queue: str | None = None) -> ProcessSpe
 def beat_spec() -> ProcessSpec:
     """Celery beat: supervised (nothing in the demo shows a failure by killing it)."""
     schedule = os.path.join(_var_dir(), "celerybeat-schedule")
-    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "beat", "--loglevel", _celery_level()]
+    # --quiet: no start-up banner printed as plain text; its log lines are JSON (issue 15).
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "--quiet", "beat", "--loglevel", _celery_level()]
     return ProcessSpec("beat", [*argv, "--schedule", schedule], {}, supervised=True)
 
 

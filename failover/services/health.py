@@ -6,6 +6,7 @@ every probe; probe figures are written in bulk by :func:`peers_record_probes`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from collabadmin import live
+from failover import oplog
 from failover.choices import Health
 from failover.models import Link, Peer
 from failover.services.lease import LeaseToken, lease_is_held
@@ -51,6 +53,16 @@ def peer_health_changed(
     if not changed:
         return None
     live.publish("peer.health", {"peer": peer_id, "name": peer.name, "health": health, "error": error})
+    oplog.record(
+        "peer_health_changed",
+        f"peer {peer.name} is {health}" + (f": {error}" if error else ""),
+        level=logging.WARNING if health == Health.DOWN else logging.INFO,
+        peer=peer.name,
+        peer_kind=peer.kind,
+        health=health,
+        error=error or None,
+        detection=detection or None,
+    )
     reason = f"{peer.name} is {health}" + (f" ({error})" if error else "")
     return link_reconcile(
         link_id=link_id,
