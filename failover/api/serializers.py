@@ -14,6 +14,7 @@ from failover.choices import (
     AlertKind,
     AlertSeverity,
     AuditAction,
+    Detection,
     FailoverKind,
     Health,
     IcmSide,
@@ -142,6 +143,13 @@ class FailoverEventSerializer(serializers.ModelSerializer):
     from_peer_name = serializers.CharField(source="from_peer.name", read_only=True, allow_null=True, default=None)
     to_peer_name = serializers.CharField(source="to_peer.name", read_only=True, allow_null=True, default=None)
     actor = serializers.CharField(source="actor.get_username", read_only=True, allow_null=True, default=None)
+    # Declared: a read-only model field would not say that blank (not a failure) is a value.
+    detection = serializers.ChoiceField(
+        choices=Detection.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="How the failure was noticed; blank for changes that were not failures.",
+    )
     detected_at_once = serializers.BooleanField(
         read_only=True,
         help_text="Noticed the moment it happened (a reset or refused connection): there is no "
