@@ -8,6 +8,7 @@ their next tick, and beat runs exactly once (a second beat only doubles harmless
 
 from __future__ import annotations
 
+import logging.config
 import os
 
 from celery import Celery, signals
@@ -33,6 +34,31 @@ app = CollabCelery("collabadmin")
 # All Celery options live in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect(weak=False)
+def use_the_project_logging(loglevel: int | str | None = None, **kwargs: object) -> None:
+    """The worker's and beat's log lines are JSON like every other process's.
+
+    Celery replaces the root logger's handlers with its own plain-text ones unless a
+    receiver of this signal configures logging instead (``worker_hijack_root_logger`` is
+    off too). ``--loglevel`` still sets the level of Celery's own loggers. Warnings go
+    to the log as well (the worker warns about running as root before it sets up logging:
+    ``celeryd_init`` below comes first).
+    """
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    logging.captureWarnings(True)
+    if loglevel:
+        logging.getLogger("celery").setLevel(loglevel)
+
+
+@signals.celeryd_init.connect(weak=False)
+def _log_the_workers_start_as_json(**kwargs: object) -> None:
+    use_the_project_logging()
+
+
 # Every message says when it was sent: the age of the next one waiting is how long its queue
 # has gone without a taker (collabadmin/task_queue.py).
 signals.before_task_publish.connect(stamp_sent_at, weak=False)

@@ -47,7 +47,7 @@ from prometheus_client.utils import floatToGoString
 
 from collabadmin.task_queue import queue_state
 from common.redis_client import shared_redis
-from failover.choices import AlertKind, FailoverKind, Health, LinkState, PeerConnection
+from failover.choices import INSTANT_DETECTIONS, AlertKind, Detection, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import Alert, FailoverEvent, Lease, Link, Peer, Server
 from sessions.choices import AgentState, SessionState
 from sessions.models import Agent, CollaborationSession
@@ -158,10 +158,15 @@ class DatabaseCollector(Collector):
     # --- Failovers ------------------------------------------------------------------------
     @staticmethod
     def _failover_counts(server_names: list[str]) -> Iterator[Metric]:
-        counts = {
-            (row["server__name"], row["kind"]): row["n"]
-            for row in FailoverEvent.objects.order_by().values("server__name", "kind").annotate(n=Count("pk"))
-        }
+        """Events by server and kind, and failures by how they were noticed: one query."""
+        rows = FailoverEvent.objects.order_by().values("server__name", "kind", "detection").annotate(n=Count("pk"))
+        counts: dict[tuple[str, str], int] = {}
+        detections: dict[str, int] = {}
+        for row in rows:
+            key = (row["server__name"], row["kind"])
+            counts[key] = counts.get(key, 0) + row["n"]
+            if row["detection"]:
+                detections[row["detection"]] = detections.get(row["detection"], 0) + row["n"]
         total = CounterMetricFamily(
             f"{PREFIX}_failovers",
             "Failover events recorded (switchovers, link losses and restores, server failures), by kind.",
@@ -172,15 +177,27 @@ class DatabaseCollector(Collector):
             for kind in FailoverKind.values:
                 total.add_metric([server, kind], counts.get((server, kind), 0))
         yield total
+        noticed = CounterMetricFamily(
+            f"{PREFIX}_failure_detections",
+            'Failures by how the monitor noticed them; at_once="true": seen the moment they happened '
+            "(a reset, closed or refused connection), with no detection time to observe.",
+            labels=["detection", "at_once"],
+        )
+        for detection in Detection.values:
+            noticed.add_metric([detection, str(detection in INSTANT_DETECTIONS).lower()], detections.get(detection, 0))
+        yield noticed
 
     @staticmethod
     def _failover_durations() -> Iterator[Metric]:
         """Both histograms in one aggregate query: one filtered COUNT per bucket, a COUNT
         and a SUM per histogram. The database does the bucketing; no row leaves it."""
         durations = {
+            # Failures noticed at once (a reset or refused connection) have no detection
+            # time: observing them as 0 s would drag the histogram towards a figure nobody
+            # measured. They are counted by how they were noticed (``failure_detections``).
             "detection": (
                 ExpressionWrapper(F("detected_at") - F("failed_at"), output_field=DurationField()),
-                Q(failed_at__isnull=False),
+                Q(failed_at__isnull=False) & ~Q(detection__in=INSTANT_DETECTIONS, failed_at=F("detected_at")),
             ),
             "switchover": (
                 ExpressionWrapper(F("completed_at") - F("detected_at"), output_field=DurationField()),
@@ -192,7 +209,7 @@ class DatabaseCollector(Collector):
             for index, bound in enumerate(DURATION_BUCKETS):
                 # NULL (no failed_at / completed_at) compares as unknown: not counted.
                 aggregates[f"{name}_le_{index}"] = Count(
-                    "pk", filter=LessThanOrEqual(duration, timedelta(seconds=bound))
+                    "pk", filter=Q(LessThanOrEqual(duration, timedelta(seconds=bound))) & present
                 )
             aggregates[f"{name}_count"] = Count("pk", filter=present)
             aggregates[f"{name}_sum"] = Sum(duration, filter=present)

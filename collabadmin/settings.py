@@ -69,6 +69,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request, and its response, carry the request id.
+    "collabadmin.request_id.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
     "collabadmin.security.ContentSecurityPolicyMiddleware",
     # Sees every HTML response last (middleware answer in reverse): pages, fragments, admin.
@@ -186,6 +188,8 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 100, minimum=1)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The worker keeps the project's JSON logging (collabadmin/celery.py: setup_logging).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Reliability (issue 8, docs/architecture.md "Celery: what survives a dead worker"). Every
 # task is safe to run twice (ids in, compare-and-set services, epochs), so a message is
@@ -367,5 +371,16 @@ LOGGING = {
     "formatters": {"json": {"()": "collabadmin.logging.JsonFormatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["stderr"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's default configuration gives "django" a plain-text console handler while
+        # DEBUG is on: every 404 was logged twice, once not as JSON. The root's is enough.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # uvicorn installs plain-text handlers of its own before it loads the application;
+        # Django applies this configuration when it loads, so the web server's own lines
+        # ("Started server process", WebSocket accepted) are JSON too.
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
 }

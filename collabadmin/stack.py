@@ -65,7 +65,8 @@ def worker_spec(*, name: str = "worker", queue: str | None = None) -> ProcessSpe
     """The Celery worker: supervised, and probed through its status file."""
     from django.conf import settings
 
-    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "worker", "--loglevel", _celery_level()]
+    # --quiet: no start-up banner printed as plain text; its log lines are JSON (issue 15).
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "--quiet", "worker", "--loglevel", _celery_level()]
     argv += ["--concurrency", "2", *(["-Q", queue] if queue else [])]
     status_file = str(settings.WORKER_STATUS_FILE)
     return ProcessSpec(
@@ -76,7 +77,8 @@ def worker_spec(*, name: str = "worker", queue: str | None = None) -> ProcessSpe
 def beat_spec() -> ProcessSpec:
     """Celery beat: supervised (nothing in the demo shows a failure by killing it)."""
     schedule = os.path.join(_var_dir(), "celerybeat-schedule")
-    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "beat", "--loglevel", _celery_level()]
+    # --quiet: no start-up banner printed as plain text; its log lines are JSON (issue 15).
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "--quiet", "beat", "--loglevel", _celery_level()]
     return ProcessSpec("beat", [*argv, "--schedule", schedule], {}, supervised=True)
 
 
@@ -277,6 +279,18 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def handle_stop_signals() -> None:
+    """SIGINT and SIGTERM both stop the stack, and with it every child.
+
+    SIGINT needs a handler of its own: a shell starts a background job (``bin/run &``)
+    with SIGINT ignored, and Python then leaves it ignored, so ``kill -INT`` to the job's
+    process group did nothing (issue 15). The children, each in a session of its own, are
+    not in that group: the stack stops them one by one (``Stack.stop``).
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every process of collabadmin in the foreground.")
     parser.add_argument("--host", default=os.environ.get("COLLABADMIN_HOST", "127.0.0.1"))
@@ -297,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     stack = Stack(specs)
-    signal.signal(signal.SIGTERM, _interrupt)
+    handle_stop_signals()
     try:
         stack.start()
         first_web = next(spec for spec in specs if "uvicorn" in spec.argv)

@@ -60,9 +60,49 @@ MAX_ID = 2**63 - 1
 
 class Pagination(LimitOffsetPagination):
     """``?limit=&offset=``; the default page is ``PAGE_SIZE`` and no page exceeds 1000 rows,
-    so one request cannot make the server render the whole audit history."""
+    so one request cannot make the server render the whole audit history.
+
+    Malformed paging is a 400 naming the parameter: DRF's own class reads ``limit=null``,
+    ``offset=abc``, a negative number or a repeated parameter as if it were absent, so a
+    client with a bug silently got the first page (issue 15).
+    """
 
     max_limit = 1000
+    # The smallest value each parameter takes (``limit=0`` would be an empty page).
+    MINIMUM = {"limit": 1, "offset": 0}
+
+    def get_limit(self, request: Any) -> int:
+        value = self._whole_number(request, self.limit_query_param)
+        return self.default_limit if value is None else min(value, self.max_limit)
+
+    def get_offset(self, request: Any) -> int:
+        value = self._whole_number(request, self.offset_query_param)
+        return 0 if value is None else value
+
+    def _whole_number(self, request: Any, name: str) -> int | None:
+        """The parameter's value, None when absent; a ValidationError (400) naming it when
+        it is given twice, or is not a whole number of at least its minimum."""
+        values = request.query_params.getlist(name)
+        if not values:
+            return None
+        minimum = self.MINIMUM[name]
+        if len(values) > 1:
+            raise exceptions.ValidationError({name: [f"Give {name} once, not {len(values)} times."]})
+        # ASCII digits only: int() would also take "+5", " 5" and other scripts' digits.
+        if not (values[0].isascii() and values[0].isdigit()) or int(values[0]) < minimum:
+            raise exceptions.ValidationError({name: [f"A whole number of at least {minimum} is required."]})
+        return int(values[0])
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = self.MINIMUM[parameter["name"]]
+            if parameter["name"] == self.limit_query_param:
+                parameter["description"] = (
+                    f"Number of results to return per page (default {self.default_limit}; "
+                    f"a larger value than {self.max_limit} is read as {self.max_limit})."
+                )
+        return parameters
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

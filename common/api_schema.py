@@ -30,7 +30,9 @@ class ApiSchema(AutoSchema):
         responses = super()._get_response_bodies(direction)
         defaults = {"403": NOT_ALLOWED}
         has_body = self.method in ("POST", "PUT", "PATCH")
-        if has_body or self.get_override_parameters():
+        # A list pages (``limit``/``offset``, 400 when malformed) and may filter.
+        pages = self.method == "GET" and self._is_list_view() and self._get_paginator() is not None
+        if has_body or pages or self.get_override_parameters():
             defaults["400"] = VALIDATION_ERROR
         if has_body:
             defaults["415"] = UNSUPPORTED_MEDIA_TYPE
@@ -40,3 +42,21 @@ class ApiSchema(AutoSchema):
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)
         return responses
+
+    def _get_parameters(self) -> list[dict[str, Any]]:
+        """A list's query filters also take a blank value, meaning "no filter" (what an empty
+        HTML ``<select>`` sends; failover/api/views.py), so the schema says so."""
+        parameters = super()._get_parameters()
+        if not (self.method == "GET" and self._is_list_view()):
+            return parameters
+        for parameter in parameters:
+            if parameter["in"] != "query" or parameter["name"] in BLANK_NOT_ALLOWED:
+                continue
+            parameter["schema"] = {"anyOf": [parameter["schema"], {"type": "string", "maxLength": 0}]}
+            described = parameter.get("description", "").rstrip(".")
+            parameter["description"] = f"{described}. Blank: no filter.".lstrip(". ")
+        return parameters
+
+
+# Query parameters that are not filters: paging refuses a blank value (collabadmin/api.py).
+BLANK_NOT_ALLOWED = {"limit", "offset"}

@@ -11,12 +11,14 @@ and a reconnect of Redis coming back: well inside the 10 s the product promises.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from common import live
+
+log = logging.getLogger(__name__)
 
 
 def heartbeat_seconds() -> float:
@@ -26,9 +28,27 @@ def heartbeat_seconds() -> float:
 
 class HeartbeatMixin:
     """For ``AsyncJsonWebsocketConsumer``s: call ``start_heartbeat`` after the snapshot,
-    ``stop_heartbeat`` on disconnect."""
+    ``stop_heartbeat`` on disconnect.
+
+    Also makes a send to a browser that has gone harmless. uvicorn raises
+    ``ClientDisconnected`` (an ``OSError``) from a send after the client dropped its
+    connection; raised from a live event or a heartbeat, it ended the consumer before its
+    ``disconnect`` ran, so the socket's subscriptions stayed and the heartbeat task failed
+    unobserved ("Task exception was never retrieved", issue 15). A failed send is dropped
+    instead: the server's ``websocket.disconnect`` follows, and ``disconnect`` cleans up.
+    """
 
     _heartbeat: asyncio.Task[None] | None = None
+    client_gone = False
+
+    async def send_json(self, content: object, close: bool = False) -> None:
+        if self.client_gone:
+            return
+        try:
+            await super().send_json(content, close=close)  # type: ignore[misc]
+        except OSError as exc:  # uvicorn's ClientDisconnected; the disconnect message follows
+            self.client_gone = True
+            log.debug("a send to a WebSocket client that has gone was dropped: %r", exc)
 
     def start_heartbeat(self) -> None:
         self._heartbeat = asyncio.create_task(self._beat(), name="live-heartbeat")
@@ -37,8 +57,13 @@ class HeartbeatMixin:
         task, self._heartbeat = self._heartbeat, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                # Retrieved here, so it is logged once and never as "never retrieved".
+                log.exception("the live heartbeat failed")
 
     async def still_allowed(self) -> bool:
         """Override: re-check the user's access (once per heartbeat); False closes the socket."""

@@ -52,6 +52,28 @@ class FailoverKind(models.TextChoices):
     SERVER_RECOVERED = "server_recovered", "Server recovered"
 
 
+class Detection(models.TextChoices):
+    """How the monitor learned of a failure (``FailoverEvent.detection``).
+
+    The first four are facts seen at once: the kernel or the peer said so the moment it
+    happened, so there is no detection time to measure. The others are decisions after
+    probes went unanswered or failed for a while, and their detection time is measured.
+    """
+
+    CONNECTION_RESET = "connection_reset", "connection reset"
+    CONNECTION_CLOSED = "connection_closed", "connection closed by the peer"
+    CONNECTION_REFUSED = "connection_refused", "connection refused"
+    PROTOCOL_ERROR = "protocol_error", "protocol error"
+    TIMEOUT = "timeout", "probes timed out"
+    HEARTBEAT = "heartbeat", "heartbeat silent"
+    PROBE_FAILED = "probe_failed", "probes failed"
+
+
+INSTANT_DETECTIONS = frozenset(
+    {Detection.CONNECTION_RESET, Detection.CONNECTION_CLOSED, Detection.CONNECTION_REFUSED, Detection.PROTOCOL_ERROR}
+)
+
+
 class AlertKind(models.TextChoices):
     CONFIG_OUT_OF_SYNC = "config_out_of_sync", "Configuration may be out of sync"
     LINK_DOWN = "link_down", "Link down"

@@ -80,3 +80,17 @@ def test_no_new_import_inside_a_function():
     late = {name for name in late if not name.endswith("apps.py:ready")}
     assert late - KNOWN_LATE_IMPORTS == set(), "import at the top of the module, or cut the cycle"
     assert KNOWN_LATE_IMPORTS - late == set(), "gone: take it off the list"
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_over_sixty_lines():
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path, tree in app_modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert long == []

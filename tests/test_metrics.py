@@ -238,6 +238,7 @@ def test_every_metric_is_prefixed_and_has_help_text(server, mb_pair):
         "collabadmin_failovers",
         "collabadmin_failover_detection_seconds",
         "collabadmin_failover_switchover_seconds",
+        "collabadmin_failure_detections",
         "collabadmin_sessions",
         "collabadmin_queue_depth",
         "collabadmin_queue_oldest_wait_seconds",

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from common.api import MAX_ID
 from failover.choices import (
     AuditAction,
+    Detection,
     FailoverKind,
     LinkState,
     PeerKind,
@@ -130,7 +131,21 @@ class FailoverEventSerializer(serializers.ModelSerializer):
     from_peer_name = serializers.CharField(source="from_peer.name", read_only=True, allow_null=True, default=None)
     to_peer_name = serializers.CharField(source="to_peer.name", read_only=True, allow_null=True, default=None)
     actor = serializers.CharField(source="actor.get_username", read_only=True, allow_null=True, default=None)
-    detection_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    # Declared: a read-only model field would not say that blank (not a failure) is a value.
+    detection = serializers.ChoiceField(
+        choices=Detection.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="How the failure was noticed; blank for changes that were not failures.",
+    )
+    detected_at_once = serializers.BooleanField(
+        read_only=True,
+        help_text="Noticed the moment it happened (a reset or refused connection): there is no "
+        "detection time, and detection_seconds is null.",
+    )
+    detection_seconds = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Seconds from the failure's start to its detection, when measured."
+    )
     switchover_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
@@ -151,6 +166,8 @@ class FailoverEventSerializer(serializers.ModelSerializer):
             "failed_at",
             "detected_at",
             "completed_at",
+            "detection",
+            "detected_at_once",
             "detection_seconds",
             "switchover_seconds",
         ]

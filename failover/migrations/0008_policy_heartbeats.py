@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("failover", "0006_server_health_evidence"),
+        ("failover", "0007_failoverevent_detection"),
     ]
 
     operations = [

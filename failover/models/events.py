@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from failover.choices import FailoverKind
+from failover.choices import INSTANT_DETECTIONS, Detection, FailoverKind
 
 
 class FailoverEvent(models.Model):
@@ -14,6 +14,9 @@ class FailoverEvent(models.Model):
     ``failed_at`` is the moment the failure began (connection dropped, or the first
     failed probe of the run that crossed ``fall``), ``detected_at`` when the poller
     declared it, ``completed_at`` when the switchover committed. The durations follow.
+    ``detection`` says how the failure was noticed; one seen at once (a reset or refused
+    connection) has no detection time: ``failed_at`` equals ``detected_at`` because the
+    failure *was* its detection, and a "0.0 ms" would be a figure nobody measured.
     """
 
     server = models.ForeignKey("failover.Server", on_delete=models.CASCADE, related_name="failover_events")
@@ -29,6 +32,12 @@ class FailoverEvent(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
     detected_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
+    detection = models.CharField(
+        max_length=32,
+        choices=Detection.choices,
+        blank=True,
+        help_text="How the failure was noticed; blank for changes that were not failures.",
+    )
 
     class Meta:
         ordering = ["-detected_at", "-id"]
@@ -38,8 +47,19 @@ class FailoverEvent(models.Model):
         return f"{self.get_kind_display()} on {self.server} at {self.detected_at:%Y-%m-%d %H:%M:%S}"
 
     @property
+    def detected_at_once(self) -> bool:
+        """Noticed the moment it happened (no probe had failed before): nothing to measure."""
+        return self.detection in INSTANT_DETECTIONS and self.failed_at == self.detected_at
+
+    @property
+    def detection_text(self) -> str:
+        """What the timeline shows instead of a figure for a failure noticed at once."""
+        return f"at once: {self.get_detection_display()}" if self.detected_at_once else ""
+
+    @property
     def detection_seconds(self) -> float | None:
-        if self.failed_at is None:
+        """Seconds from the failure's start to its detection; None when not measured."""
+        if self.failed_at is None or self.detected_at_once:
             return None
         return (self.detected_at - self.failed_at).total_seconds()
 

@@ -295,6 +295,7 @@ class Monitor:
                 at=_dt(transition.at),
                 failed_at=_dt(transition.failed_at),
                 error=transition.error,
+                detection=transition.detection,
                 lease=self.token,
             )
         except Exception:

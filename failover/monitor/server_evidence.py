@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from failover.choices import Health
+from failover.choices import Detection, Health
 from failover.monitor.hysteresis import HealthTracker
 
 # Probes in a row without an answer before silence or a time-out can count as evidence:
@@ -86,6 +86,7 @@ class Verdict:
     failed_at: float | None = None  # with a new DOWN: when the node first went unanswered
     degraded: bool | None = None
     degraded_reason: str = ""
+    detection: str = ""  # with a new DOWN: how it was noticed (a Detection)
 
 
 @dataclass
@@ -117,7 +118,8 @@ class ServerTracker:
             return self._combine(None, self._degraded_check(now, beat))
         self.last_error = error or outcome.value
         if outcome.hard:
-            verdict = self._fail(now, error or outcome.value)
+            detection = Detection.CONNECTION_REFUSED if outcome == Outcome.REFUSED else Detection.CONNECTION_RESET
+            verdict = self._fail(now, error or outcome.value, detection)
             self.unanswered, self.unanswered_since = 0, None
             return verdict
         if self.unanswered == 0:
@@ -130,8 +132,10 @@ class ServerTracker:
         gone = self._gone(now, beat)
         if gone:
             # It went away when it last beat, if that came after its first unanswered probe.
-            last_beat = beat.read_at - beat.age if beat is not None and beat.fresh(now) else now
-            return self._fail(now, gone, began=min(self.unanswered_since or now, last_beat))
+            heard = beat is not None and beat.fresh(now)
+            last_beat = beat.read_at - beat.age if heard else now
+            detection = Detection.HEARTBEAT if heard else Detection.TIMEOUT
+            return self._fail(now, gone, detection, began=min(self.unanswered_since or now, last_beat))
         if self.unanswered:
             # Unanswered but not proven gone: no success streak, no failure counted.
             self.tracker.inconclusive()
@@ -150,14 +154,14 @@ class ServerTracker:
             return f"no answer to /healthz ({self.last_error}) for {unanswered_for:.1f} s, no heartbeat to read"
         return ""
 
-    def _fail(self, now: float, why: str, *, began: float | None = None) -> Verdict:
+    def _fail(self, now: float, why: str, detection: Detection, *, began: float | None = None) -> Verdict:
         """Evidence the node is gone: a failure for the tracker, which decides at once
         (unless the server was never seen up and is still within its start-up grace)."""
         changed = self.tracker.observe(False, now, hard=True)
         if changed != Health.DOWN:
             return Verdict()
         self.degraded, self.degraded_sign_at = False, None  # failed supersedes degraded
-        return Verdict(health=changed, reason=why, failed_at=began or self.unanswered_since or now)
+        return Verdict(health=changed, reason=why, failed_at=began or self.unanswered_since or now, detection=detection)
 
     def _degraded_check(self, now: float, beat: NodeBeat | None) -> Verdict | None:
         if self.tracker.health != Health.UP:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from failover.choices import Health
+from failover.choices import Detection, Health
 from failover.monitor.hysteresis import HealthTracker
 from failover.monitor.loop_lag import LoopLag
 from failover.monitor.phi import PhiAccrual
@@ -40,6 +40,24 @@ class Transition:
     at: float  # wall-clock seconds
     failed_at: float | None
     error: str
+    detection: str = ""  # a Detection: how a failure was noticed
+
+
+def peer_detection(error: str, *, hard: bool) -> Detection:
+    """How a peer's failure was noticed, from the adapter's ``"<reason>: <detail>"`` error."""
+    reason = error.split(":", 1)[0]
+    if reason == client.REFUSED:
+        return Detection.CONNECTION_REFUSED
+    if reason == client.RESET or (reason == client.CLOSED and "reset" in error):
+        return Detection.CONNECTION_RESET
+    if reason == client.PROTOCOL or (reason == client.CLOSED and "protocol violation" in error):
+        return Detection.PROTOCOL_ERROR
+    if reason == client.CLOSED:
+        return Detection.CONNECTION_CLOSED
+    if reason == client.TIMEOUT:
+        return Detection.TIMEOUT
+    # A hard failure that is none of the above: the peer refused our hello (PeerError).
+    return Detection.PROTOCOL_ERROR if hard else Detection.PROBE_FAILED
 
 
 @dataclass
@@ -133,8 +151,10 @@ class Watcher:
         changed = self.tracker.observe(ok, now, hard=hard)
         self.figures = Figures(now, latency_ms, self.tracker.successes, self.tracker.failures, error)
         if changed is not None:
-            failed_at = (failing_since or now) if changed == Health.DOWN else None
-            await self.on_transition(Transition(self.target_id, changed, now, failed_at, error))
+            down = changed == Health.DOWN
+            failed_at = (failing_since or now) if down else None
+            detection = peer_detection(error, hard=hard) if down else ""
+            await self.on_transition(Transition(self.target_id, changed, now, failed_at, error, detection))
 
     def next_wait(self, ok: bool) -> float:
         # Retry fast only to confirm a suspected failure; a peer already down is
@@ -419,7 +439,9 @@ class ServerWatcher:
 
     async def _apply(self, verdict: Verdict, now: float) -> None:
         if verdict.health is not None:
-            transition = Transition(self.target_id, verdict.health, now, verdict.failed_at, verdict.reason)
+            transition = Transition(
+                self.target_id, verdict.health, now, verdict.failed_at, verdict.reason, verdict.detection
+            )
             await self.on_transition(transition)
         if verdict.degraded is not None:
             await self.on_degraded(DegradedChange(self.target_id, verdict.degraded, now, verdict.degraded_reason))

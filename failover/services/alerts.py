@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common import live
 from common.actors import Actor
+from failover import oplog
 from failover.choices import AlertKind, AlertSeverity, AuditAction
 from failover.models import Alert, Server
 from failover.services.audit import audit_record
@@ -42,6 +45,7 @@ def alert_raise(*, server: Server, kind: AlertKind, message: str, severity: Aler
     alert.message, alert.severity = message, severity
     alert.save(update_fields=["message", "severity"])
     live.publish("alert.changed", _payload(alert))
+    _log(alert, "alert_raised", f"alert raised on {server.name}: {message}")
     return alert
 
 
@@ -57,4 +61,19 @@ def alert_clear(*, server: Server, kind: AlertKind, actor: Actor, reason: str) -
     alert.save(update_fields=["cleared_at", "cleared_by", "clear_reason"])
     audit_record(actor=actor, action=AuditAction.ALERT_CLEARED, target=alert, reason=reason)
     live.publish("alert.changed", _payload(alert))
+    _log(alert, "alert_cleared", f"alert cleared on {server.name}: {alert.message} ({reason})", reason=reason)
     return alert
+
+
+def _log(alert: Alert, event: str, message: str, **extra: str) -> None:
+    # A critical alert raised is an error in the process logs; everything else is news.
+    critical = event == "alert_raised" and alert.severity == AlertSeverity.CRITICAL
+    oplog.record(
+        event,
+        message,
+        level=logging.ERROR if critical else logging.WARNING if event == "alert_raised" else logging.INFO,
+        alert=alert.kind,
+        severity=alert.severity,
+        server=alert.server.name,
+        **extra,
+    )

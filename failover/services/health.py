@@ -6,6 +6,7 @@ every probe; probe figures are written in bulk by :func:`peers_record_probes`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from common import live
+from failover import oplog
 from failover.choices import Health
 from failover.models import Link, Peer
 from failover.services.lease import LeaseToken, lease_is_held
@@ -27,13 +29,15 @@ def peer_health_changed(
     at: datetime,
     failed_at: datetime | None = None,
     error: str = "",
+    detection: str = "",
     lease: LeaseToken | None = None,
 ) -> SwitchoverResult | None:
     """Record a peer's new health and let its link follow (switch over, go down, restore).
 
     Compare-and-set: a peer already at ``health`` is left alone and ``None`` returned,
     so a repeated or late report is harmless. ``failed_at`` is when the failure began
-    (for the failover event's detection time); ``at`` is when it was decided. With a
+    (for the failover event's detection time), ``detection`` how it was noticed (a
+    ``Detection``); ``at`` is when it was decided. With a
     ``lease`` (the monitor's), nothing is written unless that lease is still current.
     """
     if lease is not None and not lease_is_held(lease):
@@ -49,12 +53,23 @@ def peer_health_changed(
     if not changed:
         return None
     live.publish("peer.health", {"peer": peer_id, "name": peer.name, "health": health, "error": error})
+    oplog.record(
+        "peer_health_changed",
+        f"peer {peer.name} is {health}" + (f": {error}" if error else ""),
+        level=logging.WARNING if health == Health.DOWN else logging.INFO,
+        peer=peer.name,
+        peer_kind=peer.kind,
+        health=health,
+        error=error or None,
+        detection=detection or None,
+    )
     reason = f"{peer.name} is {health}" + (f" ({error})" if error else "")
     return link_reconcile(
         link_id=link_id,
         reason=reason,
         failed_at=failed_at if health == Health.DOWN else None,
         detected_at=at,
+        detection=detection if health == Health.DOWN else "",
     )
 
 

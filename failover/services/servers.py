@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from django.db import transaction
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from common import live
 from common.actors import MONITOR
-from failover import hooks
+from failover import hooks, oplog
 from failover.choices import AlertKind, AlertSeverity, AuditAction, FailoverKind, Health
 from failover.models import FailoverEvent, Server
 from failover.services.alerts import alert_clear, alert_raise
@@ -25,6 +26,7 @@ def server_health_changed(
     at: datetime,
     failed_at: datetime | None = None,
     error: str = "",
+    detection: str = "",
     lease: LeaseToken | None = None,
 ) -> FailoverEvent | None:
     """Record a server's new health; a failure ends its work (a server has no standby of its
@@ -38,64 +40,89 @@ def server_health_changed(
         return None
     was_failed = server.failed_at is not None
     server.health, server.health_changed_at, server.last_error = health, at, error[:300]
-    event = None
     if health == Health.DOWN:
-        server.failed_at = at
-        was_degraded = server.is_degraded
-        # Failed supersedes degraded: the degraded alert gives way to the failure's.
-        server.degraded_since, server.degraded_reason = None, ""
-        server.save(
-            update_fields=[
-                "health",
-                "health_changed_at",
-                "last_error",
-                "failed_at",
-                "degraded_since",
-                "degraded_reason",
-            ]
-        )
-        if was_degraded:
-            alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=MONITOR, reason="server failed")
-        outcome = hooks.server_failed(server=server, at=at)
-        event = FailoverEvent.objects.create(
-            server=server,
-            kind=FailoverKind.SERVER_FAILED,
-            reason=f"{server.name} failed: {error}; {outcome.describe()}"[:300],
-            failed_at=failed_at,
-            detected_at=at,
-            completed_at=timezone.now(),
-        )
-        audit_record(
-            actor=MONITOR,
-            action=AuditAction.SERVER_FAILED,
-            target=server,
-            reason=error,
-            before={"health": "up"},
-            after={"health": "down", **outcome.as_dict()},
-        )
-        alert_raise(
-            server=server,
-            kind=AlertKind.SERVER_FAILED,
-            severity=AlertSeverity.CRITICAL,
-            message=f"Server {server.name} failed: {outcome.describe()}",
-            actor=MONITOR,
-        )
+        event = _server_failed(server, at=at, failed_at=failed_at, error=error, detection=detection)
     else:
-        server.failed_at = None
-        server.save(update_fields=["health", "health_changed_at", "last_error", "failed_at"])
-        if was_failed and health == Health.UP:
-            event = FailoverEvent.objects.create(
-                server=server,
-                kind=FailoverKind.SERVER_RECOVERED,
-                reason=f"{server.name} answers again",
-                detected_at=at,
-                completed_at=timezone.now(),
-            )
-            alert_clear(server=server, kind=AlertKind.SERVER_FAILED, actor=MONITOR, reason="server answers again")
+        event = _server_back(server, at=at, recovered=was_failed and health == Health.UP)
     live.publish(
         "server.changed", {"server": server.pk, "name": server.name, "health": health, "degraded": server.is_degraded}
     )
+    _log_health(server, event, error=error)
     return event
+
+
+def _server_failed(
+    server: Server, *, at: datetime, failed_at: datetime | None, error: str, detection: str
+) -> FailoverEvent:
+    """The failure: its work ended, the event with its figures, audit and the alert."""
+    server.failed_at = at
+    was_degraded = server.is_degraded
+    # Failed supersedes degraded: the degraded alert gives way to the failure's.
+    server.degraded_since, server.degraded_reason = None, ""
+    fields = ["health", "health_changed_at", "last_error", "failed_at", "degraded_since", "degraded_reason"]
+    server.save(update_fields=fields)
+    if was_degraded:
+        alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=MONITOR, reason="server failed")
+    outcome = hooks.server_failed(server=server, at=at)
+    event = FailoverEvent.objects.create(
+        server=server,
+        kind=FailoverKind.SERVER_FAILED,
+        reason=f"{server.name} failed: {error}; {outcome.describe()}"[:300],
+        failed_at=failed_at,
+        detected_at=at,
+        completed_at=timezone.now(),
+        detection=detection,
+    )
+    audit_record(
+        actor=MONITOR,
+        action=AuditAction.SERVER_FAILED,
+        target=server,
+        reason=error,
+        before={"health": "up"},
+        after={"health": "down", **outcome.as_dict()},
+    )
+    alert_raise(
+        server=server,
+        kind=AlertKind.SERVER_FAILED,
+        severity=AlertSeverity.CRITICAL,
+        message=f"Server {server.name} failed: {outcome.describe()}",
+        actor=MONITOR,
+    )
+    return event
+
+
+def _server_back(server: Server, *, at: datetime, recovered: bool) -> FailoverEvent | None:
+    """Up (or unknown) again; after a failure, the recovery is an event and clears the alert."""
+    server.failed_at = None
+    server.save(update_fields=["health", "health_changed_at", "last_error", "failed_at"])
+    if not recovered:
+        return None
+    event = FailoverEvent.objects.create(
+        server=server,
+        kind=FailoverKind.SERVER_RECOVERED,
+        reason=f"{server.name} answers again",
+        detected_at=at,
+        completed_at=timezone.now(),
+    )
+    alert_clear(server=server, kind=AlertKind.SERVER_FAILED, actor=MONITOR, reason="server answers again")
+    return event
+
+
+def _log_health(server: Server, event: FailoverEvent | None, *, error: str) -> None:
+    """The server's health change as one structured line; a failure with its figures."""
+    failed = server.health == Health.DOWN
+    oplog.record(
+        "server_failed" if failed else "server_health_changed",
+        f"server {server.name} " + (f"failed: {event.reason}" if failed and event else f"is {server.health}"),
+        level=logging.ERROR if failed else logging.INFO,
+        server=server.name,
+        health=server.health,
+        error=error or None,
+        detection=(event.detection or None) if event else None,
+        detected_at_once=event.detected_at_once if event and event.detection else None,
+        detection_ms=oplog.ms(event.detection_seconds) if event else None,
+        switchover_ms=oplog.ms(event.switchover_seconds) if event else None,
+    )
 
 
 @transaction.atomic
@@ -139,5 +166,12 @@ def server_degraded_changed(
         alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=MONITOR, reason=reason)
     live.publish(
         "server.changed", {"server": server.pk, "name": server.name, "health": server.health, "degraded": degraded}
+    )
+    oplog.record(
+        "server_degraded" if degraded else "server_degraded_cleared",
+        f"server {server.name} " + (f"is degraded: {reason}" if degraded else f"is no longer degraded ({reason})"),
+        level=logging.WARNING if degraded else logging.INFO,
+        server=server.name,
+        reason=reason,
     )
     return True

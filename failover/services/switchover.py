@@ -10,6 +10,7 @@ Each change raises the link's epoch by one: the fencing token that makes a late 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from common import live
 from common.actors import MONITOR, Actor
-from failover import hooks
+from failover import hooks, oplog
 from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import FailoverEvent, Link, Peer
 from failover.services.audit import audit_record, check_reason
@@ -66,26 +67,13 @@ def switch(
     reason: str,
     failed_at: datetime | None = None,
     detected_at: datetime | None = None,
+    detection: str = "",
 ) -> SwitchoverResult:
     """Move the connection from ``current`` to ``target`` (either may be None), in the
     caller's transaction, with the link already locked."""
     now = timezone.now()
     before = {"connected": _describe(current), "epoch": link.epoch, "state": link.state}
-    link.epoch += 1
-    # Deactivate before activating: the unique index is checked per statement.
-    if current is not None:
-        Peer.objects.filter(pk=current.pk).update(
-            connection=PeerConnection.STANDBY, connected_epoch=None, connected_at=None
-        )
-    if target is not None:
-        Peer.objects.filter(pk=target.pk).update(
-            connection=PeerConnection.CONNECTED, connected_epoch=link.epoch, connected_at=now
-        )
-    link.state = LinkState.CONNECTED if target else LinkState.DOWN
-    link.state_changed_at = now
-    link.last_switchover_at = now
-    link.save(update_fields=["epoch", "state", "state_changed_at", "last_switchover_at"])
-
+    _move(link, current=current, target=target, now=now)
     if target is None:
         kind, outcome = FailoverKind.LINK_DOWN, "down"
     elif current is None:
@@ -105,11 +93,41 @@ def switch(
         failed_at=failed_at,
         detected_at=detected_at or now,
         completed_at=now,
+        detection=detection,
     )
     after = {"connected": _describe(target), "epoch": link.epoch, "state": link.state}
+    _log_switch(event, link, current=current, target=target)
     audit_record(
         actor=actor, action=AuditAction.LINK_SWITCHOVER, target=link, reason=reason, before=before, after=after
     )
+    _publish_link_changed(link, current=current, target=target, kind=kind, reason=reason)
+    # Sessions follow a newly connected Media Blender (agents, transits, queue); running
+    # wizards are interrupted when the Admin Workstation link moves, and a Verify follows.
+    hooks.link_switched(link, connected=target)
+    return SwitchoverResult(link=link, changed=True, outcome=outcome, event=event)
+
+
+def _move(link: Link, *, current: Peer | None, target: Peer | None, now: datetime) -> None:
+    """The new epoch, the peers' connection flags and the link's state."""
+    link.epoch += 1
+    # Deactivate before activating: the unique index is checked per statement.
+    if current is not None:
+        Peer.objects.filter(pk=current.pk).update(
+            connection=PeerConnection.STANDBY, connected_epoch=None, connected_at=None
+        )
+    if target is not None:
+        Peer.objects.filter(pk=target.pk).update(
+            connection=PeerConnection.CONNECTED, connected_epoch=link.epoch, connected_at=now
+        )
+    link.state = LinkState.CONNECTED if target else LinkState.DOWN
+    link.state_changed_at = now
+    link.last_switchover_at = now
+    link.save(update_fields=["epoch", "state", "state_changed_at", "last_switchover_at"])
+
+
+def _publish_link_changed(
+    link: Link, *, current: Peer | None, target: Peer | None, kind: FailoverKind, reason: str
+) -> None:
     live.publish(
         "link.changed",
         {
@@ -124,10 +142,27 @@ def switch(
             "reason": reason,
         },
     )
-    # Sessions follow a newly connected Media Blender (agents, transits, queue); running
-    # wizards are interrupted when the Admin Workstation link moves, and a Verify follows.
-    hooks.link_switched(link, connected=target)
-    return SwitchoverResult(link=link, changed=True, outcome=outcome, event=event)
+
+
+def _log_switch(event: FailoverEvent, link: Link, *, current: Peer | None, target: Peer | None) -> None:
+    """The switch as one structured log line, with its figures (failover/oplog.py)."""
+    oplog.record(
+        "switchover",
+        f"{event.get_kind_display()} on {link.server.name} {link.kind}: "
+        f"{_describe(current) or '-'} -> {_describe(target) or '-'} (epoch {link.epoch})",
+        level=logging.WARNING if target is None else logging.INFO,
+        kind=event.kind,
+        server=link.server.name,
+        link=link.kind,
+        from_peer=_describe(current),
+        to_peer=_describe(target),
+        epoch=link.epoch,
+        reason=event.reason,
+        detection=event.detection or None,
+        detected_at_once=event.detected_at_once if event.detection else None,
+        detection_ms=oplog.ms(event.detection_seconds),
+        switchover_ms=oplog.ms(event.switchover_seconds),
+    )
 
 
 @transaction.atomic
@@ -138,6 +173,7 @@ def link_reconcile(
     actor: Actor = MONITOR,
     failed_at: datetime | None = None,
     detected_at: datetime | None = None,
+    detection: str = "",
 ) -> SwitchoverResult:
     """Bring a link back to its rule: connected to an eligible peer whenever one exists.
 
@@ -171,6 +207,7 @@ def link_reconcile(
         reason=reason or _automatic_reason(current, target),
         failed_at=failed_at,
         detected_at=detected_at,
+        detection=detection,
     )
 
 

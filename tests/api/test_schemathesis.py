@@ -37,12 +37,8 @@ from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.core import NOT_SET
 from werkzeug.test import Client
 
 from collabadmin.celery import app as celery_app
@@ -89,12 +85,26 @@ SETTINGS = settings(
     suppress_health_check=list(HealthCheck),
 )
 
-RESPONSE_CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+# Every check Schemathesis has ("all checks"): besides no 5xx and responses as documented,
+# invalid input is refused (negative_data_rejection), valid input accepted
+# (positive_data_acceptance), undocumented methods answer 405 with an Allow header, and a
+# request without its credentials is refused (ignored_auth).
+#
+# Left out: positive_data_acceptance, which expects every schema-valid request to succeed.
+# The schema cannot say what the API rightly refuses with a 400: a server or peer that does
+# not exist, a policy whose probe time-out is not below its interval, a blank reason.
+#
+# And negative_data_rejection for request bodies only (query and path parameters keep it):
+# DRF's serializers take "5" for an integer, 0 for a string and ignore unknown keys, which
+# the check reads as schema-violating bodies accepted. Known, left for later (issue 15).
+load_all_checks()
+RESPONSE_CHECKS = [check for check in CHECKS.get_all() if check.__name__ != "positive_data_acceptance"]
+BODY_CHECKS = [check for check in RESPONSE_CHECKS if check.__name__ != "negative_data_rejection"]
+
+
+def checks_for(case) -> list:
+    return BODY_CHECKS if case.body is not NOT_SET and case.body is not None else RESPONSE_CHECKS
+
 
 # A closed port: a launched verify (Celery runs eagerly here) fails fast instead of waiting.
 CLOSED_PORT = 9
@@ -352,6 +362,18 @@ def token_header(user) -> dict[str, str]:
     return {"Authorization": f"Token {token.key}"}
 
 
+def as_user(case, user) -> dict[str, str]:
+    """The headers of a request authenticated by ``user``'s token alone.
+
+    The schema declares the session cookie too, so Schemathesis fills a ``sessionid`` of
+    its own into the case; it is dropped here: the token is the request's credential, and
+    ``ignored_auth`` then checks that the request fails without it or with a wrong one.
+    """
+    if case.cookies:
+        case.cookies.pop("sessionid", None)
+    return token_header(user)
+
+
 def body_of(response) -> Any:
     return json.loads(response.content) if response.content else None
 
@@ -415,7 +437,7 @@ def test_a_null_character_in_wizard_parameters_is_a_400_not_a_database_error(wor
 @SETTINGS
 def test_as_an_administrator(case, world):
     """No 5xx, nothing outside the schema, every 4xx a JSON message."""
-    response = case.call_and_validate(headers=token_header(world["staff"]), checks=RESPONSE_CHECKS)
+    response = case.call_and_validate(headers=as_user(case, world["staff"]), checks=checks_for(case))
     if 400 <= response.status_code < 500:
         assert_json_error(response)
 
@@ -425,7 +447,7 @@ def test_as_an_administrator(case, world):
 def test_as_an_agent(case, world):
     """The same, and an agent gets nothing of the console and only its own rows."""
     agent = world["agents"][0]
-    response = case.call_and_validate(headers=token_header(agent.user), checks=RESPONSE_CHECKS)
+    response = case.call_and_validate(headers=as_user(case, agent.user), checks=checks_for(case))
     if 400 <= response.status_code < 500:
         assert_json_error(response)
     if resource_of(case) not in AGENT_RESOURCES:
@@ -447,6 +469,6 @@ def test_as_an_agent(case, world):
 @SETTINGS
 def test_without_logging_in(case, world):
     """No endpoint works without a log-in: every operation is refused with a JSON 403."""
-    response = case.call_and_validate(checks=RESPONSE_CHECKS)
+    response = case.call_and_validate(checks=checks_for(case))
     assert response.status_code == 403 or is_unrouted(response), response.status_code
     assert_json_error(response)

@@ -354,8 +354,16 @@ def test_metrics_show_real_probe_latencies_and_a_real_sigkill_failover(simulated
         sample(families, "collabadmin_failovers", "collabadmin_failovers_total", server="routing-a", kind="automatic")
         == 1
     )
+    # A killed peer is noticed at once (its connection drops): counted by how, with no
+    # detection time observed (issue 15); a failed probe just before would make it measured.
     detection = "collabadmin_failover_detection_seconds"
-    assert sample(families, detection, f"{detection}_count") == 1
+    noticed = sum(
+        s.value
+        for s in families["collabadmin_failure_detections"].samples
+        if s.name == "collabadmin_failure_detections_total"
+    )
+    assert noticed == 1
+    assert sample(families, detection, f"{detection}_count") in (0, 1)
     assert sample(families, detection, f"{detection}_sum") < 2
     assert sample(families, "collabadmin_link_state", state="connected", **labels) == 1
     assert sample(families, "collabadmin_peer_connected", peer=standby, **labels) == 1
@@ -462,8 +470,7 @@ def test_the_run_command_starts_nodes_simulators_worker_and_beat_and_a_killed_si
 
     event = FailoverEvent.objects.get(link=link, kind=FailoverKind.AUTOMATIC, from_peer__name=active)
     assert event.to_peer.name == standby
-    assert event.detection_seconds is not None
-    assert event.detection_seconds < 2
+    assert event.detected_at_once or event.detection_seconds < 2
 
 
 def settled_within(link: Link, timeout: float, lines: list[str]) -> str:

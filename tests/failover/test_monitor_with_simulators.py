@@ -68,8 +68,9 @@ def test_sigkill_of_the_connected_media_blender_switches_to_the_standby(simulate
         wait_until(lambda: connected_name(link) == standby, timeout=5, message="switch to the standby")
     event = FailoverEvent.objects.get(link=link, kind=FailoverKind.AUTOMATIC)
     assert (event.from_peer.name, event.to_peer.name) == (active, standby)
-    assert event.detection_seconds is not None
-    assert event.detection_seconds < 2
+    # The dropped connection is its detection: noticed at once, no time to measure
+    # (tests/failover/test_detection_kind.py), unless a probe had failed just before.
+    assert event.detected_at_once or event.detection_seconds < 2
     assert Peer.objects.get(name=active).health == Health.DOWN
 
 
