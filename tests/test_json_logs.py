@@ -46,7 +46,10 @@ def _lines_of(log_text: str) -> dict[str, list[str]]:
     lines: dict[str, list[str]] = {name: [] for name in PROCESSES}
     for line in log_text.splitlines():
         name, sep, text = line.partition(" | ")
-        if sep and name.strip() in lines and not text.startswith(("started (pid", "stopping")):
+        # The runner's own lines about a child (started, stopping, killed after the grace
+        # time on a loaded machine, exited) carry its prefix too: they are not the child's.
+        runner_says = ("started (pid", "stopping", "did not stop in time", "exited with code")
+        if sep and name.strip() in lines and not text.startswith(runner_says):
             lines[name.strip()].append(text)
     return lines
 

@@ -56,6 +56,8 @@ def peer_detection(error: str, *, hard: bool) -> Detection:
         return Detection.CONNECTION_CLOSED
     if reason == client.TIMEOUT:
         return Detection.TIMEOUT
+    if reason == "heartbeat":  # the peer's own heartbeats fell silent (HeartbeatWatch)
+        return Detection.HEARTBEAT
     # A hard failure that is none of the above: the peer refused our hello (PeerError).
     return Detection.PROTOCOL_ERROR if hard else Detection.PROBE_FAILED
 
