@@ -182,6 +182,9 @@ class Faults:
     stack: processes.Stack
     mbs: list[str]
     kinds: tuple[str, ...] = FAULTS
+    # Injected at least once per schedule: if chance has not picked one by the middle of
+    # the run, it comes next (a run of a few seeds exercises it for sure).
+    required: tuple[str, ...] = ()
     active: dict[str, float] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
@@ -189,7 +192,11 @@ class Faults:
         for fault, until in list(self.active.items()):
             if now >= until:
                 self.heal(fault)
-        if len(self.active) < 2 and self.rng.random() < 0.15:
+        injected = {entry.split(" ")[1].split(":")[0] for entry in self.log}
+        missing = [f for f in self.required if f not in injected]
+        if len(self.active) < 2 and missing and now >= SECONDS / 2:
+            self.inject(missing[0], now)
+        elif len(self.active) < 2 and self.rng.random() < 0.15:
             fault = self.rng.choice(
                 [f for f in self.kinds if f.split(":")[0] not in {a.split(":")[0] for a in self.active}]
             )
@@ -350,7 +357,8 @@ def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installatio
     print(f"fault schedule seed={seed} on {where} (replay: {replay.format(seed=seed)} -m faults)")
     rng = random.Random(seed)
     driver = Driver(rng, api)
-    faults = Faults(rng, stack, ["mb-1", "mb-2"], faults_for(topology, own_database=stack.database is not None))
+    kinds = faults_for(topology, own_database=stack.database is not None)
+    faults = Faults(rng, stack, ["mb-1", "mb-2"], kinds, required=tuple(k for k in DATABASE_FAULTS if k in kinds))
 
     started = time.monotonic()
     while (now := time.monotonic() - started) < SECONDS:
