@@ -133,16 +133,27 @@ class SentinelRedis:
     def __init__(self, cluster: SentinelCluster) -> None:
         self.cluster = cluster
         self.down: list[Server] = []
+        # Faults that found no master to hit: the sentinels named none (a failover under
+        # way, from the fault before) or none answered in time.
+        self.missed = 0
+
+    def master(self) -> Server | None:
+        address = self.cluster.master_address()
+        master = next((s for s in self.cluster.servers.values() if s.address == address and s.alive), None)
+        self.missed += master is None
+        return master
 
     def stop(self) -> None:
-        master = self.cluster.master()
-        if master.alive:
+        if master := self.master():
             master.process.terminate()
             master.process.wait(timeout=10)
             self.down.append(master)
 
     def kill_master(self) -> None:
-        self.down.append(self.cluster.kill_master())
+        if master := self.master():
+            master.process.kill()
+            master.process.wait(timeout=10)
+            self.down.append(master)
 
     def start(self) -> None:
         while self.down:

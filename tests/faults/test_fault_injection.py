@@ -29,6 +29,7 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,8 @@ class Driver:
     ended: int = 0
     # The driver's own reads that met the database away (restart_database).
     database_errors: int = 0
+    # Every status the API answered with: a fault may refuse a request (503), never fail it (500).
+    answers: Counter[int] = field(default_factory=Counter)
 
     def step(self) -> None:
         if self.rng.random() < 0.6:
@@ -159,12 +162,14 @@ class Driver:
         if active:
             pk = self.rng.choice(active)
             status, _ = self.api.post(f"/api/v1/sessions/{pk}/end/", {"reason": "fault suite: caller done"})
+            self.answers[status] += 1
             self.ended += status == 200
 
     def ask(self) -> int:
         self.asked += 1
         name = f"caller-{self.asked}"
         status, _ = self.api.post("/api/v1/sessions/", {"caller_name": name, "skill_group": "Sales"})
+        self.answers[status] += 1
         if status == 201:
             self.promised.add(name)
         elif status == UNANSWERED:
@@ -374,12 +379,16 @@ def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installatio
     )
 
     problems = all_checks(driver.promised, {f"caller-{n}" for n in range(1, driver.asked + 1)})
+    if driver.answers[500]:
+        problems.append(f"the API answered 500 {driver.answers[500]} times (a failure, where 503 says retry)")
     assert not problems, f"{healed}\n" + "\n".join(problems)
     assert driver.promised, f"no session was ever accepted; {healed}"
     print(
         f"seed={seed}: {driver.asked} asked, {len(driver.promised)} accepted, {driver.refused} refused, "
-        f"{driver.unanswered} unanswered, {driver.ended} ended, {driver.database_errors} driver reads without "
-        f"a database; faults: {', '.join(faults.log)}; restarted by the supervisor: {stack.restarts}; "
+        f"{driver.unanswered} unanswered, {driver.ended} ended, answers {dict(sorted(driver.answers.items()))}, "
+        f"{driver.database_errors} driver reads without a database; faults: {', '.join(faults.log)}; "
+        f"restarted by the supervisor: {stack.restarts}; Redis faults with no master to hit: "
+        f"{getattr(stack.redis, 'missed', 0)}; "
         f"worker consumers cancelled: {stack.stuck_workers} (missed: {stack.stuck_workers_missed})"
     )
 
