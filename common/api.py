@@ -7,20 +7,25 @@ The codes, the same on every endpoint:
 - **409** the request is well-formed but the current state refuses it (a stale epoch, a
   target peer that is down or in maintenance); ``{"detail": "...", ...}`` with whatever
   the client needs to decide again (for example ``current_epoch``).
-- **503** nobody can serve it right now (no healthy routing server), with ``Retry-After``.
+- **503** nobody can serve it right now (no healthy routing server, or the database away:
+  restarting, failing over), with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class Conflict(exceptions.APIException):
@@ -105,12 +110,28 @@ class Pagination(LimitOffsetPagination):
         return parameters
 
 
+# How long a client waits before trying again when the database is away: a restarted
+# database is back in a few seconds and the nodes reconnect within one of its return.
+DATABASE_RETRY_AFTER_S = 2
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus Django's ValidationError (raised by services) as a 400.
+    """DRF's handler, plus Django's ValidationError (raised by services) as a 400 and the
+    database away as a 503.
 
     Services validate with ``full_clean`` and raise Django's ValidationError; turning it
-    into a 400 here keeps views thin and stops bad input from ever becoming a 500.
+    into a 400 here keeps views thin and stops bad input from ever becoming a 500. A
+    database that cannot be reached (or that ended the connection: a restart) is not the
+    request's fault and will pass: 503 with Retry-After tells the client to try again,
+    where a 500 says it failed. Usually nothing was committed (the transaction died with
+    the connection); a connection that broke during or after the commit leaves it unknown,
+    as for a request that got no answer, which no status could tell either.
     """
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.warning("API request refused, the database is unavailable: %s", first_line(exc))
+        exc = ServiceUnavailable(
+            "The database is unavailable right now; retry shortly.", retry_after=DATABASE_RETRY_AFTER_S
+        )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = exceptions.ValidationError(detail)
@@ -118,6 +139,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is not None and isinstance(exc, Conflict):
         response.data.update(exc.extra)
     return response
+
+
+def first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def django_error_text(error: DjangoValidationError) -> str:

@@ -12,6 +12,7 @@ Without the PostgreSQL binaries such a test is skipped, unless
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -38,12 +39,13 @@ def postgres_bin() -> Path:
 
 
 class Cluster:
-    def __init__(self, bin_dir: Path, root: Path) -> None:
+    def __init__(self, bin_dir: Path, root: Path, port: int | None = None) -> None:
         self.bin_dir = bin_dir
         self.root = root
         self.data = root / "data"
         self.log = root / "postgres.log"
-        self.port = free_port()
+        # A port is given when another process made the cluster (tests/faults/own_postgres.py).
+        self.port = port or free_port()
         self.as_postgres = os.geteuid() == 0
 
     @property
@@ -73,15 +75,25 @@ class Cluster:
     def start(self) -> None:
         self._pg_ctl("start")
 
-    def stop(self) -> None:
-        """A fast shutdown, as ``pg_ctlcluster ... stop``: sessions are ended, nothing is lost."""
-        self._pg_ctl("stop", "-m", "fast")
+    def stop(self, mode: str = "fast") -> None:
+        """A fast shutdown, as ``pg_ctlcluster ... stop``: sessions are ended, nothing is lost.
+        ``immediate`` is a crash of the server: it recovers from its WAL when started."""
+        self._pg_ctl("stop", "-m", mode)
 
     def restart(self) -> None:
         self._pg_ctl("restart", "-m", "fast")
 
     def create_database(self, name: str = "collab") -> None:
         self._run(str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+
+    def describe(self) -> str:
+        """The cluster as one environment value, for a process that may stop and start it."""
+        return json.dumps({"bin_dir": str(self.bin_dir), "root": str(self.root), "port": self.port})
+
+    @classmethod
+    def described(cls, value: str) -> Cluster:
+        fields = json.loads(value)
+        return cls(Path(fields["bin_dir"]), Path(fields["root"]), int(fields["port"]))
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""

@@ -9,7 +9,7 @@ killed, and so is the node that does not run the acting monitor: two decisions t
 monitor cannot write until the database is back. Expected:
 
 * while it is away, the nodes answer 503 on ``/readyz`` (and 200 on ``/healthz``: they
-  are fine themselves);
+  are fine themselves), and an API request 503 with ``Retry-After`` (try again), not 500;
 * they answer 200 on ``/readyz`` again within 10 s of its return, by themselves;
 * the monitor keeps or retakes its lease: exactly one monitor acts afterwards, the one the
   lease names;
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -62,6 +64,18 @@ def query(cluster: Cluster, sql: str, *params) -> list[tuple]:
 
 def readyz(port: int) -> int | None:
     return http_status(f"http://127.0.0.1:{port}/readyz", timeout=3)
+
+
+def api_answer(port: int) -> tuple[int | None, str | None]:
+    """The status and Retry-After of an API request: its token is looked up in the database."""
+    request = urllib.request.Request(  # noqa: S310 (http to our own node)
+        f"http://127.0.0.1:{port}/api/v1/status/", headers={"Authorization": "Token any-token"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return response.status, response.headers.get("Retry-After")
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After")
 
 
 def connected_peer(cluster: Cluster) -> str | None:
@@ -144,6 +158,7 @@ def test_a_database_restart_loses_no_decision_and_the_nodes_recover_by_themselve
         diagnostics=logs,
     )
     assert http_status(f"http://127.0.0.1:{nodes[acting_node][1]}/healthz") == 200
+    assert api_answer(nodes[acting_node][1]) == (503, "2"), logs()
     time.sleep(max(0.0, AWAY_SECONDS - (time.monotonic() - away_since)))  # the outage lasts this long
     cluster.start()
     back_at = time.monotonic()

@@ -1,12 +1,14 @@
 """The whole stack as real processes for the fault-injection suite, each one killable,
 stoppable and restartable: two Media Blender simulators, a web node, the health monitor,
 a Celery worker, Celery beat, a Redis server of the suite's own, and, on demand, floods
-of requests that saturate the web node.
+of requests that saturate the web node. When the suite runs on a PostgreSQL cluster of
+its own (tests/faults/own_postgres.py), that database server too.
 
 Nothing here fakes a failure: a crash is SIGKILL, a stall is SIGSTOP, a Redis restart is
 the server process stopping and starting again on the same socket (or, under Sentinel, the
 master's process stopping or being killed while a replica waits to be promoted), a stuck
-worker is a real worker told to stop consuming.
+worker is a real worker told to stop consuming, a database restart is ``pg_ctl stop`` (fast,
+or immediate: a crash) and, when the fault heals, ``pg_ctl start``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from celery.app.control import Control
 
 from collabadmin import embedded_redis
 from tests.peering.conftest import PeerProcess
+from tests.postgres_cluster import Cluster
 from tests.processes import ROOT, child_database_url, project_env, redis_env, start_node
 from tests.redis_sentinel import SentinelCluster, Server
 
@@ -130,16 +133,27 @@ class SentinelRedis:
     def __init__(self, cluster: SentinelCluster) -> None:
         self.cluster = cluster
         self.down: list[Server] = []
+        # Faults that found no master to hit: the sentinels named none (a failover under
+        # way, from the fault before) or none answered in time.
+        self.missed = 0
+
+    def master(self) -> Server | None:
+        address = self.cluster.master_address()
+        master = next((s for s in self.cluster.servers.values() if s.address == address and s.alive), None)
+        self.missed += master is None
+        return master
 
     def stop(self) -> None:
-        master = self.cluster.master()
-        if master.alive:
+        if master := self.master():
             master.process.terminate()
             master.process.wait(timeout=10)
             self.down.append(master)
 
     def kill_master(self) -> None:
-        self.down.append(self.cluster.kill_master())
+        if master := self.master():
+            master.process.kill()
+            master.process.wait(timeout=10)
+            self.down.append(master)
 
     def start(self) -> None:
         while self.down:
@@ -150,9 +164,30 @@ class SentinelRedis:
         return {"hostname": config.kombu_url(), "transport_options": config.kombu_transport_options()}
 
 
+class OwnPostgres:
+    """The PostgreSQL cluster of the suite's own (never the machine's, which is shared):
+    stopped by the fault, started again when it heals. The test process's own connection
+    dies with it too: the suite closes it and reads again (Driver, and after the heal)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.down = False
+
+    def stop(self, mode: str) -> None:
+        if not self.down:
+            self.cluster.stop(mode)
+            self.down = True
+
+    def start(self) -> None:
+        if self.down:
+            self.cluster.start()
+            self.down = False
+
+
 @dataclass
 class Stack:
     redis: EmbeddedRedis | SentinelRedis
+    database: OwnPostgres | None = None
     processes: dict[str, Managed] = field(default_factory=dict)
     restarts: list[str] = field(default_factory=list)
     # stuck_worker faults the worker acknowledged (it stopped consuming; a reconnection to
@@ -238,11 +273,15 @@ class Stack:
 
     def heal(self) -> None:
         self.redis_start()
+        if self.database is not None:
+            self.database.start()
         for managed in self.processes.values():
             managed.heal()
 
     def shutdown(self) -> None:
         self._stop.set()
+        if self.database is not None:
+            self.database.start()  # the test database is flushed afterwards, even after a failure
         for managed in self.processes.values():
             managed.terminate()
 

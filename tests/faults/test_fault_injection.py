@@ -3,14 +3,21 @@ ask for sessions and administrators end them, then the invariants.
 
 The whole stack runs as real processes (tests/faults/stack.py). A seeded schedule kills
 and stalls the Media Blender simulators, kills the Celery worker mid-work, restarts Redis,
-pauses the health monitor and saturates the web node (two floods of requests, more than
-it can serve), while a driver calls the real API. Then every fault heals, and within
-stated bounds every pair must be back to exactly one connected peer and the queue
-drained; then the invariants (tests/faults/invariants.py) must hold, among them that the
-server, whose node is never killed, was never declared failed.
+pauses the health monitor, saturates the web node (two floods of requests, more than
+it can serve), makes the worker stop consuming, kills the Redis master (on Sentinel) and,
+on a PostgreSQL cluster of the suite's own, stops the database server (fast, or
+immediate: a crash) and starts it again, while a driver calls the real API. Then every
+fault heals, and within stated bounds the node is ready again and accepts a caller, every
+pair is back to exactly one connected peer and the queue drained; then the invariants
+(tests/faults/invariants.py) must hold, among them that the server, whose node is never
+killed, was never declared failed.
 
 Replay a failing schedule: ``FAULTS_SEED=1234 bin/test -m faults``. Longer runs:
-``FAULTS_SECONDS=120 FAULTS_RUNS=5 bin/test -m faults``.
+``FAULTS_SECONDS=120 FAULTS_RUNS=5 bin/test -m faults``. With every fault, the database
+restart included (the machine's PostgreSQL is shared and never restarted: the wrapper
+starts a throwaway cluster, runs the suite on it and deletes it):
+``FAULTS_RUNS=50 .venv/bin/python -m tests.faults.own_postgres -m faults`` (about an
+hour; each seed prints its line: ``-s`` or ``-rA`` shows them).
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from django.db import DatabaseError, connection
 from rest_framework.authtoken.models import Token
 
 from failover.choices import Health, PeerKind, PeerPriority
@@ -37,10 +46,12 @@ from sessions.services.lifecycle import agent_login, agent_set_ready
 from tests import redis_sentinel
 from tests.factories import AgentFactory, PeerFactory, ServerFactory, SkillGroupFactory, StaffFactory
 from tests.failover.test_crashes import restartable_redis  # noqa: F401  (fixture, single Redis)
+from tests.faults import own_postgres
 from tests.faults import stack as processes
 from tests.faults.invariants import all_checks, pair_healthy
 from tests.peering.conftest import start_peer  # noqa: F401  (fixture)
-from tests.processes import free_port
+from tests.postgres_cluster import Cluster
+from tests.processes import free_port, http_status
 from tests.redis_sentinel import SentinelCluster, use_sentinel
 from tests.waiting import wait_until
 
@@ -58,12 +69,21 @@ QUEUE_BOUND_S = 30
 # (the product's promise), counted from the moment it stopped: a stuck_worker fault near
 # the end of a schedule may need longer than QUEUE_BOUND_S after the heal.
 STUCK_WORKER_DRAINS_S = 60
+# The node answers /readyz 200 again and accepts a caller within this of every fault
+# healing (the product's promise after a database restart: 10 s of its return).
+READY_BOUND_S = 10
 AGENTS, SLOTS = 6, 3
 UNANSWERED = 0  # the status of a request that got no answer
 FAULTS = ("kill_mb", "stall_mb", "kill_worker", "restart_redis", "pause_monitor", "stuck_worker", "saturate_node")
 # Only where a replica waits to be promoted.
 SENTINEL_FAULTS = ("kill_redis_master",)
+# Only on a PostgreSQL cluster of the suite's own (tests/faults/own_postgres.py).
+DATABASE_FAULTS = ("restart_database",)
 FLOODS = ("flood-1", "flood-2")  # one per core
+# How long a fault lasts, in seconds, when not 0.5-3: a flood takes a few seconds to fill
+# the node's queue; the database stays away up to three times the monitor's lease (2 s
+# at the suite's 200 ms probes), so the lease expires and is taken again.
+LASTS = {"saturate_node": (3.0, 10.0), "restart_database": (1.0, 6.0)}
 
 
 def seeds() -> list[int]:
@@ -81,8 +101,9 @@ def redis_topology(seed: int) -> str:
     return "sentinel" if seed % 2 and redis_sentinel.available() else "single"
 
 
-def faults_for(topology: str) -> tuple[str, ...]:
-    return FAULTS + SENTINEL_FAULTS if topology == "sentinel" else FAULTS
+def faults_for(topology: str, *, own_database: bool) -> tuple[str, ...]:
+    kinds = FAULTS + SENTINEL_FAULTS if topology == "sentinel" else FAULTS
+    return kinds + DATABASE_FAULTS if own_database else kinds
 
 
 @dataclass
@@ -119,35 +140,56 @@ class Driver:
     refused: int = 0
     unanswered: int = 0
     ended: int = 0
+    # The driver's own reads that met the database away (restart_database).
+    database_errors: int = 0
+    # Every status the API answered with: a fault may refuse a request (503), never fail it (500).
+    answers: Counter[int] = field(default_factory=Counter)
 
     def step(self) -> None:
         if self.rng.random() < 0.6:
-            self.asked += 1
-            name = f"caller-{self.asked}"
-            status, _ = self.api.post("/api/v1/sessions/", {"caller_name": name, "skill_group": "Sales"})
-            if status == 201:
-                self.promised.add(name)
-            elif status == UNANSWERED:
-                self.unanswered += 1  # may exist, at most once (checked with the rest)
-            else:
-                self.refused += 1  # 503 while no server is healthy; must leave no session behind
+            self.ask()
             return
-        active = list(CollaborationSession.objects.filter(state=SessionState.ACTIVE).values_list("pk", flat=True)[:20])
+        try:
+            active = list(
+                CollaborationSession.objects.filter(state=SessionState.ACTIVE).values_list("pk", flat=True)[:20]
+            )
+        except DatabaseError:
+            # The database is restarting and this process's connection died with it: a new
+            # one is opened by the next read. (The product's processes recover by themselves.)
+            connection.close()
+            self.database_errors += 1
+            return
         if active:
             pk = self.rng.choice(active)
             status, _ = self.api.post(f"/api/v1/sessions/{pk}/end/", {"reason": "fault suite: caller done"})
+            self.answers[status] += 1
             self.ended += status == 200
+
+    def ask(self) -> int:
+        self.asked += 1
+        name = f"caller-{self.asked}"
+        status, _ = self.api.post("/api/v1/sessions/", {"caller_name": name, "skill_group": "Sales"})
+        self.answers[status] += 1
+        if status == 201:
+            self.promised.add(name)
+        elif status == UNANSWERED:
+            self.unanswered += 1  # may exist, at most once (checked with the rest)
+        else:
+            self.refused += 1  # 503 while no server is healthy; must leave no session behind
+        return status
 
 
 @dataclass
 class Faults:
-    """A seeded schedule: at most two faults at a time, each healed after 0.5-3 s (a flood
-    after 3-10 s)."""
+    """A seeded schedule: at most two faults at a time, each healed after 0.5-3 s (see LASTS)."""
 
     rng: random.Random
     stack: processes.Stack
     mbs: list[str]
     kinds: tuple[str, ...] = FAULTS
+    # Injected at least once per schedule: if chance has not picked one by the middle of
+    # the run, it comes next (a run of a few seeds exercises it for sure).
+    required: tuple[str, ...] = ()
     active: dict[str, float] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
@@ -155,7 +197,11 @@ class Faults:
         for fault, until in list(self.active.items()):
             if now >= until:
                 self.heal(fault)
-        if len(self.active) < 2 and self.rng.random() < 0.15:
+        injected = {entry.split(" ")[1].split(":")[0] for entry in self.log}
+        missing = [f for f in self.required if f not in injected]
+        if len(self.active) < 2 and missing and now >= SECONDS / 2:
+            self.inject(missing[0], now)
+        elif len(self.active) < 2 and self.rng.random() < 0.15:
             fault = self.rng.choice(
                 [f for f in self.kinds if f.split(":")[0] not in {a.split(":")[0] for a in self.active}]
             )
@@ -180,10 +226,10 @@ class Faults:
         elif fault == "saturate_node":
             for name in FLOODS:
                 self.stack[name].launch()
-        # A flood lasts longer: it takes a few seconds to fill the node's queue.
-        self.active[key] = now + (
-            self.rng.uniform(3.0, 10.0) if fault == "saturate_node" else self.rng.uniform(0.5, 3.0)
-        )
+        elif fault == "restart_database":
+            key = f"{fault}:{self.rng.choice(('fast', 'immediate'))}"
+            self.stack.database.stop(key.split(":")[1])
+        self.active[key] = now + self.rng.uniform(*LASTS.get(fault, (0.5, 3.0)))
         self.log.append(f"{now:.1f} {key}")
 
     def heal(self, key: str) -> None:
@@ -199,6 +245,8 @@ class Faults:
         elif fault == "saturate_node":
             for name in FLOODS:
                 self.stack[name].terminate()
+        elif fault == "restart_database":
+            self.stack.database.start()
         del self.active[key]
 
 
@@ -217,14 +265,33 @@ def fault_redis(request, tmp_path, settings) -> Iterator[processes.EmbeddedRedis
 
 
 @pytest.fixture
-def installation(fault_redis, start_peer, tmp_path):  # noqa: F811
-    with installed(fault_redis, launch_peer=start_peer, tmp_path=tmp_path) as (stack, link, api):
+def own_database() -> processes.OwnPostgres | None:
+    """The PostgreSQL cluster this run may stop and start (tests/faults/own_postgres.py), or None."""
+    described = os.environ.get(own_postgres.ENV)
+    if not described:
+        return None
+    cluster = Cluster.described(described)
+    db = connection.settings_dict
+    # Only the cluster the wrapper made, and only when this run's database is on it.
+    on_it = db["ENGINE"].endswith("postgresql") and int(db.get("PORT") or 5432) == cluster.port
+    assert on_it, f"{own_postgres.ENV} names a cluster this run's database is not on"
+    assert (cluster.data / "PG_VERSION").exists(), f"{own_postgres.ENV}: no cluster in {cluster.data}"
+    return processes.OwnPostgres(cluster)
+
+
+@pytest.fixture
+def installation(fault_redis, own_database, start_peer, tmp_path):  # noqa: F811
+    with installed(fault_redis, own_database, launch_peer=start_peer, tmp_path=tmp_path) as (stack, link, api):
         yield stack, link, api, tmp_path
 
 
 @contextlib.contextmanager
 def installed(
-    redis: processes.EmbeddedRedis | processes.SentinelRedis, *, launch_peer, tmp_path: Path
+    redis: processes.EmbeddedRedis | processes.SentinelRedis,
+    database: processes.OwnPostgres | None = None,
+    *,
+    launch_peer,
+    tmp_path: Path,
 ) -> Iterator[tuple[processes.Stack, Link, Api]]:
     """routing-a with its Media Blender pair, six ready agents, and every process running."""
     policy = Policy.current()
@@ -236,7 +303,7 @@ def installed(
     base = f"http://127.0.0.1:{port}"
     server = ServerFactory(name="routing-a", base_url=base)
     sales = SkillGroupFactory(server=server, name="Sales", icm_id="SG-sales")
-    stack = processes.Stack(redis=redis)
+    stack = processes.Stack(redis=redis, database=database)
     mb_ports = {name: free_port() for name in ("mb-1", "mb-2")}
     for priority, (name, mb_port) in enumerate(mb_ports.items(), start=PeerPriority.PRIMARY):
         PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=priority, name=name, port=mb_port)
@@ -290,10 +357,13 @@ def state_of(link: Link) -> str:
 def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installation, seed):
     stack, link, api, tmp_path = installation
     topology = redis_topology(seed)
-    print(f"fault schedule seed={seed} on {topology} Redis (replay: FAULTS_SEED={seed} bin/test -m faults)")
+    where = f"{topology} Redis" + (", own PostgreSQL" if stack.database else "")
+    replay = "FAULTS_SEED={seed} " + ("python -m tests.faults.own_postgres" if stack.database else "bin/test")
+    print(f"fault schedule seed={seed} on {where} (replay: {replay.format(seed=seed)} -m faults)")
     rng = random.Random(seed)
     driver = Driver(rng, api)
-    faults = Faults(rng, stack, ["mb-1", "mb-2"], faults_for(topology))
+    kinds = faults_for(topology, own_database=stack.database is not None)
+    faults = Faults(rng, stack, ["mb-1", "mb-2"], kinds, required=tuple(k for k in DATABASE_FAULTS if k in kinds))
 
     started = time.monotonic()
     while (now := time.monotonic() - started) < SECONDS:
@@ -302,12 +372,48 @@ def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installatio
         time.sleep(rng.uniform(0.05, 0.25))  # the pace of callers, not a wait for a result
 
     stack.heal()
-    healed = f"seed={seed} ({topology} Redis) faults: {faults.log}, restarted by the supervisor: {stack.restarts}"
+    connection.close()  # this process's own connection may be one the database restart ended
+    healed = f"seed={seed} ({where}) faults: {faults.log}, restarted by the supervisor: {stack.restarts}"
+    recovered(
+        stack, link, api, driver, diagnostics=lambda: state_of(link) + "\n" + logs(tmp_path)[-6000:], healed=healed
+    )
+
+    problems = all_checks(driver.promised, {f"caller-{n}" for n in range(1, driver.asked + 1)})
+    if driver.answers[500]:
+        problems.append(f"the API answered 500 {driver.answers[500]} times (a failure, where 503 says retry)")
+    assert not problems, f"{healed}\n" + "\n".join(problems)
+    assert driver.promised, f"no session was ever accepted; {healed}"
+    print(
+        f"seed={seed}: {driver.asked} asked, {len(driver.promised)} accepted, {driver.refused} refused, "
+        f"{driver.unanswered} unanswered, {driver.ended} ended, answers {dict(sorted(driver.answers.items()))}, "
+        f"{driver.database_errors} driver reads without a database; faults: {', '.join(faults.log)}; "
+        f"restarted by the supervisor: {stack.restarts}; Redis faults with no master to hit: "
+        f"{getattr(stack.redis, 'missed', 0)}; "
+        f"worker consumers cancelled: {stack.stuck_workers} (missed: {stack.stuck_workers_missed})"
+    )
+
+
+def recovered(stack: processes.Stack, link: Link, api: Api, driver: Driver, *, diagnostics, healed: str) -> None:
+    """Every fault healed: within stated bounds the node is ready and accepts a caller, the
+    pair is back to one connected peer, nothing is in transit and the queue drained."""
+    wait_until(
+        lambda: http_status(api.base + "/readyz", timeout=3) == 200,
+        timeout=READY_BOUND_S,
+        message=f"the node ready again within {READY_BOUND_S} s; {healed}",
+        diagnostics=diagnostics,
+    )
     wait_until(
         lambda: pair_healthy(link),
         timeout=PAIR_BOUND_S,
         message=f"the pair back to one connected peer within {PAIR_BOUND_S} s; {healed}",
-        diagnostics=lambda: state_of(link) + "\n" + logs(tmp_path)[-6000:],
+        diagnostics=diagnostics,
+    )
+    # A caller asking now is accepted (each refused try must leave no session behind).
+    wait_until(
+        lambda: driver.ask() == 201,
+        timeout=READY_BOUND_S,
+        message=f"a caller accepted within {READY_BOUND_S} s of the pair's recovery; {healed}",
+        diagnostics=diagnostics,
     )
 
     def settled() -> bool:
@@ -323,15 +429,5 @@ def test_nothing_is_lost_and_every_pair_recovers_under_random_faults(installatio
         settled,
         timeout=queue_bound,
         message=f"no session in transit and the queue drained within {queue_bound:.0f} s; {healed}",
-        diagnostics=lambda: state_of(link) + "\n" + logs(tmp_path)[-6000:],
-    )
-
-    problems = all_checks(driver.promised, {f"caller-{n}" for n in range(1, driver.asked + 1)})
-    assert not problems, f"{healed}\n" + "\n".join(problems)
-    assert driver.promised, f"no session was ever accepted; {healed}"
-    print(
-        f"seed={seed}: {driver.asked} asked, {len(driver.promised)} accepted, {driver.refused} refused, "
-        f"{driver.unanswered} unanswered, "
-        f"{driver.ended} ended; faults: {', '.join(faults.log)}; restarted by the supervisor: {stack.restarts}; "
-        f"worker consumers cancelled: {stack.stuck_workers} (missed: {stack.stuck_workers_missed})"
+        diagnostics=diagnostics,
     )
