@@ -57,14 +57,18 @@ class HttpPool:
         self.open = 0
         self.freed = asyncio.Condition()
 
-    async def _take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _take(self, fresh: bool) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], bool]:
+        """(a connection, whether it was used before)."""
         async with self.freed:
             while not self.idle and self.open >= MAX_CONNECTIONS:
                 await self.freed.wait()
-            if self.idle:
-                return self.idle.pop()
-            self.open += 1
-        return await asyncio.open_connection("127.0.0.1", self.port, limit=2**20)
+            if self.idle and not fresh:
+                return self.idle.pop(), True
+            if not self.idle:
+                self.open += 1
+            else:
+                self.idle.pop()[1].close()  # a new one in its place
+        return await asyncio.open_connection("127.0.0.1", self.port, limit=2**20), False
 
     async def _give(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
         async with self.freed:
@@ -75,19 +79,29 @@ class HttpPool:
             self.freed.notify()
 
     async def get(self, path: str) -> tuple[int, int]:
-        """(status, bytes received) of one GET."""
-        conn = await self._take()
-        try:
-            reader, writer = conn
-            writer.write(f"GET {path} HTTP/1.1\r\n{self.head}".encode())
-            await writer.drain()
-            status, size = await _read_answer(reader)
-        except BaseException:
-            conn[1].close()
-            await self._give(None)
-            raise
-        await self._give(conn)
-        return status, size
+        """(status, bytes received) of one GET. A kept-alive connection the server has closed
+        meanwhile (uvicorn closes them after 5 s idle) is retried once on a new one, as a
+        browser does."""
+        for fresh in (False, True):
+            conn, reused = await self._take(fresh)
+            try:
+                reader, writer = conn
+                writer.write(f"GET {path} HTTP/1.1\r\n{self.head}".encode())
+                await writer.drain()
+                status, size = await _read_answer(reader)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                conn[1].close()
+                await self._give(None)
+                if reused and not isinstance(exc, asyncio.IncompleteReadError):
+                    continue
+                raise
+            except BaseException:
+                conn[1].close()
+                await self._give(None)
+                raise
+            await self._give(conn)
+            return status, size
+        raise ConnectionError("unreachable")
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int]:
@@ -131,6 +145,7 @@ class Page:
         self.last_seq: int | None = None
         self.swaps: list[tuple[float, float]] = []
         self.fetches: list[float] = []  # start of every fetch
+        self.sizes: list[int] = []  # bytes of every answer
         self.bytes_by_second: dict[str, dict[int, int]] = {"http": {}, "ws": {}}
         self.tasks: set[asyncio.Task] = set()
 
@@ -160,6 +175,7 @@ class Page:
             return
         done = time.monotonic()
         self.count_bytes(done, size, "http")
+        self.sizes.append(size)
         if status != 200:
             self.error(RuntimeError(f"GET {self.path}: {status}"))
         elif mine == self.ticket:
@@ -189,7 +205,13 @@ class Page:
         self.schedule()
 
     def result(self) -> dict[str, Any]:
-        return {"kind": self.kind, "swaps": self.swaps, "fetches": self.fetches, "bytes": self.bytes_by_second}
+        return {
+            "kind": self.kind,
+            "swaps": self.swaps,
+            "fetches": self.fetches,
+            "bytes": self.bytes_by_second,
+            "sizes": self.sizes,
+        }
 
 
 async def run_page(page: Page, url: str, headers: dict[str, str], ready: asyncio.Queue, stop: asyncio.Event) -> None:

@@ -23,14 +23,16 @@ else SQLite), seeded with ``--servers`` servers and ``--sessions`` sessions
   Each change's commit is stamped (an ``on_commit`` hook registered before the
   service's own), on the monotonic and the wall clock.
 
-After a warm-up, ``--seconds`` are measured, then a grace for the last updates.
+After a warm-up, ``--seconds`` are measured; the load goes on for a grace (5 s) and stops
+2 s before the pages are. Only the commits of the measured seconds are counted.
 
 * **commit → page updated** (emulated pages): for every commit and every page, the time
   until the page applied a fragment whose request started after the commit (that render
   read the database after the change; a render that started just before and happened
   to see it is not counted, so this errs long by at most one render). Every change
-  counts on every page, whether or not it is visible there. Changes that no page had
-  applied when the run ended are "never" (counted, not in the percentiles).
+  counts on every page, whether or not it is visible there. A change a page had not
+  applied when the load stopped is counted with the refresh that followed (a lower
+  bound: at least the grace); one never applied is "never" (not in the percentiles).
 * **commit → DOM shows it** (Chromium): new sessions on the sessions page (only those
   still on its first page, 50 rows, when it refreshed: the others are never shown
   there), failovers in the overview's recent failovers.
@@ -54,6 +56,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -65,7 +68,8 @@ from bench._stack import PYTHON, BenchStack, Child, Node, django_stack, staff_co
 
 TARGET_P99_MS = 1000.0  # the "holds" line of point 1; point 2's target is 300 ms
 WARMUP_S = 5.0  # --quick: 2 s
-GRACE_S = 5.0  # --quick: 3 s
+GRACE_S = 5.0  # --quick: 3 s; the load goes on meanwhile (a quiet node would refresh every page at once)
+QUIET_S = 2.0  # then the load stops: the refreshes a last change starts
 # Production settings (DEBUG off), but plain HTTP on 127.0.0.1: no TLS redirect, no secure cookies.
 NODE_ENV = {
     "DEBUG": "0",
@@ -276,16 +280,16 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
     for page in browser["pages"] if browser else []:
         fetches += sum(1 for at, _ in page["fetches"] if wall[0] <= at < wall[1])
     per_page = {k: v / len(whole) / len(pages) for k, v in received.items()} if pages and whole else None
-    fragment = received["http"] / max(1, fetches_emulated(pages, t0, t1))
+    sizes = {
+        kind: statistics.median(size for page in pages if page["kind"] == kind for size in page["sizes"])
+        for kind in ("overview", "sessions")
+        if any(page["sizes"] for page in pages if page["kind"] == kind)
+    }
     return {
         "renders_per_s": round(fetches / seconds, 1),
         "bytes_per_page_per_s": per_page,
-        "fragment_bytes": round(fragment),
+        "fragment_bytes": {kind: round(size) for kind, size in sizes.items()},
     }
-
-
-def fetches_emulated(pages: list[dict[str, Any]], t0: float, t1: float) -> int:
-    return sum(1 for page in pages for at in page["fetches"] if int(t0) + 1 <= at < int(t1))
 
 
 def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: int, args: argparse.Namespace):
@@ -294,13 +298,15 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
     rng = random.Random(watchers)  # noqa: S311 (arrival times, not a secret)
     drive(load, 2.0 if args.quick else WARMUP_S, args.rate, args.failover_every, rng)
     load.commits.clear()
+    load.failed = 0
     loads = [loadavg_1m()]
     cpu0, t0, wall0 = node.child.cpu_seconds(), time.monotonic(), time.time() * 1000
     took = drive(load, args.seconds, args.rate, args.failover_every, rng)
     cpu, t1, wall1 = node.child.cpu_seconds() - cpu0, time.monotonic(), time.time() * 1000
     loads.append(loadavg_1m())
     commits = [c for c in load.commits if c.mono]
-    time.sleep(3.0 if args.quick else GRACE_S)  # the last refreshes
+    drive(load, 3.0 if args.quick else GRACE_S, args.rate, args.failover_every, rng)
+    time.sleep(QUIET_S)
     emulated_result, browser_result = collect(children)
     latencies, never = page_latencies(emulated_result["pages"] if emulated_result else [], commits)
     flow = traffic(emulated_result, browser_result, (t0, t1), (wall0, wall1))
@@ -366,7 +372,14 @@ def largest_held(rows: list[dict[str, Any]]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["N", "changes/s", "updated p50 ms", "p99 ms", "never", "DOM sessions p50/p99", "DOM failover p50/p99"]
-    headers += ["renders/s", "fragment KiB", "KiB/s to browsers (of it WS)", "node CPU %", "load 1m", "errors"]
+    headers += [
+        "renders/s",
+        "fragment KiB (overview/sessions)",
+        "KiB/s to browsers (of it WS)",
+        "node CPU %",
+        "load 1m",
+        "errors",
+    ]
     out = []
     for r in rows:
 
@@ -381,7 +394,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             + [
                 pair("overview"),
                 r["renders_per_s"],
-                round(r["fragment_bytes"] / 1024, 1),
+                "/".join(f"{v / 1024:.0f}" for v in r["fragment_bytes"].values()),
                 kib,
                 r["node_cpu_pct"],
                 "–".join(map(str, r["load_1m"])),
