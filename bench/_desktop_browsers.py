@@ -35,9 +35,8 @@ WATCH = """
   const now = () => performance.timeOrigin + performance.now();
   const original = window.fetch.bind(window);
   window.fetch = async (...args) => {
-    const started = now();
     const response = await original(...args);
-    fetches.push([started, Number(response.headers.get("content-length") || 0)]);
+    fetches.push([now(), Number(response.headers.get("content-length") || 0)]);
     return response;
   };
   const pattern = /Load (caller|failover) (\\d+)/g;

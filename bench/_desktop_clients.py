@@ -16,10 +16,10 @@ browser per host). Each page does what the scripts do:
 
 Nothing is parsed or swapped: the HTML is only counted. Per page it keeps every *applied*
 refresh as (request start, answer complete) in ``time.monotonic()`` (one clock for the
-machine), the start of every fetch and, per second, the bytes received (HTTP answers with
-their headers; WebSocket messages). Prints ``ready`` once every page has its snapshot;
-on SIGUSR1 (or SIGTERM) writes ``{"pages": [...], "errors": n, "error_samples": [...]}``
-to FILE and exits.
+machine), the start of every fetch, the end and size of every answer and, per second,
+the bytes received (HTTP answers with their headers; WebSocket messages). Prints
+``ready`` once every page has its snapshot; on SIGUSR1 (or SIGTERM) writes
+``{"pages": [...], "errors": n, "error_samples": [...]}`` to FILE and exits.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class Page:
         self.last_seq: int | None = None
         self.swaps: list[tuple[float, float]] = []
         self.fetches: list[float] = []  # start of every fetch
-        self.sizes: list[int] = []  # bytes of every answer
+        self.answers: list[tuple[float, int]] = []  # (complete, bytes) of every answer
         self.bytes_by_second: dict[str, dict[int, int]] = {"http": {}, "ws": {}}
         self.tasks: set[asyncio.Task] = set()
 
@@ -175,7 +175,7 @@ class Page:
             return
         done = time.monotonic()
         self.count_bytes(done, size, "http")
-        self.sizes.append(size)
+        self.answers.append((done, size))
         if status != 200:
             self.error(RuntimeError(f"GET {self.path}: {status}"))
         elif mine == self.ticket:
@@ -210,7 +210,7 @@ class Page:
             "swaps": self.swaps,
             "fetches": self.fetches,
             "bytes": self.bytes_by_second,
-            "sizes": self.sizes,
+            "answers": self.answers,
         }
 
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import math
 import os
 import random
 import signal
@@ -69,7 +70,7 @@ from bench._stack import PYTHON, BenchStack, Child, Node, django_stack, staff_co
 TARGET_P99_MS = 1000.0  # the "holds" line of point 1; point 2's target is 300 ms
 WARMUP_S = 5.0  # --quick: 2 s
 GRACE_S = 5.0  # --quick: 3 s; the load goes on meanwhile (a quiet node would refresh every page at once)
-QUIET_S = 2.0  # then the load stops: the refreshes a last change starts
+QUIET_S = 0.5  # then the load stops; what a page applies after that is not counted
 # Production settings (DEBUG off), but plain HTTP on 127.0.0.1: no TLS redirect, no secure cookies.
 NODE_ENV = {
     "DEBUG": "0",
@@ -237,19 +238,35 @@ def collect(children) -> list[dict[str, Any] | None]:
     return results
 
 
-def page_latencies(pages: list[dict[str, Any]], commits: list[Commit]) -> tuple[list[float], int]:
-    """commit → page updated (ms) of every commit on every emulated page; and how many never."""
+def page_latencies(pages: list[dict[str, Any]], commits: list[Commit], load_end: float) -> tuple[list[float], int]:
+    """commit → page updated (ms) of every commit on every emulated page; and how many were
+    not updated while the load lasted (counted as never: at least the grace)."""
     latencies, never = [], 0
     for page in pages:
         swaps = sorted(page["swaps"])
         starts = [start for start, _ in swaps]
         for commit in commits:
             i = bisect.bisect_left(starts, commit.mono)
-            if i < len(swaps):
+            if i < len(swaps) and swaps[i][1] <= load_end:
                 latencies.append((swaps[i][1] - commit.mono) * 1000)
             else:
                 never += 1
     return latencies, never
+
+
+def with_never(values: list[float], never: int, grace: float) -> dict[str, Any]:
+    """n, p50, p99, max by nearest rank, "never" counting as longer than anything: a
+    percentile that falls among them reads "> grace"."""
+    ordered = sorted(values)
+    total = len(ordered) + never
+
+    def rank(pct: float) -> float | str | None:
+        if not total:
+            return None
+        index = max(0, math.ceil(pct / 100 * total) - 1)
+        return round(ordered[index], 1) if index < len(ordered) else f"> {grace:g} s"
+
+    return {"n": total, "p50": rank(50), "p99": rank(99), "max": rank(100)}
 
 
 def dom_latencies(browser: dict[str, Any] | None, commits: list[Commit]) -> dict[str, Any]:
@@ -267,26 +284,28 @@ def dom_latencies(browser: dict[str, Any] | None, commits: list[Commit]) -> dict
 
 
 def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, window: tuple[float, float], wall: tuple):
-    """Fragment fetches/s (every page) and bytes/s received by the emulated pages, in the window."""
+    """Fragments rendered per second (answers every page received) and bytes/s received by
+    the emulated pages, in the window."""
     t0, t1 = window
     seconds = t1 - t0
     pages = emulated["pages"] if emulated else []
-    fetches = sum(1 for page in pages for at in page["fetches"] if t0 <= at < t1)
-    whole = [s for s in range(int(t0) + 1, int(t1))]  # the bytes are counted per whole second
+    renders = sum(1 for page in pages for at, _ in page["answers"] if t0 <= at < t1)
+    for page in browser["pages"] if browser else []:
+        renders += sum(1 for at, _ in page["fetches"] if wall[0] <= at < wall[1])
+    whole = list(range(int(t0) + 1, int(t1)))  # the bytes are counted per whole second
     received = {
         channel: sum(page["bytes"][channel].get(str(s), 0) for page in pages for s in whole)
         for channel in ("http", "ws")
     }
-    for page in browser["pages"] if browser else []:
-        fetches += sum(1 for at, _ in page["fetches"] if wall[0] <= at < wall[1])
     per_page = {k: v / len(whole) / len(pages) for k, v in received.items()} if pages and whole else None
     sizes = {
-        kind: statistics.median(size for page in pages if page["kind"] == kind for size in page["sizes"])
+        kind: statistics.median(size for page in pages if page["kind"] == kind for _, size in page["answers"])
         for kind in ("overview", "sessions")
-        if any(page["sizes"] for page in pages if page["kind"] == kind)
+        if any(page["answers"] for page in pages if page["kind"] == kind)
     }
     return {
-        "renders_per_s": round(fetches / seconds, 1),
+        "renders_per_s": round(renders / seconds, 1),
+        "requests_per_s": round(sum(1 for page in pages for at in page["fetches"] if t0 <= at < t1) / seconds, 1),
         "bytes_per_page_per_s": per_page,
         "fragment_bytes": {kind: round(size) for kind, size in sizes.items()},
     }
@@ -300,15 +319,20 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
     load.commits.clear()
     load.failed = 0
     loads = [loadavg_1m()]
-    cpu0, t0, wall0 = node.child.cpu_seconds(), time.monotonic(), time.time() * 1000
+    # The pages' own processes share the machine with the node: their CPU is reported too.
+    watching = [entry[0] for entry in children if entry is not None]
+    cpu0, t0, wall0 = [c.cpu_seconds() for c in (node.child, *watching)], time.monotonic(), time.time() * 1000
     took = drive(load, args.seconds, args.rate, args.failover_every, rng)
-    cpu, t1, wall1 = node.child.cpu_seconds() - cpu0, time.monotonic(), time.time() * 1000
+    cpu1, t1, wall1 = [c.cpu_seconds() for c in (node.child, *watching)], time.monotonic(), time.time() * 1000
+    cpu = [round((b - a) / (t1 - t0) * 100, 1) for a, b in zip(cpu0, cpu1, strict=True)]
     loads.append(loadavg_1m())
     commits = [c for c in load.commits if c.mono]
-    drive(load, 3.0 if args.quick else GRACE_S, args.rate, args.failover_every, rng)
+    grace = 3.0 if args.quick else GRACE_S
+    drive(load, grace, args.rate, args.failover_every, rng)
+    load_end = time.monotonic()
     time.sleep(QUIET_S)
     emulated_result, browser_result = collect(children)
-    latencies, never = page_latencies(emulated_result["pages"] if emulated_result else [], commits)
+    latencies, never = page_latencies(emulated_result["pages"] if emulated_result else [], commits, load_end)
     flow = traffic(emulated_result, browser_result, (t0, t1), (wall0, wall1))
     per_page = flow.pop("bytes_per_page_per_s")
     return {
@@ -319,14 +343,15 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
         "changes_per_s": round(sum(1 for c in commits if c.kind != "failover") / took, 1),
         "failovers": sum(1 for c in commits if c.kind == "failover"),
         "refused_changes": load.failed,
-        "page_updated_ms": summarize(latencies, digits=1),
+        "page_updated_ms": with_never(latencies, never, grace),
         "never_updated": never,
         "dom_ms": dom_latencies(browser_result, commits),
         **flow,
         # The emulated pages' average, for all N pages (the browsers receive the same).
         "bytes_per_s": round(sum(per_page.values()) * watchers) if per_page else None,
         "ws_bytes_per_s": round(per_page["ws"] * watchers) if per_page else None,
-        "node_cpu_pct": round(cpu / (t1 - t0) * 100, 1),
+        "node_cpu_pct": cpu[0],
+        "watchers_cpu_pct": dict(zip([c.name for c in watching], cpu[1:], strict=True)),
         "load_1m": loads,
         "errors": emulated_result["errors"] if emulated_result else 0,
         "error_samples": (emulated_result or {}).get("error_samples", [])[:5],
@@ -334,9 +359,13 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
 
 
 def holds(row: dict[str, Any]) -> bool:
-    """p99 ≤ 1 s on the emulated pages and in the browsers, and every page updated."""
+    """p99 ≤ 1 s on the emulated pages ("never" counted) and in the browsers."""
     p99s = [row["page_updated_ms"]["p99"]] + [d["p99"] for d in row["dom_ms"].values() if d["n"]]
-    return row["never_updated"] == 0 and all(p is not None and p <= TARGET_P99_MS for p in p99s)
+    return all(isinstance(p, int | float) and p <= TARGET_P99_MS for p in p99s)
+
+
+def ms(value: float | str | None) -> str:
+    return f"{value} ms" if isinstance(value, int | float) else str(value)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -371,12 +400,14 @@ def largest_held(rows: list[dict[str, Any]]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    headers = ["N", "changes/s", "updated p50 ms", "p99 ms", "never", "DOM sessions p50/p99", "DOM failover p50/p99"]
+    headers = ["N", "changes/s", "updated p50 ms", "p99 ms", "not updated", "DOM sessions p50/p99"]
+    headers += ["DOM failover p50/p99"]
     headers += [
         "renders/s",
         "fragment KiB (overview/sessions)",
         "KiB/s to browsers (of it WS)",
         "node CPU %",
+        "pages' CPU % (emulated/Chromium)",
         "load 1m",
         "errors",
     ]
@@ -397,6 +428,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 "/".join(f"{v / 1024:.0f}" for v in r["fragment_bytes"].values()),
                 kib,
                 r["node_cpu_pct"],
+                "/".join(str(v) for v in r["watchers_cpu_pct"].values()),
                 "–".join(map(str, r["load_1m"])),
             ]
             + [r["errors"]]
@@ -413,7 +445,7 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "benchmark": "desktop_load",
                 "figure": f"{r['watchers']} administrators, {r['changes_per_s']} session changes/s + a failover "
                 f"every {data['parameters']['failover_every']:g} s: commit → page updated",
-                "value": f"p50 {lat['p50']} ms · p99 {lat['p99']} ms · {r['renders_per_s']} renders/s · "
+                "value": f"p50 {ms(lat['p50'])} · p99 {ms(lat['p99'])} · {r['renders_per_s']} renders/s · "
                 f"node CPU {r['node_cpu_pct']} %",
                 "target": f"p99 ≤ {TARGET_P99_MS:.0f} ms (issue 18 point 1: measured before any change)",
                 "met": holds(r),

@@ -1,8 +1,8 @@
 """Run the issue-7 benchmarks, print one table of figures against the targets, write
 ``docs/performance.md``.
 
-    .venv/bin/python -m bench.run                     # everything (about 25 minutes)
-    .venv/bin/python -m bench.run --quick             # a smoke run: fewer trials, smaller sizes (~4 min)
+    .venv/bin/python -m bench.run                     # everything (about 30 minutes)
+    .venv/bin/python -m bench.run --quick             # a smoke run: fewer trials, smaller sizes (~5 min)
     .venv/bin/python -m bench.run --only live_push    # one or more (comma-separated)
     .venv/bin/python -m bench.run --soak-seconds 120  # a shorter healthy-peer soak than the issue's 600 s
 
