@@ -311,7 +311,20 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
     }
 
 
+def wait_idle(node: Node, timeout: float = 60.0) -> float:
+    """Wait (up to ``timeout``) until the node uses under 20 % of a core: the renders the
+    previous N's pages asked for and left behind must not load the next one."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = node.child.cpu_seconds()
+        time.sleep(1.0)
+        if node.child.cpu_seconds() - before < 0.2:
+            break
+    return round(time.monotonic() - started, 1)
+
+
 def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: int, args: argparse.Namespace):
+    idle_after_s = wait_idle(node)
     emulated, chromium = split_pages(watchers, args.browsers)
     children = start_watchers(stack, node, cookie, emulated, chromium, f"n{watchers}")
     rng = random.Random(watchers)  # noqa: S311 (arrival times, not a secret)
@@ -337,6 +350,7 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
     per_page = flow.pop("bytes_per_page_per_s")
     return {
         "watchers": watchers,
+        "node_idle_after_s": idle_after_s,
         "emulated": len(emulated),
         "chromium": len(chromium),
         "seconds": round(took, 1),
