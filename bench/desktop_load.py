@@ -62,6 +62,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench._common import format_table, loadavg_1m, summarize, write_results
@@ -314,6 +315,21 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
     }
 
 
+def group_cpu_seconds(child: Child) -> float:
+    """User + system CPU so far of every live process in the child's process group (Chromium's
+    renderers are the grandchildren of the Playwright driver)."""
+    total = 0.0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == child.pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def wait_idle(node: Node, timeout: float = 60.0) -> float:
     """Wait (up to ``timeout``) until the node uses under 20 % of a core: the renders the
     previous N's pages asked for and left behind must not load the next one."""
@@ -337,9 +353,9 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
     loads = [loadavg_1m()]
     # The pages' own processes share the machine with the node: their CPU is reported too.
     watching = [entry[0] for entry in children if entry is not None]
-    cpu0, t0, wall0 = [c.cpu_seconds() for c in (node.child, *watching)], time.monotonic(), time.time() * 1000
+    cpu0, t0, wall0 = [group_cpu_seconds(c) for c in (node.child, *watching)], time.monotonic(), time.time() * 1000
     took = drive(load, args.seconds, args.rate, args.failover_every, rng)
-    cpu1, t1, wall1 = [c.cpu_seconds() for c in (node.child, *watching)], time.monotonic(), time.time() * 1000
+    cpu1, t1, wall1 = [group_cpu_seconds(c) for c in (node.child, *watching)], time.monotonic(), time.time() * 1000
     cpu = [round((b - a) / (t1 - t0) * 100, 1) for a, b in zip(cpu0, cpu1, strict=True)]
     loads.append(loadavg_1m())
     commits = [c for c in load.commits if c.mono]
