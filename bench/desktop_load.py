@@ -307,7 +307,19 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
         for kind in ("overview", "sessions")
         if any(page["answers"] for page in pages if page["kind"] == kind)
     }
+    # The emulation checked against the browsers: answers a second per page, by page.
+    rates: dict[str, dict[str, float]] = {"emulated": {}, "chromium": {}}
+    for kind in ("overview", "sessions"):
+        mine = [p for p in pages if p["kind"] == kind]
+        if mine:
+            answered = sum(1 for p in mine for at, _ in p["answers"] if t0 <= at < t1)
+            rates["emulated"][kind] = round(answered / seconds / len(mine), 2)
+        for page in browser["pages"] if browser else []:
+            if page["kind"] == kind:
+                answered = sum(1 for at, _ in page["fetches"] if wall[0] <= at < wall[1])
+                rates["chromium"][kind] = round(answered / seconds, 2)
     return {
+        "answers_per_page_per_s": rates,
         "renders_per_s": round(renders / seconds, 1),
         "requests_per_s": round(sum(1 for page in pages for at in page["fetches"] if t0 <= at < t1) / seconds, 1),
         "bytes_per_page_per_s": per_page,
