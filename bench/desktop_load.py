@@ -422,15 +422,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         load = prepare(args.servers, args.sessions)
         seed_s = round(time.monotonic() - seeded, 1)
         call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: whitenoise serves STATIC_ROOT
-        node = stack.node(monitor=False, **NODE_ENV)
         cookie = staff_cookie()
         print(f"--- seeded {args.servers} servers, {args.sessions} sessions in {seed_s} s", file=sys.stderr, flush=True)
-        for watchers in args.watchers:
-            rows.append(measure(stack, node, cookie, load, watchers, args))
+        sizes = list(args.watchers)
+        while sizes:
+            watchers = sizes.pop(0)
+            # A node of its own for each N: the renders the pages of the previous N asked for
+            # go on after they leave (a minute after 200 pages), and would load this one.
+            node = stack.node(monitor=False, **NODE_ENV)
+            try:
+                rows.append(measure(stack, node, cookie, load, watchers, args))
+            finally:
+                node.child.stop()
             print(table(rows[-1:]), file=sys.stderr, flush=True)
-        if not args.quick and min(args.watchers) > 1 and not any(holds(r) for r in rows):
-            rows.append(measure(stack, node, cookie, load, 1, args))  # does even one page hold?
-            print(table(rows[-1:]), file=sys.stderr, flush=True)
+            if not sizes and not args.quick and watchers != 1 and not any(holds(r) for r in rows):
+                sizes.append(1)  # does even one page hold?
         database = stack.database_kind
     return {"rows": rows, "database": database, "seed_s": seed_s}
 
