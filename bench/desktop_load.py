@@ -5,7 +5,8 @@ One web node (uvicorn, the project's ASGI app, production settings but plain HTT
 ``DEBUG=0``, no TLS redirect or secure cookies; no health monitor, the peers are not
 real), the run's Redis and database (PostgreSQL if ``BENCH_DATABASE_URL`` names a server,
 else SQLite), seeded with ``--servers`` servers and ``--sessions`` sessions
-(``bench.admin_desktop.build_installation``). For each N of ``--watchers``:
+(``bench.admin_desktop.build_installation``). For each N of ``--watchers``, on a node of
+its own (a node goes on rendering what departed pages asked for):
 
 * **N administrators**: ``--browsers`` of them (2) are real headless Chromium pages
   (``bench/_desktop_browsers.py``: the project's scripts, a ``MutationObserver`` noting
