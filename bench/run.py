@@ -1,8 +1,8 @@
 """Run the issue-7 benchmarks, print one table of figures against the targets, write
 ``docs/performance.md``.
 
-    .venv/bin/python -m bench.run                     # everything (about 25 minutes)
-    .venv/bin/python -m bench.run --quick             # a smoke run: fewer trials, smaller sizes (~4 min)
+    .venv/bin/python -m bench.run                     # everything (about 30 minutes)
+    .venv/bin/python -m bench.run --quick             # a smoke run: fewer trials, smaller sizes (~5 min)
     .venv/bin/python -m bench.run --only live_push    # one or more (comma-separated)
     .venv/bin/python -m bench.run --soak-seconds 120  # a shorter healthy-peer soak than the issue's 600 s
 
@@ -44,6 +44,7 @@ BENCHMARKS = [
     "queue_drain",
     "caller_requests",
     "admin_desktop",
+    "desktop_load",
 ]
 DOC = REPO_ROOT / "docs" / "performance.md"
 START, END = "<!-- bench.run:start -->", "<!-- bench.run:end -->"
@@ -213,6 +214,10 @@ def detail_tables(names: Sequence[str]) -> str:
             from bench import admin_desktop
 
             text = admin_desktop.table(data)
+        elif name == "desktop_load":
+            from bench import desktop_load
+
+            text = desktop_load.table(data["rows"]) + f"\n\nLargest N with p99 ≤ 1 s: {data['largest_n_p99_1s']}."
         else:
             continue
         parts.append(f"#### `{name}`\n\n{text}\n")

@@ -5,6 +5,7 @@ figures; tests do not time things)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -34,3 +35,32 @@ def test_the_quick_harness_prints_a_summary_table(tmp_path):
     assert "commit → receipt" in summary
     assert "targets met:" in summary
     assert (tmp_path / "live_push.json").exists()
+
+
+@pytest.mark.browser
+def test_the_quick_desktop_load_runs_emulated_and_chromium_pages(tmp_path):
+    """``bench.desktop_load --quick`` (issue 18): a node, 3 emulated pages and 2 Chromium
+    pages under the load, through ``bench.run``. Checks the harness, not the figures."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--only", "desktop_load", "--no-docs"],
+        cwd=ROOT,
+        env=project_env(BENCH_RESULTS_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout.split("=== summary", 1)[1]
+    assert "desktop_load" in summary
+    assert "commit → page updated" in summary
+    assert "largest N one node holds" in summary
+    data = json.loads((tmp_path / "desktop_load.json").read_text())
+    (row,) = data["rows"]
+    assert (row["watchers"], row["emulated"], row["chromium"]) == (5, 3, 2)
+    assert row["errors"] == 0, row["error_samples"]
+    assert row["changes_per_s"] > 0
+    assert row["failovers"] >= 1
+    assert row["refused_changes"] == 0
+    # Both browsers reported what their DOM showed (whatever the times).
+    assert set(row["dom_ms"]) == {"sessions", "overview"}
