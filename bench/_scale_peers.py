@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from failover.peering.media_blender import MediaBlender
+from failover.peering.media_blender_simulator import MediaBlender
 from failover.peering.simulator import ControlServer, PeerSimulator, serve
 
 

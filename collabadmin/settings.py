@@ -264,9 +264,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "common.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "common.api_conventions.Pagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "common.api.exception_handler",
+    "EXCEPTION_HANDLER": "common.api_conventions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

@@ -1,6 +1,6 @@
 """The OpenAPI schema class of the API's views (drf-spectacular's, plus the common errors).
 
-Not in ``common.api``: that module is imported while DRF's settings load (the
+Not in ``common.api_conventions``: that module is imported while DRF's settings load (the
 pagination and exception handler), and drf-spectacular's ``AutoSchema`` imports DRF's
 generic views, which would make the import circular.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
 
-from common.api import NOT_ALLOWED, NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, VALIDATION_ERROR
+from common.api_conventions import NOT_ALLOWED, NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, VALIDATION_ERROR
 
 
 class ApiSchema(AutoSchema):

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
 
-from common.api import Pagination
+from common.api_conventions import Pagination
 from common.api_schema import ApiSchema
 
 

@@ -19,7 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api import (
+from common.api_conventions import (
     CONFLICT,
     MAX_ID,
     NOT_ALLOWED,

@@ -9,7 +9,7 @@ from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from common.api import MAX_ID
+from common.api_conventions import MAX_ID
 from failover.choices import (
     AuditAction,
     Detection,

@@ -3,7 +3,7 @@
 Views stay thin: querysets, permissions and the HTTP mapping here, reading logic in
 ``console.selectors``, every change in a service. Input errors are 400s (serializers and
 the services' Django ValidationErrors); a request the current state refuses (stale epoch,
-target peer down or in maintenance) is a 409 (see ``common.api``).
+target peer down or in maintenance) is a 409 (see ``common.api_conventions``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api import (
+from common.api_conventions import (
     CONFLICT,
     NOT_ALLOWED,
     NOT_FOUND,

@@ -8,9 +8,9 @@ import logging
 import threading
 from collections.abc import Iterator
 
-from failover.monitor.events import dispatch_peer_event
 from failover.monitor.monitor import Monitor
 from failover.monitor.node_heartbeat import NodeHeartbeat
+from failover.monitor.peer_events import dispatch_peer_event
 
 log = logging.getLogger(__name__)
 

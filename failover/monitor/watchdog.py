@@ -16,8 +16,8 @@ from celery import shared_task
 from django.utils import timezone
 
 from failover.models import Lease
-from failover.monitor.events import dispatch_peer_event
 from failover.monitor.monitor import LEASE_NAME, Monitor, default_holder
+from failover.monitor.peer_events import dispatch_peer_event
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from .admin_workstation import AdminWorkstation, DataFileError
 from .control import add_ctl_arguments, run_ctl
-from .media_blender import DEFAULT_CONFIRM_DELAY_MS, MediaBlender
+from .media_blender_simulator import DEFAULT_CONFIRM_DELAY_MS, MediaBlender
 from .simulator import ControlServer, PeerSimulator, serve
 
 KINDS: dict[str, type[PeerSimulator]] = {

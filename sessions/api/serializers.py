@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from common.api import MAX_ID
+from common.api_conventions import MAX_ID
 from sessions.choices import AgentState, SessionState
 from sessions.models import Agent, CollaborationSession, SkillGroup
 

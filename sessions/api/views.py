@@ -16,7 +16,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api import (
+from common.api_conventions import (
     NOT_ALLOWED,
     NOT_FOUND,
     UNAVAILABLE,
