@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from failover.choices import LinkState, PeerKind
+from failover.models.peers import Peer
 
 
 class Link(models.Model):
@@ -33,6 +34,4 @@ class Link(models.Model):
         return f"{self.server.name} {self.get_kind_display()} link"
 
     def peers(self) -> models.QuerySet:
-        from failover.models.peers import Peer
-
         return Peer.objects.filter(server_id=self.server_id, kind=self.kind)
