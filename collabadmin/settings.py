@@ -86,6 +86,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a refused (locked-out) log-in into the lockout page.
     "axes.middleware.AxesMiddleware",
+    # A view that lost the database (restart, failover) answers 503 with Retry-After.
+    "collabadmin.database_unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "collabadmin.urls"

@@ -9,7 +9,8 @@ killed, and so is the node that does not run the acting monitor: two decisions t
 monitor cannot write until the database is back. Expected:
 
 * while it is away, the nodes answer 503 on ``/readyz`` (and 200 on ``/healthz``: they
-  are fine themselves), and an API request 503 with ``Retry-After`` (try again), not 500;
+  are fine themselves), and an API request 503 with ``Retry-After`` (try again), not 500,
+  and so do the pages (the caller's form, a logged-in overview) with a readable page;
 * they answer 200 on ``/readyz`` again within 10 s of its return, by themselves;
 * the monitor keeps or retakes its lease: exactly one monitor acts afterwards, the one the
   lease names;
@@ -76,6 +77,18 @@ def api_answer(port: int) -> tuple[int | None, str | None]:
             return response.status, response.headers.get("Retry-After")
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get("Retry-After")
+
+
+def page_answer(port: int, path: str, cookie: str = "") -> tuple[int | None, str | None, str]:
+    """The status, Retry-After and text of an HTML page (a session cookie is looked up in the database)."""
+    request = urllib.request.Request(  # noqa: S310 (http to our own node)
+        f"http://127.0.0.1:{port}{path}", headers={"Cookie": cookie} if cookie else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return response.status, response.headers.get("Retry-After"), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After"), error.read().decode()
 
 
 def connected_peer(cluster: Cluster) -> str | None:
@@ -159,6 +172,12 @@ def test_a_database_restart_loses_no_decision_and_the_nodes_recover_by_themselve
     )
     assert http_status(f"http://127.0.0.1:{nodes[acting_node][1]}/healthz") == 200
     assert api_answer(nodes[acting_node][1]) == (503, "2"), logs()
+    # The pages too: the caller's form (it asks the director) and a logged-in administrator's
+    # overview (the session is looked up) say "temporarily unavailable", not "server error".
+    for path, cookie in (("/request/", ""), ("/", "sessionid=an-administrators-session")):
+        status, retry_after, text = page_answer(nodes[acting_node][1], path, cookie)
+        assert (status, retry_after) == (503, "2"), (path, status, text[:2000], logs())
+        assert "Temporarily unavailable" in text
     time.sleep(max(0.0, AWAY_SECONDS - (time.monotonic() - away_since)))  # the outage lasts this long
     cluster.start()
     back_at = time.monotonic()
