@@ -3,8 +3,9 @@
 ``python -m bench._scale_peers --count N --stats FILE`` serves ``N`` real simulated peers
 (``failover.peering.simulator.serve``, the simulator's own machinery) on free ports,
 prints the simulator's ready line, and on every SIGUSR1 writes to ``FILE`` (JSON) what it
-saw since the previous SIGUSR1: how many pings, and the gaps between successive pings of
-the same peer (the effective probe period: the monitor's interval plus its lag).
+saw since the previous SIGUSR1: how many signs of life (pings answered, heartbeats pushed),
+and the gaps between successive ones of the same peer (the effective probe or heartbeat
+period: the monitor's interval plus its lag, or the heartbeat interval the monitor asked for).
 """
 
 from __future__ import annotations
@@ -66,10 +67,18 @@ COUNTER = Counter()
 
 
 class CountingMediaBlender(MediaBlender):
+    """Counts every sign of life the monitor gets from this peer: a ping it answered, or
+    a heartbeat it pushed (a monitor following heartbeats sends no pings)."""
+
     async def handle_request(self, conn: Any, name: str, args: dict[str, Any]) -> dict[str, Any]:
         if name == "ping":
             COUNTER.ping(self.port)
         return await super().handle_request(conn, name, args)
+
+    def _beat(self, conn: Any, interval: float, due: float, seq: int) -> None:
+        if not conn.closing:
+            COUNTER.ping(self.port)
+        super()._beat(conn, interval, due, seq)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

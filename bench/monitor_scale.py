@@ -20,6 +20,13 @@ at 1 s, the issue's target: 4,000 peers held at a 1 s interval within one core (
 ≥ 95 % of the ideal probe rate, period p99 ≤ interval + 250 ms, no peer falsely down,
 monitor CPU < 100 %). Servers have no ``base_url`` here: only peers are probed.
 
+Since issue 16 the simulators push heartbeats and the monitor follows them instead of
+probing: the "probes" counted are then the heartbeats pushed, at the interval the monitor
+asked for (the policy's 100 ms, stretched to one heartbeat per peer per ``peers / 4,000``
+seconds: 1 s at 4,000 peers). Every peer health change or switchover inside the measured
+window is a false one (all peers stay up), and the size is not held if there is one: with
+``--window 600`` a size is a soak (``--sizes 100@500 --window 600``: 400 peers for 10 min).
+
 Run: ``.venv/bin/python -m bench.monitor_scale [--quick] [--window S]``.
 """
 
@@ -92,8 +99,11 @@ def _reports(sims: list[tuple[Child, Path]]) -> list[dict[str, Any]]:
 def measure(
     stack: BenchStack, servers: int, interval_ms: int, warmup: float, window: float, profile: bool = False
 ) -> dict[str, Any]:
+    from django.utils import timezone
+
     from failover.choices import Health
-    from failover.models import Peer
+    from failover.models import FailoverEvent, Peer, Policy
+    from failover.monitor.monitor import heartbeat_interval_for
 
     set_policy(probe_interval_ms=interval_ms)
     total = servers * 4
@@ -128,6 +138,7 @@ def measure(
             if (pinged == total and waited >= warmup) or waited > 60:
                 break
         warmed = round(time.monotonic() - began, 1)
+        window_began = timezone.now()
         cpu0, t0 = monitor.cpu_seconds(), time.monotonic()
         sim_cpu0 = sum(child.cpu_seconds() for child, _ in sims)
         loads = [loadavg_1m()]
@@ -138,6 +149,9 @@ def measure(
         sim_cpu = (sum(child.cpu_seconds() for child, _ in sims) - sim_cpu0) / (t1 - t0) * 100
         loads.append(loadavg_1m())
         not_up = Peer.objects.exclude(health=Health.UP).count()
+        # Every health change or switchover in the window is a false one: all peers are up.
+        health_changes = Peer.objects.filter(health_changed_at__gte=window_began).count()
+        switchovers = FailoverEvent.objects.filter(detected_at__gte=window_began).count()
         if profiler is not None:
             profiler.finish()
     finally:
@@ -149,14 +163,20 @@ def measure(
     gaps_p50 = max(r["gap_p50"] or 0 for r in reports)
     gaps_p99 = max(r["gap_p99"] or 0 for r in reports)
     gaps_max = max(r["gap_max"] or 0 for r in reports)
-    interval = interval_ms / 1000
+    # Peers that push heartbeats are not probed: their signs of life come every heartbeat
+    # interval the monitor asks for (the policy's, stretched for many peers).
+    heartbeat = heartbeat_interval_for(Policy.current().heartbeat_interval_ms / 1000, total)
+    interval = heartbeat or interval_ms / 1000
     ideal = total / interval
     cpu = (cpu1 - cpu0) / (t1 - t0) * 100
-    held = pings / seconds >= 0.95 * ideal and gaps_p99 <= interval + 0.25 and not_up == 0 and cpu < 100
+    quiet = not_up == 0 and health_changes == 0 and switchovers == 0
+    held = pings / seconds >= 0.95 * ideal and gaps_p99 <= interval + 0.25 and quiet and cpu < 100
     return {
         "servers": servers,
         "peers": total,
         "interval_ms": interval_ms,
+        "heartbeat_ms": round(heartbeat * 1000, 1) if heartbeat else None,
+        "window_s": window,
         "probes_per_s": round(pings / seconds, 1),
         "ideal_per_s": round(ideal, 1),
         "rate_ratio": round(pings / seconds / ideal, 3),
@@ -168,6 +188,8 @@ def measure(
         "simulators_cpu_pct": round(sim_cpu, 1),
         "warmup_s": warmed,
         "peers_not_up": not_up,
+        "health_changes": health_changes,
+        "switchovers": switchovers,
         "peers_pinged": sum(r["peers_pinged"] for r in reports),
         "load_1m": loads,
         "held": held,
@@ -175,8 +197,9 @@ def measure(
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    headers = ["servers", "peers", "interval ms", "probes/s", "ideal/s", "period p50/p99/max ms", "lag p99 ms"]
-    headers += ["monitor CPU %", "simulators CPU %", "not up", "held"]
+    headers = ["servers", "peers", "interval ms", "heartbeat ms", "window s", "signs of life/s", "ideal/s"]
+    headers += ["period p50/p99/max ms", "lag p99 ms", "monitor CPU %", "simulators CPU %"]
+    headers += ["not up / health changes / switchovers", "held"]
     return format_table(
         headers,
         [
@@ -184,13 +207,15 @@ def table(rows: list[dict[str, Any]]) -> str:
                 r["servers"],
                 r["peers"],
                 r["interval_ms"],
+                r["heartbeat_ms"] or "off",
+                r["window_s"],
                 r["probes_per_s"],
                 r["ideal_per_s"],
                 f"{r['period_p50_ms']} / {r['period_p99_ms']} / {r['period_max_ms']}",
                 r["lag_p99_ms"],
                 r["monitor_cpu_pct"],
                 r["simulators_cpu_pct"],
-                r["peers_not_up"],
+                f"{r['peers_not_up']} / {r['health_changes']} / {r['switchovers']}",
                 "yes" if r["held"] else "no",
             ]
             for r in rows
@@ -207,7 +232,8 @@ def figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "benchmark": "monitor_scale",
                 "figure": f"{r['peers']} peers @ {r['interval_ms']} ms: monitor CPU, period p99, probe rate",
                 "value": f"{r['monitor_cpu_pct']} % CPU · p99 {r['period_p99_ms']} ms · "
-                f"{r['rate_ratio'] * 100:.0f} % of ideal · {r['peers_not_up']} down",
+                f"{r['rate_ratio'] * 100:.0f} % of ideal · {r['peers_not_up']} down · "
+                f"{r['health_changes']} health changes in {r['window_s']:.0f} s",
                 "target": "held within one core" if target else "-",
                 "met": r["held"] if target else None,
             }
