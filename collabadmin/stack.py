@@ -118,14 +118,21 @@ def _simulators(python: str) -> list[ProcessSpec]:
     from failover.models import Peer
 
     specs = []
-    for peer in Peer.objects.filter(host__in=LOCAL_HOSTS).order_by("port"):
+    for peer in Peer.objects.filter(host__in=LOCAL_HOSTS).select_related("server").order_by("port"):
         kind = peer.kind.replace("_", "-")
         argv = [python, "-m", "failover.peering", kind, "--port", str(peer.port), "--name", peer.name]
         if kind == "admin-workstation":
-            # The simulated ICM configuration survives restarts, like a real one.
-            argv += ["--data", os.path.join(_var_dir(), f"icm-{peer.name}.json")]
+            # Both AWs of a server's pair front one ICM: a change written through one is
+            # what the other serves, so a switchover alone shows no difference. The file
+            # survives restarts, like a real ICM database.
+            argv += ["--icm-store", str(icm_store_path(peer.server.name))]
         specs.append(ProcessSpec(peer.name, argv, {}))
     return specs
+
+
+def icm_store_path(server_name: str) -> Path:
+    """The simulated ICM database the Admin Workstations of ``server_name`` share."""
+    return Path(_var_dir()) / f"icm-{server_name}.json"
 
 
 def _var_dir() -> str:

@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from collabadmin.stack import stack_processes
 from configsync.services.verify import verify_run
 from failover.choices import PeerKind, PeerPriority, SyncRunState
 from failover.models import Link, Peer, Policy, Server
@@ -204,25 +205,37 @@ def test_the_output_lists_every_log_in_and_the_counts() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_fresh_demo_starts_with_the_simulated_icm_in_sync(debug_on, settings, tmp_path, start_peer):  # noqa: F811
-    """seed_demo writes each local Admin Workstation's data file from the demo database, so
-    Verify on a fresh demo finds nothing (no out-of-sync alert on first start); a second run
-    leaves the files alone (the simulated ICM keeps its changes, like a real one)."""
+def test_a_fresh_demo_starts_each_pair_on_one_simulated_icm_in_sync(debug_on, settings, tmp_path, start_peer):  # noqa: F811
+    """seed_demo writes each server's simulated ICM, the one store both its Admin
+    Workstations serve, from the demo database: Verify on a fresh demo finds nothing (no
+    out-of-sync alert on first start) through either AW. The stack starts both AWs of a
+    pair on it. A second run leaves the files alone (the ICM keeps its changes)."""
     settings.VAR_DIR = tmp_path
     seed()
-    data = tmp_path / "icm-routing-a-aw-1.json"
-    assert data.exists()
+    stores = {name: tmp_path / f"icm-{name}.json" for name in ("routing-a", "routing-b")}
+    assert all(path.exists() for path in stores.values())
+    data = stores["routing-a"]
     data.write_text(data.read_text())  # what the ICM holds now is the simulator's business
     before = data.stat().st_mtime_ns
     seed()
     assert data.stat().st_mtime_ns == before
 
+    simulators = [
+        spec.argv for spec in stack_processes(host="127.0.0.1", port=8000) if "admin-workstation" in spec.argv
+    ]
+    assert {argv[argv.index("--name") + 1]: argv[argv.index("--icm-store") + 1] for argv in simulators} == {
+        "routing-a-aw-1": str(stores["routing-a"]),
+        "routing-a-aw-2": str(stores["routing-a"]),
+        "routing-b-aw-1": str(stores["routing-b"]),
+        "routing-b-aw-2": str(stores["routing-b"]),
+    }
+
     server = Server.objects.get(name="routing-a")
-    aw = start_peer("admin-workstation", "--name", "routing-a-aw-1", "--data", str(data))
-    peer = Peer.objects.get(name="routing-a-aw-1")
-    Peer.objects.filter(pk=peer.pk).update(port=aw.port, health="up")
-    peer_mark_connected(Peer.objects.get(pk=peer.pk), epoch=1)
+    for epoch, name in enumerate(("routing-a-aw-1", "routing-a-aw-2"), start=1):
+        aw = start_peer("admin-workstation", "--name", name, "--icm-store", str(data))
+        Peer.objects.filter(name=name).update(port=aw.port, health="up")
+        peer_mark_connected(Peer.objects.get(name=name), epoch=epoch)
 
-    run = verify_run(server_id=server.pk, actor="test")
+        run = verify_run(server_id=server.pk, actor="test")
 
-    assert (run.state, run.plan) == (SyncRunState.IN_SYNC, [])
+        assert (run.state, run.plan) == (SyncRunState.IN_SYNC, [])

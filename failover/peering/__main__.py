@@ -2,6 +2,7 @@
 
     python -m failover.peering media-blender --port 7001 [--name mb-a]
     python -m failover.peering admin-workstation --port 7101 [--name aw-a] [--data var/aw-a.json]
+    python -m failover.peering admin-workstation --port 7102 --name aw-b --icm-store var/icm.json  # a pair's one ICM
     python -m failover.peering media-blender --ports 7000-7999 --control-port 6999   # 1000 peers
     python -m failover.peering ctl --port 7001 fault latency 200
 
@@ -23,8 +24,9 @@ import resource
 import sys
 from collections.abc import Sequence
 
-from .admin_workstation import AdminWorkstation, DataFileError
+from .admin_workstation import AdminWorkstation
 from .control import add_ctl_arguments, run_ctl
+from .icm_store import DataFileError
 from .media_blender_simulator import DEFAULT_CONFIRM_DELAY_MS, MediaBlender
 from .simulator import ControlServer, PeerSimulator, serve
 
@@ -61,8 +63,15 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, with_kind: bool = True
     parser.add_argument(
         "--name", help="peer name, may contain {port}; several peers are named NAME-PORT; default mb-PORT / aw-PORT"
     )
-    parser.add_argument(
-        "--data", help="admin-workstation data file (JSON); may contain {port}; default: in memory only"
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument(
+        "--data", help="admin-workstation: its own data file (JSON); may contain {port}; default: in memory only"
+    )
+    store.add_argument(
+        "--icm-store",
+        metavar="PATH",
+        help="admin-workstation: the ICM database (JSON, changed under a file lock) shared by every AW "
+        "given the same PATH, as both AWs of a pair front one ICM",
     )
     parser.add_argument(
         "--control-port", type=int, default=None, help="also listen on this control port (0: a free port)"
@@ -96,8 +105,11 @@ def build_peers(ns: argparse.Namespace) -> list[PeerSimulator]:
         ports = list(range(ns.port, ns.port + ns.count))
     if ns.data and len(ports) > 1 and "{port}" not in ns.data:
         raise ValueError("with several peers --data must contain {port} (one file per peer)")
-    if ns.data and ns.kind != AdminWorkstation.kind:
-        raise ValueError("--data is for admin-workstation only")
+    icm_store = ns.icm_store
+    if (ns.data or icm_store) and ns.kind != AdminWorkstation.kind:
+        raise ValueError("--data and --icm-store are for admin-workstation only")
+    if icm_store and "{port}" in icm_store:
+        raise ValueError("--icm-store is one ICM shared by every peer given it: for one file per peer use --data")
     peers: list[PeerSimulator] = []
     short = SHORT_NAMES[ns.kind]
     if ns.name:
@@ -111,7 +123,7 @@ def build_peers(ns: argparse.Namespace) -> list[PeerSimulator]:
                 name=name, host=ns.host, port=port, confirm_delay_ms=ns.confirm_delay_ms, icm_side=icm_side
             )
         else:
-            peer = AdminWorkstation(name=name, host=ns.host, port=port, data_file=ns.data)
+            peer = AdminWorkstation(name=name, host=ns.host, port=port, data_file=ns.data, icm_store=icm_store)
         peer.offers_heartbeat = not ns.no_heartbeat
         peers.append(peer)
     return peers
@@ -155,8 +167,11 @@ def run(ns: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve(peers, control_port=ns.control_port, control_host=ns.host, on_ready=on_ready))
-    except (OSError, DataFileError) as exc:
+    except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except DataFileError as exc:
+        print(f"error: {exc}; refusing to start", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # SIGINT before the handler was installed
         pass

@@ -1,10 +1,18 @@
-"""``ctl``: drive a running simulator from the command line (faults, hangups, ICM side, any op).
+"""``ctl``: drive a running simulator from the command line (faults, hangups, ICM side,
+changes made in the ICM outside collabadmin, any op).
 
     python -m failover.peering ctl --port 7001 fault latency 200
     python -m failover.peering ctl --port 7001 fault stall|refuse|clear|show
     python -m failover.peering ctl --port 7001 hangup SESSION_ID
     python -m failover.peering ctl --port 7001 set-icm-side A|B|none
+    python -m failover.peering ctl --port 7003 icm-add-agent AGENT_ID [--name NAME] [--skill-group ID ...] [--disabled]
+    python -m failover.peering ctl --port 7003 icm-delete-agent AGENT_ID
     python -m failover.peering ctl --port 7001 call register_agent agent_id=a1 'skill_groups=["sales"]'
+
+``icm-add-agent`` and ``icm-delete-agent`` (also spelt ``icm_add_agent``,
+``icm_delete_agent``) stand for someone changing the ICM with its own tools: the change
+goes through the AW on ``--port`` into the ICM that AW fronts (with ``--icm-store``, the
+one both AWs of the pair serve), and collabadmin knows nothing of it until a verify.
 
 With ``--control-port C`` the request goes to the process's control port, addressed to the
 peer on ``--port`` and unaffected by its faults: the only way to clear ``refuse`` (the
@@ -76,13 +84,47 @@ def add_ctl_arguments(parser: argparse.ArgumentParser) -> None:
     hangup.add_argument("session_id")
     side = sub.add_parser("set-icm-side", help="the Media Blender's ICM side: A, B or none")
     side.add_argument("side", choices=["A", "B", "none"])
+    _add_icm_arguments(sub)
     call = sub.add_parser("call", help="any operation: OP [key=json-or-text ...]")
     call.add_argument("op")
     call.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
 
 
+def _add_icm_arguments(sub: Any) -> None:
+    """The changes made in the ICM outside collabadmin (Admin Workstation)."""
+    add = sub.add_parser(
+        "icm-add-agent",
+        aliases=["icm_add_agent"],
+        help="create agent AGENT_ID in the ICM, outside collabadmin (Admin Workstation)",
+    )
+    add.add_argument("agent_id")
+    add.add_argument("--name", help="the agent's name (default: AGENT_ID)")
+    add.add_argument(
+        "--skill-group", dest="skill_groups", action="append", default=[], metavar="ID", help="repeat for several"
+    )
+    add.add_argument("--disabled", action="store_true", help="create the agent disabled")
+    delete = sub.add_parser(
+        "icm-delete-agent",
+        aliases=["icm_delete_agent"],
+        help="delete agent AGENT_ID from the ICM, outside collabadmin (Admin Workstation)",
+    )
+    delete.add_argument("agent_id")
+
+
+def _icm_request(ns: argparse.Namespace) -> tuple[str, dict[str, Any]] | None:
+    action = ns.action.replace("_", "-")
+    if action == "icm-add-agent":
+        args = {"agent_id": ns.agent_id, "name": ns.name or ns.agent_id, "skill_groups": ns.skill_groups}
+        return "create_agent", {**args, "enabled": not ns.disabled}
+    if action == "icm-delete-agent":
+        return "delete_agent", {"agent_id": ns.agent_id}
+    return None
+
+
 def request_from(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The (op, args) a parsed ctl command line stands for; ``ArgumentTypeError`` if malformed."""
+    if (icm := _icm_request(ns)) is not None:
+        return icm
     if ns.action == "fault":
         return "fault", _fault_args(ns.words)
     if ns.action == "hangup":

@@ -1,7 +1,8 @@
 """Fixtures for the wizards and Verify and Sync: real Admin Workstation simulator processes.
 
-Each AW process persists its own ICM configuration (``--data``); both peers of a pair are
-seeded with the same skill groups as this server, so the two sides start in agreement.
+The two AWs of a pair front one ICM (``--icm-store``, one file both processes serve), as
+real ones front one ICM database; a single AW keeps its own copy (``--data``). The ICM is
+seeded with this server's skill groups, so the two sides start in agreement.
 Celery runs eagerly: a task sent on commit (the verify after a switchover, a launched
 wizard, verify or sync) runs at once in the sending thread, as if a worker were waiting.
 """
@@ -48,13 +49,23 @@ def groups(server: Server) -> dict[str, SkillGroup]:
 
 
 @pytest.fixture
-def start_aw(start_peer: Callable[..., PeerProcess], tmp_path: Path) -> Callable[[str], PeerProcess]:  # noqa: F811
-    """``start_aw(name)``: an AW process seeded with this server's skill groups."""
+def icm_store(tmp_path: Path) -> Path:
+    """The one ICM a pair of AWs fronts."""
+    return tmp_path / "icm.json"
 
-    def start(name: str) -> PeerProcess:
-        process = start_peer("admin-workstation", "--name", name, "--data", str(tmp_path / f"{name}.json"))
+
+@pytest.fixture
+def start_aw(start_peer: Callable[..., PeerProcess], tmp_path: Path) -> Callable[..., PeerProcess]:  # noqa: F811
+    """``start_aw(name, icm_store=None, *extra)``: an AW process whose ICM has this server's
+    skill groups: its own data file, or the ICM store given (shared with the other AW)."""
+
+    def start(name: str, icm_store: Path | None = None, *extra: str) -> PeerProcess:
+        where = ["--icm-store", str(icm_store)] if icm_store else ["--data", str(tmp_path / f"{name}.json")]
+        process = start_peer("admin-workstation", "--name", name, *where, *extra)
+        known = {g["skill_group_id"] for g in aw_call(process, "list_skill_groups")["skill_groups"]}
         for icm_id, group_name in GROUPS.items():
-            aw_call(process, "create_skill_group", skill_group_id=icm_id, name=group_name)
+            if icm_id not in known:  # a shared ICM is seeded by the first AW only
+                aw_call(process, "create_skill_group", skill_group_id=icm_id, name=group_name)
         return process
 
     return start
@@ -70,9 +81,9 @@ def fast_policy(db) -> Policy:
 
 
 @pytest.fixture
-def aw_pair(server: Server, groups, start_aw, fast_policy) -> tuple[Link, dict[str, PeerProcess]]:
-    """Two real AW processes as the server's pair (not yet connected: start a monitor)."""
-    processes = {name: start_aw(name) for name in ("aw-1", "aw-2")}
+def aw_pair(server: Server, groups, start_aw, icm_store, fast_policy) -> tuple[Link, dict[str, PeerProcess]]:
+    """Two real AW processes fronting one ICM as the server's pair (not yet connected: start a monitor)."""
+    processes = {name: start_aw(name, icm_store) for name in ("aw-1", "aw-2")}
     for priority, name in enumerate(["aw-1", "aw-2"], start=PeerPriority.PRIMARY):
         PeerFactory(
             server=server, kind=PeerKind.ADMIN_WORKSTATION, priority=priority, name=name, port=processes[name].port

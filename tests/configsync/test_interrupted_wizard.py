@@ -1,13 +1,17 @@
 """Issue 6, point 5: the connected Admin Workstation is SIGKILLed in the middle of the
-add-agent wizard. Real AW simulator processes, the real monitor (probes and switchover),
-the wizard run step by step through its service so the kill falls between two steps.
+add-agent wizard. Real AW simulator processes fronting one ICM (issue 20), the real monitor
+(probes and switchover), the wizard run step by step through its service so the kill falls
+between two steps: Verify then finds exactly the wizard's half-made change.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 
 import pytest
+from django.core.management import call_command
 
 from configsync.services.sync import DeletionsNotConfirmed, StalePlan, sync_apply, sync_plan_update, sync_start
 from configsync.services.verify import SyncBusy, verify_create, verify_run
@@ -23,6 +27,8 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 OUT_OF_SYNC = "Configuration may be out of sync: run Verify and Sync"
+# What the add-agent wizard killed after "Create agent ann in the ICM" left undone.
+HALF_MADE = ["membership:ann:sales", "membership:ann:support"]
 
 
 def open_alert(server) -> Alert | None:
@@ -69,6 +75,7 @@ def test_killing_the_aw_mid_wizard_interrupts_it_and_verify_and_sync_repairs(ser
         run = wizard_step(run_id=run.pk, actor=admin)  # the ICM, through the connected AW
         assert [s["status"] for s in run.step_log] == ["done", "done", "pending", "pending"]
         assert icm_agents(old_process)["ann"]["skill_groups"] == []
+        assert icm_agents(new_process)["ann"]["skill_groups"] == []  # one ICM behind both AWs
 
         old_process.kill()  # SIGKILL between step 2 and step 3
 
@@ -82,7 +89,8 @@ def test_killing_the_aw_mid_wizard_interrupts_it_and_verify_and_sync_repairs(ser
         assert alert.message == OUT_OF_SYNC
         assert AuditEntry.objects.filter(action=AuditAction.WIZARD_INTERRUPTED, object_id=str(run.pk)).exists()
 
-        # The monitor switches to the other AW; the check after the switchover runs by itself.
+        # The monitor switches to the other AW; the check after the switchover runs by itself
+        # and finds what the wizard left undone: ann is in the ICM, in neither skill group.
         wait_until(
             lambda: connected_peer(link) and connected_peer(link).name == new_name, timeout=10, message="AW switch"
         )
@@ -93,7 +101,7 @@ def test_killing_the_aw_mid_wizard_interrupts_it_and_verify_and_sync_repairs(ser
             timeout=10,
             message="the verify after the switchover found the difference",
         )
-        assert [row["id"] for row in auto.plan] == ["agent:ann"]
+        assert [row["id"] for row in auto.plan] == HALF_MADE
         assert AuditEntry.objects.filter(
             action=AuditAction.SYNC_VERIFY, object_id=str(auto.pk), actor_name="system:verify-after-switchover"
         ).exists()
@@ -101,40 +109,41 @@ def test_killing_the_aw_mid_wizard_interrupts_it_and_verify_and_sync_repairs(ser
     # The wizard is still interrupted at the step where it stopped (the hook did not move it).
     assert WizardRun.objects.get(pk=run.pk).current_step == 2
 
-    # Verify: exactly the difference. The new AW's ICM never heard of ann.
+    # Verify: exactly the steps the wizard did not get to, nothing else.
     plan_run = verify_run(server_id=server.pk, actor=admin)
     assert plan_run.state == SyncRunState.PLANNED
-    assert len(plan_run.plan) == 1
+    assert [row["id"] for row in plan_run.plan] == HALF_MADE
     row = plan_run.plan[0]
-    assert (row["id"], row["kind"], row["icm"]) == ("agent:ann", "agent", "missing")
-    assert row["local"] == "Ann Lee (enabled; sales, support)"
+    assert (row["kind"], row["local"], row["icm"]) == ("membership", "member", "not a member")
+    assert row["summary"] == "Agent ann is in skill group sales only on this server"
     assert row["direction"] == SyncDirection.FROM_ICM  # the ICM is the source of truth by default
     assert row["fixes"]["from_icm"] == {
         "op": "delete_local",
-        "text": "Delete agent ann from this server",
+        "text": "Remove ann from sales on this server",
         "removal": True,
     }
-    assert row["fixes"]["to_icm"]["text"] == "Create agent ann in the ICM"
+    assert row["fixes"]["to_icm"]["text"] == "Add ann to sales in the ICM"
     assert plan_run.icm_version == aw_call(new_process, "get_config")["config_version"]
     assert open_alert(server) is not None
 
-    # Deleting ann here needs the second confirmation.
-    sync_plan_update(run_id=plan_run.pk, rows=[{"id": "agent:ann", "approved": True}], actor=admin)
+    # Removing ann's memberships here needs the second confirmation.
+    approve = [{"id": row_id, "approved": True} for row_id in HALF_MADE]
+    sync_plan_update(run_id=plan_run.pk, rows=approve, actor=admin)
     with pytest.raises(DeletionsNotConfirmed):
         sync_start(run_id=plan_run.pk, actor=admin)
     assert SyncRun.objects.get(pk=plan_run.pk).state == SyncRunState.PLANNED
-    assert Agent.objects.filter(icm_id="ann").exists()
 
-    # The administrator keeps ann and writes her to the ICM instead: no deletion, no confirmation.
-    sync_plan_update(run_id=plan_run.pk, rows=[{"id": "agent:ann", "direction": "to_icm"}], actor=admin)
+    # The administrator finishes the wizard's work in the ICM instead: no deletion, no confirmation.
+    finish = [{"id": row_id, "direction": "to_icm"} for row_id in HALF_MADE]
+    sync_plan_update(run_id=plan_run.pk, rows=finish, actor=admin)
     started = sync_start(run_id=plan_run.pk, actor=admin)
     assert started.state == SyncRunState.SYNCING
-    assert (started.progress_done, started.progress_total) == (0, 1)
+    assert (started.progress_done, started.progress_total) == (0, 2)
     done = sync_apply(run_id=plan_run.pk, actor=admin)
     assert done.state == SyncRunState.COMPLETED
-    assert (done.progress_done, done.progress_total) == (1, 1)
-    assert done.plan[0]["result"]["status"] == "done"
-    assert done.report["done"] == 1
+    assert (done.progress_done, done.progress_total) == (2, 2)
+    assert [row["result"]["status"] for row in done.plan] == ["done", "done"]
+    assert done.report["done"] == 2
     assert done.report["failed"] == 0
     assert icm_agents(new_process)["ann"] == {
         "agent_id": "ann",
@@ -269,16 +278,20 @@ def test_a_sync_interrupted_by_the_aw_can_be_run_again(server, connected_aw, gro
     assert verify_run(server_id=server.pk, actor=admin).state == SyncRunState.IN_SYNC
 
 
-def test_the_check_after_a_manual_aw_switchover_raises_the_alert(server, groups, start_aw, monkeypatch):
-    """No wizard at all: the standby AW's ICM simply differs. Switching to it runs the
-    verify-only check on commit (Celery eagerly here), which raises the alert."""
+def test_the_check_after_a_manual_aw_switchover_raises_the_alert(server, groups, start_aw, icm_store, monkeypatch):
+    """No wizard at all: someone added an agent in the ICM with its own tools (``manage.py
+    peerctl icm-add-agent``, through the standby AW: it is the same ICM). Switching over runs the
+    verify-only check on commit (Celery eagerly here), which finds it and raises the alert."""
     from failover.choices import Health, PeerKind, PeerPriority
     from failover.models import Peer
     from failover.services.switchover import link_switchover
     from tests.factories import PeerFactory, peer_mark_connected
 
-    processes = {name: start_aw(name) for name in ("aw-1", "aw-2")}
-    aw_call(processes["aw-2"], "create_agent", agent_id="gus", name="Gus", skill_groups=["sales"])
+    processes = {name: start_aw(name, icm_store) for name in ("aw-1", "aw-2")}
+    out = io.StringIO()
+    outside = ["icm-add-agent", "gus", "--name", "Gus", "--skill-group", "sales"]
+    call_command("peerctl", "--port", processes["aw-2"].port, *outside, stdout=out)
+    assert json.loads(out.getvalue())["agent"]["skill_groups"] == ["sales"]
     peers = [
         PeerFactory(
             server=server, kind=PeerKind.ADMIN_WORKSTATION, priority=priority, name=name, port=processes[name].port
@@ -299,6 +312,7 @@ def test_the_check_after_a_manual_aw_switchover_raises_the_alert(server, groups,
     check = SyncRun.objects.get(server=server, aw_epoch=2)
     assert check.state == SyncRunState.PLANNED
     assert [row["id"] for row in check.plan] == ["agent:gus"]
+    assert check.plan[0]["icm"] == "Gus (enabled; sales)"
     assert open_alert(server).message == OUT_OF_SYNC
     # Every administrator's desktop hears of it (the status group), after the commit.
     assert (

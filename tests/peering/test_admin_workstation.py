@@ -1,8 +1,10 @@
-"""The ICM Admin Workstation simulator: CRUD, errors, versioning and crash-safe persistence."""
+"""The ICM Admin Workstation simulator: CRUD, errors, versioning and crash-safe persistence,
+alone (its own copy, ``--data``) and as a pair fronting one ICM (``--icm-store``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from failover.peering.admin_workstation import AdminWorkstation, IcmConfig, load_config
+from failover.peering.admin_workstation import AdminWorkstation
 from failover.peering.client import PeerConnection, PeerError, PeerUnavailable
+from failover.peering.icm_store import IcmConfig, load_config
 
 from .conftest import REPO_ROOT, peer_env
 
@@ -88,12 +91,13 @@ def test_every_acknowledged_change_survives_a_sigkill_in_the_middle_of_a_burst(s
     assert config["config_version"] == len(stored)
 
 
-def test_a_corrupt_data_file_stops_the_simulator_from_starting_and_is_left_untouched(tmp_path):
+@pytest.mark.parametrize("option", ["--data", "--icm-store"])
+def test_a_corrupt_data_file_stops_the_simulator_from_starting_and_is_left_untouched(tmp_path, option):
     data = tmp_path / "aw.json"
     data.write_text('{"format": 1, "config_version": 3, "agents": [')
 
     result = subprocess.run(
-        [sys.executable, "-m", "failover.peering", "admin-workstation", "--port", "0", "--data", str(data)],
+        [sys.executable, "-m", "failover.peering", "admin-workstation", "--port", "0", option, str(data)],
         cwd=REPO_ROOT,
         env=peer_env(),
         capture_output=True,
@@ -104,8 +108,127 @@ def test_a_corrupt_data_file_stops_the_simulator_from_starting_and_is_left_untou
 
     assert result.returncode == 1
     assert "not a valid AW data file" in result.stderr
+    assert "refusing to start" in result.stderr
     assert result.stdout == ""
     assert data.read_text() == '{"format": 1, "config_version": 3, "agents": ['
+
+
+def test_an_aw_has_its_own_data_file_or_the_shared_icm_store_not_both(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "failover.peering", "admin-workstation", "--port", "0"]
+        + ["--data", str(tmp_path / "aw.json"), "--icm-store", str(tmp_path / "icm.json")],
+        cwd=REPO_ROOT,
+        env=peer_env(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "not allowed with argument" in result.stderr
+    assert not (tmp_path / "icm.json").exists()
+
+
+# -- a pair of AWs fronting one ICM (--icm-store) ------------------------------------------
+
+
+def test_two_aws_on_one_icm_store_serve_one_icm_and_lose_no_concurrent_change(start_peer, tmp_path, run):
+    store = tmp_path / "icm.json"
+    one = start_peer("admin-workstation", "--name", "aw-1", "--icm-store", str(store))
+    two = start_peer("admin-workstation", "--name", "aw-2", "--icm-store", str(store))
+
+    async def scenario() -> tuple[list[int], dict[str, Any]]:
+        async with contextlib.AsyncExitStack() as stack:
+            first = await stack.enter_async_context(await PeerConnection.open(one.host, one.port))
+            second = await stack.enter_async_context(await PeerConnection.open(two.host, two.port))
+            await _seed(first)  # six changes, all through aw-1
+            assert await second.call("get_config") == await first.call("get_config")
+            # A compare-and-set through one AW sees the change just made through the other.
+            await second.call("create_agent", agent_id="cy", name="Cy", expected_version=6)
+            with pytest.raises(PeerError) as stale:
+                await first.call("delete_agent", agent_id="cy", expected_version=6)
+            assert stale.value.code == "version_mismatch"
+            replies = await asyncio.gather(
+                *(
+                    (first, second)[i % 2].call(
+                        "create_skill_group", skill_group_id=f"sg{i:03}", name=f"G{i}", timeout=15
+                    )
+                    for i in range(100)
+                )
+            )
+            return [reply["config_version"] for reply in replies], await first.call("get_config")
+
+    versions, config = run(scenario())
+
+    # Each change, through either AW, got a version of its own: none overwrote another.
+    assert sorted(versions) == list(range(8, 108))
+    assert config["config_version"] == 107
+    assert len(config["skill_groups"]) == 102
+    assert [a["agent_id"] for a in config["agents"]] == ["ann", "bob", "cy"]
+    assert json.loads(store.read_text())["config_version"] == 107
+
+
+def test_an_aw_killed_in_the_middle_of_changes_leaves_the_other_serving_every_acknowledged_one(
+    start_peer, tmp_path, run
+):
+    store = tmp_path / "icm.json"
+    one = start_peer("admin-workstation", "--name", "aw-1", "--icm-store", str(store))
+    two = start_peer("admin-workstation", "--name", "aw-2", "--icm-store", str(store))
+    acknowledged: list[str] = []
+
+    async def burst_then_carry_on() -> dict[str, Any]:
+        enough = asyncio.Event()
+        async with await PeerConnection.open(one.host, one.port) as conn:
+
+            async def create(group_id: str) -> None:
+                await conn.call("create_skill_group", skill_group_id=group_id, name=group_id, timeout=10)
+                acknowledged.append(group_id)
+                if len(acknowledged) >= 20:
+                    enough.set()
+
+            tasks = [asyncio.create_task(create(f"sg{i:03}")) for i in range(300)]
+            await asyncio.wait_for(enough.wait(), 10)
+            one.process.kill()  # maybe holding the store's lock, maybe half-way through a write
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            assert all(r is None or isinstance(r, PeerUnavailable) for r in results)
+        async with await PeerConnection.open(two.host, two.port) as conn:
+            await conn.call("create_agent", agent_id="ann", name="Ann", timeout=5)  # the lock died with aw-1
+            return await conn.call("get_config")
+
+    config = run(burst_then_carry_on())
+
+    stored = {g["skill_group_id"] for g in config["skill_groups"]}
+    assert set(acknowledged) <= stored
+    assert config["config_version"] == len(stored) + 1
+    assert [a["agent_id"] for a in config["agents"]] == ["ann"]
+
+
+def test_peerctl_changes_the_icm_outside_collabadmin_through_either_aw(start_peer, tmp_path):
+    store = tmp_path / "icm.json"
+    one = start_peer("admin-workstation", "--name", "aw-1", "--icm-store", str(store))
+    two = start_peer("admin-workstation", "--name", "aw-2", "--icm-store", str(store))
+    assert one.ctl("call", "create_skill_group", "skill_group_id=sales", "name=Sales").returncode == 0
+
+    added = two.ctl("icm-add-agent", "zoe", "--name", "Zoe Park", "--skill-group", "sales", "--disabled")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["agent"] == {
+        "agent_id": "zoe",
+        "name": "Zoe Park",
+        "enabled": False,
+        "skill_groups": ["sales"],
+    }
+    seen = json.loads(one.ctl("call", "get_agent", "agent_id=zoe").stdout)
+    assert seen["agent"]["name"] == "Zoe Park"
+
+    unknown = one.ctl("icm_add_agent", "yan", "--skill-group", "nope", via_control=True)
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: not_found: skill group 'nope' does not exist")
+
+    deleted = one.ctl("icm_delete_agent", "zoe", via_control=True)
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout) == {"agent_id": "zoe", "config_version": 3}
+    assert json.loads(two.ctl("call", "get_config").stdout)["agents"] == []
+    assert two.ctl("icm-delete-agent", "zoe").returncode == 1
 
 
 def test_changes_answer_not_found_conflict_invalid_and_version_mismatch(admin_workstation, run):
@@ -286,31 +409,52 @@ class Model:
         }
 
 
-async def _replay(operations: list[tuple[str, dict[str, Any], int | None]], data: Path) -> None:
+async def _replay(operations: list[tuple[str, dict[str, Any], int | None]], aws: list[AdminWorkstation]) -> Model:
+    """Send the operations in turn to each of ``aws`` (which share whatever they share) and
+    compare every answer, and then the configuration each one serves, with one model."""
     model = Model()
-    aw = AdminWorkstation(name="aw-model", data_file=data)
-    await aw.start()
-    try:
-        async with await PeerConnection.open("127.0.0.1", aw.port) as conn:
-            for op, args, version in operations:
-                expected_error = model.apply(op, dict(args), version)
-                if expected_error is not None:
-                    with pytest.raises(PeerError) as error:
-                        await conn.call(op, **_with_version(args, version))
-                    assert error.value.code == expected_error, (op, args, version, error.value)
-                else:
-                    result = await conn.call(op, **_with_version(args, version))
-                    assert result["config_version"] == model.version, (op, args, version)
+    async with contextlib.AsyncExitStack() as stack:
+        for aw in aws:
+            await aw.start()
+            stack.push_async_callback(aw.stop)
+        conns = [await stack.enter_async_context(await PeerConnection.open("127.0.0.1", aw.port)) for aw in aws]
+        for index, (op, args, version) in enumerate(operations):
+            conn = conns[index % len(conns)]
+            expected_error = model.apply(op, dict(args), version)
+            if expected_error is not None:
+                with pytest.raises(PeerError) as error:
+                    await conn.call(op, **_with_version(args, version))
+                assert error.value.code == expected_error, (op, args, version, error.value)
+            else:
+                result = await conn.call(op, **_with_version(args, version))
+                assert result["config_version"] == model.version, (op, args, version)
+        for conn in conns:
             assert await conn.call("get_config") == model.config()
-    finally:
-        await aw.stop()
+    return model
+
+
+def _reloads_as(data: Path, model: Model) -> bool:
     reloaded = load_config(data).to_json()
     del reloaded["format"]
-    assert reloaded == model.config() or (model.version == 0 and load_config(data) == IcmConfig())
+    return reloaded == model.config() or (model.version == 0 and load_config(data) == IcmConfig())
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(OPERATIONS, max_size=20))
 def test_the_admin_workstation_behaves_like_a_dictionary_model_and_its_file_reloads_identically(operations):
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(asyncio.wait_for(_replay(operations, Path(tmp) / "aw.json"), 20))
+        data = Path(tmp) / "aw.json"
+        model = asyncio.run(
+            asyncio.wait_for(_replay(operations, [AdminWorkstation(name="aw-model", data_file=data)]), 20)
+        )
+        assert _reloads_as(data, model)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(OPERATIONS, max_size=20))
+def test_two_aws_on_one_icm_store_behave_like_one_dictionary_model(operations):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "icm.json"
+        pair = [AdminWorkstation(name=f"aw-{n}", icm_store=store) for n in (1, 2)]
+        model = asyncio.run(asyncio.wait_for(_replay(operations, pair), 20))
+        assert _reloads_as(store, model)

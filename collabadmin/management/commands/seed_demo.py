@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -19,10 +18,11 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from collabadmin.stack import LOCAL_HOSTS, icm_store_path
 from configsync.services.local_config import local_config
 from failover.choices import PeerKind, PeerPriority, ServerRole
 from failover.models import Link, Peer, Policy, Server
-from failover.peering.admin_workstation import IcmConfig, atomic_write_json
+from failover.peering.icm_store import IcmConfig, atomic_write_json
 from failover.services.topology import peer_ensure, server_ensure
 from sessions.models import Agent, SkillGroup
 
@@ -161,18 +161,21 @@ class Command(BaseCommand):
         self._print_summary(logins)
 
     def _seed_icm(self) -> None:
-        """Give each local Admin Workstation simulator the ICM configuration the demo
-        database describes, so a fresh demo starts in sync (no "run Verify and Sync" alert).
+        """Give each server's simulated ICM (the one store both its local Admin
+        Workstations serve) the configuration the demo database describes, so a fresh demo
+        starts in sync (no "run Verify and Sync" alert).
 
-        Only files that do not exist yet are written: a simulated ICM keeps what wizards and
-        syncs did to it across restarts, like a real one (``collabadmin.stack`` passes
-        ``--data var/icm-<peer>.json``). Delete the files to start over.
+        Only stores that do not exist yet are written: a simulated ICM keeps what wizards,
+        syncs and ``peerctl icm-add-agent`` did to it across restarts, like a real one
+        (``collabadmin.stack`` passes ``--icm-store var/icm-<server>.json`` to both AWs of
+        a pair). Delete the files to start over.
         """
-        for peer in Peer.objects.filter(kind=PeerKind.ADMIN_WORKSTATION, host="127.0.0.1").select_related("server"):
-            path = Path(settings.VAR_DIR) / f"icm-{peer.name}.json"
+        servers = Server.objects.filter(peers__kind=PeerKind.ADMIN_WORKSTATION, peers__host__in=LOCAL_HOSTS).distinct()
+        for server in servers.order_by("name"):
+            path = icm_store_path(server.name)
             if path.exists():
                 continue
-            local = local_config(peer.server_id)
+            local = local_config(server.pk)
             config = IcmConfig(config_version=1)
             for icm_id, name in local.skill_groups.items():
                 config.skill_groups[icm_id] = {"skill_group_id": icm_id, "name": name}
@@ -183,8 +186,9 @@ class Command(BaseCommand):
                     "enabled": agent["enabled"],
                     "skill_groups": sorted(agent["skill_groups"]),
                 }
+            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, config.to_json())
-            self.stdout.write(f"Simulated ICM of {peer.name} written to {path}")
+            self.stdout.write(f"Simulated ICM of {server.name} (both its Admin Workstations) written to {path}")
 
     def _seed(self, *, reset_passwords: bool) -> list[tuple[str, str, str]]:
         Policy.current()

@@ -1,4 +1,4 @@
-"""``manage.py runpeer media-blender|admin-workstation --port PORT [--name NAME] [--data FILE]``.
+"""``manage.py runpeer media-blender|admin-workstation --port PORT [--name NAME] [--data FILE | --icm-store PATH]``.
 
 A thin wrapper of ``python -m failover.peering``: same options, same ready line, same code.
 The simulator needs neither the database nor Django's system checks.
