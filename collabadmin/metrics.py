@@ -79,8 +79,20 @@ class DatabaseCollector(Collector):
         servers = list(Server.objects.order_by("name").values_list("name", "role", "health", "degraded_since"))
         server_names = [name for name, *_ in servers]
         yield from self._servers(servers)
-        yield from self._links()
-        yield from self._peers()
+        peers = list(
+            Peer.objects.order_by("server__name", "kind", "priority").values_list(
+                "server__name",
+                "name",
+                "kind",
+                "health",
+                "connection",
+                "in_maintenance",
+                "last_latency_ms",
+                "consecutive_failures",
+            )
+        )
+        yield from self._links(peers)
+        yield from self._peers(peers)
         yield from self._failover_counts(server_names)
         yield from self._failover_durations()
         yield from self._sessions(server_names, now)
@@ -106,7 +118,7 @@ class DatabaseCollector(Collector):
         yield degraded
 
     @staticmethod
-    def _links() -> Iterator[Metric]:
+    def _links(peers: list[tuple]) -> Iterator[Metric]:
         state = _gauge(
             "link_state",
             "1 for the link's current state, 0 for every other state (one series per state).",
@@ -115,16 +127,24 @@ class DatabaseCollector(Collector):
         epoch = _gauge(
             "link_epoch", "The link's fencing epoch; it rises by one on every switchover.", ["server", "kind"]
         )
+        available = _gauge(
+            "link_peers_available",
+            "Peers of the link's pair that are up and not in maintenance: 2 redundant, 1 without redundancy, 0 down.",
+            ["server", "kind"],
+        )
+        usable: dict[tuple[str, str], int] = {}
+        for server, _, kind, health, _, in_maintenance, *_ in peers:
+            usable[server, kind] = usable.get((server, kind), 0) + (health == Health.UP and not in_maintenance)
         rows = Link.objects.order_by("server__name", "kind").values_list("server__name", "kind", "state", "epoch")
         for server, kind, current, link_epoch in rows:
             for value in LinkState.values:
                 state.add_metric([server, kind, value], 1 if value == current else 0)
             epoch.add_metric([server, kind], link_epoch)
-        yield state
-        yield epoch
+            available.add_metric([server, kind], usable.get((server, kind), 0))
+        yield from (state, epoch, available)
 
     @staticmethod
-    def _peers() -> Iterator[Metric]:
+    def _peers(rows: list[tuple]) -> Iterator[Metric]:
         labels = ["server", "peer", "kind"]
         up = _gauge("peer_up", "1 when the peer is up by its rise/fall probes, 0 when down or unknown.", labels)
         connected = _gauge("peer_connected", "1 when the peer is its pair's connected peer, else 0.", labels)
@@ -135,16 +155,6 @@ class DatabaseCollector(Collector):
             labels,
         )
         failures = _gauge("peer_consecutive_failures", "Failed probes in a row at the last flush.", labels)
-        rows = Peer.objects.order_by("server__name", "kind", "priority").values_list(
-            "server__name",
-            "name",
-            "kind",
-            "health",
-            "connection",
-            "in_maintenance",
-            "last_latency_ms",
-            "consecutive_failures",
-        )
         for server, name, kind, health, connection, in_maintenance, latency_ms, failure_count in rows:
             key = [server, name, kind]
             up.add_metric(key, 1 if health == Health.UP else 0)
@@ -291,13 +301,25 @@ class DatabaseCollector(Collector):
 
     @staticmethod
     def _monitor(now) -> Iterator[Metric]:
-        held = Lease.objects.filter(name=MONITOR_LEASE_NAME, expires_at__gt=now).exclude(holder="").exists()
+        held = (
+            Lease.objects.filter(name=MONITOR_LEASE_NAME, expires_at__gt=now)
+            .exclude(holder="")
+            .values_list("holder_late_ms", flat=True)
+            .first()
+        )
         active = _gauge(
             "health_monitor_active",
             "1 when some node holds an unexpired health-monitor lease (peers are being probed), else 0.",
         )
-        active.add_metric([], 1 if held else 0)
+        active.add_metric([], 1 if held is not None else 0)
+        late = _gauge(
+            "health_monitor_late_seconds",
+            "How late the acting health monitor's event loop ran at worst over the last 30 s "
+            "(reported with its lease renewals; 0 when no monitor is active).",
+        )
+        late.add_metric([], (held or 0.0) / 1000)
         yield active
+        yield late
 
 
 class TaskQueueCollector(Collector):

@@ -76,7 +76,10 @@ INSTANT_DETECTIONS = frozenset(
 
 class AlertKind(models.TextChoices):
     CONFIG_OUT_OF_SYNC = "config_out_of_sync", "Configuration may be out of sync"
+    # The three below belong to a link (``Alert.link``): failover/services/link_alerts.py.
     LINK_DOWN = "link_down", "Link down"
+    REDUNDANCY_LOST = "redundancy_lost", "Pair without redundancy"
+    MB_WITHOUT_ICM = "mb_without_icm", "Media Blender without ICM"
     SERVER_FAILED = "server_failed", "Server failed"
     SERVER_DEGRADED = "server_degraded", "Server degraded"
 

@@ -16,7 +16,7 @@ from failover.choices import AlertKind, FailoverKind, Health, LinkState, PeerKin
 from failover.models import Link, Peer, Server
 from failover.monitor.monitor import LEASE_NAME
 from failover.services.health import ProbeFigures, peers_record_probes
-from failover.services.lease import lease_acquire
+from failover.services.lease import lease_acquire, lease_release, lease_renew
 from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import Agent
 from tests.factories import (
@@ -208,6 +208,8 @@ def test_open_alerts_are_counted_by_kind_and_cleared_ones_are_not(server):
     assert {s.labels["kind"]: s.value for s in families["collabadmin_alerts_open"].samples} == {
         "config_out_of_sync": 2,
         "link_down": 0,
+        "redundancy_lost": 0,
+        "mb_without_icm": 0,
         "server_failed": 0,
         "server_degraded": 0,
     }
@@ -222,12 +224,40 @@ def test_health_monitor_active_follows_the_monitor_lease(db):
     assert sample(scrape(), "collabadmin_health_monitor_active") == 1
 
 
+def test_the_monitor_reports_its_lateness_with_its_lease_renewals(db):
+    assert sample(scrape(), "collabadmin_health_monitor_late_seconds") == 0
+    token = lease_acquire(name=LEASE_NAME, holder="node-1:123", ttl_seconds=30)
+
+    assert lease_renew(token=token, ttl_seconds=30, late_ms=250.0)
+
+    assert sample(scrape(), "collabadmin_health_monitor_late_seconds") == pytest.approx(0.25)
+    # A monitor that gave its lease up says nothing any more.
+    lease_release(token=token)
+    assert sample(scrape(), "collabadmin_health_monitor_late_seconds") == 0
+
+
+def test_peers_available_counts_the_pairs_peers_up_and_out_of_maintenance(server, mb_pair):
+    _, primary, secondary = mb_pair
+    key = {"server": "routing-a", "kind": "media_blender"}
+    assert sample(scrape(), "collabadmin_link_peers_available", **key) == 2
+
+    set_health(secondary, Health.DOWN)
+    assert sample(scrape(), "collabadmin_link_peers_available", **key) == 1
+
+    Peer.objects.filter(pk=primary.pk).update(in_maintenance=True, connection="standby", connected_epoch=None)
+    assert sample(scrape(), "collabadmin_link_peers_available", **key) == 0
+    # A link without peers is listed too, at zero.
+    families = scrape()
+    assert sample(families, "collabadmin_link_peers_available", server="routing-a", kind="admin_workstation") == 0
+
+
 def test_every_metric_is_prefixed_and_has_help_text(server, mb_pair):
     families = scrape()
 
     expected = {
         "collabadmin_link_state",
         "collabadmin_link_epoch",
+        "collabadmin_link_peers_available",
         "collabadmin_peer_up",
         "collabadmin_peer_connected",
         "collabadmin_peer_in_maintenance",
@@ -245,6 +275,7 @@ def test_every_metric_is_prefixed_and_has_help_text(server, mb_pair):
         "collabadmin_alerts_open",
         "collabadmin_agents",
         "collabadmin_health_monitor_active",
+        "collabadmin_health_monitor_late_seconds",
         "collabadmin_task_queue_waiting",
         "collabadmin_task_queue_oldest_wait_seconds",
     }

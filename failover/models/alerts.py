@@ -12,10 +12,20 @@ from failover.choices import AlertKind, AlertSeverity
 class Alert(models.Model):
     """An open alert stays until its cause is gone (for example a verify with no differences).
 
-    At most one open alert of a kind per server: raising it again refreshes the open one.
+    At most one open alert of a kind per server, or per link for the alerts about a link
+    (link down, pair without redundancy, Media Blender without ICM: a server has two links,
+    and both can be down at once): raising it again refreshes the open one.
     """
 
     server = models.ForeignKey("failover.Server", on_delete=models.CASCADE, related_name="alerts")
+    link = models.ForeignKey(
+        "failover.Link",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="alerts",
+        help_text="The link the alert is about; empty for an alert about the whole server.",
+    )
     kind = models.CharField(max_length=32, choices=AlertKind.choices)
     severity = models.CharField(max_length=16, choices=AlertSeverity.choices, default=AlertSeverity.WARNING)
     message = models.CharField(max_length=300)
@@ -29,8 +39,13 @@ class Alert(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["server", "kind"],
-                condition=Q(cleared_at__isnull=True),
+                condition=Q(cleared_at__isnull=True, link__isnull=True),
                 name="failover_alert_one_open_per_server_and_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["link", "kind"],
+                condition=Q(cleared_at__isnull=True, link__isnull=False),
+                name="failover_alert_one_open_per_link_and_kind",
             ),
         ]
 

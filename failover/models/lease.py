@@ -17,6 +17,10 @@ class Lease(models.Model):
     epoch = models.PositiveBigIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
     renewed_at = models.DateTimeField(null=True, blank=True)
+    holder_late_ms = models.FloatField(
+        default=0,
+        help_text="How late the holder's event loop ran at worst lately, as it said with its last renewal.",
+    )
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder or 'nobody'}"

@@ -34,6 +34,13 @@ class Peer(HealthTracked):
     icm_side = models.CharField(
         max_length=1, choices=IcmSide.choices, blank=True, help_text="Media Blender only: its own ICM connection."
     )
+    # Empty until the Media Blender has told its side since it last came up: a blank side
+    # is then "not known yet", not "no ICM connection" (which raises an alert).
+    icm_side_reported_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the Media Blender last reported its ICM side (empty: not since it came up).",
+    )
 
     class Meta:
         ordering = ["server__name", "kind", "priority"]

@@ -42,6 +42,9 @@ BEATS_READ_SECONDS = 0.5
 # peers each one beats less often (4,000 peers: once a second), so that reading them
 # stays within a core. Below that the policy's interval applies.
 HEARTBEATS_PER_SECOND = 4000
+# The monitor's lateness reported with each lease renewal (for /metrics) is the worst of
+# this many seconds: longer than a scrape interval, so no late moment goes unseen.
+LATENESS_WINDOW_SECONDS = 30.0
 # Database errors in the monitor's own loop are logged at most this often.
 DB_ERROR_LOG_SECONDS = 10.0
 
@@ -158,7 +161,9 @@ class Monitor:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-lease") as executor:
             try:
                 while not stop.is_set():
-                    renewed = await loop.run_in_executor(executor, partial(_renew_in_thread, self.token, ttl))
+                    late = self.loop_lag.worst_since(time.monotonic() - LATENESS_WINDOW_SECONDS)
+                    renew = partial(_renew_in_thread, self.token, ttl, late * 1000)
+                    renewed = await loop.run_in_executor(executor, renew)
                     if not renewed:
                         token = await loop.run_in_executor(executor, partial(_retake_in_thread, self.token, ttl))
                         if token is None:
@@ -430,9 +435,9 @@ def _reconnecting(function):
     return call
 
 
-def _renew_in_thread(token: LeaseToken, ttl_seconds: float) -> bool:
+def _renew_in_thread(token: LeaseToken, ttl_seconds: float, late_ms: float) -> bool:
     try:
-        return lease_renew(token=token, ttl_seconds=ttl_seconds)
+        return lease_renew(token=token, ttl_seconds=ttl_seconds, late_ms=late_ms)
     except Exception:
         # The database is away: try again next interval. Writes stay fenced meanwhile (each
         # checks the lease in its own transaction), so carrying on risks nothing.

@@ -40,7 +40,8 @@ def dispatch_peer_event(target: PeerTarget, message: Message) -> None:
     if target.kind != PeerKind.MEDIA_BLENDER:
         return
     event = message.get("event")
-    if event == "icm_side_changed":
+    # ``icm_status``: the side read as the connection opened (PeerWatcher._read_status).
+    if event in ("icm_side_changed", "icm_status"):
         _spawn(_record_icm_side(target.id, message.get("side")))
     elif event == "route_confirmed":
         _confirm_route(target.id, message.get("session_id"), message.get("agent_id"))

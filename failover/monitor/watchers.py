@@ -246,6 +246,7 @@ class PeerWatcher(Watcher):
                 self.target.host, self.target.port, timeout=self.timings.timeout, on_event=self._deliver
             )
             await self._subscribe(self.connection)
+            await self._read_status(self.connection)
         except client.PeerUnavailable as exc:
             self._drop_connection(str(exc))
             if exc.reason == client.TIMEOUT and self.set_aside_timeout(began):
@@ -275,6 +276,18 @@ class PeerWatcher(Watcher):
         detector.heartbeat(time.monotonic())
         self.beat.clear()
         self.detector = detector
+
+    async def _read_status(self, conn: client.PeerConnection) -> None:
+        """Hand on what a peer pushes only when it changes, read once as its connection
+        opens: a Media Blender's ICM side (``icm_status``, delivered as an ``icm_status``
+        event). Without it the side stays unknown until the MB happens to change it."""
+        if self.on_event is None or conn.info is None or "icm_status" not in conn.info.ops:
+            return
+        try:
+            status = await conn.call("icm_status", timeout=self.timings.timeout)
+        except client.PeerError:
+            return
+        self.on_event(self.target, {**status, "event": "icm_status"})
 
     async def _follow_heartbeats(self) -> None:
         """Count every heartbeat as a good probe until the connection drops or the silence

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from common import live
 from common.actors import Actor
 from failover import oplog
 from failover.choices import AlertKind, AlertSeverity, AuditAction
-from failover.models import Alert, Server
+from failover.models import Alert, Link, Server
 from failover.services.audit import audit_record
 
 
@@ -19,6 +20,7 @@ def _payload(alert: Alert) -> dict:
     return {
         "id": alert.pk,
         "server": alert.server.name,
+        "link": alert.link_id,
         "kind": alert.kind,
         "severity": alert.severity,
         "message": alert.message,
@@ -27,19 +29,28 @@ def _payload(alert: Alert) -> dict:
 
 
 @transaction.atomic
-def alert_raise(*, server: Server, kind: AlertKind, message: str, severity: AlertSeverity, actor: Actor) -> Alert:
-    """Open the alert, or refresh the one already open (the database allows one per kind and server)."""
+def alert_raise(
+    *,
+    server: Server,
+    kind: AlertKind,
+    message: str,
+    severity: AlertSeverity,
+    actor: Actor,
+    link: Link | None = None,
+) -> Alert:
+    """Open the alert, or refresh the one already open (the database allows one per kind
+    and server, or per kind and ``link`` for an alert about a link)."""
     now = timezone.now()
-    alert = Alert.objects.select_for_update().filter(server=server, kind=kind, cleared_at__isnull=True).first()
+    alert = _open_alerts(server, kind, link).first()
     if alert is None:
         try:
             with transaction.atomic():
                 alert = Alert.objects.create(
-                    server=server, kind=kind, message=message, severity=severity, raised_at=now
+                    server=server, link=link, kind=kind, message=message, severity=severity, raised_at=now
                 )
         except IntegrityError:
             # Raised by someone else between our read and insert: refresh theirs.
-            alert = Alert.objects.select_for_update().get(server=server, kind=kind, cleared_at__isnull=True)
+            alert = _open_alerts(server, kind, link).get()
         else:
             audit_record(actor=actor, action=AuditAction.ALERT_RAISED, target=alert, after={"message": message})
     alert.message, alert.severity = message, severity
@@ -50,9 +61,11 @@ def alert_raise(*, server: Server, kind: AlertKind, message: str, severity: Aler
 
 
 @transaction.atomic
-def alert_clear(*, server: Server, kind: AlertKind, actor: Actor, reason: str) -> Alert | None:
-    """Close the open alert of this kind, if any; returns it."""
-    alert = Alert.objects.select_for_update().filter(server=server, kind=kind, cleared_at__isnull=True).first()
+def alert_clear(
+    *, server: Server, kind: AlertKind, actor: Actor, reason: str, link: Link | None = None
+) -> Alert | None:
+    """Close the open alert of this kind (of ``link``, for an alert about a link), if any; returns it."""
+    alert = _open_alerts(server, kind, link).first()
     if alert is None:
         return None
     alert.cleared_at = timezone.now()
@@ -63,6 +76,15 @@ def alert_clear(*, server: Server, kind: AlertKind, actor: Actor, reason: str) -
     live.publish("alert.changed", _payload(alert))
     _log(alert, "alert_cleared", f"alert cleared on {server.name}: {alert.message} ({reason})", reason=reason)
     return alert
+
+
+def _open_alerts(server: Server, kind: AlertKind, link: Link | None) -> QuerySet[Alert]:
+    # ``link=None`` reads "link IS NULL": a server-wide alert, never one of its links'.
+    return (
+        Alert.objects.select_for_update(of=("self",))
+        .select_related("server")
+        .filter(server=server, kind=kind, link=link, cleared_at__isnull=True)
+    )
 
 
 def _log(alert: Alert, event: str, message: str, **extra: str) -> None:

@@ -45,10 +45,12 @@ def peer_health_changed(
     peer = Peer.objects.only("server_id", "kind", "name").get(pk=peer_id)
     link_id = Link.objects.values_list("pk", flat=True).get(server_id=peer.server_id, kind=peer.kind)
     lock_link(link_id)  # Link first, then peers: the one lock order of every switchover.
+    # A Media Blender that went down tells its ICM side again when it is reached again.
+    forget_side = {"icm_side_reported_at": None} if health == Health.DOWN else {}
     changed = (
         Peer.objects.filter(pk=peer_id)
         .exclude(health=health)
-        .update(health=health, health_changed_at=at, last_error=error[:300])
+        .update(health=health, health_changed_at=at, last_error=error[:300], **forget_side)
     )
     if not changed:
         return None

@@ -40,7 +40,7 @@ def lease_acquire(*, name: str, holder: str, ttl_seconds: float) -> LeaseToken |
     if not mine:
         free = Q(expires_at__isnull=True) | Q(expires_at__lte=now) | Q(holder="")
         taken = Lease.objects.filter(free, name=name).update(
-            holder=holder, epoch=F("epoch") + 1, expires_at=expires, renewed_at=now
+            holder=holder, epoch=F("epoch") + 1, expires_at=expires, renewed_at=now, holder_late_ms=0
         )
         if not taken:
             return None
@@ -48,12 +48,17 @@ def lease_acquire(*, name: str, holder: str, ttl_seconds: float) -> LeaseToken |
     return LeaseToken(name=name, holder=holder, epoch=epoch)
 
 
-def lease_renew(*, token: LeaseToken, ttl_seconds: float) -> bool:
-    """Extend our lease; False if it expired and someone else (or a new epoch) took it."""
+def lease_renew(*, token: LeaseToken, ttl_seconds: float, late_ms: float | None = None) -> bool:
+    """Extend our lease; False if it expired and someone else (or a new epoch) took it.
+
+    ``late_ms``: how late the holder's event loop ran at worst lately, kept on the row for
+    ``/metrics`` (a monitor running late sets probe time-outs aside and detects slowly).
+    """
     now = timezone.now()
+    figures = {} if late_ms is None else {"holder_late_ms": late_ms}
     return bool(
         Lease.objects.filter(name=token.name, holder=token.holder, epoch=token.epoch, expires_at__gt=now).update(
-            expires_at=now + timedelta(seconds=ttl_seconds), renewed_at=now
+            expires_at=now + timedelta(seconds=ttl_seconds), renewed_at=now, **figures
         )
     )
 

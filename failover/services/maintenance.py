@@ -10,6 +10,7 @@ from common.actors import Actor
 from failover.choices import AuditAction, FailoverKind
 from failover.models import Link, Peer
 from failover.services.audit import audit_record, check_reason
+from failover.services.link_alerts import link_alerts_reconcile
 from failover.services.switchover import (
     SwitchoverRefused,
     SwitchoverResult,
@@ -60,6 +61,8 @@ def peer_set_maintenance(*, peer_id: int, on: bool, actor: Actor, reason: str) -
     )
     live.publish("peer.changed", {"peer": peer.pk, "name": peer.name, "in_maintenance": on})
     if result is not None and result.changed:
+        # The drain's switch saw the peer before its maintenance flag: judge the pair again.
+        link_alerts_reconcile(link)
         return result
     # Either way the pair's choice may change: a peer leaving maintenance can reconnect a
     # down link, and one entering it (while not connected) can be what a starting pair

@@ -25,6 +25,7 @@ from failover import hooks, oplog
 from failover.choices import AuditAction, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import FailoverEvent, Link, Peer
 from failover.services.audit import audit_record, check_reason
+from failover.services.link_alerts import link_alerts_reconcile
 
 
 class SwitchoverRefused(ValidationError):
@@ -182,9 +183,28 @@ def link_reconcile(
     connected even if a higher-priority peer is up. A connected peer that is no longer
     eligible is replaced by the other peer when that one is eligible, else the link goes
     *down*. A down link is connected to the first eligible peer. Idempotent: a link that
-    already follows the rule is left unchanged (no event, no epoch change).
+    already follows the rule is left unchanged (no event, no epoch change). Either way the
+    link's alerts are brought in step with its state (link down, pair without redundancy,
+    Media Blender without ICM: failover/services/link_alerts.py), in this transaction.
     """
     link = lock_link(link_id)
+    result = _follow_rule(
+        link, reason=reason, actor=actor, failed_at=failed_at, detected_at=detected_at, detection=detection
+    )
+    link_alerts_reconcile(result.link)
+    return result
+
+
+def _follow_rule(
+    link: Link,
+    *,
+    reason: str,
+    actor: Actor,
+    failed_at: datetime | None,
+    detected_at: datetime | None,
+    detection: str,
+) -> SwitchoverResult:
+    """``link_reconcile``'s decision, on the locked ``link``."""
     peers = pair_peers(link)
     current = next((p for p in peers if p.is_connected), None)
     if current is not None and current.is_eligible:
@@ -268,4 +288,7 @@ def link_switchover(
     if not target.is_eligible:
         why = "in maintenance" if target.in_maintenance else f"not healthy (health: {target.health})"
         raise SwitchoverRefused({"to_peer": f"{target.name} is {why}; it cannot be connected."})
-    return switch(link, current=current, target=target, kind=kind, actor=actor, reason=reason)
+    result = switch(link, current=current, target=target, kind=kind, actor=actor, reason=reason)
+    # The newly connected Media Blender may be the one without an ICM side.
+    link_alerts_reconcile(link)
+    return result

@@ -320,6 +320,7 @@ def test_the_check_after_a_manual_aw_switchover_raises_the_alert(server, groups,
         {
             "id": open_alert(server).pk,
             "server": "routing-a",
+            "link": None,  # about the whole server, not one of its links
             "kind": "config_out_of_sync",
             "severity": "warning",
             "message": OUT_OF_SYNC,

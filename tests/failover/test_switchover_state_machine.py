@@ -1,6 +1,7 @@
 """A Hypothesis state machine drives one pair through any sequence of peer failures,
-stalls, recoveries, maintenance and manual switchovers, checking the pair's rules after
-every step."""
+stalls, recoveries, maintenance, manual switchovers and ICM side reports, checking the
+pair's rules (and that its open alerts are exactly what its state implies) after every
+step."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from failover.choices import Health, LinkState, PeerConnection, PeerKind, PeerPriority
-from failover.models import Link, Peer
+from failover.choices import AlertKind, Health, IcmSide, LinkState, PeerConnection, PeerKind, PeerPriority
+from failover.models import Alert, Link, Peer
 from failover.services.health import peer_health_changed
+from failover.services.link_alerts import link_alerts_implied
 from failover.services.maintenance import peer_set_maintenance
+from failover.services.peers import peer_record_icm_side
 from failover.services.switchover import SwitchoverRefused, link_switchover
 from tests.factories import PeerFactory, ServerFactory
 
@@ -71,6 +74,21 @@ class PairMachine(RuleBasedStateMachine):
             return
         if stale:
             assert result.outcome == "stale"
+
+    @rule(index=PEERS, side=st.sampled_from(list(IcmSide)))
+    def mb_reports_its_icm_side(self, index: int, side: IcmSide) -> None:
+        peer_record_icm_side(peer_id=self.peers[index].pk, side=side)
+
+    @invariant()
+    def the_open_alerts_are_exactly_what_the_pair_implies(self) -> None:
+        link = Link.objects.get(pk=self.link.pk)
+        peers = list(link.peers().order_by("priority"))
+        opened = dict(Alert.objects.filter(link=link, cleared_at__isnull=True).values_list("kind", "message"))
+        implied = {kind: alert.message for kind, alert in link_alerts_implied(link, peers).items()}
+        assert opened == implied
+        # And in the pair's own terms: down (once every peer had its verdict) is link down.
+        verdicts_in = not any(p.health == Health.UNKNOWN and not p.in_maintenance for p in peers)
+        assert (AlertKind.LINK_DOWN in opened) == (link.state == LinkState.DOWN and verdicts_in)
 
     @invariant()
     def at_most_one_connected_and_exactly_one_when_any_peer_is_eligible(self) -> None:
