@@ -318,6 +318,7 @@ class SilenceRequestSerializer(serializers.Serializer):
 class UnsilenceRequestSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=300, help_text="Why it ends early; kept in the audit history.")
 
+
 # What a switchover did; a stale request is a 409, so it never appears in a 200.
 SWITCHOVER_OUTCOMES = [
     ("switched", "Switched to the other peer"),

@@ -6,82 +6,165 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('failover', '0009_link_alerts_icm_side_monitor_lateness'),
+        ("failover", "0009_link_alerts_icm_side_monitor_lateness"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ServerSilence',
+            name="ServerSilence",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('starts_at', models.DateTimeField()),
-                ('ends_at', models.DateTimeField()),
-                ('reason', models.CharField(max_length=300)),
-                ('created_by_name', models.CharField(max_length=150)),
-                ('ended_at', models.DateTimeField(blank=True, help_text='Set when ended early.', null=True)),
-                ('ended_by_name', models.CharField(blank=True, max_length=150)),
-                ('end_reason', models.CharField(blank=True, max_length=300)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("starts_at", models.DateTimeField()),
+                ("ends_at", models.DateTimeField()),
+                ("reason", models.CharField(max_length=300)),
+                ("created_by_name", models.CharField(max_length=150)),
+                ("ended_at", models.DateTimeField(blank=True, help_text="Set when ended early.", null=True)),
+                ("ended_by_name", models.CharField(blank=True, max_length=150)),
+                ("end_reason", models.CharField(blank=True, max_length=300)),
             ],
             options={
-                'ordering': ['-starts_at', '-id'],
+                "ordering": ["-starts_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='alert',
-            name='acknowledge_note',
+            model_name="alert",
+            name="acknowledge_note",
             field=models.CharField(blank=True, max_length=300),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='acknowledged_at',
+            model_name="alert",
+            name="acknowledged_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='acknowledged_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="alert",
+            name="acknowledged_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='acknowledged_by_name',
+            model_name="alert",
+            name="acknowledged_by_name",
             field=models.CharField(blank=True, max_length=150),
         ),
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('link.switchover', 'Link switched over'), ('peer.maintenance_on', 'Peer put into maintenance'), ('peer.maintenance_off', 'Peer taken out of maintenance'), ('server.failed', 'Server declared failed'), ('server.degraded', 'Server degraded (up but slow)'), ('server.degraded_cleared', 'Server no longer degraded'), ('session.requested', 'Session requested'), ('session.routed', 'Session routed'), ('session.activated', 'Session activated'), ('session.requeued', 'Session returned to the queue'), ('session.adopted', 'Session adopted by another server'), ('session.phone_hung_up', 'Caller hung up the phone'), ('session.ended', 'Session ended'), ('agent.state', 'Agent state changed'), ('agent.logged_out', 'Agent logged out'), ('wizard.started', 'Wizard started'), ('wizard.step', 'Wizard step'), ('wizard.completed', 'Wizard completed'), ('wizard.failed', 'Wizard failed'), ('wizard.interrupted', 'Wizard interrupted'), ('sync.verify', 'Verify run'), ('sync.approve', 'Sync plan approved'), ('sync.apply', 'Sync run'), ('sync.row', 'Sync row applied'), ('sync.refused', 'Sync refused'), ('sync.report', 'Sync finished'), ('alert.raised', 'Alert raised'), ('alert.cleared', 'Alert cleared'), ('alert.acknowledged', 'Alert acknowledged'), ('server.silenced', "Server's alerts silenced"), ('server.unsilenced', "Server's silence ended early"), ('policy.changed', 'Policy changed'), ('auth.logged_in', 'Logged in'), ('auth.logged_out', 'Logged out'), ('auth.locked_out', 'Log-in locked after repeated failures')], max_length=48),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("link.switchover", "Link switched over"),
+                    ("peer.maintenance_on", "Peer put into maintenance"),
+                    ("peer.maintenance_off", "Peer taken out of maintenance"),
+                    ("server.failed", "Server declared failed"),
+                    ("server.degraded", "Server degraded (up but slow)"),
+                    ("server.degraded_cleared", "Server no longer degraded"),
+                    ("session.requested", "Session requested"),
+                    ("session.routed", "Session routed"),
+                    ("session.activated", "Session activated"),
+                    ("session.requeued", "Session returned to the queue"),
+                    ("session.adopted", "Session adopted by another server"),
+                    ("session.phone_hung_up", "Caller hung up the phone"),
+                    ("session.ended", "Session ended"),
+                    ("agent.state", "Agent state changed"),
+                    ("agent.logged_out", "Agent logged out"),
+                    ("wizard.started", "Wizard started"),
+                    ("wizard.step", "Wizard step"),
+                    ("wizard.completed", "Wizard completed"),
+                    ("wizard.failed", "Wizard failed"),
+                    ("wizard.interrupted", "Wizard interrupted"),
+                    ("sync.verify", "Verify run"),
+                    ("sync.approve", "Sync plan approved"),
+                    ("sync.apply", "Sync run"),
+                    ("sync.row", "Sync row applied"),
+                    ("sync.refused", "Sync refused"),
+                    ("sync.report", "Sync finished"),
+                    ("alert.raised", "Alert raised"),
+                    ("alert.cleared", "Alert cleared"),
+                    ("alert.acknowledged", "Alert acknowledged"),
+                    ("server.silenced", "Server's alerts silenced"),
+                    ("server.unsilenced", "Server's silence ended early"),
+                    ("policy.changed", "Policy changed"),
+                    ("auth.logged_in", "Logged in"),
+                    ("auth.logged_out", "Logged out"),
+                    ("auth.locked_out", "Log-in locked after repeated failures"),
+                ],
+                max_length=48,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='alert',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('acknowledged_at__isnull', True), ('acknowledged_by__isnull', True), ('acknowledge_note', ''), ('acknowledged_by_name', '')), models.Q(('acknowledged_at__isnull', False), models.Q(('acknowledged_by_name', ''), _negated=True), models.Q(('acknowledge_note', ''), _negated=True)), _connector='OR'), name='failover_alert_acknowledged_together'),
+            model_name="alert",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("acknowledged_at__isnull", True),
+                        ("acknowledged_by__isnull", True),
+                        ("acknowledge_note", ""),
+                        ("acknowledged_by_name", ""),
+                    ),
+                    models.Q(
+                        ("acknowledged_at__isnull", False),
+                        models.Q(("acknowledged_by_name", ""), _negated=True),
+                        models.Q(("acknowledge_note", ""), _negated=True),
+                    ),
+                    _connector="OR",
+                ),
+                name="failover_alert_acknowledged_together",
+            ),
         ),
         migrations.AddField(
-            model_name='serversilence',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="serversilence",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='serversilence',
-            name='server',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='silences', to='failover.server'),
+            model_name="serversilence",
+            name="server",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="silences", to="failover.server"
+            ),
         ),
         migrations.AddIndex(
-            model_name='serversilence',
-            index=models.Index(fields=['server', 'ends_at'], name='failover_silence_server_idx'),
+            model_name="serversilence",
+            index=models.Index(fields=["server", "ends_at"], name="failover_silence_server_idx"),
         ),
         migrations.AddConstraint(
-            model_name='serversilence',
-            constraint=models.CheckConstraint(condition=models.Q(('ends_at__gt', models.F('starts_at'))), name='failover_silence_ends_after_start'),
+            model_name="serversilence",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("ends_at__gt", models.F("starts_at"))), name="failover_silence_ends_after_start"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='serversilence',
-            constraint=models.CheckConstraint(condition=models.Q(('reason', ''), _negated=True), name='failover_silence_has_reason'),
+            model_name="serversilence",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("reason", ""), _negated=True), name="failover_silence_has_reason"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='serversilence',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('ended_at__isnull', True), ('ended_by_name', '')), models.Q(('ended_at__gte', models.F('starts_at')), ('ended_at__isnull', False), models.Q(('ended_by_name', ''), _negated=True)), _connector='OR'), name='failover_silence_ended_early_together'),
+            model_name="serversilence",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("ended_at__isnull", True), ("ended_by_name", "")),
+                    models.Q(
+                        ("ended_at__gte", models.F("starts_at")),
+                        ("ended_at__isnull", False),
+                        models.Q(("ended_by_name", ""), _negated=True),
+                    ),
+                    _connector="OR",
+                ),
+                name="failover_silence_ended_early_together",
+            ),
         ),
     ]

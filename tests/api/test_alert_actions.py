@@ -63,7 +63,8 @@ def test_staff_acknowledge_an_alert_with_a_note(admin_api, alert, live_events, d
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["acknowledged_by_name"], body["acknowledge_note"]) == ("user:admin", "restarting the AW")
-    assert body["acknowledged_at"] is not None and body["silenced"] is False
+    assert body["acknowledged_at"] is not None
+    assert body["silenced"] is False
     entry = AuditEntry.objects.get(action=AuditAction.ALERT_ACKNOWLEDGED)
     assert (entry.actor_name, entry.reason) == ("user:admin", "restarting the AW")
     assert [e["data"]["acknowledged"] for e in live_events if e["type"] == "alert.changed"] == [True]
@@ -85,8 +86,10 @@ def test_a_cleared_or_acknowledged_alert_is_a_409(admin_api, alert, server):
     alert_clear(server=server, kind=AlertKind.CONFIG_OUT_OF_SYNC, actor=MONITOR, reason="verified")
     cleared = admin_api.post(ack_url(alert), {"note": "late"}, format="json")
 
-    assert twice.status_code == 409 and "Already acknowledged by user:admin" in twice.json()["detail"]
-    assert cleared.status_code == 409 and "cleared" in cleared.json()["detail"]
+    assert twice.status_code == 409
+    assert "Already acknowledged by user:admin" in twice.json()["detail"]
+    assert cleared.status_code == 409
+    assert "cleared" in cleared.json()["detail"]
 
 
 def test_an_unknown_alert_is_a_404(admin_api):
@@ -124,7 +127,8 @@ def test_staff_silence_a_server_and_end_it_early(admin_api, server, alert):
     ended = admin_api.post(silence_url(server, "unsilence"), {"reason": "finished"}, format="json")
 
     assert ended.status_code == 200, ended.content
-    assert ended.json()["end_reason"] == "finished" and ended.json()["until"] == ended.json()["ended_at"]
+    assert ended.json()["end_reason"] == "finished"
+    assert ended.json()["until"] == ended.json()["ended_at"]
     assert not alert_is_silenced(alert)
     assert admin_api.get(f"/api/v1/servers/{server.pk}/").json()["silenced_until"] is None
     assert AuditEntry.objects.get(action=AuditAction.SERVER_UNSILENCED).reason == "finished"

@@ -108,7 +108,8 @@ def test_raised_again_while_acknowledged_it_stays_acknowledged(server, staff):
 
     assert again.pk == alert.pk
     again.refresh_from_db()
-    assert again.is_acknowledged and again.acknowledge_note == "on it"
+    assert again.is_acknowledged
+    assert again.acknowledge_note == "on it"
     assert again.message.endswith("(again)")
 
 
@@ -165,11 +166,13 @@ def test_a_silence_is_audited_and_pushed_live(server, staff, sent, django_captur
     entry = AuditEntry.objects.get(action=AuditAction.SERVER_SILENCED)
     assert (entry.actor_name, entry.reason, entry.object_id) == ("user:ops", "upgrade", str(server.pk))
     assert entry.before == {"silenced": False}
-    assert entry.after["silenced"] is True and entry.after["minutes"] == 60
+    assert entry.after["silenced"] is True
+    assert entry.after["minutes"] == 60
     assert entry.after["until"] == silence.ends_at.isoformat()
     kind, data = sent[-1]
     assert kind == "server.silence_changed"
-    assert data["silenced"] is True and data["server"] == server.pk
+    assert data["silenced"] is True
+    assert data["server"] == server.pk
 
 
 def test_ending_a_silence_early(server, staff, sent, django_capture_on_commit_callbacks):
@@ -180,12 +183,14 @@ def test_ending_a_silence_early(server, staff, sent, django_capture_on_commit_ca
         server_silence_end(server_id=server.pk, actor=staff, reason="done early")
 
     silence.refresh_from_db()
-    assert silence.ended_at is not None and silence.ended_at < silence.ends_at
+    assert silence.ended_at is not None
+    assert silence.ended_at < silence.ends_at
     assert (silence.ended_by_name, silence.end_reason) == ("user:ops", "done early")
     assert not alert_is_silenced(alert)
     assert alert in alerts_to_notify()
     entry = AuditEntry.objects.get(action=AuditAction.SERVER_UNSILENCED)
-    assert entry.before["silenced"] is True and entry.after["silenced"] is False
+    assert entry.before["silenced"] is True
+    assert entry.after["silenced"] is False
     assert entry.reason == "done early"
     assert sent[-1] == ("server.silence_changed", {"server": server.pk, "name": server.name, "silenced": False})
     with pytest.raises(AlertActionRefused, match="not silenced"):
@@ -197,10 +202,12 @@ def test_silencing_again_replaces_the_window(server, staff):
     second = server_silence_start(server_id=server.pk, minutes=300, actor=staff, reason="longer after all")
 
     first.refresh_from_db()
-    assert first.ended_at is not None and first.end_reason == "replaced: longer after all"
+    assert first.ended_at is not None
+    assert first.end_reason == "replaced: longer after all"
     assert server_silence(server.pk) == second
     entry = AuditEntry.objects.filter(action=AuditAction.SERVER_SILENCED).first()
-    assert entry.before["silence"] == first.pk and entry.after["silence"] == second.pk
+    assert entry.before["silence"] == first.pk
+    assert entry.after["silence"] == second.pk
 
 
 @pytest.mark.parametrize("minutes", [0, -5, 7 * 24 * 60 + 1])
