@@ -165,3 +165,14 @@ def test_a_silence_of_exactly_seven_days_is_accepted(admin_api, server):
     response = admin_api.post(silence_url(server), {"minutes": SILENCE_MAX_MINUTES, "reason": "x"}, format="json")
 
     assert response.status_code == 200
+
+
+def test_the_status_snapshot_shows_who_acknowledged_and_until_when_silenced(admin_api, admin_user, alert, server):
+    admin_api.post(ack_url(alert), {"note": "on it"}, format="json")
+    silence = server_silence_start(server_id=server.pk, minutes=15, actor=admin_user, reason="window")
+
+    (entry,) = admin_api.get("/api/v1/status/").json()["alerts"]
+
+    assert (entry["acknowledged_by"], entry["acknowledge_note"]) == ("user:admin", "on it")
+    assert entry["acknowledged_at"] is not None
+    assert entry["silenced_until"] == silence.ends_at.isoformat().replace("+00:00", "Z")
