@@ -87,6 +87,14 @@ class StatusAlertSerializer(serializers.Serializer):
     severity = serializers.ChoiceField(choices=AlertSeverity.choices)
     message = serializers.CharField()
     raised_at = serializers.DateTimeField()
+    acknowledged_at = serializers.DateTimeField(allow_null=True, help_text="Null while nobody has acknowledged it.")
+    acknowledged_by = serializers.CharField(
+        allow_blank=True, help_text="For example user:admin; blank if not acknowledged."
+    )
+    acknowledge_note = serializers.CharField(allow_blank=True)
+    silenced_until = serializers.DateTimeField(
+        allow_null=True, help_text="Its server is in a maintenance window until then: it notifies no one."
+    )
 
 
 class StatusSnapshotSerializer(serializers.Serializer):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from common.times import iso_datetime
 from failover.choices import Health, PeerConnection
 from failover.models import Alert, Link, Peer, Server
+from failover.services.alert_actions import active_silences
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession
 
@@ -54,7 +55,19 @@ PEER_FIELDS = (
     "consecutive_failures",
     "consecutive_successes",
 )
-ALERT_FIELDS = ("id", "server_id", "server__name", "kind", "severity", "message", "raised_at")
+ALERT_FIELDS = (
+    "id",
+    "server_id",
+    "server__name",
+    "kind",
+    "severity",
+    "message",
+    "raised_at",
+    "acknowledged_at",
+    "acknowledged_by_name",
+    "acknowledge_note",
+    "silenced_until",
+)
 
 
 def _display_state(row: dict[str, Any]) -> str:
@@ -134,6 +147,10 @@ def _alert_entry(alert: dict[str, Any]) -> dict[str, Any]:
         "severity": alert["severity"],
         "message": alert["message"],
         "raised_at": iso_datetime(alert["raised_at"]),
+        "acknowledged_at": iso_datetime(alert["acknowledged_at"]),
+        "acknowledged_by": alert["acknowledged_by_name"],
+        "acknowledge_note": alert["acknowledge_note"],
+        "silenced_until": iso_datetime(alert["silenced_until"]),
     }
 
 
@@ -177,7 +194,13 @@ def status_snapshot() -> dict[str, Any]:
         for state, n in entry["session_counts"].items():
             totals[state] += n
 
-    alerts = Alert.objects.filter(cleared_at__isnull=True).order_by("-raised_at", "-id").values(*ALERT_FIELDS)
+    in_force = active_silences(generated_at).filter(server_id=OuterRef("server_id")).order_by("-ends_at")
+    alerts = (
+        Alert.objects.filter(cleared_at__isnull=True)
+        .annotate(silenced_until=Subquery(in_force.values("ends_at")[:1]))
+        .order_by("-raised_at", "-id")
+        .values(*ALERT_FIELDS)
+    )
     return {
         "generated_at": iso_datetime(generated_at),
         "servers": server_entries,

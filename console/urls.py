@@ -18,6 +18,11 @@ urlpatterns = [
     path("console/sync/apply/", sync.sync_run_view, name="console-sync-apply"),
     path("console/links/<int:link_id>/switchover/", actions.link_switchover_view, name="console-link-switchover"),
     path("console/peers/<int:peer_id>/maintenance/", actions.peer_maintenance_view, name="console-peer-maintenance"),
+    path(
+        "console/alerts/<int:alert_id>/acknowledge/", actions.alert_acknowledge_view, name="console-alert-acknowledge"
+    ),
+    path("console/servers/<int:server_id>/silence/", actions.server_silence_view, name="console-server-silence"),
+    path("console/servers/<int:server_id>/unsilence/", actions.server_unsilence_view, name="console-server-unsilence"),
     path("console/sessions/", sessions.sessions_page, name="console-sessions"),
     path("console/sessions/<uuid:session_id>/end/", sessions.session_end_view, name="console-session-end"),
     path("console/agents/", agents.agents_page, name="console-agents"),

@@ -30,6 +30,7 @@ from failover.models import (
     Peer,
     Policy,
     Server,
+    ServerSilence,
     SyncRun,
     WizardRun,
 )
@@ -341,7 +342,17 @@ class AlertOpenFilter(admin.SimpleListFilter):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("raised_at", "server", "kind", "severity", "message", "is_open", "cleared_at", "cleared_by")
+    list_display = (
+        "raised_at",
+        "server",
+        "kind",
+        "severity",
+        "message",
+        "is_open",
+        "acknowledged_by_name",
+        "cleared_at",
+        "cleared_by",
+    )
     list_filter = (AlertOpenFilter, "kind", "severity", "server")
     search_fields = ("message", "server__name", "clear_reason")
     date_hierarchy = "raised_at"
@@ -350,6 +361,17 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="open", boolean=True)
     def is_open(self, alert: Alert) -> bool:
         return alert.is_open
+
+
+@admin.register(ServerSilence)
+class ServerSilenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Maintenance windows, read only: they are started and ended on the overview or the API."""
+
+    list_display = ("starts_at", "server", "ends_at", "ended_at", "reason", "created_by_name", "ended_by_name")
+    list_filter = ("server",)
+    search_fields = ("reason", "server__name", "end_reason")
+    date_hierarchy = "starts_at"
+    list_select_related = ("server",)
 
 
 @admin.register(WizardRun)

@@ -1,4 +1,5 @@
-"""The Administration desktop's link and peer actions: switch a pair over, maintenance on/off.
+"""The Administration desktop's actions: switch a pair over, maintenance on/off, acknowledge
+an alert, silence a server's alerts for a while (and end that early).
 
 Each asks for a reason (the confirmation dialog), calls the failover service (which locks,
 audits and publishes), and goes back to the page it came from with a message saying what
@@ -8,12 +9,15 @@ happened or why it was refused.
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from console.pages import read_reason, reason_refusal, redirect_back, staff_only
-from failover.models import Link, Peer
+from failover.models import Alert, Link, Peer, Server
+from failover.services.alert_actions import alert_acknowledge, server_silence_end, server_silence_start
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.switchover import SwitchoverRefused, link_switchover
 
@@ -76,4 +80,73 @@ def peer_maintenance_view(request: HttpRequest, peer_id: int) -> HttpResponse:
     if result is not None and result.changed:
         text += f" Its link is now {result.link.get_state_display().lower()} (epoch {result.link.epoch})."
     messages.success(request, text)
+    return redirect_back(request)
+
+
+# --- Alerts: acknowledge one, silence a server's for a while -----------------------------------
+
+
+def _action_refusal(error: ValidationError) -> str:
+    return " ".join(str(message) for message in error.messages)
+
+
+@staff_only
+@require_POST
+def alert_acknowledge_view(request: HttpRequest, alert_id: int) -> HttpResponse:
+    """The dialog's reason is the acknowledgement's note: what the person is doing about it."""
+    alert = get_object_or_404(Alert.objects.select_related("server"), pk=alert_id)
+    label = f"{alert.server.name}: {alert.get_kind_display().lower()}"
+    note = read_reason(request)
+    if refusal := reason_refusal(note):
+        messages.error(request, f"Acknowledgement of {label} not done: {refusal.replace('reason', 'note')}")
+        return redirect_back(request)
+    try:
+        alert_acknowledge(alert_id=alert.pk, actor=request.user, note=note)
+    except ValidationError as error:
+        messages.error(request, f"Acknowledgement of {label} refused: {_action_refusal(error)}")
+        return redirect_back(request)
+    messages.success(request, f"Acknowledged {label}.")
+    return redirect_back(request)
+
+
+def _minutes(request: HttpRequest) -> int | None:
+    raw = (request.POST.get("minutes") or "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
+@staff_only
+@require_POST
+def server_silence_view(request: HttpRequest, server_id: int) -> HttpResponse:
+    server = get_object_or_404(Server, pk=server_id)
+    reason, minutes = read_reason(request), _minutes(request)
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"Silence of {server.name} not done: {refusal}")
+        return redirect_back(request)
+    if minutes is None:
+        messages.error(request, f"Silence of {server.name} not done: give the minutes as a whole number.")
+        return redirect_back(request)
+    try:
+        silence = server_silence_start(server_id=server.pk, minutes=minutes, actor=request.user, reason=reason)
+    except ValidationError as error:
+        messages.error(request, f"Silence of {server.name} not done: {_action_refusal(error)}")
+        return redirect_back(request)
+    until = timezone.localtime(silence.ends_at)
+    messages.success(request, f"{server.name}'s alerts are silenced until {until:%Y-%m-%d %H:%M}.")
+    return redirect_back(request)
+
+
+@staff_only
+@require_POST
+def server_unsilence_view(request: HttpRequest, server_id: int) -> HttpResponse:
+    server = get_object_or_404(Server, pk=server_id)
+    reason = read_reason(request)
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"End of {server.name}'s silence not done: {refusal}")
+        return redirect_back(request)
+    try:
+        server_silence_end(server_id=server.pk, actor=request.user, reason=reason)
+    except ValidationError as error:
+        messages.error(request, f"End of {server.name}'s silence refused: {_action_refusal(error)}")
+        return redirect_back(request)
+    messages.success(request, f"{server.name}'s alerts are no longer silenced.")
     return redirect_back(request)

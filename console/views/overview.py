@@ -18,7 +18,19 @@ from datetime import datetime
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncHour
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -30,6 +42,7 @@ from console.pages import render_console, staff_only
 from failover import charts
 from failover.choices import Health, LinkState, PeerKind
 from failover.models import Alert, FailoverEvent, Link, Peer, Server
+from failover.services.alert_actions import active_silences, silenced_q
 from sessions.models import SessionSample
 
 RECENT_EVENTS = 10
@@ -128,9 +141,29 @@ def shown_q(filters: TopologyFilter) -> Q:
 # --- Queries ----------------------------------------------------------------------------------------
 
 
+def _alert_counts() -> dict[str, Count]:
+    """The open alerts by what is being done about them, each counted once: *silenced*
+    (its server is in a maintenance window: that comes first), else *acknowledged*, else
+    *unhandled* (nobody has said they are on it)."""
+    open_alert = Q(alerts__cleared_at__isnull=True)
+    silenced = silenced_q(server_ref="pk")
+    acknowledged = Q(alerts__acknowledged_at__isnull=False)
+    return {
+        "n_alerts_silenced": Count("alerts", distinct=True, filter=open_alert & silenced),
+        "n_alerts_acknowledged": Count("alerts", distinct=True, filter=open_alert & ~silenced & acknowledged),
+        "n_alerts_unhandled": Count("alerts", distinct=True, filter=open_alert & ~silenced & ~acknowledged),
+    }
+
+
+def silenced_until() -> Subquery:
+    """The end of the silence in force on the row's server (``server_id``), or null."""
+    in_force = active_silences().filter(server_id=OuterRef("server_id")).order_by("-ends_at")
+    return Subquery(in_force.values("ends_at")[:1])
+
+
 def installation_counts(filters: TopologyFilter) -> dict[str, int]:
     """Servers (up, with a problem, shown by the filters), links (connected) and open alerts
-    of the whole installation: one aggregate query."""
+    (all, and unhandled, acknowledged and silenced) of the whole installation: one aggregate query."""
     counts = Server.objects.aggregate(
         n_servers=Count("pk", distinct=True),
         n_servers_up=Count("pk", distinct=True, filter=Q(health=Health.UP)),
@@ -139,6 +172,7 @@ def installation_counts(filters: TopologyFilter) -> dict[str, int]:
         n_links=Count("links", distinct=True),
         n_links_connected=Count("links", distinct=True, filter=Q(links__state=LinkState.CONNECTED)),
         n_alerts=Count("alerts", distinct=True, filter=Q(alerts__cleared_at__isnull=True)),
+        **_alert_counts(),
     )
     # Aggregates named like the relations ("links") would shadow them in the filters above.
     return {name.removeprefix("n_"): value for name, value in counts.items()}
@@ -146,7 +180,12 @@ def installation_counts(filters: TopologyFilter) -> dict[str, int]:
 
 def topology_rows(filters: TopologyFilter) -> QuerySet[Server]:
     """The servers the filters show, the worst first, with their links and peers prefetched."""
-    rows = Server.objects.annotate(problem_rank=problem_rank())
+    in_force = active_silences().filter(server_id=OuterRef("pk")).order_by("-ends_at")
+    rows = Server.objects.annotate(
+        problem_rank=problem_rank(),
+        silenced_until=Subquery(in_force.values("ends_at")[:1]),
+        silence_reason=Subquery(in_force.values("reason")[:1]),
+    )
     if filters.show == SHOW_PROBLEMS:
         rows = rows.filter(problem_rank__gt=0)
     if filters.search:
@@ -232,6 +271,7 @@ def overview_context(request: HttpRequest) -> dict[str, Any]:
     alerts = list(
         Alert.objects.filter(cleared_at__isnull=True)
         .select_related("server")
+        .annotate(silenced_until=silenced_until())
         .order_by("-raised_at", "-id")[:BANNER_ALERTS]
     )
     events = with_durations(

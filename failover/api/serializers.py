@@ -11,14 +11,17 @@ from rest_framework import serializers
 
 from common.api_conventions import MAX_ID
 from failover.choices import (
+    AlertKind,
+    AlertSeverity,
     AuditAction,
     Detection,
     FailoverKind,
     LinkState,
     PeerKind,
 )
-from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy, Server
+from failover.models import Alert, AuditEntry, FailoverEvent, Link, Peer, Policy, Server, ServerSilence
 from failover.models.health import PROBE_FIELDS
+from failover.services.alert_actions import SILENCE_MAX_MINUTES, SILENCE_MIN_MINUTES
 from failover.services.policy import EDITABLE_FIELDS as POLICY_EDITABLE_FIELDS
 
 # The values of ``Peer.display_state`` (a property, so it has no TextChoices of its own).
@@ -37,6 +40,12 @@ class ServerSerializer(serializers.ModelSerializer):
     # A string, not a "uri": the field may be blank (no URL set), which a uri format refuses.
     base_url = serializers.CharField(
         read_only=True, help_text="Where this server's process answers /healthz; empty when not set."
+    )
+    silenced_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="Its alerts notify no one until then (a maintenance window); null when not silenced.",
     )
 
     class Meta:
@@ -58,6 +67,54 @@ class ServerSerializer(serializers.ModelSerializer):
             "consecutive_successes",
             "consecutive_failures",
             "created_at",
+            "silenced_until",
+        ]
+        read_only_fields = fields
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    server_name = serializers.CharField(source="server.name", read_only=True)
+    silenced = serializers.BooleanField(
+        read_only=True, default=False, help_text="Its server is in a maintenance window now: it notifies no one."
+    )
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "server",
+            "server_name",
+            "link",
+            "kind",
+            "severity",
+            "message",
+            "raised_at",
+            "cleared_at",
+            "clear_reason",
+            "acknowledged_at",
+            "acknowledged_by_name",
+            "acknowledge_note",
+            "silenced",
+        ]
+        read_only_fields = fields
+
+
+class ServerSilenceSerializer(serializers.ModelSerializer):
+    until = serializers.DateTimeField(read_only=True, help_text="When it stops silencing (or stopped, if ended early).")
+
+    class Meta:
+        model = ServerSilence
+        fields = [
+            "id",
+            "server",
+            "starts_at",
+            "ends_at",
+            "until",
+            "reason",
+            "created_by_name",
+            "ended_at",
+            "ended_by_name",
+            "end_reason",
         ]
         read_only_fields = fields
 
@@ -229,7 +286,38 @@ class AuditEntryFilterSerializer(serializers.Serializer):
     actor_name = serializers.CharField(required=False, max_length=150, help_text="For example user:admin.")
 
 
+class AlertFilterSerializer(serializers.Serializer):
+    server = serializers.IntegerField(
+        source="server_id", required=False, min_value=1, max_value=MAX_ID, help_text="Server id."
+    )
+    kind = serializers.ChoiceField(choices=AlertKind.choices, required=False)
+    severity = serializers.ChoiceField(choices=AlertSeverity.choices, required=False)
+    open = serializers.BooleanField(
+        source="cleared_at__isnull", required=False, help_text="true: open alerts only; false: cleared ones only."
+    )
+
+
 # --- Actions: request bodies and results ----------------------------------------------------
+
+
+class AcknowledgeRequestSerializer(serializers.Serializer):
+    note = serializers.CharField(
+        max_length=300, help_text="What you are doing about it; shown on the overview and kept in the audit history."
+    )
+
+
+class SilenceRequestSerializer(serializers.Serializer):
+    minutes = serializers.IntegerField(
+        min_value=SILENCE_MIN_MINUTES,
+        max_value=SILENCE_MAX_MINUTES,
+        help_text="From now, for this many minutes (at most 7 days); it ends by itself.",
+    )
+    reason = serializers.CharField(max_length=300, help_text="The maintenance; kept in the audit history.")
+
+
+class UnsilenceRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=300, help_text="Why it ends early; kept in the audit history.")
+
 
 # What a switchover did; a stale request is a 409, so it never appears in a 200.
 SWITCHOVER_OUTCOMES = [

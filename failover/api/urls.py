@@ -9,6 +9,7 @@ from failover.api import views
 # and DefaultRouter's per-router root views would collide there.
 router = SimpleRouter()
 router.register("servers", views.ServerViewSet, basename="api-server")
+router.register("alerts", views.AlertViewSet, basename="api-alert")
 router.register("peers", views.PeerViewSet, basename="api-peer")
 router.register("links", views.LinkViewSet, basename="api-link")
 router.register("events", views.FailoverEventViewSet, basename="api-event")

@@ -1,4 +1,4 @@
-"""The administrators' console API: status, servers, peers, links, events, audit, policy.
+"""The administrators' console API: status, servers, alerts, peers, links, events, audit, policy.
 
 Views stay thin: querysets, permissions and the HTTP mapping here, reading logic in
 ``console.selectors``, every change in a service. Input errors are 400s (serializers and
@@ -8,7 +8,7 @@ target peer down or in maintenance) is a 409 (see ``common.api_conventions``).
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -27,6 +27,9 @@ from common.api_schema import ApiSchema
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import IsStaff
 from failover.api.serializers import (
+    AcknowledgeRequestSerializer,
+    AlertFilterSerializer,
+    AlertSerializer,
     AuditEntryFilterSerializer,
     AuditEntrySerializer,
     FailoverEventFilterSerializer,
@@ -40,11 +43,21 @@ from failover.api.serializers import (
     PolicySerializer,
     PolicyUpdateSerializer,
     ServerSerializer,
+    ServerSilenceSerializer,
+    SilenceRequestSerializer,
     SwitchoverRequestSerializer,
     SwitchoverResultSerializer,
+    UnsilenceRequestSerializer,
 )
 from failover.choices import PeerConnection
-from failover.models import AuditEntry, FailoverEvent, Link, Peer, Policy, Server
+from failover.models import Alert, AuditEntry, FailoverEvent, Link, Peer, Policy, Server
+from failover.services.alert_actions import (
+    AlertActionRefused,
+    active_silences,
+    alert_acknowledge,
+    server_silence_end,
+    server_silence_start,
+)
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
 from failover.services.switchover import SwitchoverRefused, SwitchoverResult, link_switchover
@@ -56,6 +69,88 @@ class ServerViewSet(ReadOnlyResourceViewSet):
     permission_classes = [IsStaff]
     serializer_class = ServerSerializer
     queryset = Server.objects.order_by("name")
+
+    def get_queryset(self) -> QuerySet[Server]:
+        # "Now" is the request's: a silence is in force or not at the time it is read.
+        in_force = active_silences().filter(server_id=OuterRef("pk")).order_by("-ends_at")
+        return super().get_queryset().annotate(silenced_until=Subquery(in_force.values("ends_at")[:1]))
+
+    @extend_schema(
+        summary="Silence the server's alerts for a while (a maintenance window)",
+        request=SilenceRequestSerializer,
+        responses={200: ServerSilenceSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def silence(self, request: Request, pk: str | None = None) -> Response:
+        """From now for ``minutes`` (1 to 10080) the server's alerts notify no one; they are
+        still raised, cleared and shown. Ends by itself; a window in force is replaced.
+        Audited with the reason."""
+        server = self.get_object()
+        body = SilenceRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        silence = server_silence_start(
+            server_id=server.pk,
+            minutes=body.validated_data["minutes"],
+            actor=request.user,
+            reason=body.validated_data["reason"],
+        )
+        return Response(ServerSilenceSerializer(silence).data)
+
+    @extend_schema(
+        summary="End the server's silence early",
+        request=UnsilenceRequestSerializer,
+        responses={
+            200: ServerSilenceSerializer,
+            400: VALIDATION_ERROR,
+            403: NOT_ALLOWED,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def unsilence(self, request: Request, pk: str | None = None) -> Response:
+        """The server's alerts notify again from now. 409 when it is not silenced. Audited."""
+        server = self.get_object()
+        body = UnsilenceRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            silence = server_silence_end(server_id=server.pk, actor=request.user, reason=body.validated_data["reason"])
+        except AlertActionRefused as refused:
+            raise Conflict(django_error_text(refused)) from refused
+        return Response(ServerSilenceSerializer(silence).data)
+
+
+@extend_schema_view(list=extend_schema(parameters=[AlertFilterSerializer]))
+class AlertViewSet(ReadOnlyResourceViewSet):
+    """Alerts, newest first: open and cleared, acknowledged or not, silenced or not."""
+
+    permission_classes = [IsStaff]
+    serializer_class = AlertSerializer
+    filter_serializer_class = AlertFilterSerializer
+    queryset = Alert.objects.select_related("server").order_by("-raised_at", "-id")
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        silenced = Exists(active_silences().filter(server_id=OuterRef("server_id")))
+        return super().get_queryset().annotate(silenced=silenced)
+
+    @extend_schema(
+        summary="Acknowledge an open alert, with a note",
+        request=AcknowledgeRequestSerializer,
+        responses={200: AlertSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        """Record who has seen the alert and what they are doing about it. It stays
+        acknowledged while raised again, until it clears. 409 when it is cleared or
+        already acknowledged. Audited with the note."""
+        alert = self.get_object()
+        body = AcknowledgeRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            alert_acknowledge(alert_id=alert.pk, actor=request.user, note=body.validated_data["note"])
+        except AlertActionRefused as refused:
+            raise Conflict(django_error_text(refused)) from refused
+        return Response(AlertSerializer(self.get_queryset().get(pk=alert.pk)).data)
 
 
 @extend_schema_view(list=extend_schema(parameters=[PeerFilterSerializer]))

@@ -1,6 +1,6 @@
 """Failover models, one concept per module."""
 
-from failover.models.alerts import Alert
+from failover.models.alerts import Alert, ServerSilence
 from failover.models.audit import AuditEntry
 from failover.models.events import FailoverEvent
 from failover.models.heartbeats import NodeHeartbeat
@@ -22,6 +22,7 @@ __all__ = [
     "Peer",
     "Policy",
     "Server",
+    "ServerSilence",
     "SyncRun",
     "WizardRun",
 ]

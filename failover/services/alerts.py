@@ -16,7 +16,8 @@ from failover.models import Alert, Link, Server
 from failover.services.audit import audit_record
 
 
-def _payload(alert: Alert) -> dict:
+def alert_event(alert: Alert) -> dict:
+    """The data of the ``alert.changed`` live event, whatever changed about the alert."""
     return {
         "id": alert.pk,
         "server": alert.server.name,
@@ -25,6 +26,9 @@ def _payload(alert: Alert) -> dict:
         "severity": alert.severity,
         "message": alert.message,
         "open": alert.is_open,
+        "acknowledged": alert.is_acknowledged,
+        "acknowledged_by": alert.acknowledged_by_name,
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
     }
 
 
@@ -55,7 +59,7 @@ def alert_raise(
             audit_record(actor=actor, action=AuditAction.ALERT_RAISED, target=alert, after={"message": message})
     alert.message, alert.severity = message, severity
     alert.save(update_fields=["message", "severity"])
-    live.publish("alert.changed", _payload(alert))
+    live.publish("alert.changed", alert_event(alert))
     _log(alert, "alert_raised", f"alert raised on {server.name}: {message}")
     return alert
 
@@ -73,7 +77,7 @@ def alert_clear(
     alert.clear_reason = reason[:300]
     alert.save(update_fields=["cleared_at", "cleared_by", "clear_reason"])
     audit_record(actor=actor, action=AuditAction.ALERT_CLEARED, target=alert, reason=reason)
-    live.publish("alert.changed", _payload(alert))
+    live.publish("alert.changed", alert_event(alert))
     _log(alert, "alert_cleared", f"alert cleared on {server.name}: {alert.message} ({reason})", reason=reason)
     return alert
 

@@ -65,7 +65,8 @@
 
   // --- Actions: one <dialog> asks for the reason and the confirmation ---------------------------
   // A button with data-action="URL" opens it; data-title, data-text describe the action and
-  // data-fields='{"name": "value"}' become hidden fields of the form posted to URL.
+  // data-fields='{"name": "value"}' become hidden fields of the form posted to URL;
+  // data-minutes="60" adds the minutes field (a silence), data-reason-label renames "Reason".
   const dialog = document.getElementById("action-dialog");
   if (dialog && typeof dialog.showModal === "function") {
     const form = dialog.querySelector("[data-action-form]");
@@ -91,6 +92,13 @@
         input.value = String(value);
         fields.appendChild(input);
       });
+      // A maintenance window asks for its length; a disabled input is not sent at all.
+      const minutes = dialog.querySelector("[data-action-minutes]");
+      const wantsMinutes = Boolean(button.dataset.minutes);
+      minutes.hidden = !wantsMinutes;
+      form.elements.minutes.disabled = !wantsMinutes;
+      form.elements.minutes.value = button.dataset.minutes || "";
+      dialog.querySelector("[data-action-reason-label]").textContent = button.dataset.reasonLabel || "Reason";
       form.elements.reason.value = "";
       form.elements.reason.removeAttribute("aria-invalid");
       dialog.querySelector("#action-title").textContent = `${button.dataset.title}?`;

@@ -16,6 +16,7 @@ from failover.services.audit import audit_record
 from sessions.choices import SessionState
 from tests.factories import (
     AgentFactory,
+    AlertFactory,
     FailoverEventFactory,
     PeerFactory,
     ServerFactory,
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.django_db
 
 LIST_ENDPOINTS = [
     "/api/v1/servers/",
+    "/api/v1/alerts/",
     "/api/v1/peers/",
     "/api/v1/links/",
     "/api/v1/agents/",
@@ -50,6 +52,7 @@ def _populate(name: str, admin_user) -> None:
         server=server, link=server.links.first(), from_peer=secondary, to_peer=primary, actor=admin_user
     )
     audit_record(actor=admin_user, action=AuditAction.LINK_SWITCHOVER, target=server.links.first(), reason="test")
+    AlertFactory(server=server)
 
 
 def _results(response) -> list[dict]:
@@ -90,6 +93,7 @@ def test_every_list_takes_the_same_number_of_queries_for_one_server_or_five(admi
     ("url", "model_label"),
     [
         ("/api/v1/servers/{}/", "failover.Server"),
+        ("/api/v1/alerts/{}/", "failover.Alert"),
         ("/api/v1/peers/{}/", "failover.Peer"),
         ("/api/v1/links/{}/", "failover.Link"),
         ("/api/v1/agents/{}/", "collab_sessions.Agent"),

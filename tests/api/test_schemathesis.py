@@ -217,6 +217,7 @@ def build_world() -> dict[str, Any]:
         "agents": agents,
         "ids": {
             "servers": [a.pk, b.pk],
+            "alerts": list(Alert.objects.values_list("pk", flat=True)),
             "peers": [peer.pk for peer in peers],
             "links": list(Link.objects.values_list("pk", flat=True)),
             "events": [event.pk for event in events],

@@ -160,6 +160,10 @@ def test_the_snapshot_lists_open_alerts_only():
         "severity": AlertSeverity.WARNING.value,
         "message": "Run Verify and Sync",
         "raised_at": alerts[0]["raised_at"],
+        "acknowledged_at": None,
+        "acknowledged_by": "",
+        "acknowledge_note": "",
+        "silenced_until": None,
     }
     assert alerts[0]["raised_at"].endswith("Z")
 

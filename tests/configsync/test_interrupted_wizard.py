@@ -325,6 +325,9 @@ def test_the_check_after_a_manual_aw_switchover_raises_the_alert(server, groups,
             "severity": "warning",
             "message": OUT_OF_SYNC,
             "open": True,
+            "acknowledged": False,
+            "acknowledged_by": "",
+            "acknowledged_at": None,
         },
     ) in broadcast
     assert any(t == "sync.changed" and d["state"] == "planned" for t, d in broadcast)
