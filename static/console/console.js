@@ -65,7 +65,8 @@
 
   // --- Actions: one <dialog> asks for the reason and the confirmation ---------------------------
   // A button with data-action="URL" opens it; data-title, data-text describe the action and
-  // data-fields='{"name": "value"}' become hidden fields of the form posted to URL.
+  // data-fields='{"name": "value"}' become hidden fields of the form posted to URL, and
+  // data-number-field one optional number input.
   const dialog = document.getElementById("action-dialog");
   if (dialog && typeof dialog.showModal === "function") {
     const form = dialog.querySelector("[data-action-form]");
@@ -91,6 +92,17 @@
         input.value = String(value);
         fields.appendChild(input);
       });
+      // data-number-field='{"name": ..., "label": ...}': one optional visible number field
+      // (a drain's deadline in minutes).
+      if (button.dataset.numberField) {
+        const spec = JSON.parse(button.dataset.numberField);
+        const label = document.createElement("label");
+        label.htmlFor = "action-number";
+        label.textContent = spec.label;
+        const input = document.createElement("input");
+        Object.assign(input, { type: "number", id: "action-number", name: spec.name, min: "1", max: spec.max || "" });
+        fields.append(label, input);
+      }
       form.elements.reason.value = "";
       form.elements.reason.removeAttribute("aria-invalid");
       dialog.querySelector("#action-title").textContent = `${button.dataset.title}?`;
