@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket as sockets
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +22,9 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
@@ -155,3 +158,68 @@ def test_drain_then_sigterm_hands_the_lease_on_at_once_and_ends_nothing(tmp_path
             f"node exited after {exited * 1000:.0f} ms, its server judged down (stopped, not failed) "
             f"after {judged_down * 1000:.0f} ms"
         )
+
+
+def start_request(base_url: str, token: str) -> tuple[sockets.socket, bytes]:
+    """A caller's POST sent but for the last bytes of its body: in flight until
+    they are sent. Returns the connection and the bytes still to send."""
+    body = json.dumps({"caller_name": "In flight", "topic": "graceful stop"}).encode()
+    head = (
+        f"POST /api/v1/sessions/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: Token {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    connection = sockets.create_connection(("127.0.0.1", urlsplit(base_url).port), timeout=15)
+    connection.sendall(head + body[:5])
+    return connection, body[5:]
+
+
+def finish_request(connection: sockets.socket, rest: bytes) -> int:
+    """Send the rest of the body; the response's status."""
+    connection.sendall(rest)
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    connection.close()
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_sigterm_stops_the_monitor_before_the_node_stops_listening_and_finishes_requests(tmp_path, capsys):
+    """Regression: the node used to stop listening first and keep its monitor (and lease)
+    until every request was done; meanwhile it probed itself refused and judged its own
+    server. Now the lease moves while a request is still in flight, and that request is
+    answered before the node exits."""
+    staff = get_user_model().objects.create_user("script", password="x" * 16, is_staff=True)  # noqa: S106
+    token = Token.objects.create(user=staff).key
+    with two_nodes(tmp_path) as nodes:
+        name, other = nodes.monitor_holder()
+        drained = nodes.servers[name]
+        server_drain(server_id=drained.pk, actor="test", reason="rolling upgrade")
+        connection, rest = start_request(drained.base_url, token)
+        sent_at = time.monotonic()
+        nodes.processes[name].send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: Lease.objects.get(name=LEASE_NAME).holder.startswith(other),
+            timeout=2.5,
+            message="the lease moved while a request was still in flight",
+            diagnostics=nodes.logs,
+        )
+        lease_moved = time.monotonic() - sent_at
+        wait_until(
+            lambda: http_status(f"{drained.base_url}/healthz", timeout=0.5) is None,
+            timeout=10,
+            message="the stopping node stopped listening",
+            diagnostics=nodes.logs,
+        )
+        assert nodes.processes[name].poll() is None  # still finishing the request in flight
+        assert finish_request(connection, rest) == 201
+        nodes.processes[name].wait(timeout=15)
+        wait_until(
+            lambda: Server.objects.get(pk=drained.pk).health == Health.DOWN,
+            timeout=15,
+            message="the stopped node's server is down",
+            diagnostics=nodes.logs,
+        )
+        assert not FailoverEvent.objects.filter(kind=FailoverKind.SERVER_FAILED).exists()
+        assert CollaborationSession.objects.get(caller_name="In flight").server.name == other
+    with capsys.disabled():
+        print(f"\nlease moved {lease_moved * 1000:.0f} ms after SIGTERM, a request still in flight")
