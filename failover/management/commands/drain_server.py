@@ -10,10 +10,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from common.actors import COMMAND
 from failover.models import Server
 from failover.services.drain import server_drain
 
-COMMAND_ACTOR = "system:command"
+COMMAND_ACTOR = COMMAND
 
 
 class Command(BaseCommand):
