@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -185,3 +186,17 @@ def test_the_agent_desktop_shows_the_drain_banner(two_servers, client):
     page = client.get(reverse("agent:state-partial")).content.decode()
     assert 'id="server-draining"' in page
     assert "patch Tuesday" in page
+
+
+def test_the_console_drain_needs_staff_and_a_csrf_token(two_servers, django_user_model):
+    drained, _ = two_servers
+    url = reverse("console-server-drain", args=[drained.pk])
+    agentish = Client()
+    agentish.force_login(django_user_model.objects.create_user("plain", password="x"))
+    agentish.post(url, {"on": "1", "reason": "maintenance"})
+    staff = Client(enforce_csrf_checks=True)
+    staff.force_login(django_user_model.objects.create_user("admin4", password="x", is_staff=True))
+    assert staff.post(url, {"on": "1", "reason": "maintenance"}).status_code == 403
+    drained.refresh_from_db()
+    assert not drained.is_draining
+    assert not AuditEntry.objects.filter(action=AuditAction.SERVER_DRAINED).exists()
