@@ -34,7 +34,9 @@ class Server(HealthTracked):
     drain_started_at = models.DateTimeField(
         null=True, blank=True, help_text="Since when it is draining (planned maintenance); empty when it is not."
     )
-    drain_reason = models.CharField(max_length=300, blank=True)
+    # db_default: the previous release, still running during a rolling upgrade, inserts
+    # servers without this column.
+    drain_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
     drain_deadline = models.DateTimeField(
         null=True, blank=True, help_text="When its remaining sessions end (server_maintenance); empty: no deadline."
     )
