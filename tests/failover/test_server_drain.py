@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,6 +16,8 @@ from django.utils import timezone
 
 from failover.choices import AlertKind, AuditAction, FailoverKind, Health
 from failover.models import Alert, AuditEntry, FailoverEvent, Server
+from failover.monitor.monitor import Monitor
+from failover.monitor.watchers import Transition
 from failover.services.drain import server_drain, server_undrain
 from failover.services.servers import server_health_changed
 from sessions.choices import AgentState, EndReason, SessionState
@@ -200,3 +204,19 @@ def test_the_console_drain_needs_staff_and_a_csrf_token(two_servers, django_user
     drained.refresh_from_db()
     assert not drained.is_draining
     assert not AuditEntry.objects.filter(action=AuditAction.SERVER_DRAINED).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopping_monitor_judges_no_server_down():
+    """Graceful stop's second guard: a node whose monitor is stopping (its socket may be
+    closing) never writes a server down; the monitor that takes the lease judges."""
+    server = ServerFactory(name="routing-a", base_url="http://127.0.0.1:1")
+    Server.objects.filter(pk=server.pk).update(health=Health.UP)
+    monitor = Monitor(holder="stopping-node")
+    monitor.stop.set()
+
+    asyncio.run(monitor._server_transition(Transition(server.pk, Health.DOWN, time.time(), None, "refused")))
+
+    server.refresh_from_db()
+    assert server.health == Health.UP
+    assert not FailoverEvent.objects.exists()
