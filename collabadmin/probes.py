@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 
 from collabadmin.task_queue import queue_state
 from common.redis_client import shared_redis
+from failover.models import Server
 
 
 @never_cache
@@ -102,7 +103,11 @@ def _check_redis() -> str | None:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to take traffic: the database and Redis both answer. 503 otherwise.
+    """Ready to take traffic: the database and Redis both answer, and this node's server is
+    not draining. 503 otherwise: a draining server's nodes answer ``"status": "draining"``
+    with the drain's reason, so the load balancer sends new callers elsewhere while the
+    node goes on serving its agents and active sessions (HAProxy keeps established
+    connections of a server it marks down).
 
     Also says how long background work has waited in the Celery queue (``tasks``), with a
     warning when no worker is taking it; that alone leaves the node ready."""
@@ -119,7 +124,20 @@ def readyz(request: HttpRequest) -> JsonResponse:
     body: dict[str, object] = {"status": "ok" if ready else "unavailable", "checks": checks}
     if checks["redis"]["ok"]:
         body.update(_task_queue())
+    drain_reason = _drain_reason() if checks["database"]["ok"] else None
+    if drain_reason is not None:
+        ready = False
+        body.update(status="draining", reason="draining", drain_reason=drain_reason)
     return JsonResponse(body, status=200 if ready else 503)
+
+
+def _drain_reason() -> str | None:
+    """The drain's reason when this node's server is draining (planned maintenance)."""
+    name = settings.COLLABADMIN_SERVER_NAME
+    if not name:
+        return None
+    row = Server.objects.filter(name=name, drain_started_at__isnull=False).values_list("drain_reason", flat=True)
+    return next(iter(row), None)
 
 
 def _task_queue() -> dict[str, object]:

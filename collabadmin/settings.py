@@ -245,6 +245,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 4.5},
     },
+    # Drained servers (planned maintenance): late queued sessions handed on, deadlines kept.
+    "drain-deadlines": {"task": "sessions.drain_deadlines", "schedule": 5.0, "options": {"expires": 4.5}},
     # The history of the overview's queue / active-sessions chart (pruned after 24 h).
     "record-session-sample": {"task": "sessions.record_sample", "schedule": 10.0, "options": {"expires": 9.0}},
 }

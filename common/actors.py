@@ -19,7 +19,9 @@ POLICY = "system:policy"  # the session time-outs of the policy
 WIZARD = "system:wizard"  # a configuration wizard run in the background
 VERIFY = "system:verify"  # a Verify run nobody started by hand
 VERIFY_AFTER_SWITCHOVER = "system:verify-after-switchover"  # the Verify an AW switchover starts
+MAINTENANCE = "system:maintenance"  # a drained server's deadline ending its last sessions
 SYNC = "system:sync"  # a Sync run in the background
+COMMAND = "system:command"  # a manage.py command run by an operator (drain_server, ...)
 
 
 def user_of(actor: Actor) -> AbstractBaseUser | None:

@@ -75,6 +75,16 @@ class StatusServerSerializer(serializers.Serializer):
         "new callers go to other healthy servers first. Null when not degraded.",
     )
     degraded_reason = serializers.CharField(allow_blank=True)
+    drain_started_at = serializers.DateTimeField(
+        allow_null=True, help_text="Draining (planned maintenance) since then: it takes no new sessions."
+    )
+    drain_reason = serializers.CharField(allow_blank=True)
+    drain_deadline = serializers.DateTimeField(
+        allow_null=True, help_text="Sessions still open then end with server_maintenance; null: no deadline."
+    )
+    safe_to_restart = serializers.BooleanField(
+        help_text="Draining and empty (no session queued, in transit or active): it may be stopped now."
+    )
     links = StatusLinkSerializer(many=True)
     session_counts = SessionCountsSerializer()
 

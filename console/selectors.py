@@ -33,10 +33,26 @@ def session_counts_by_server() -> dict[int, dict[str, int]]:
     return counts
 
 
+def is_empty(counts: dict[str, int]) -> bool:
+    """No session queued, in transit or active: a drained server with these counts may stop."""
+    return not any(n for state, n in counts.items() if state != SessionState.ENDED)
+
+
 # The columns each part of the snapshot needs. The snapshot is built from ``.values()``
 # rows, not model instances: with 1,000 servers it reads about 7,000 rows, and creating
 # (and garbage-collecting) that many model objects was most of its time (issue 7, point 8).
-SERVER_FIELDS = ("id", "name", "role", "health", "failed_at", "degraded_since", "degraded_reason")
+SERVER_FIELDS = (
+    "id",
+    "name",
+    "role",
+    "health",
+    "failed_at",
+    "degraded_since",
+    "degraded_reason",
+    "drain_started_at",
+    "drain_reason",
+    "drain_deadline",
+)
 LINK_FIELDS = ("id", "server_id", "kind", "state", "epoch", "last_switchover_at")
 PEER_FIELDS = (
     "id",
@@ -133,6 +149,10 @@ def _server_entry(
         "failed_at": iso_datetime(server["failed_at"]),
         "degraded_since": iso_datetime(server["degraded_since"]),
         "degraded_reason": server["degraded_reason"],
+        "drain_started_at": iso_datetime(server["drain_started_at"]),
+        "drain_reason": server["drain_reason"],
+        "drain_deadline": iso_datetime(server["drain_deadline"]),
+        "safe_to_restart": server["drain_started_at"] is not None and is_empty(counts),
         "links": [_link_entry(link, peers_by_kind.get(link["kind"], [])) for link in links],
         "session_counts": counts,
     }

@@ -16,6 +16,7 @@ urlpatterns = [
     path("console/sync/", sync.sync_page, name="console-sync"),
     path("console/sync/verify/", sync.sync_verify_view, name="console-sync-verify"),
     path("console/sync/apply/", sync.sync_run_view, name="console-sync-apply"),
+    path("console/servers/<int:server_id>/drain/", actions.server_drain_view, name="console-server-drain"),
     path("console/links/<int:link_id>/switchover/", actions.link_switchover_view, name="console-link-switchover"),
     path("console/peers/<int:peer_id>/maintenance/", actions.peer_maintenance_view, name="console-peer-maintenance"),
     path(

@@ -50,6 +50,7 @@ class FailoverKind(models.TextChoices):
     LINK_RESTORED = "link_restored", "Link restored"
     SERVER_FAILED = "server_failed", "Server failed"
     SERVER_RECOVERED = "server_recovered", "Server recovered"
+    SERVER_STOPPED = "server_stopped", "Server stopped while drained"
 
 
 class Detection(models.TextChoices):
@@ -133,6 +134,9 @@ class AuditAction(models.TextChoices):
     SERVER_FAILED = "server.failed", "Server declared failed"
     SERVER_DEGRADED = "server.degraded", "Server degraded (up but slow)"
     SERVER_DEGRADED_CLEARED = "server.degraded_cleared", "Server no longer degraded"
+    SERVER_DRAINED = "server.drained", "Server put in drain (planned maintenance)"
+    SERVER_UNDRAINED = "server.undrained", "Server taken out of drain"
+    SERVER_STOPPED = "server.stopped", "Server stopped while drained"
     SESSION_REQUESTED = "session.requested", "Session requested"
     SESSION_ROUTED = "session.routed", "Session routed"
     SESSION_ACTIVATED = "session.activated", "Session activated"

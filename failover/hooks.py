@@ -11,6 +11,9 @@ a hook does nothing.
 - ``link_switched(link, connected=peer)``: a link has a newly connected peer, or none.
 - ``server_failed(server=..., at=...)``: a Collaboration Server failed; end its work and
   say what was ended (one handler: the sessions app's).
+- ``server_drain_changed(server=..., actor=..., reason=...)``: a server was put in drain or
+  taken out (planned maintenance): hand its queue on, tell its agents; returns how many
+  queued sessions moved (one handler: the sessions app's).
 - ``routes_confirmed(confirmations)`` and ``phone_hung_up(...)``: what a connected Media
   Blender reported (one handler each).
 """
@@ -51,6 +54,7 @@ class NothingEnded:
 
 LinkSwitched = Callable[..., None]  # (link: Link, *, connected: Peer | None)
 ServerFailed = Callable[..., WorkEnded]  # (*, server: Server, at: datetime)
+ServerDrainChanged = Callable[..., int]  # (*, server: Server, actor, reason: str) -> queued moved
 RoutesConfirmed = Callable[[Sequence[tuple[object, str, int]]], list[str]]
 PhoneHungUp = Callable[..., bool]  # (*, session_id, peer_id, agent_icm_id)
 
@@ -59,6 +63,7 @@ PhoneHungUp = Callable[..., bool]  # (*, session_id, peer_id, agent_icm_id)
 class _Registry:
     link_switched: list[LinkSwitched] = field(default_factory=list)
     server_failed: ServerFailed | None = None
+    server_drain_changed: ServerDrainChanged | None = None
     routes_confirmed: RoutesConfirmed | None = None
     phone_hung_up: PhoneHungUp | None = None
 
@@ -76,6 +81,10 @@ def on_server_failed(handler: ServerFailed) -> None:
     _registry.server_failed = handler
 
 
+def on_server_drain_changed(handler: ServerDrainChanged) -> None:
+    _registry.server_drain_changed = handler
+
+
 def on_media_blender_events(*, routes_confirmed: RoutesConfirmed, phone_hung_up: PhoneHungUp) -> None:
     _registry.routes_confirmed = routes_confirmed
     _registry.phone_hung_up = phone_hung_up
@@ -90,6 +99,13 @@ def server_failed(*, server: Server, at: datetime) -> WorkEnded:
     if _registry.server_failed is None:
         return NothingEnded()
     return _registry.server_failed(server=server, at=at)
+
+
+def server_drain_changed(*, server: Server, actor: object, reason: str) -> int:
+    """How many queued sessions the handler moved off the server (0 without a handler)."""
+    if _registry.server_drain_changed is None:
+        return 0
+    return _registry.server_drain_changed(server=server, actor=actor, reason=reason)
 
 
 def routes_confirmed(confirmations: Sequence[tuple[object, str, int]]) -> list[str]:

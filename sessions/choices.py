@@ -40,4 +40,5 @@ class EndReason(models.TextChoices):
     CALLER_LEFT = "caller_left", "Caller left"
     HANGUP_TIMEOUT = "hangup_timeout", "Ended after the caller hung up"
     SERVER_FAILED = "server_failed", "Server failed"
+    SERVER_MAINTENANCE = "server_maintenance", "Ended for server maintenance"
     TRANSIT_FAILED = "transit_failed", "Transit failed"

@@ -20,6 +20,7 @@ from sessions.services.drain import drain_started, queue_drain
 from sessions.services.media_blender import agent_sync, agents_reconcile, route_release
 from sessions.services.routes import free_agent_exists
 from sessions.services.samples import sample_record
+from sessions.services.server_drain import sessions_end_past_drain_deadline
 from sessions.services.switchover_followup import after_media_blender_switchover as switchover_followup
 from sessions.services.timeouts import sessions_end_hung_up_after_grace, sessions_requeue_expired_transits
 
@@ -97,6 +98,12 @@ def requeue_expired_transits() -> int:
 def end_hung_up_after_grace() -> int:
     """End the sessions whose caller hung up longer ago than the policy's grace (if set)."""
     return sessions_end_hung_up_after_grace()
+
+
+@shared_task(name="sessions.drain_deadlines", time_limit=60, soft_time_limit=50, expires=5, ignore_result=True)
+def drain_deadlines() -> int:
+    """Hand on what was queued on draining servers; end what is open past a drain's deadline."""
+    return sessions_end_past_drain_deadline()
 
 
 @shared_task(name="sessions.drain_all", time_limit=60, soft_time_limit=50, expires=10, ignore_result=True)

@@ -1,5 +1,6 @@
-"""The Administration desktop's actions: switch a pair over, maintenance on/off, acknowledge
-an alert, silence a server's alerts for a while (and end that early).
+"""The Administration desktop's actions: drain a server or take it out of drain, switch a
+pair over, maintenance on/off, acknowledge an alert, silence a server's alerts for a while
+(and end that early).
 
 Each asks for a reason (the confirmation dialog), calls the failover service (which locks,
 audits and publishes), and goes back to the page it came from with a message saying what
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_POST
 from console.pages import read_reason, reason_refusal, redirect_back, staff_only
 from failover.models import Alert, Link, Peer, Server
 from failover.services.alert_actions import alert_acknowledge, server_silence_end, server_silence_start
+from failover.services.drain import MAX_DEADLINE_MINUTES, server_drain, server_undrain
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.switchover import SwitchoverRefused, link_switchover
 
@@ -88,6 +90,14 @@ def peer_maintenance_view(request: HttpRequest, peer_id: int) -> HttpResponse:
 
 def _action_refusal(error: ValidationError) -> str:
     return " ".join(str(message) for message in error.messages)
+def _deadline_minutes(request: HttpRequest) -> int | None:
+    """The optional deadline field; ``ValidationError`` when it is not a whole number."""
+    raw = (request.POST.get("deadline_minutes") or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValidationError(f"the deadline is a number of minutes (1 to {MAX_DEADLINE_MINUTES}).")
+    return int(raw)
 
 
 @staff_only
@@ -149,4 +159,32 @@ def server_unsilence_view(request: HttpRequest, server_id: int) -> HttpResponse:
         messages.error(request, f"End of {server.name}'s silence refused: {_action_refusal(error)}")
         return redirect_back(request)
     messages.success(request, f"{server.name}'s alerts are no longer silenced.")
+def server_drain_view(request: HttpRequest, server_id: int) -> HttpResponse:
+    """Drain a server (``on=1``) or take it out of drain, with a reason (and a deadline)."""
+    server = get_object_or_404(Server, pk=server_id)
+    on = request.POST.get("on") == "1"
+    reason = read_reason(request)
+    verb = "Drain of" if on else "End of the drain of"
+    if refusal := reason_refusal(reason):
+        messages.error(request, f"{verb} {server.name} not done: {refusal}")
+        return redirect_back(request)
+    try:
+        if on:
+            server = server_drain(
+                server_id=server.pk, actor=request.user, reason=reason, deadline_minutes=_deadline_minutes(request)
+            )
+        else:
+            server = server_undrain(server_id=server.pk, actor=request.user, reason=reason)
+    except ValidationError as error:
+        messages.error(request, f"{verb} {server.name} refused: {' '.join(error.messages)}")
+        return redirect_back(request)
+    if not on:
+        messages.success(request, f"{server.name} takes new sessions again.")
+        return redirect_back(request)
+    deadline = f" Sessions still open at {server.drain_deadline:%H:%M} UTC end then." if server.drain_deadline else ""
+    messages.success(
+        request,
+        f"{server.name} is draining: no new sessions, its queue handed on, its agents asked to finish.{deadline} "
+        "The overview says when it is empty and safe to restart.",
+    )
     return redirect_back(request)

@@ -43,6 +43,7 @@ from failover import charts
 from failover.choices import Health, LinkState, PeerKind
 from failover.models import Alert, FailoverEvent, Link, Peer, Server
 from failover.services.alert_actions import active_silences, silenced_q
+from sessions.choices import SessionState
 from sessions.models import SessionSample
 
 RECENT_EVENTS = 10
@@ -75,6 +76,12 @@ class LinkView:
 class ServerView:
     server: Server
     links: list[LinkView] = field(default_factory=list)
+    # Only counted for a draining server: how much is left before it may be restarted.
+    open_sessions: int | None = None
+
+    @property
+    def safe_to_restart(self) -> bool:
+        return self.server.is_draining and self.open_sessions == 0
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,8 @@ def server_view(server: Server) -> ServerView:
     for peer in server.peers.all():
         by_kind.setdefault(peer.kind, []).append(peer)
     entry = ServerView(server)
+    if server.is_draining:
+        entry.open_sessions = server.sessions.exclude(state=SessionState.ENDED).count()
     # Media Blender first: the pair the sessions follow.
     for link in sorted(server.links.all(), key=lambda link: link.kind != PeerKind.MEDIA_BLENDER):
         peers = by_kind.get(link.kind, [])

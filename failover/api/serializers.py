@@ -61,6 +61,9 @@ class ServerSerializer(serializers.ModelSerializer):
             "failed_at",
             "degraded_since",
             "degraded_reason",
+            "drain_started_at",
+            "drain_reason",
+            "drain_deadline",
             "last_probe_at",
             "last_latency_ms",
             "last_error",
@@ -364,6 +367,21 @@ class SwitchoverResultSerializer(LinkSerializer):
 
 class MaintenanceRequestSerializer(serializers.Serializer):
     on = serializers.BooleanField(help_text="true: drain the peer and keep it out; false: release it.")
+    reason = serializers.CharField(max_length=300, help_text="Why; kept in the audit history.")
+
+
+class DrainRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=300, help_text="Why; kept in the audit history and shown to its agents.")
+    deadline_minutes = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=24 * 60,
+        help_text="Sessions still open this many minutes from now end with server_maintenance; omit for no deadline.",
+    )
+
+
+class UndrainRequestSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=300, help_text="Why; kept in the audit history.")
 
 

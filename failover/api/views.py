@@ -32,6 +32,7 @@ from failover.api.serializers import (
     AlertSerializer,
     AuditEntryFilterSerializer,
     AuditEntrySerializer,
+    DrainRequestSerializer,
     FailoverEventFilterSerializer,
     FailoverEventSerializer,
     LinkFilterSerializer,
@@ -47,6 +48,7 @@ from failover.api.serializers import (
     SilenceRequestSerializer,
     SwitchoverRequestSerializer,
     SwitchoverResultSerializer,
+    UndrainRequestSerializer,
     UnsilenceRequestSerializer,
 )
 from failover.choices import PeerConnection
@@ -58,6 +60,7 @@ from failover.services.alert_actions import (
     server_silence_end,
     server_silence_start,
 )
+from failover.services.drain import server_drain, server_undrain
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
 from failover.services.switchover import SwitchoverRefused, SwitchoverResult, link_switchover
@@ -151,6 +154,42 @@ class AlertViewSet(ReadOnlyResourceViewSet):
         except AlertActionRefused as refused:
             raise Conflict(django_error_text(refused)) from refused
         return Response(AlertSerializer(self.get_queryset().get(pk=alert.pk)).data)
+    @extend_schema(
+        summary="Drain a server for planned maintenance (no new sessions, queue handed on)",
+        request=DrainRequestSerializer,
+        responses={200: ServerSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def drain(self, request: Request, pk: str | None = None) -> Response:
+        """The director skips it and its nodes' /readyz answers 503; its queued sessions move
+        to a surviving routing server in order; its agents are asked to finish; sessions still
+        open at ``deadline_minutes`` end with ``server_maintenance``. Stopping it then is not a
+        failure; ``GET /api/v1/status/`` says when it is empty (``safe_to_restart``).
+        Idempotent (a second call only changes the deadline); audited with the reason."""
+        server = self.get_object()
+        body = DrainRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        server = server_drain(
+            server_id=server.pk,
+            actor=request.user,
+            reason=body.validated_data["reason"],
+            deadline_minutes=body.validated_data.get("deadline_minutes"),
+        )
+        return Response(ServerSerializer(server).data)
+
+    @extend_schema(
+        summary="Take a server out of drain: it takes new sessions again",
+        request=UndrainRequestSerializer,
+        responses={200: ServerSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def undrain(self, request: Request, pk: str | None = None) -> Response:
+        """Idempotent; audited with the reason."""
+        server = self.get_object()
+        body = UndrainRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        server = server_undrain(server_id=server.pk, actor=request.user, reason=body.validated_data["reason"])
+        return Response(ServerSerializer(server).data)
 
 
 @extend_schema_view(list=extend_schema(parameters=[PeerFilterSerializer]))

@@ -79,12 +79,15 @@ class Monitor:
         self._db_error_logged_at = 0.0
         # Set when the lease was taken again: writes made with the old token were refused.
         self._reassert_now = False
+        # The event ``run`` stops on: set, this node is stopping.
+        self.stop = asyncio.Event()
 
     @staticmethod
     def lease_ttl(timings: Timings) -> float:
         return max(2.0, 4 * timings.interval)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stop = stop
         while not stop.is_set():
             try:
                 timings = await _db(targets.load_timings)
@@ -276,6 +279,11 @@ class Monitor:
         await self._write(peer_health_changed, peer_id=transition.target_id, transition=transition)
 
     async def _server_transition(self, transition: Transition) -> None:
+        if self.stop.is_set() and transition.health == Health.DOWN:
+            # This node is stopping: a server (its own, above all, whose socket may be
+            # closing) is not judged now; the monitor that takes the lease over judges it.
+            log.warning("not judging a server while this node stops", extra={"server": transition.target_id})
+            return
         await self._write(server_health_changed, server_id=transition.target_id, transition=transition)
 
     async def _server_degraded(self, change: DegradedChange) -> None:

@@ -15,6 +15,7 @@ from failover.choices import AlertKind, AlertSeverity, AuditAction, FailoverKind
 from failover.models import FailoverEvent, Server
 from failover.services.alerts import alert_clear, alert_raise
 from failover.services.audit import audit_record
+from failover.services.drain import drain_payload
 from failover.services.lease import LeaseToken, lease_is_held
 
 
@@ -40,13 +41,13 @@ def server_health_changed(
         return None
     was_failed = server.failed_at is not None
     server.health, server.health_changed_at, server.last_error = health, at, error[:300]
-    if health == Health.DOWN:
+    if health == Health.DOWN and server.is_draining:
+        event = _server_stopped(server, at=at, error=error, detection=detection)
+    elif health == Health.DOWN:
         event = _server_failed(server, at=at, failed_at=failed_at, error=error, detection=detection)
     else:
         event = _server_back(server, at=at, recovered=was_failed and health == Health.UP)
-    live.publish(
-        "server.changed", {"server": server.pk, "name": server.name, "health": health, "degraded": server.is_degraded}
-    )
+    live.publish("server.changed", drain_payload(server))
     _log_health(server, event, error=error)
     return event
 
@@ -91,6 +92,30 @@ def _server_failed(
     return event
 
 
+def _server_stopped(server: Server, *, at: datetime, error: str, detection: str) -> FailoverEvent:
+    """A drained server that stops is planned maintenance, not a failure: its health is down
+    (the director skips it anyway), but nothing of its work ends and no alert is raised.
+    Sessions still open on it wait for it to come back (or for the drain's deadline)."""
+    server.save(update_fields=["health", "health_changed_at", "last_error"])
+    event = FailoverEvent.objects.create(
+        server=server,
+        kind=FailoverKind.SERVER_STOPPED,
+        reason=f"{server.name} stopped while drained ({server.drain_reason}): {error}"[:300],
+        detected_at=at,
+        completed_at=timezone.now(),
+        detection=detection,
+    )
+    audit_record(
+        actor=MONITOR,
+        action=AuditAction.SERVER_STOPPED,
+        target=server,
+        reason=f"stopped while drained: {error}",
+        before={"health": "up"},
+        after={"health": "down", "draining": True},
+    )
+    return event
+
+
 def _server_back(server: Server, *, at: datetime, recovered: bool) -> FailoverEvent | None:
     """Up (or unknown) again; after a failure, the recovery is an event and clears the alert."""
     server.failed_at = None
@@ -110,10 +135,17 @@ def _server_back(server: Server, *, at: datetime, recovered: bool) -> FailoverEv
 
 def _log_health(server: Server, event: FailoverEvent | None, *, error: str) -> None:
     """The server's health change as one structured line; a failure with its figures."""
-    failed = server.health == Health.DOWN
+    failed = server.health == Health.DOWN and not server.is_draining
+    stopped = server.health == Health.DOWN and server.is_draining
+    if failed and event:
+        event_name, text = "server_failed", f"failed: {event.reason}"
+    elif stopped:
+        event_name, text = "server_stopped", "stopped while drained"
+    else:
+        event_name, text = "server_health_changed", f"is {server.health}"
     oplog.record(
-        "server_failed" if failed else "server_health_changed",
-        f"server {server.name} " + (f"failed: {event.reason}" if failed and event else f"is {server.health}"),
+        event_name,
+        f"server {server.name} {text}",
         level=logging.ERROR if failed else logging.INFO,
         server=server.name,
         health=server.health,

@@ -70,7 +70,7 @@ class CollaborationSession(models.Model):
     activated_at = models.DateTimeField(null=True, blank=True)
     phone_hung_up_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
-    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True)
+    end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True)
     ended_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

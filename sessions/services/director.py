@@ -36,7 +36,7 @@ def choose_server(*, skill_group: SkillGroupKey | None = None, exclude_ids: Iter
     """The routing server that takes a new request needing ``skill_group`` (``None``: any
     agent will do).
 
-    Eligible: a routing server, healthy (one without ``base_url`` is not monitored and
+    Eligible: a routing server, not draining, healthy (one without ``base_url`` is not monitored and
     counts as healthy: a single-node install), not excluded. Among them, in order: one
     that has the skill group; one that can serve the request now (its Media Blender link
     is connected and an enabled, ready agent of the skill group has a free slot); the
@@ -97,6 +97,8 @@ def _eligible(excluded: int) -> list[Clause]:
     conditions: list[Clause] = [
         ("s.role = %s", (ServerRole.ROUTING.value,)),
         ("(s.health = %s OR s.base_url = '')", (Health.UP.value,)),
+        # A draining server (planned maintenance) takes no new work.
+        ("s.drain_started_at IS NULL", ()),
     ]
     if excluded:
         conditions.append((f"s.id NOT IN ({', '.join(['%s'] * excluded)})", (_EXCLUDED,)))

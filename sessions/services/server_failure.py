@@ -47,7 +47,7 @@ class FailureOutcome:
 
 
 @dataclass
-class _Adoption:
+class Adoption:
     """Where one queued session goes: a survivor and its skill group there, or an end."""
 
     session: CollaborationSession
@@ -82,9 +82,9 @@ def end_work_of_failed_server(*, server: Server, at: datetime) -> FailureOutcome
         CollaborationSession.objects.filter(server=server, state=SessionState.QUEUED).select_related("skill_group")
     )
     if Policy.current().adopt_queued_on_server_failure:
-        plan = _adoption_plan(queued, failed=server)
+        plan = adoption_plan(queued, failed=server)
     else:
-        plan = [_Adoption(session, end_note="Adopting queued sessions is off (policy).") for session in queued]
+        plan = [Adoption(session, end_note="Adopting queued sessions is off (policy).") for session in queued]
     _apply(plan, failed=server, at=at)
     _audit(agents, current, plan, failed=server)
     _publish(agents, [*current, *queued])
@@ -103,7 +103,7 @@ def end_work_of_failed_server(*, server: Server, at: datetime) -> FailureOutcome
 UNSERVED = "No surviving routing server has the skill group"
 
 
-def _adoption_plan(queued: list[CollaborationSession], *, failed: Server) -> list[_Adoption]:
+def adoption_plan(queued: list[CollaborationSession], *, failed: Server) -> list[Adoption]:
     """Decide each queued session's survivor and skill group, one director query (and one
     skill group lookup) per distinct skill group."""
     decided: dict[int | None, tuple[Server | None, SkillGroup | None, str | None, str]] = {}
@@ -113,7 +113,7 @@ def _adoption_plan(queued: list[CollaborationSession], *, failed: Server) -> lis
         if key not in decided:
             decided[key] = _survivor_for(session.skill_group, failed=failed)
         survivor, group, matched_by, note = decided[key]
-        plan.append(_Adoption(session, survivor=survivor, skill_group=group, matched_by=matched_by, end_note=note))
+        plan.append(Adoption(session, survivor=survivor, skill_group=group, matched_by=matched_by, end_note=note))
     return plan
 
 
@@ -140,7 +140,7 @@ def _survivor_for(
     return None, None, None, f"{UNSERVED} {group.name} (ICM id {group.icm_id})."
 
 
-def _apply(plan: list[_Adoption], *, failed: Server, at: datetime) -> None:
+def _apply(plan: list[Adoption], *, failed: Server, at: datetime) -> None:
     """Write the plan: one update per (survivor, skill group), one per end note. Queue order
     is kept because ``queued_at`` is not touched."""
     moves: dict[tuple[int, int | None], list] = {}
@@ -179,7 +179,7 @@ def _publish(agents: list[Agent], sessions: list[CollaborationSession]) -> None:
         followups.after_session_requested(session)
 
 
-def _audit(agents: list[Agent], current: list[CollaborationSession], plan: list[_Adoption], *, failed: Server) -> None:
+def _audit(agents: list[Agent], current: list[CollaborationSession], plan: list[Adoption], *, failed: Server) -> None:
     rows = [
         audit_entry(
             actor=MONITOR,

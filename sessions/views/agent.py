@@ -79,6 +79,8 @@ def _state_context(agent: Agent) -> dict[str, Any]:
     return {
         "agent": agent,
         "failed_server": server if failed else None,
+        # Planned maintenance: no new session comes; the agent is asked to finish its own.
+        "draining_server": server if server.is_draining and not failed else None,
         "surviving_desktops": surviving_desktops(besides=server.pk) if failed else [],
     }
 

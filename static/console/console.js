@@ -66,7 +66,8 @@
   // --- Actions: one <dialog> asks for the reason and the confirmation ---------------------------
   // A button with data-action="URL" opens it; data-title, data-text describe the action and
   // data-fields='{"name": "value"}' become hidden fields of the form posted to URL;
-  // data-minutes="60" adds the minutes field (a silence), data-reason-label renames "Reason".
+  // data-minutes="60" adds the minutes field (a silence), data-reason-label renames "Reason",
+  // data-number-field one optional number input (a drain's deadline).
   const dialog = document.getElementById("action-dialog");
   if (dialog && typeof dialog.showModal === "function") {
     const form = dialog.querySelector("[data-action-form]");
@@ -99,6 +100,17 @@
       form.elements.minutes.disabled = !wantsMinutes;
       form.elements.minutes.value = button.dataset.minutes || "";
       dialog.querySelector("[data-action-reason-label]").textContent = button.dataset.reasonLabel || "Reason";
+      // data-number-field='{"name": ..., "label": ...}': one optional visible number field
+      // (a drain's deadline in minutes).
+      if (button.dataset.numberField) {
+        const spec = JSON.parse(button.dataset.numberField);
+        const label = document.createElement("label");
+        label.htmlFor = "action-number";
+        label.textContent = spec.label;
+        const input = document.createElement("input");
+        Object.assign(input, { type: "number", id: "action-number", name: spec.name, min: "1", max: spec.max || "" });
+        fields.append(label, input);
+      }
       form.elements.reason.value = "";
       form.elements.reason.removeAttribute("aria-invalid");
       dialog.querySelector("#action-title").textContent = `${button.dataset.title}?`;

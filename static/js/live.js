@@ -14,6 +14,11 @@
   const MAX_BACKOFF_MS = 15000;
   const CLOSE_NOT_AUTHENTICATED = 4401;
   const CLOSE_FORBIDDEN = 4403;
+  // "Service restart": the node is stopping gracefully (uvicorn closes every WebSocket with
+  // it; docs/operations.md, 'Graceful stop'). Not an error: reconnect at once (the load
+  // balancer sends us to another node) and say nothing unless that fails too.
+  const CLOSE_SERVICE_RESTART = 1012;
+  const RESTART_JITTER_MS = 400;
 
   const statusEl = document.querySelector("[data-live-status]");
 
@@ -95,6 +100,12 @@
         if (event.code === CLOSE_NOT_AUTHENTICATED || event.code === CLOSE_FORBIDDEN) {
           setStatus("error", "Live updates off");
           onRefused();
+          return;
+        }
+        if (event.code === CLOSE_SERVICE_RESTART) {
+          attempts = 0;
+          // A little jitter only, so that every desktop of the node does not come back in the same instant.
+          window.setTimeout(open, Math.random() * RESTART_JITTER_MS);
           return;
         }
         attempts += 1;

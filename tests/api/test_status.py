@@ -68,6 +68,10 @@ def test_the_snapshot_lists_each_server_with_its_links_peers_and_session_counts(
         "failed_at",
         "degraded_since",
         "degraded_reason",
+        "drain_started_at",
+        "drain_reason",
+        "drain_deadline",
+        "safe_to_restart",
         "links",
         "session_counts",
     }

@@ -36,6 +36,7 @@ from websockets.sync.client import connect as ws_connect
 
 from failover.choices import Health
 from failover.models import Policy, Server
+from failover.services.drain import server_drain, server_undrain
 from sessions.models import CollaborationSession
 from tests.factories import ServerFactory
 from tests.processes import ROOT, free_port, project_env, start_node, stop_process
@@ -230,6 +231,41 @@ def test_a_killed_node_behind_haproxy_costs_callers_at_most_its_in_flight_reques
     told = [a[2] for a in callers.answers if a[1] == 201]
     assert len(set(told)) == len(told)
     assert CollaborationSession.objects.filter(pk__in=told).count() == len(told)
+
+
+def test_a_drained_node_gets_no_new_caller_through_haproxy(balanced, capsys):
+    """Issue 21, point 2: a drained server's node answers /readyz 503, HAProxy takes it out
+    and every new caller goes to the other; undrained, it is back in the balancer."""
+    staff = get_user_model().objects.create_user("script", password="x" * 16, is_staff=True)  # noqa: S106
+    callers = Callers(balanced.url, Token.objects.create(user=staff).key)
+    drained = Server.objects.get(name="routing-a")
+    started = time.monotonic()
+    server_drain(server_id=drained.pk, actor="test", reason="rolling upgrade")
+    wait_until(
+        lambda: balanced.status("routing-a").startswith("DOWN"),
+        timeout=10,
+        message="HAProxy took the drained node out",
+        diagnostics=balanced.logs,
+    )
+    out_after = time.monotonic() - started
+    served_before = balanced.requests_served("routing-a")
+    answers = [callers.ask(n) for n in range(20)]
+    assert [status for status, _ in answers] == [201] * 20
+    assert balanced.requests_served("routing-a") == served_before
+    sessions = CollaborationSession.objects.filter(pk__in=[session_id for _, session_id in answers])
+    assert set(sessions.values_list("server__name", flat=True)) == {"routing-b"}
+
+    started = time.monotonic()
+    server_undrain(server_id=drained.pk, actor="test", reason="upgraded")
+    wait_until(
+        lambda: balanced.status("routing-a") == "UP",
+        timeout=15,
+        message="HAProxy put the undrained node back",
+        diagnostics=balanced.logs,
+    )
+    back_after = time.monotonic() - started
+    with capsys.disabled():
+        print(f"\ndrained node out of HAProxy after {out_after * 1000:.0f} ms, back {back_after * 1000:.0f} ms later")
 
 
 def test_the_shipped_configuration_is_valid_as_installed():

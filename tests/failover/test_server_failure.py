@@ -204,9 +204,9 @@ def two_nodes(tmp_path: Path) -> Iterator[NodePair]:
         )
         yield pair
     finally:
-        # Killed, not terminated: a node stopping gracefully closes its socket before its
-        # monitor stops, probes itself refused and would fail its own server (ending the
-        # very sessions the test reads afterwards).
+        # Killed, not terminated: SIGTERM of an undrained node is a planned stop the other
+        # node's monitor would still judge a failure (ending the sessions the test reads
+        # afterwards). Drain first for a stop that ends nothing (test_graceful_stop.py).
         pair.stop_all()
 
 

@@ -213,6 +213,7 @@ def _sessions(servers: dict[str, Server], admin: AbstractBaseUser, maria: Agent,
         EndReason.CALLER_LEFT: (CALLER, "", True),
         EndReason.HANGUP_TIMEOUT: (POLICY, "caller hung up 120 s ago", True),
         EndReason.TRANSIT_FAILED: (POLICY, "route not confirmed within 10 s, 3 times", False),
+        EndReason.SERVER_MAINTENANCE: (POLICY, "server routing-a maintenance deadline passed (kernel update)", True),
     }
     for reason, (actor, note, confirm) in ended.items():
         session = _route(_ask(f"Caller {reason}", "Invoice 2024-117 looks wrong", "Sales"), maria, confirm=confirm)

@@ -92,7 +92,7 @@ def orm_choice(exclude_ids: list[int], key: SkillGroupKey | None) -> Server | No
     link_up = Link.objects.filter(server=OuterRef("pk"), kind=PeerKind.MEDIA_BLENDER, state=LinkState.CONNECTED)
     return (
         Server.objects.filter(role=ServerRole.ROUTING)
-        .filter(Q(health=Health.UP) | Q(base_url=""))
+        .filter(Q(health=Health.UP) | Q(base_url=""), drain_started_at__isnull=True)
         .exclude(pk__in=exclude_ids)
         .annotate(
             slow=Case(When(degraded_since__isnull=True, then=Value(0)), default=Value(1), output_field=IntegerField()),
