@@ -90,6 +90,8 @@ def peer_maintenance_view(request: HttpRequest, peer_id: int) -> HttpResponse:
 
 def _action_refusal(error: ValidationError) -> str:
     return " ".join(str(message) for message in error.messages)
+
+
 def _deadline_minutes(request: HttpRequest) -> int | None:
     """The optional deadline field; ``ValidationError`` when it is not a whole number."""
     raw = (request.POST.get("deadline_minutes") or "").strip()
@@ -159,6 +161,8 @@ def server_unsilence_view(request: HttpRequest, server_id: int) -> HttpResponse:
         messages.error(request, f"End of {server.name}'s silence refused: {_action_refusal(error)}")
         return redirect_back(request)
     messages.success(request, f"{server.name}'s alerts are no longer silenced.")
+
+
 def server_drain_view(request: HttpRequest, server_id: int) -> HttpResponse:
     """Drain a server (``on=1``) or take it out of drain, with a reason (and a deadline)."""
     server = get_object_or_404(Server, pk=server_id)

@@ -154,6 +154,7 @@ class AlertViewSet(ReadOnlyResourceViewSet):
         except AlertActionRefused as refused:
             raise Conflict(django_error_text(refused)) from refused
         return Response(AlertSerializer(self.get_queryset().get(pk=alert.pk)).data)
+
     @extend_schema(
         summary="Drain a server for planned maintenance (no new sessions, queue handed on)",
         request=DrainRequestSerializer,
