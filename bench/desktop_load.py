@@ -229,7 +229,7 @@ def start_watchers(stack: BenchStack, node: Node, cookie: str, emulated: list[st
         children.append((child, out))
     for entry in children:
         if entry is not None:
-            entry[0].read_line(180)
+            entry[0].read_line(300)  # 200 snapshots on a busy shared machine
     return children
 
 
