@@ -246,6 +246,7 @@ class Page:
             return
         if message.get("type") == "snapshot":
             self.snapshot_seq = self.last_seq = message.get("seq")
+            self.shown = (-1, -1)  # console.js: a new snapshot may start a new numbering
             self.schedule(self.snapshot_seq if isinstance(self.snapshot_seq, int) else math.inf)
             return
         seq = message.get("seq")

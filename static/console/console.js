@@ -175,7 +175,12 @@
   connectLive({
     path: root.dataset.liveWs,
     // The page was rendered before the socket opened: catch up to the snapshot's number.
-    onSnapshot: (message) => schedule(typeof message.seq === "number" ? message.seq : CURRENT),
+    // A new snapshot may start a new numbering (a Sentinel failover can lose the last few
+    // increments of the counter): what the page shows is compared with answers from then on.
+    onSnapshot: (message) => {
+      shown = { seq: -1, rendered: -1 };
+      schedule(typeof message.seq === "number" ? message.seq : CURRENT);
+    },
     onEvent: (message) => {
       if (!ignored.has(message.type)) schedule(message.seq);
     },
