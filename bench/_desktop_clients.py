@@ -6,13 +6,21 @@ opens one "page" per entry: a ``/ws/status/`` WebSocket (the ``websockets`` clie
 in by session cookie) and a pool of keep-alive HTTP/1.1 connections (at most 6, as a
 browser per host). Each page does what the scripts do:
 
-* the snapshot, and every later event numbered above the last one seen, *schedule* a
-  refresh: a 100 ms debounce that every new event restarts (``DEBOUNCE_MS`` of
-  console.js); heartbeats are ignored; a resync schedules one every 30 s (the page's
-  ``setInterval``, here with a random phase, pages being opened at different moments);
+* the snapshot, and every later event numbered above the last one seen whose type the
+  page does not ignore (the overview's ``data-live-ignore``: ``session.changed`` and
+  ``agent.changed``), *schedule* a refresh that must show at least that number;
+  heartbeats are ignored; a resync schedules one every 30 s that needs the server's
+  current number (the page's ``setInterval``, here with a random phase, pages being
+  opened at different moments);
+* refreshes are throttled as console.js throttles them: at most one in flight, starts at
+  least ``MIN_INTERVAL_MS`` (200 ms) apart, the first at once, the events that come
+  meanwhile making one refresh after it;
 * a refresh fetches the page's fragment (``/partials/overview/`` or
-  ``/console/sessions/?fragment=1``) with the headers ``fetch()`` sends; only the newest
-  request may be applied (the ``ticket``), as in console.js.
+  ``/console/sessions/?fragment=1``, plus ``live_seq=N`` unless it needs the current
+  number) with the headers ``fetch()`` sends; the answer is applied if its version
+  (``X-Live-Seq``, ``X-Live-Rendered``) is newer than the page's, an answer without one
+  only if it is the newest request's (the ``ticket``), as in console.js; a refresh due
+  for events that the applied answer already reflects is dropped.
 
 Nothing is parsed or swapped: the HTML is only counted. Per page it keeps every *applied*
 refresh as (request start, answer complete) in ``time.monotonic()`` (one clock for the
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import signal
 import sys
@@ -37,7 +46,9 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-DEBOUNCE_S = 0.1  # console.js DEBOUNCE_MS
+MIN_INTERVAL_S = 0.2  # console.js MIN_INTERVAL_MS
+# console.js's data-live-ignore, as templates/console/overview.html sets it.
+IGNORED = {"overview": frozenset({"session.changed", "agent.changed"}), "sessions": frozenset()}
 RESYNC_S = 30.0  # live.js resyncMs
 MAX_CONNECTIONS = 6  # a browser's connections per host (HTTP/1.1)
 FRAGMENTS = {"overview": "/partials/overview/", "sessions": "/console/sessions/?fragment=1"}
@@ -78,17 +89,17 @@ class HttpPool:
                 self.idle.append(conn)
             self.freed.notify()
 
-    async def get(self, path: str) -> tuple[int, int]:
-        """(status, bytes received) of one GET. A kept-alive connection the server has closed
-        meanwhile (uvicorn closes them after 5 s idle) is retried once on a new one, as a
-        browser does."""
+    async def get(self, path: str) -> tuple[int, int, tuple[int, int] | None]:
+        """(status, bytes received, (X-Live-Seq, X-Live-Rendered) or None) of one GET. A
+        kept-alive connection the server has closed meanwhile (uvicorn closes them after 5 s
+        idle) is retried once on a new one, as a browser does."""
         for fresh in (False, True):
             conn, reused = await self._take(fresh)
             try:
                 reader, writer = conn
                 writer.write(f"GET {path} HTTP/1.1\r\n{self.head}".encode())
                 await writer.drain()
-                status, size = await _read_answer(reader)
+                status, size, version = await _read_answer(reader)
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 conn[1].close()
                 await self._give(None)
@@ -100,15 +111,16 @@ class HttpPool:
                 await self._give(None)
                 raise
             await self._give(conn)
-            return status, size
+            return status, size, version
         raise ConnectionError("unreachable")
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int]:
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int, tuple[int, int] | None]:
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("connection closed")
     size, length, chunked = len(status_line), 0, False
+    live: dict[bytes, int] = {}
     while (line := await reader.readline()) not in (b"\r\n", b""):
         size += len(line)
         name, _, value = line.partition(b":")
@@ -116,6 +128,8 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int]:
             length = int(value)
         elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
             chunked = True
+        elif name.lower() in (b"x-live-seq", b"x-live-rendered") and value.strip().isdigit():
+            live[name.lower()] = int(value)
     size += 2
     if chunked:
         while True:
@@ -128,7 +142,8 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int]:
     elif length:
         await reader.readexactly(length)
         size += length
-    return int(status_line.split()[1]), size
+    version = (live[b"x-live-seq"], live[b"x-live-rendered"]) if len(live) == 2 else None
+    return int(status_line.split()[1]), size, version
 
 
 class Page:
@@ -139,13 +154,20 @@ class Page:
         self.path = FRAGMENTS[kind]
         self.pool = pool
         self.errors = errors
+        self.ignored = IGNORED[kind]
         self.timer: asyncio.TimerHandle | None = None
         self.ticket = 0
+        self.wanted = -math.inf  # the newest number the next refresh must show
+        self.pending = False
+        self.in_flight = False
+        self.last_start = -math.inf
+        self.shown = (-1, -1)  # the version on the page
         self.snapshot_seq: int | None = None
         self.last_seq: int | None = None
         self.swaps: list[tuple[float, float]] = []
         self.fetches: list[float] = []  # start of every fetch
-        self.answers: list[tuple[float, int]] = []  # (complete, bytes) of every answer
+        # (complete, bytes, X-Live-Seq, X-Live-Rendered or None) of every answer
+        self.answers: list[tuple[float, int, int | None, int | None]] = []
         self.bytes_by_second: dict[str, dict[int, int]] = {"http": {}, "ws": {}}
         self.tasks: set[asyncio.Task] = set()
 
@@ -153,33 +175,61 @@ class Page:
         seconds = self.bytes_by_second[channel]
         seconds[int(at)] = seconds.get(int(at), 0) + size
 
-    def schedule(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(DEBOUNCE_S, self._start_refresh)
+    def schedule(self, seq: float) -> None:
+        """A refresh that shows at least event ``seq`` (``math.inf``: the server's current number)."""
+        self.wanted = max(self.wanted, seq)
+        self.pending = True
+        self.pump()
 
-    def _start_refresh(self) -> None:
-        task = asyncio.create_task(self.refresh())
+    def pump(self) -> None:
+        if not self.pending or self.in_flight or self.timer is not None:
+            return
+        wait = self.last_start + MIN_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            self.timer = asyncio.get_running_loop().call_later(wait, self._timer_fired)
+            return
+        seq, self.wanted, self.pending = self.wanted, -math.inf, False
+        self.in_flight, self.last_start = True, time.monotonic()
+        task = asyncio.create_task(self.refresh(seq))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._refreshed)
 
-    async def refresh(self) -> None:
+    def _timer_fired(self) -> None:
+        self.timer = None
+        self.pump()
+
+    def _refreshed(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.in_flight = False
+        self.pump()
+
+    def newer(self, version: tuple[int, int] | None, mine: int) -> bool:
+        return mine == self.ticket if version is None else version > self.shown
+
+    async def refresh(self, seq: float) -> None:
         self.ticket += 1
         mine = self.ticket
         started = time.monotonic()
         self.fetches.append(started)
+        path = self.path if math.isinf(seq) else f"{self.path}{'&' if '?' in self.path else '?'}live_seq={int(seq)}"
         try:
-            status, size = await self.pool.get(self.path)
+            status, size, version = await self.pool.get(path)
         except Exception as exc:  # noqa: BLE001 (counted: the next event or resync retries, as the page does)
             self.error(exc)
             return
         done = time.monotonic()
         self.count_bytes(done, size, "http")
-        self.answers.append((done, size))
+        self.answers.append((done, size, *(version or (None, None))))
         if status != 200:
             self.error(RuntimeError(f"GET {self.path}: {status}"))
-        elif mine == self.ticket:
-            self.swaps.append((started, done))
+        elif self.newer(version, mine):
+            self.shown = version or self.shown
+            if self.pending and self.wanted <= self.shown[0]:  # already in it: no refresh due
+                self.pending, self.wanted = False, -math.inf
+            # The render's own start when the server says it (a shared render may be older
+            # than this request): what the page shows is the database as of then.
+            since = started if version is None else time.monotonic() - (time.time() - version[1] / 1000)
+            self.swaps.append((since, done))
 
     def error(self, exc: BaseException) -> None:
         self.errors["errors"] += 1
@@ -196,13 +246,15 @@ class Page:
             return
         if message.get("type") == "snapshot":
             self.snapshot_seq = self.last_seq = message.get("seq")
-            self.schedule()
+            self.shown = (-1, -1)  # console.js: a new snapshot may start a new numbering
+            self.schedule(self.snapshot_seq if isinstance(self.snapshot_seq, int) else math.inf)
             return
         seq = message.get("seq")
         if self.snapshot_seq is None or not isinstance(seq, int) or seq <= (self.last_seq or 0):
             return
         self.last_seq = seq
-        self.schedule()
+        if message.get("type") not in self.ignored:
+            self.schedule(seq)
 
     def result(self) -> dict[str, Any]:
         return {
@@ -240,7 +292,7 @@ async def run_page(page: Page, url: str, headers: dict[str, str], ready: asyncio
 async def _resync(page: Page) -> None:
     await asyncio.sleep(random.uniform(0, RESYNC_S))  # noqa: S311 (a phase, not a secret)
     while True:
-        page.schedule()
+        page.schedule(math.inf)
         await asyncio.sleep(RESYNC_S)
 
 

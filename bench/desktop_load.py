@@ -13,9 +13,10 @@ its own (a node goes on rendering what departed pages asked for):
   when the fragment first shows a change); the others are emulated pages
   (``bench/_desktop_clients.py``), each doing what ``static/js/live.js`` and
   ``static/console/console.js`` do: the ``/ws/status/`` socket and its sequence rules,
-  a fragment fetch after a 100 ms debounce that every new event restarts, a resync every
-  30 s. Four in five watch the overview, one in five the sessions page (the issue's
-  200 : 50); the browsers one each.
+  throttled fragment fetches (at most one in flight, 200 ms apart) naming the newest event
+  number, the overview ignoring session and agent events, a resync every 30 s. Four in
+  five watch the overview, one in five the sessions page (the issue's 200 : 50); the
+  browsers one each.
 * **The load**, from this process, through the services: ``--rate`` session changes a
   second (50), Poisson arrivals (independent callers), alternately a caller's request
   (``session_request``, caller ``Load caller N``) and the end of a queued session
@@ -27,11 +28,13 @@ its own (a node goes on rendering what departed pages asked for):
 After a warm-up, ``--seconds`` are measured; the load goes on for a grace (5 s) and stops
 2 s before the pages are. Only the commits of the measured seconds are counted.
 
-* **commit → page updated** (emulated pages): for every commit and every page, the time
-  until the page applied a fragment whose request started after the commit (that render
+* **commit → page updated** (emulated pages): for every commit and every page that shows
+  it (the overview shows no session: there only the failovers count), the time
+  until the page applied a fragment whose render started after the commit (that render
   read the database after the change; a render that started just before and happened
-  to see it is not counted, so this errs long by at most one render). Every change
-  counts on every page, whether or not it is visible there. A change a page had not
+  to see it is not counted, so this errs long by at most one render; the render's start
+  is its ``X-Live-Rendered``, else the request's). Every change of a kind the page shows
+  counts, whether or not it is among the rows the page shows. A change a page had not
   applied when the load stopped is counted with the refresh that followed (a lower
   bound: at least the grace); one never applied is "never" (not in the percentiles).
 * **commit → DOM shows it** (Chromium): new sessions on the sessions page (only those
@@ -69,7 +72,8 @@ from typing import Any
 from bench._common import format_table, loadavg_1m, summarize, write_results
 from bench._stack import PYTHON, BenchStack, Child, Node, django_stack, staff_cookie, wait_until
 
-TARGET_P99_MS = 1000.0  # the "holds" line of point 1; point 2's target is 300 ms
+TARGET_P99_MS = 1000.0  # the "holds" line of point 1
+TARGET_P99_POINT2_MS = 300.0  # point 2: 200 on the overview and 50 on the sessions page
 WARMUP_S = 5.0  # --quick: 2 s
 GRACE_S = 5.0  # --quick: 3 s; the load goes on meanwhile (a quiet node would refresh every page at once)
 QUIET_S = 0.5  # then the load stops; what a page applies after that is not counted
@@ -225,7 +229,7 @@ def start_watchers(stack: BenchStack, node: Node, cookie: str, emulated: list[st
         children.append((child, out))
     for entry in children:
         if entry is not None:
-            entry[0].read_line(180)
+            entry[0].read_line(300)  # 200 snapshots on a busy shared machine
     return children
 
 
@@ -243,14 +247,21 @@ def collect(children) -> list[dict[str, Any] | None]:
     return results
 
 
+# The changes each page shows. The overview shows no session (its template tells console.js
+# to ignore session.changed and agent.changed): only the failovers are waited for there.
+SHOWN = {"overview": {"failover"}, "sessions": {"caller", "end", "failover"}}
+
+
 def page_latencies(pages: list[dict[str, Any]], commits: list[Commit], load_end: float) -> tuple[list[float], int]:
-    """commit → page updated (ms) of every commit on every emulated page; and how many were
-    not updated while the load lasted (counted as never: at least the grace)."""
+    """commit → page updated (ms) of every commit on every emulated page that shows it; and how
+    many were not updated while the load lasted (counted as never: at least the grace)."""
     latencies, never = [], 0
     for page in pages:
         swaps = sorted(page["swaps"])
         starts = [start for start, _ in swaps]
         for commit in commits:
+            if commit.kind not in SHOWN[page["kind"]]:
+                continue
             i = bisect.bisect_left(starts, commit.mono)
             if i < len(swaps) and swaps[i][1] <= load_end:
                 latencies.append((swaps[i][1] - commit.mono) * 1000)
@@ -289,12 +300,18 @@ def dom_latencies(browser: dict[str, Any] | None, commits: list[Commit]) -> dict
 
 
 def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, window: tuple[float, float], wall: tuple):
-    """Fragments rendered per second (answers every page received) and bytes/s received by
-    the emulated pages, in the window."""
+    """Fragments answered per second (answers every page received), renders per second
+    (the distinct versions, X-Live-Seq and X-Live-Rendered, among the emulated pages'
+    answers: a shared render counts once) and bytes/s received by the emulated pages, in
+    the window."""
     t0, t1 = window
     seconds = t1 - t0
     pages = emulated["pages"] if emulated else []
-    renders = sum(1 for page in pages for at, _ in page["answers"] if t0 <= at < t1)
+    renders = sum(1 for page in pages for at, *_ in page["answers"] if t0 <= at < t1)
+    versions = {
+        kind: len({tuple(a[2:]) for p in pages if p["kind"] == kind for a in p["answers"] if t0 <= a[0] < t1 and a[2]})
+        for kind in ("overview", "sessions")
+    }
     for page in browser["pages"] if browser else []:
         renders += sum(1 for at, _ in page["fetches"] if wall[0] <= at < wall[1])
     whole = list(range(int(t0) + 1, int(t1)))  # the bytes are counted per whole second
@@ -304,7 +321,7 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
     }
     per_page = {k: v / len(whole) / len(pages) for k, v in received.items()} if pages and whole else None
     sizes = {
-        kind: statistics.median(size for page in pages if page["kind"] == kind for _, size in page["answers"])
+        kind: statistics.median(size for page in pages if page["kind"] == kind for _, size, *_ in page["answers"])
         for kind in ("overview", "sessions")
         if any(page["answers"] for page in pages if page["kind"] == kind)
     }
@@ -313,7 +330,7 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
     for kind in ("overview", "sessions"):
         mine = [p for p in pages if p["kind"] == kind]
         if mine:
-            answered = sum(1 for p in mine for at, _ in p["answers"] if t0 <= at < t1)
+            answered = sum(1 for p in mine for at, *_ in p["answers"] if t0 <= at < t1)
             rates["emulated"][kind] = round(answered / seconds / len(mine), 2)
         for page in browser["pages"] if browser else []:
             if page["kind"] == kind:
@@ -322,6 +339,8 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
     return {
         "answers_per_page_per_s": rates,
         "renders_per_s": round(renders / seconds, 1),
+        # Renders the node made and shared (none before issue 18 point 2: every answer a render).
+        "shared_renders_per_s": {kind: round(n / seconds, 1) for kind, n in versions.items() if n},
         "requests_per_s": round(sum(1 for page in pages for at in page["fetches"] if t0 <= at < t1) / seconds, 1),
         "bytes_per_page_per_s": per_page,
         "fragment_bytes": {kind: round(size) for kind, size in sizes.items()},
@@ -378,6 +397,16 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
     time.sleep(QUIET_S)
     emulated_result, browser_result = collect(children)
     latencies, never = page_latencies(emulated_result["pages"] if emulated_result else [], commits, load_end)
+    by_kind = (
+        {
+            kind: with_never(
+                *page_latencies([p for p in emulated_result["pages"] if p["kind"] == kind], commits, load_end), grace
+            )
+            for kind in ("overview", "sessions")
+        }
+        if emulated_result
+        else {}
+    )
     flow = traffic(emulated_result, browser_result, (t0, t1), (wall0, wall1))
     per_page = flow.pop("bytes_per_page_per_s")
     return {
@@ -391,6 +420,7 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
         "refused_changes": load.failed,
         "page_updated_ms": with_never(latencies, never, grace),
         "never_updated": never,
+        "page_updated_ms_by_kind": by_kind,
         "dom_ms": dom_latencies(browser_result, commits),
         **flow,
         # The emulated pages' average, for all N pages (the browsers receive the same).
@@ -404,10 +434,10 @@ def measure(stack: BenchStack, node: Node, cookie: str, load: Load, watchers: in
     }
 
 
-def holds(row: dict[str, Any]) -> bool:
-    """p99 ≤ 1 s on the emulated pages ("never" counted) and in the browsers."""
+def holds(row: dict[str, Any], target: float = TARGET_P99_MS) -> bool:
+    """p99 ≤ ``target`` on the emulated pages ("never" counted) and in the browsers."""
     p99s = [row["page_updated_ms"]["p99"]] + [d["p99"] for d in row["dom_ms"].values() if d["n"]]
-    return all(isinstance(p, int | float) and p <= TARGET_P99_MS for p in p99s)
+    return all(isinstance(p, int | float) and p <= target for p in p99s)
 
 
 def ms(value: float | str | None) -> str:
@@ -452,10 +482,11 @@ def largest_held(rows: list[dict[str, Any]]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    headers = ["N", "changes/s", "updated p50 ms", "p99 ms", "not updated", "DOM sessions p50/p99"]
+    headers = ["N", "changes/s", "updated p50 ms", "p99 ms", "p99 overview/sessions", "not updated"]
+    headers += ["DOM sessions p50/p99"]
     headers += ["DOM failover p50/p99"]
     headers += [
-        "renders/s",
+        "answers/s (renders/s: overview/sessions)",
         "fragment KiB (overview/sessions)",
         "KiB/s to browsers (of it WS)",
         "node CPU %",
@@ -471,12 +502,15 @@ def table(rows: list[dict[str, Any]]) -> str:
             return f"{d['p50']} / {d['p99']} ({d['never_shown']} not shown)" if d else "-"
 
         lat = r["page_updated_ms"]
+        by_kind = r.get("page_updated_ms_by_kind", {})
         kib = f"{r['bytes_per_s'] / 1024:.0f} ({r['ws_bytes_per_s'] / 1024:.0f})" if r["bytes_per_s"] else "-"
         out.append(
-            [r["watchers"], r["changes_per_s"], lat["p50"], lat["p99"], r["never_updated"], pair("sessions")]
+            [r["watchers"], r["changes_per_s"], lat["p50"], lat["p99"]]
+            + ["/".join(str(by_kind[k]["p99"]) for k in ("overview", "sessions") if k in by_kind) or "-"]
+            + [r["never_updated"], pair("sessions")]
             + [
                 pair("overview"),
-                r["renders_per_s"],
+                f"{r['renders_per_s']} ({'/'.join(str(v) for v in r.get('shared_renders_per_s', {}).values()) or '-'})",
                 "/".join(f"{v / 1024:.0f}" for v in r["fragment_bytes"].values()),
                 kib,
                 r["node_cpu_pct"],
@@ -499,8 +533,8 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
                 f"every {data['parameters']['failover_every']:g} s: commit → page updated",
                 "value": f"p50 {ms(lat['p50'])} · p99 {ms(lat['p99'])} · {r['renders_per_s']} renders/s · "
                 f"node CPU {r['node_cpu_pct']} %",
-                "target": f"p99 ≤ {TARGET_P99_MS:.0f} ms (issue 18 point 1: measured before any change)",
-                "met": holds(r),
+                "target": f"p99 ≤ {TARGET_P99_POINT2_MS:.0f} ms (issue 18 point 2, at N = 250)",
+                "met": holds(r, TARGET_P99_POINT2_MS),
             }
         )
     out.append(

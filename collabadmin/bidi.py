@@ -34,9 +34,20 @@ class BidiControlMiddleware:
         content_type = response.get("Content-Type", "")
         if response.streaming or not content_type.startswith("text/html") or "utf-8" not in content_type.lower():
             return response
-        text = response.content.decode(errors="surrogateescape")
-        if _CONTROL.search(text):
-            response.content = _CONTROL.sub("", text).encode(errors="surrogateescape")
+        content = response.content
+        # A live fragment shared by many watchers (console/live_fragments.py) is scanned once.
+        render = getattr(response, "shared_render", None)
+        cleaned = render.derived("bidi", content, without_controls) if render else without_controls(content)
+        if cleaned is not content:
+            response.content = cleaned
             if response.has_header("Content-Length"):
                 response["Content-Length"] = str(len(response.content))
         return response
+
+
+def without_controls(content: bytes) -> bytes:
+    """``content`` without the controls; the very same object when it has none."""
+    text = content.decode(errors="surrogateescape")
+    if not _CONTROL.search(text):
+        return content
+    return _CONTROL.sub("", text).encode(errors="surrogateescape")

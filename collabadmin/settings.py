@@ -73,6 +73,8 @@ MIDDLEWARE = [
     "collabadmin.request_id.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
     "collabadmin.security.ContentSecurityPolicyMiddleware",
+    # Compresses the shared live fragments once per render, after the bidi filter's pass.
+    "collabadmin.fragment_gzip.SharedFragmentGzipMiddleware",
     # Sees every HTML response last (middleware answer in reverse): pages, fragments, admin.
     "collabadmin.bidi.BidiControlMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -10,6 +10,8 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from console.live_fragments import NOT_IN_KEY
+
 register = template.Library()
 
 
@@ -33,5 +35,6 @@ def page_url(context: template.Context, param: str, number: int) -> str:
     parameter's name written in the template."""
     query = context["request"].GET.copy()
     query[param] = number
-    query.pop("fragment", None)
+    for name in NOT_IN_KEY:  # ?fragment=1 and the live refresh's sequence number
+        query.pop(name, None)
     return f"?{query.urlencode()}"

@@ -69,8 +69,20 @@ def reserve_sequence(count: int = 1) -> int:
 
 
 def current_sequence() -> int:
-    """The last number handed out; a snapshot carries it so clients drop older events."""
-    return int(shared_redis().get(SEQUENCE_KEY) or 0)
+    """The last number handed out; a snapshot carries it so clients drop older events, and
+    a shared fragment render the number it reflects (console/live_fragments.py).
+
+    After a Redis restart the counter is re-seeded from the clock here too, as in
+    :func:`reserve_sequence`: read as 0 until the next event, it would go back below the
+    numbers pages already hold, and a page would drop every answer as older than what it
+    shows (or be served a render from before the restart).
+    """
+    client = shared_redis()
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(SEQUENCE_KEY, time.time_ns() // 1000, nx=True)
+        pipe.get(SEQUENCE_KEY)
+        _, value = pipe.execute()
+    return int(value)
 
 
 _run_id_cache: tuple[float, str | None] = (0.0, None)

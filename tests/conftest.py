@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from common import live
 from common.redis_client import shared_redis
+from console.live_fragments import shared_renders
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link
 from sessions.services import drain
@@ -41,6 +42,9 @@ def isolated_process_state():
         client = shared_redis()
         for key in client.scan_iter(match=f"{drain.KEY_PREFIX}*"):
             client.delete(key)
+    # Shared fragment renders are keyed by the live sequence number, not by the database:
+    # the previous test's render must not serve this test's (other) rows.
+    shared_renders.clear()
     yield
     # Broadcasts leave through the process's sender after the commit: let this test's go
     # before the next test subscribes to the same groups.

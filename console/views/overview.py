@@ -38,7 +38,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from console.pages import render_console, staff_only
+from console.live_fragments import NOT_IN_KEY, shared_fragment
+from console.pages import render_console, staff_only, wants_fragment
 from failover import charts
 from failover.choices import Health, LinkState, PeerKind
 from failover.models import Alert, FailoverEvent, Link, Peer, Server
@@ -262,7 +263,7 @@ def overview_url(request: HttpRequest, **changes: str | None) -> str:
     """The overview with the request's filters changed (``None`` drops one), on its first
     page and never as the fragment: what the filter links of a live refresh must point to."""
     params = request.GET.copy()
-    for name in ("page", "fragment"):
+    for name in ("page", *NOT_IN_KEY):
         params.pop(name, None)
     for name, value in changes.items():
         if value is None:
@@ -309,14 +310,20 @@ def overview_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+def always(request: HttpRequest) -> bool:
+    return True
+
+
 @staff_only
 @require_GET
+@shared_fragment(wants_fragment)
 def overview(request: HttpRequest) -> HttpResponse:
     return render_console(request, "console/overview.html", "console/_overview.html", overview_context(request))
 
 
 @staff_only
 @require_GET
+@shared_fragment(always)  # one render per filters and event, whatever the number of watchers
 def overview_partial(request: HttpRequest) -> HttpResponse:
     response = render(request, "console/_overview.html", overview_context(request))
     response["Cache-Control"] = "no-store"

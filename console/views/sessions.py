@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from console.live_fragments import shared_fragment
 from console.pages import (
     paginate,
     read_reason,
@@ -84,6 +85,7 @@ def agent_options() -> list[dict[str, Any]]:
 
 @staff_only
 @require_GET
+@shared_fragment(wants_fragment)  # the live fragment: one render per filters and event
 def sessions_page(request: HttpRequest) -> HttpResponse:
     filters = {
         "state": choice_param(request, "state", [value for value, _ in STATE_OPTIONS]),

@@ -9,9 +9,17 @@
  * name, so the regions themselves (the alert banner's aria-live included) stay in place.
  *
  * Sequence numbers: events numbered at or below the snapshot's are already in it and are
- * dropped. Every later event refreshes the fragment, debounced so a burst (a switchover
- * sends several) becomes one fetch. Every (re)connection starts with a fresh snapshot and
- * a refresh; a periodic resync heals an event lost on the way (the channel layer drops).
+ * dropped. Every later event refreshes the fragment, unless the page's template lists its
+ * type in data-live-ignore (the page shows nothing it changes). Refreshes are throttled:
+ * at most one in flight, at least MIN_INTERVAL_MS apart, the first at once; events that
+ * come meanwhile make one refresh after it, so a burst (a switchover sends several) is one
+ * fetch and a steady stream still refreshes the page several times a second. The fetch
+ * names the newest event the page has heard of (?live_seq=N): the server answers with a
+ * render that reflects it, shared with every other watcher (console/live_fragments.py),
+ * and says which number it reflects (X-Live-Seq); the page applies an answer only if it is
+ * newer than what it shows. Every (re)connection starts with a fresh snapshot and a
+ * refresh; a periodic resync (which asks for the server's current number) heals an event
+ * lost on the way (the channel layer drops).
  */
 (function () {
   "use strict";
@@ -20,10 +28,17 @@
   const container = document.querySelector("[data-live-partial]");
   if (!root || !container) return;
 
-  const { connectLive, fetchFragment } = window.CollabLive;
-  const DEBOUNCE_MS = 100;
+  const { connectLive, fetchVersioned } = window.CollabLive;
+  const MIN_INTERVAL_MS = 200;
+  const CURRENT = Infinity; // a refresh that needs the server's current number (no ?live_seq)
+  const ignored = new Set((container.dataset.liveIgnore || "").split(/\s+/).filter(Boolean));
+  let wanted = -Infinity; // the newest event number the next refresh must show
+  let pending = false;
+  let inFlight = false;
+  let lastStart = -Infinity;
   let timer = null;
   let ticket = 0;
+  let shown = { seq: -1, rendered: -1 }; // the version on the page (the page's own render: none)
 
   function swap(html) {
     const incoming = document.createElement("template");
@@ -43,24 +58,65 @@
     }
   }
 
-  async function refresh() {
-    // Only the newest request may write: answers can arrive out of order.
-    const mine = ++ticket;
-    const html = await fetchFragment(fragmentUrl());
-    if (html !== null && mine === ticket) swap(html);
+  /** Whether an answer may replace what the page shows: any answer newer than it (a
+   * higher number, or a later render of the same number), never an older one. An answer
+   * without a version (the server could not number it) only if it is the newest request's. */
+  function isNewer(answer, mine) {
+    if (answer.seq === null || answer.rendered === null) return mine === ticket;
+    return answer.seq > shown.seq || (answer.seq === shown.seq && answer.rendered > shown.rendered);
   }
 
-  function fragmentUrl() {
+  async function refresh(seq) {
+    const mine = ++ticket;
+    const answer = await fetchVersioned(fragmentUrl(seq));
+    if (answer === null || !isNewer(answer, mine)) return;
+    if (answer.seq !== null && answer.rendered !== null) shown = { seq: answer.seq, rendered: answer.rendered };
+    swap(answer.html);
+    // The events heard of while it was on its way may already be in it (a render reflects
+    // every event numbered before it started): then no refresh is due for them.
+    if (pending && wanted <= shown.seq) {
+      pending = false;
+      wanted = -Infinity;
+    }
+  }
+
+  function fragmentUrl(seq) {
     const url = new URL(container.dataset.livePartial, window.location.href);
     new URLSearchParams(window.location.search).forEach((value, key) => {
       if (!url.searchParams.has(key)) url.searchParams.set(key, value);
     });
+    url.searchParams.delete("live_seq");
+    if (Number.isFinite(seq)) url.searchParams.set("live_seq", String(seq));
     return url.toString();
   }
 
-  function schedule() {
-    window.clearTimeout(timer);
-    timer = window.setTimeout(refresh, DEBOUNCE_MS);
+  /** Start the refresh that is due, if it may start now; else when it may. */
+  function pump() {
+    if (!pending || inFlight || timer !== null) return;
+    const wait = lastStart + MIN_INTERVAL_MS - performance.now();
+    if (wait > 0) {
+      timer = window.setTimeout(() => {
+        timer = null;
+        pump();
+      }, wait);
+      return;
+    }
+    const seq = wanted;
+    pending = false;
+    wanted = -Infinity;
+    inFlight = true;
+    lastStart = performance.now();
+    refresh(seq).finally(() => {
+      inFlight = false;
+      pump();
+    });
+  }
+
+  /** A refresh that shows at least event ``seq`` (CURRENT: whatever the server has now). */
+  function schedule(seq) {
+    wanted = Math.max(wanted, seq);
+    pending = true;
+    pump();
   }
 
   // --- Actions: one <dialog> asks for the reason and the confirmation ---------------------------
@@ -138,9 +194,17 @@
 
   connectLive({
     path: root.dataset.liveWs,
-    onSnapshot: schedule, // the page was rendered before the socket opened: catch up
-    onEvent: schedule,
-    onRefused: schedule, // finds out whether the log-in is gone (then reloads to the log-in page)
-    resync: schedule,
+    // The page was rendered before the socket opened: catch up to the snapshot's number.
+    // A new snapshot may start a new numbering (a Sentinel failover can lose the last few
+    // increments of the counter): what the page shows is compared with answers from then on.
+    onSnapshot: (message) => {
+      shown = { seq: -1, rendered: -1 };
+      schedule(typeof message.seq === "number" ? message.seq : CURRENT);
+    },
+    onEvent: (message) => {
+      if (!ignored.has(message.type)) schedule(message.seq);
+    },
+    onRefused: () => schedule(CURRENT), // finds out whether the log-in is gone (then reloads to the log-in page)
+    resync: () => schedule(CURRENT),
   });
 })();

@@ -32,6 +32,23 @@
   /** The fragment's HTML, or null (offline, or an error: the next event or resync retries).
    * A log-in that expired meanwhile reloads the page, which then goes to the log-in. */
   async function fetchFragment(url) {
+    const answer = await fetchVersioned(url);
+    return answer === null ? null : answer.html;
+  }
+
+  /** A number from a header, or null. */
+  function headerNumber(response, name) {
+    const value = Number.parseInt(response.headers.get(name) || "", 10);
+    return Number.isFinite(value) ? value : null;
+  }
+
+  /**
+   * The fragment as {html, seq, rendered}, or null (as fetchFragment). ``seq`` is the live
+   * sequence number the server's render reflects (X-Live-Seq) and ``rendered`` when it was
+   * made (X-Live-Rendered, ms): a page applies only an answer newer than what it shows
+   * (console/live_fragments.py). Both are null when the server sent none (Redis away).
+   */
+  async function fetchVersioned(url) {
     let response;
     try {
       response = await fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "X-Requested-With": "fetch" } });
@@ -42,7 +59,14 @@
       window.location.reload();
       return null;
     }
-    return response.ok ? response.text() : null;
+    if (!response.ok) return null;
+    let html;
+    try {
+      html = await response.text();
+    } catch (error) {
+      return null;
+    }
+    return { html, seq: headerNumber(response, "X-Live-Seq"), rendered: headerNumber(response, "X-Live-Rendered") };
   }
 
   /**
@@ -127,5 +151,5 @@
 
   // No time is formatted here: the server renders every time, pages and fragments alike, in
   // the viewer's zone and one format (collabadmin/timezones.py, static/js/timezone.js).
-  window.CollabLive = { connectLive, fetchFragment, setStatus };
+  window.CollabLive = { connectLive, fetchFragment, fetchVersioned, setStatus };
 })();

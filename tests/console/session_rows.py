@@ -11,6 +11,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from console.live_fragments import shared_renders
 from failover.models import Server
 from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import Agent, CollaborationSession, SkillGroup
@@ -28,7 +29,9 @@ def ended_session(server: Server, **fields: object) -> CollaborationSession:
 
 
 def queries_of(client: Client, url: str) -> int:
-    """How many SQL queries one GET of ``url`` runs (it must answer 200)."""
+    """How many SQL queries one GET of ``url`` runs (it must answer 200). A live fragment
+    is rendered, not taken from the renders shared by its watchers: the render is measured."""
+    shared_renders.clear()
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url)
     assert response.status_code == 200, url

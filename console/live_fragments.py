@@ -1,0 +1,244 @@
+"""One render of a live fragment, shared by every watcher allowed to see the same thing.
+
+Every event on ``/ws/status/`` makes every open console page fetch its fragment again
+(``static/console/console.js``). Rendered per request, the node's cost grew with the
+number of watchers; 200 administrators on the overview asked for far more renders than
+one node can make (docs/performance.md, issue 18). Here a fragment is rendered once per
+*view* and *live sequence number*, and every request that wants the same view gets that
+render:
+
+* **The key** is everything that makes two renders differ: the path, the filters (the
+  query string, sorted, without ``fragment`` and ``live_seq``), the viewer's *access
+  class* (:func:`access_class`: never one render for users whose access differs) and the
+  viewer's time zone (times are rendered in it, ``collabadmin/timezones.py``).
+* **The sequence number** a render reflects is read from ``common/live.py``'s counter
+  *before* its queries run. Events are numbered only after their transaction committed,
+  so a render whose counter read ``S`` saw every change numbered up to ``S``.
+* **A request says which number it needs** (``?live_seq=N``: the newest event its page
+  has heard of). The newest render of its key at or above ``N`` serves it. A request
+  without a number (the periodic resync, which heals an event lost on the way; a page
+  without the script) needs a render started at most :data:`RECENT_SECONDS` ago: a lost
+  event is then in the resync's render, or in the next resync's. (Not "the counter's
+  current value": on the overview, which ignores the 50 session events a second, every
+  resync would then cost a render.) A render older than :data:`MAX_AGE_SECONDS` serves
+  nobody: some text is relative to now (how long a caller has waited).
+* **Single flight**: while a render of a key is under way, the requests for that key wait
+  for it instead of rendering too; if it is too old for them (its number below theirs)
+  one of them renders next, after it. So a key is rendered at most one at a time, each
+  render covering every event numbered before it started: under a stream of events the
+  renders a second per view are bounded by the render time, never by the watchers.
+
+The answer carries ``X-Live-Seq`` (the number the render reflects) and
+``X-Live-Rendered`` (when its queries started, in ms since the epoch): console.js applies an answer only if it
+is newer than what the page shows, so a late answer never replaces a newer one.
+
+Per process (each node renders for its own watchers); the agent desktop, whose
+fragments are per agent, does not use it. Redis down: no number to key by, so every
+request renders for itself, as before.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from common import live
+
+logger = logging.getLogger(__name__)
+
+SEQ_PARAM = "live_seq"  # the number the page needs (console.js); never part of the key
+NOT_IN_KEY = frozenset({SEQ_PARAM, "fragment"})
+MAX_AGE_SECONDS = 10.0
+RECENT_SECONDS = 2.0  # what a request without a number accepts
+MAX_KEYS = 256
+# A waiter gives up on a render that takes longer than this and renders for itself.
+WAIT_SECONDS = 30.0
+GZIP_LEVEL = 6  # 200 KiB of overview in a few ms, to about a tenth
+SEQ_HEADER = "X-Live-Seq"
+RENDERED_HEADER = "X-Live-Rendered"
+
+Key = tuple[str, str, str, str]
+
+
+def access_class(user: Any) -> str:
+    """What a user may see, as far as the console's fragments go. Two users share a
+    render only if this is the same for both; finer than needed on purpose (a superuser
+    and a staff member see the same fragments today)."""
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return "none"
+    return "superuser" if user.is_superuser else "staff"
+
+
+def render_key(request: HttpRequest) -> Key:
+    filters = sorted(
+        (name, value) for name, values in request.GET.lists() if name not in NOT_IN_KEY for value in values
+    )
+    query = urlencode(filters)
+    return (request.path, query, access_class(request.user), timezone.get_current_timezone_name())
+
+
+def wanted_seq(request: HttpRequest) -> int | None:
+    """The number the page asked for, or None (then: a recent render)."""
+    value = request.GET.get(SEQ_PARAM, "")
+    return int(value) if value.isdigit() and len(value) < 20 else None
+
+
+@dataclass(eq=False)
+class Render:
+    seq: int
+    rendered_ms: int  # when it started (wall clock, ms): orders two renders of one number
+    born: float  # when it started (monotonic), for its age
+    content: bytes
+    content_type: str
+    # What the middleware make of it, made once per render: {name: (their input, output)}.
+    _derived: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    _deriving: threading.Lock = field(default_factory=threading.Lock)
+
+    def serves(self, wanted: int | None) -> bool:
+        """Whether this render may answer a request that needs ``wanted`` (None: a recent one)."""
+        age = time.monotonic() - self.born
+        return age < RECENT_SECONDS if wanted is None else age < MAX_AGE_SECONDS and self.seq >= wanted
+
+    def response(self) -> HttpResponse:
+        response = HttpResponse(self.content, content_type=self.content_type)
+        response["Cache-Control"] = "no-store"
+        response[SEQ_HEADER] = str(self.seq)
+        response[RENDERED_HEADER] = str(self.rendered_ms)
+        response.shared_render = self  # the middleware's work on it is done once: derived()
+        return response
+
+    def derived(self, name: str, content: bytes, make: Callable[[bytes], bytes]) -> bytes:
+        """``make(content)``, computed once per render whatever the number of watchers
+        (``content`` is what a middleware got from this render: the same for every viewer;
+        checked, so a changed input is never answered with an old output)."""
+        with self._deriving:
+            memo = self._derived.get(name)
+            if memo is None or (memo[0] is not content and memo[0] != content):
+                memo = self._derived[name] = (content, make(content))
+            return memo[1]
+
+    def compressed(self, content: bytes) -> bytes:
+        """``content`` gzipped (collabadmin/fragment_gzip.py), once per render."""
+        return self.derived("gzip", content, lambda text: gzip.compress(text, compresslevel=GZIP_LEVEL, mtime=0))
+
+
+@dataclass
+class _Slot:
+    latest: Render | None = None
+    rendering: bool = False
+    renders: int = 0  # how many times this key was rendered (tests)
+    waiters: int = 0
+
+
+class SharedRenders:
+    """The newest render of each key, and at most one render of a key at a time."""
+
+    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._slots: OrderedDict[Key, _Slot] = OrderedDict()
+        self._max_keys = max_keys
+
+    def clear(self) -> None:
+        with self._changed:
+            self._slots.clear()
+
+    def renders(self, key: Key) -> int:
+        with self._changed:
+            slot = self._slots.get(key)
+            return slot.renders if slot else 0
+
+    def _slot(self, key: Key) -> _Slot:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot()
+            idle = [k for k, s in self._slots.items() if not s.rendering and not s.waiters]
+            for old in idle[: max(0, len(self._slots) - self._max_keys)]:
+                del self._slots[old]
+        self._slots.move_to_end(key)
+        return slot
+
+    def get(self, key: Key, wanted: int | None, render: Callable[[], HttpResponse]) -> Render | HttpResponse:
+        """A render of ``key`` reflecting at least ``wanted`` (None: a recent one): shared,
+        or made now (single flight). A response that is not a plain 200 (a redirect, an
+        error) is returned as it is and never shared."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        with self._changed:
+            slot = self._slot(key)
+            while True:
+                latest = slot.latest
+                if latest is not None and latest.serves(wanted):
+                    return latest
+                if not slot.rendering:
+                    slot.rendering = True
+                    break
+                # Under way: it serves us if new enough, else one of us renders after it.
+                slot.waiters += 1
+                waited = self._changed.wait(timeout=max(0.0, deadline - time.monotonic()))
+                slot.waiters -= 1
+                if not waited and time.monotonic() >= deadline:
+                    logger.warning("live fragment %s: render took over %s s; rendering alone", key[0], WAIT_SECONDS)
+                    return render()
+        return self._render(slot, render)
+
+    def _render(self, slot: _Slot, render: Callable[[], HttpResponse]) -> Render | HttpResponse:
+        made: Render | None = None
+        try:
+            try:
+                # Read before the queries: every change numbered up to here is in the render.
+                seq = live.current_sequence()
+                started_ms, started = time.time_ns() // 1_000_000, time.monotonic()
+            except Exception:  # Redis gone meanwhile: this one is not shared.
+                logger.warning("live fragment rendered unshared: no sequence number", exc_info=True)
+                return render()
+            response = render()
+            if response.status_code != 200 or response.streaming:
+                return response
+            made = Render(
+                seq=seq,
+                rendered_ms=started_ms,
+                born=started,
+                content=response.content,
+                content_type=response["Content-Type"],
+            )
+            return made
+        finally:
+            with self._changed:
+                slot.rendering = False
+                if made is not None:
+                    slot.renders += 1
+                    if slot.latest is None or made.seq >= slot.latest.seq:
+                        slot.latest = made
+                self._changed.notify_all()
+
+
+shared_renders = SharedRenders()
+
+
+def shared_fragment(is_fragment: Callable[[HttpRequest], bool]) -> Callable:
+    """Serve the view's live fragment from :data:`shared_renders` when ``is_fragment``
+    says the request asks for it (the page itself is rendered per request: it has the
+    user's menus, messages and forms). Put it under the view's access check."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not is_fragment(request):
+                return view(request, *args, **kwargs)
+            render = lambda: view(request, *args, **kwargs)  # noqa: E731
+            answer = shared_renders.get(render_key(request), wanted_seq(request), render)
+            return answer.response() if isinstance(answer, Render) else answer
+
+        return wrapper
+
+    return decorator
