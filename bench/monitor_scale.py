@@ -97,7 +97,14 @@ def _reports(sims: list[tuple[Child, Path]]) -> list[dict[str, Any]]:
 
 
 def measure(
-    stack: BenchStack, servers: int, interval_ms: int, warmup: float, window: float, profile: bool = False
+    stack: BenchStack,
+    servers: int,
+    interval_ms: int,
+    warmup: float,
+    window: float,
+    profile: bool = False,
+    heartbeat_ms: int | None = None,
+    timeout_ms: int | None = None,
 ) -> dict[str, Any]:
     from django.utils import timezone
 
@@ -106,6 +113,10 @@ def measure(
     from failover.monitor.monitor import heartbeat_interval_for
 
     set_policy(probe_interval_ms=interval_ms)
+    if heartbeat_ms is not None:
+        set_policy(heartbeat_interval_ms=heartbeat_ms)
+    if timeout_ms is not None:
+        set_policy(probe_timeout_ms=timeout_ms)
     total = servers * 4
     sims: list[tuple[Child, Any]] = []
     ports: list[int] = []
@@ -247,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=None, help="measured seconds per size (default 15)")
     parser.add_argument("--profile", action="store_true", help="py-spy the monitor at 1,000 servers")
     parser.add_argument("--sizes", default=None, help="e.g. 1000@1000,100@500 (servers@interval_ms)")
+    parser.add_argument(
+        "--heartbeat-ms", type=int, default=None, help="the policy's heartbeat_interval_ms (0: probes, no heartbeats)"
+    )
+    parser.add_argument("--timeout-ms", type=int, default=None, help="the policy's probe_timeout_ms")
     parser.add_argument("--output", default="monitor_scale")
     args = parser.parse_args(argv)
     window = args.window or (5.0 if args.quick else 15.0)
@@ -258,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with django_stack("scale") as stack:
         for servers, interval in plan:
             profile = args.profile and servers >= 1000
-            rows.append(measure(stack, servers, interval, 4.0, window, profile))
+            rows.append(measure(stack, servers, interval, 4.0, window, profile, args.heartbeat_ms, args.timeout_ms))
             print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     print(table(rows))
     data = {
