@@ -369,7 +369,7 @@ class ServerSilenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = ("starts_at", "server", "ends_at", "ended_at", "reason", "created_by_name", "ended_by_name")
     list_filter = ("server",)
-    search_fields = ("reason", "server__name", "end_reason")
+    search_fields = ("reason", "server__name", "end_note")
     date_hierarchy = "starts_at"
     list_select_related = ("server",)
 

@@ -23,6 +23,7 @@ _ENDED_BY_SYSTEM: dict[str, str] = {
     EndReason.CALLER_LEFT: "the caller",
     EndReason.HANGUP_TIMEOUT: "the hang-up policy",
     EndReason.SERVER_FAILED: "the server's failure",
+    EndReason.SERVER_MAINTENANCE: "the server's planned maintenance (its drain deadline)",
     EndReason.TRANSIT_FAILED: "the routing: the connection was not confirmed in time, too often",
 }
 
@@ -34,6 +35,8 @@ _CALLER_MESSAGES: dict[str, str] = {
     EndReason.CALLER_LEFT: "You ended the session.",
     EndReason.HANGUP_TIMEOUT: "The session ended some time after your phone call ended.",
     EndReason.SERVER_FAILED: "The server handling your session stopped working, so the session ended.",
+    EndReason.SERVER_MAINTENANCE: "The server handling your session was taken down for planned maintenance, "
+    "so the session ended.",
     EndReason.TRANSIT_FAILED: "We could not connect you to an agent, so the request ended.",
 }
 _CALLER_LEFT_QUEUE = "You left the queue."

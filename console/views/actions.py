@@ -161,8 +161,11 @@ def server_unsilence_view(request: HttpRequest, server_id: int) -> HttpResponse:
         messages.error(request, f"End of {server.name}'s silence refused: {_action_refusal(error)}")
         return redirect_back(request)
     messages.success(request, f"{server.name}'s alerts are no longer silenced.")
+    return redirect_back(request)
 
 
+@staff_only
+@require_POST
 def server_drain_view(request: HttpRequest, server_id: int) -> HttpResponse:
     """Drain a server (``on=1``) or take it out of drain, with a reason (and a deadline)."""
     server = get_object_or_404(Server, pk=server_id)

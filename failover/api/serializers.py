@@ -117,7 +117,7 @@ class ServerSilenceSerializer(serializers.ModelSerializer):
             "created_by_name",
             "ended_at",
             "ended_by_name",
-            "end_reason",
+            "end_note",
         ]
         read_only_fields = fields
 

@@ -122,39 +122,6 @@ class ServerViewSet(ReadOnlyResourceViewSet):
             raise Conflict(django_error_text(refused)) from refused
         return Response(ServerSilenceSerializer(silence).data)
 
-
-@extend_schema_view(list=extend_schema(parameters=[AlertFilterSerializer]))
-class AlertViewSet(ReadOnlyResourceViewSet):
-    """Alerts, newest first: open and cleared, acknowledged or not, silenced or not."""
-
-    permission_classes = [IsStaff]
-    serializer_class = AlertSerializer
-    filter_serializer_class = AlertFilterSerializer
-    queryset = Alert.objects.select_related("server").order_by("-raised_at", "-id")
-
-    def get_queryset(self) -> QuerySet[Alert]:
-        silenced = Exists(active_silences().filter(server_id=OuterRef("server_id")))
-        return super().get_queryset().annotate(silenced=silenced)
-
-    @extend_schema(
-        summary="Acknowledge an open alert, with a note",
-        request=AcknowledgeRequestSerializer,
-        responses={200: AlertSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND, 409: CONFLICT},
-    )
-    @action(detail=True, methods=["post"])
-    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
-        """Record who has seen the alert and what they are doing about it. It stays
-        acknowledged while raised again, until it clears. 409 when it is cleared or
-        already acknowledged. Audited with the note."""
-        alert = self.get_object()
-        body = AcknowledgeRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            alert_acknowledge(alert_id=alert.pk, actor=request.user, note=body.validated_data["note"])
-        except AlertActionRefused as refused:
-            raise Conflict(django_error_text(refused)) from refused
-        return Response(AlertSerializer(self.get_queryset().get(pk=alert.pk)).data)
-
     @extend_schema(
         summary="Drain a server for planned maintenance (no new sessions, queue handed on)",
         request=DrainRequestSerializer,
@@ -191,6 +158,39 @@ class AlertViewSet(ReadOnlyResourceViewSet):
         body.is_valid(raise_exception=True)
         server = server_undrain(server_id=server.pk, actor=request.user, reason=body.validated_data["reason"])
         return Response(ServerSerializer(server).data)
+
+
+@extend_schema_view(list=extend_schema(parameters=[AlertFilterSerializer]))
+class AlertViewSet(ReadOnlyResourceViewSet):
+    """Alerts, newest first: open and cleared, acknowledged or not, silenced or not."""
+
+    permission_classes = [IsStaff]
+    serializer_class = AlertSerializer
+    filter_serializer_class = AlertFilterSerializer
+    queryset = Alert.objects.select_related("server").order_by("-raised_at", "-id")
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        silenced = Exists(active_silences().filter(server_id=OuterRef("server_id")))
+        return super().get_queryset().annotate(silenced=silenced)
+
+    @extend_schema(
+        summary="Acknowledge an open alert, with a note",
+        request=AcknowledgeRequestSerializer,
+        responses={200: AlertSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        """Record who has seen the alert and what they are doing about it. It stays
+        acknowledged while raised again, until it clears. 409 when it is cleared or
+        already acknowledged. Audited with the note."""
+        alert = self.get_object()
+        body = AcknowledgeRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            alert_acknowledge(alert_id=alert.pk, actor=request.user, note=body.validated_data["note"])
+        except AlertActionRefused as refused:
+            raise Conflict(django_error_text(refused)) from refused
+        return Response(AlertSerializer(self.get_queryset().get(pk=alert.pk)).data)
 
 
 @extend_schema_view(list=extend_schema(parameters=[PeerFilterSerializer]))

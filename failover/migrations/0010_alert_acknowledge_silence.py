@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
                 ("created_by_name", models.CharField(max_length=150)),
                 ("ended_at", models.DateTimeField(blank=True, help_text="Set when ended early.", null=True)),
                 ("ended_by_name", models.CharField(blank=True, max_length=150)),
-                ("end_reason", models.CharField(blank=True, max_length=300)),
+                ("end_note", models.CharField(blank=True, max_length=300)),
             ],
             options={
                 "ordering": ["-starts_at", "-id"],

@@ -100,7 +100,7 @@ class ServerSilence(models.Model):
     created_by_name = models.CharField(max_length=150)
     ended_at = models.DateTimeField(null=True, blank=True, help_text="Set when ended early.")
     ended_by_name = models.CharField(max_length=150, blank=True)
-    end_reason = models.CharField(max_length=300, blank=True)
+    end_note = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-starts_at", "-id"]

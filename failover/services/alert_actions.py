@@ -133,8 +133,8 @@ def _publish_silence(server: Server, silence: ServerSilence | None) -> None:
 
 
 def _end(silence: ServerSilence, *, at: datetime, actor: Actor, reason: str) -> None:
-    silence.ended_at, silence.ended_by_name, silence.end_reason = at, actor_label(actor), reason
-    silence.save(update_fields=["ended_at", "ended_by_name", "end_reason"])
+    silence.ended_at, silence.ended_by_name, silence.end_note = at, actor_label(actor), reason
+    silence.save(update_fields=["ended_at", "ended_by_name", "end_note"])
 
 
 def check_minutes(minutes: int) -> int:

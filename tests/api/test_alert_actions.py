@@ -127,7 +127,7 @@ def test_staff_silence_a_server_and_end_it_early(admin_api, server, alert):
     ended = admin_api.post(silence_url(server, "unsilence"), {"reason": "finished"}, format="json")
 
     assert ended.status_code == 200, ended.content
-    assert ended.json()["end_reason"] == "finished"
+    assert ended.json()["end_note"] == "finished"
     assert ended.json()["until"] == ended.json()["ended_at"]
     assert not alert_is_silenced(alert)
     assert admin_api.get(f"/api/v1/servers/{server.pk}/").json()["silenced_until"] is None

@@ -30,6 +30,8 @@ CALLER_SAYS = {
     EndReason.HANGUP_TIMEOUT: "The session ended some time after your phone call ended.",
     EndReason.SERVER_FAILED: "The server handling your session stopped working, so the session ended.",
     EndReason.TRANSIT_FAILED: "We could not connect you to an agent, so the request ended.",
+    EndReason.SERVER_MAINTENANCE: "The server handling your session was taken down for planned maintenance, "
+    "so the session ended.",
 }
 
 

@@ -185,7 +185,7 @@ def test_ending_a_silence_early(server, staff, sent, django_capture_on_commit_ca
     silence.refresh_from_db()
     assert silence.ended_at is not None
     assert silence.ended_at < silence.ends_at
-    assert (silence.ended_by_name, silence.end_reason) == ("user:ops", "done early")
+    assert (silence.ended_by_name, silence.end_note) == ("user:ops", "done early")
     assert not alert_is_silenced(alert)
     assert alert in alerts_to_notify()
     entry = AuditEntry.objects.get(action=AuditAction.SERVER_UNSILENCED)
@@ -203,7 +203,7 @@ def test_silencing_again_replaces_the_window(server, staff):
 
     first.refresh_from_db()
     assert first.ended_at is not None
-    assert first.end_reason == "replaced: longer after all"
+    assert first.end_note == "replaced: longer after all"
     assert server_silence(server.pk) == second
     entry = AuditEntry.objects.filter(action=AuditAction.SERVER_SILENCED).first()
     assert entry.before["silence"] == first.pk
