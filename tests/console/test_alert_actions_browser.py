@@ -65,7 +65,7 @@ def test_acknowledge_then_silence_and_end_it_in_the_browser(tmp_path, settings, 
                 expect(page.locator(".alert-note")).to_have_text("Running Verify and Sync")
                 expect(page.locator("[data-count=alerts-acknowledged] .num")).to_have_text("1")
 
-                page.get_by_role("button", name="Silence routing-a's alerts for a maintenance").click()
+                page.get_by_role("button", name="Silence alerts of routing-a for a maintenance window").click()
                 minutes = dialog.get_by_label("Minutes")
                 expect(minutes).to_be_visible()
                 expect(minutes).to_have_value("60")
@@ -75,7 +75,7 @@ def test_acknowledge_then_silence_and_end_it_in_the_browser(tmp_path, settings, 
                 expect(page.locator("[data-silenced-until]")).to_be_visible()
                 expect(page.locator("[data-count=alerts-silenced] .num")).to_have_text("1")
 
-                page.get_by_role("button", name="End the silence of routing-a's alerts").click()
+                page.get_by_role("button", name="End silence of routing-a's alerts").click()
                 expect(dialog.get_by_label("Minutes")).to_be_hidden()
                 dialog.get_by_label("Reason").fill("Upgrade done")
                 dialog.get_by_role("button", name="End the silence of routing-a").click()
