@@ -24,7 +24,7 @@ from failover.services.maintenance import peer_set_maintenance
 from failover.services.switchover import SwitchoverRefused, link_switchover
 
 
-def _refusal_text(error: SwitchoverRefused) -> str:
+def _refusal_text(error: ValidationError) -> str:
     return " ".join(str(message) for message in error.messages)
 
 
@@ -85,13 +85,6 @@ def peer_maintenance_view(request: HttpRequest, peer_id: int) -> HttpResponse:
     return redirect_back(request)
 
 
-# --- Alerts: acknowledge one, silence a server's for a while -----------------------------------
-
-
-def _action_refusal(error: ValidationError) -> str:
-    return " ".join(str(message) for message in error.messages)
-
-
 def _deadline_minutes(request: HttpRequest) -> int | None:
     """The optional deadline field; ``ValidationError`` when it is not a whole number."""
     raw = (request.POST.get("deadline_minutes") or "").strip()
@@ -100,6 +93,9 @@ def _deadline_minutes(request: HttpRequest) -> int | None:
     if not raw.isdigit():
         raise ValidationError(f"the deadline is a number of minutes (1 to {MAX_DEADLINE_MINUTES}).")
     return int(raw)
+
+
+# --- Alerts: acknowledge one, silence a server's for a while -----------------------------------
 
 
 @staff_only
@@ -115,7 +111,7 @@ def alert_acknowledge_view(request: HttpRequest, alert_id: int) -> HttpResponse:
     try:
         alert_acknowledge(alert_id=alert.pk, actor=request.user, note=note)
     except ValidationError as error:
-        messages.error(request, f"Acknowledgement of {label} refused: {_action_refusal(error)}")
+        messages.error(request, f"Acknowledgement of {label} refused: {_refusal_text(error)}")
         return redirect_back(request)
     messages.success(request, f"Acknowledged {label}.")
     return redirect_back(request)
@@ -140,7 +136,7 @@ def server_silence_view(request: HttpRequest, server_id: int) -> HttpResponse:
     try:
         silence = server_silence_start(server_id=server.pk, minutes=minutes, actor=request.user, reason=reason)
     except ValidationError as error:
-        messages.error(request, f"Silence of {server.name} not done: {_action_refusal(error)}")
+        messages.error(request, f"Silence of {server.name} not done: {_refusal_text(error)}")
         return redirect_back(request)
     until = timezone.localtime(silence.ends_at)
     messages.success(request, f"{server.name}'s alerts are silenced until {until:%Y-%m-%d %H:%M}.")
@@ -158,7 +154,7 @@ def server_unsilence_view(request: HttpRequest, server_id: int) -> HttpResponse:
     try:
         server_silence_end(server_id=server.pk, actor=request.user, reason=reason)
     except ValidationError as error:
-        messages.error(request, f"End of {server.name}'s silence refused: {_action_refusal(error)}")
+        messages.error(request, f"End of {server.name}'s silence refused: {_refusal_text(error)}")
         return redirect_back(request)
     messages.success(request, f"{server.name}'s alerts are no longer silenced.")
     return redirect_back(request)
@@ -183,7 +179,7 @@ def server_drain_view(request: HttpRequest, server_id: int) -> HttpResponse:
         else:
             server = server_undrain(server_id=server.pk, actor=request.user, reason=reason)
     except ValidationError as error:
-        messages.error(request, f"{verb} {server.name} refused: {' '.join(error.messages)}")
+        messages.error(request, f"{verb} {server.name} refused: {_refusal_text(error)}")
         return redirect_back(request)
     if not on:
         messages.success(request, f"{server.name} takes new sessions again.")
