@@ -21,7 +21,15 @@ from failover.monitor import targets
 from failover.monitor.loop_lag import LoopLag
 from failover.monitor.server_evidence import NodeBeat
 from failover.monitor.targets import PeerTarget, ServerTarget, ServerTimings, Timings
-from failover.monitor.watchers import DegradedChange, OnEvent, PeerWatcher, ServerWatcher, Transition, Watcher
+from failover.monitor.watchers import (
+    OPENINGS_AT_ONCE,
+    DegradedChange,
+    OnEvent,
+    PeerWatcher,
+    ServerWatcher,
+    Transition,
+    Watcher,
+)
 from failover.services.health import ProbeFigures, peer_health_changed, peers_record_probes
 from failover.services.heartbeats import node_heartbeats_read
 from failover.services.lease import LeaseToken, lease_acquire, lease_release, lease_renew
@@ -75,6 +83,8 @@ class Monitor:
         # The nodes' heartbeats as last read: server id -> the freshest beat of its nodes.
         self.node_beats: dict[int, NodeBeat] = {}
         self.loop_lag = LoopLag()
+        # Every peer watcher opens its connection through this gate (watchers.OPENINGS_AT_ONCE).
+        self.peer_openings = asyncio.Semaphore(OPENINGS_AT_ONCE)
         self._set_aside_reported_at = time.monotonic()
         self._db_error_logged_at = 0.0
         # Set when the lease was taken again: writes made with the old token were refused.
@@ -257,6 +267,7 @@ class Monitor:
             self.on_event,
             start_delay=delay,
             loop_lag=self.loop_lag,
+            openings=self.peer_openings,
         )
         return target, watcher, asyncio.create_task(watcher.run(), name=f"watch-peer-{target.name}")
 

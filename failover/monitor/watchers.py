@@ -29,6 +29,14 @@ HARD_FAILURES = {client.REFUSED, client.RESET, client.CLOSED}
 # A probe time-out while the monitor's own loop ran this late (as a fraction of the
 # time-out) says more about the monitor than about the peer: see loop_lag.py.
 LATE_FRACTION_OF_TIMEOUT = 0.5
+# Connections being opened at the same time, across every peer watcher of a monitor.
+# Opening one (connect, hello, heartbeat subscription, status read) costs the monitor's
+# loop a few round trips; thousands at once (a monitor taking over 4,000 peers, or
+# 2,000 down peers retried every interval) stalled the loop past the probe time-out, so
+# every opening timed out, each time-out made another down peer to retry, and healthy
+# peers never came back up. Queued behind this gate, an opening's time-out counts only
+# from when it starts, and the loop does no more at once than it can finish in time.
+OPENINGS_AT_ONCE = 64
 
 
 @dataclass(frozen=True)
@@ -186,9 +194,12 @@ class PeerWatcher(Watcher):
         *,
         start_delay: float = 0.0,
         loop_lag: LoopLag | None = None,
+        openings: asyncio.Semaphore | None = None,
     ) -> None:
         super().__init__(target.id, timings, target.health, on_transition, start_delay=start_delay, loop_lag=loop_lag)
         self.target = target
+        # Shared by the monitor's peer watchers (OPENINGS_AT_ONCE); a watcher alone gets its own.
+        self.openings = openings or asyncio.Semaphore(OPENINGS_AT_ONCE)
         self.on_event = on_event
         self.connection: client.PeerConnection | None = None
         # Set while the held connection carries heartbeats.
@@ -238,7 +249,12 @@ class PeerWatcher(Watcher):
         return result.ok
 
     async def _connect(self, began: float) -> bool:
-        """Open the held connection (and ask for heartbeats); False when that failed."""
+        """Open the held connection (and ask for heartbeats); False when that failed.
+        The wait for a turn to open (``openings``) is not part of the attempt."""
+        async with self.openings:
+            return await self._open(max(began, time.monotonic()))
+
+    async def _open(self, began: float) -> bool:
         started = time.perf_counter()
         self.detector = None
         try:
