@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db.models import Count
 from rest_framework.authtoken.models import Token
 
 from console.selectors import is_empty, session_counts_by_server
@@ -182,21 +183,38 @@ def manage(*argv: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def open_sessions(server: Server) -> int:
+    """Sessions in transit to or active with an agent of ``server``."""
+    counts = session_counts_by_server()[server.pk]
+    return counts[SessionState.ACTIVE] + counts[SessionState.IN_TRANSIT]
+
+
+def session_states() -> str:
+    rows = CollaborationSession.objects.values_list("server__name", "state").order_by().annotate(n=Count("pk"))
+    agents = Agent.objects.values_list("icm_id", "state", "server__name")
+    return f"sessions (server, state, n): {sorted(rows)}\nagents: {sorted(agents)}\n"
+
+
 def upgrade(installed: Installation, name: str) -> dict[str, float]:
     """The procedure for one server; how long each step took, in seconds."""
     server = Server.objects.get(name=name)
     steps: dict[str, float] = {}
-    started = time.monotonic()
 
     def step(label: str) -> None:
         steps[label] = time.monotonic() - started
 
+    # The drain must have something to wait for: its agent is with a caller.
+    wait_until(
+        lambda: open_sessions(server) > 0,
+        timeout=30,
+        message=f"{name}'s agent with a caller before the drain",
+        diagnostics=lambda: session_states() + installed.logs(),
+    )
+    started = time.monotonic()
     # 1. Drain it: no new session, its queue handed on, /readyz 503.
     manage("drain_server", name, "--reason", "rolling upgrade")
     step("drained")
-    counts = session_counts_by_server()[server.pk]
-    steps["open when drained"] = counts[SessionState.ACTIVE] + counts[SessionState.IN_TRANSIT]
-    assert steps["open when drained"] > 0, f"nothing open on {name} when drained: the test proves nothing"
+    steps["open when drained"] = open_sessions(server)
     # 2. The balancer takes its node out (no new request reaches it).
     wait_until(
         lambda: installed.balancer_status(name).startswith("DOWN"),
