@@ -86,17 +86,9 @@ class Balanced:
         return int(haproxy_stats(self.stats_socket)[server]["stot"])
 
 
-@pytest.fixture
-def balanced(tmp_path) -> Iterator[Balanced]:
-    require_haproxy()
-    policy = Policy.current()
-    # Generous for the server failure the node's death causes (a busy machine is not a dead node).
-    policy.probe_interval_ms, policy.probe_timeout_ms, policy.fall = 200, 1000, 3
-    policy.save()
-    ports = {"routing-a": free_port(), "routing-b": free_port()}
-    for name, port in ports.items():
-        ServerFactory(name=name, base_url=f"http://127.0.0.1:{port}")
-    nodes = {name: start_node(name, port, tmp_path / f"{name}.log") for name, port in ports.items()}
+def start_haproxy(tmp_path: Path, ports: dict[str, int]) -> tuple[subprocess.Popen, int, Path]:
+    """HAProxy running deploy/haproxy.cfg as shipped in front of routing-a's and
+    routing-b's nodes: (the process, its front port, its stats socket); log in haproxy.log."""
     front = free_port()
     stats_socket = tmp_path / "haproxy.sock"
     env = project_env(
@@ -108,9 +100,23 @@ def balanced(tmp_path) -> Iterator[Balanced]:
     )
     check = subprocess.run([HAPROXY, "-c", "-f", str(CONFIG)], env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    haproxy_log = tmp_path / "haproxy.log"
-    with open(haproxy_log, "ab") as log:
+    with open(tmp_path / "haproxy.log", "ab") as log:
         haproxy = subprocess.Popen([HAPROXY, "-db", "-f", str(CONFIG)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    return haproxy, front, stats_socket
+
+
+@pytest.fixture
+def balanced(tmp_path) -> Iterator[Balanced]:
+    require_haproxy()
+    policy = Policy.current()
+    # Generous for the server failure the node's death causes (a busy machine is not a dead node).
+    policy.probe_interval_ms, policy.probe_timeout_ms, policy.fall = 200, 1000, 3
+    policy.save()
+    ports = {"routing-a": free_port(), "routing-b": free_port()}
+    for name, port in ports.items():
+        ServerFactory(name=name, base_url=f"http://127.0.0.1:{port}")
+    nodes = {name: start_node(name, port, tmp_path / f"{name}.log") for name, port in ports.items()}
+    haproxy, front, stats_socket = start_haproxy(tmp_path, ports)
 
     def logs() -> str:
         names = [*ports, "haproxy"]
@@ -148,6 +154,8 @@ class Callers:
     token: str
     answers: list[tuple[float, int | str, str | None]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    # Seconds between one caller's requests (the callers' pace; 0: as fast as answered).
+    pause: float = 0.0
 
     def ask(self, n: int) -> tuple[int | str, str | None]:
         request = urllib.request.Request(  # noqa: S310 (http to our own balancer)
@@ -170,6 +178,7 @@ class Callers:
             n += 1
             status, session_id = self.ask(worker * 100_000 + n)
             self.answers.append((time.monotonic(), status, session_id))
+            self.stop.wait(self.pause)
 
 
 def test_a_killed_node_behind_haproxy_costs_callers_at_most_its_in_flight_requests(balanced):
