@@ -30,6 +30,7 @@ from failover.choices import SEVERITY_RANK, AuditAction, NotificationEvent
 from failover.models import Alert, NotificationChannel, NotificationDelivery
 from failover.services.audit import audit_record, check_reason
 from failover.services.notification_transport import DeliveryFailed, transmit
+from failover.services.silences import alert_is_silenced
 
 SEND_TASK = "failover.notification_send"
 # A pending delivery this much past its due time has lost its task: send it again.
@@ -63,9 +64,6 @@ def channel_wants(channel: NotificationChannel, alert: Alert) -> bool:
 def notifications_queue(alert: Alert, event: NotificationEvent) -> list[NotificationDelivery]:
     """Write the deliveries of ``alert``'s ``event`` (raised, cleared) in the caller's
     transaction; their tasks are sent when it commits. None while it is silenced."""
-    # Imported here: alert_actions reads alerts.py, which calls this module.
-    from failover.services.alert_actions import alert_is_silenced
-
     if alert_is_silenced(alert):
         return []
     now = timezone.now()
