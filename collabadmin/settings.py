@@ -282,6 +282,11 @@ if not 0 < NOTIFY_RETRY_BASE_SECONDS <= NOTIFY_RETRY_MAX_SECONDS < CELERY_VISIBI
     raise ImproperlyConfigured(
         "Need 0 < NOTIFY_RETRY_BASE_SECONDS <= NOTIFY_RETRY_MAX_SECONDS < CELERY_VISIBILITY_TIMEOUT."
     )
+# A queue of their own for the notification tasks (empty: the default queue), served by a
+# worker with many threads (`-Q notifications --pool threads --concurrency 20`): a slow
+# receiver then holds one thread, never the workers that run the failover's own tasks.
+NOTIFY_QUEUE = env_str("NOTIFY_QUEUE", "")
+CELERY_TASK_ROUTES = {"failover.notification_send": {"queue": NOTIFY_QUEUE}} if NOTIFY_QUEUE else {}
 # One webhook POST waits at most this long (a slow receiver holds one worker slot, no more).
 NOTIFY_HTTP_TIMEOUT_SECONDS = float(env_str("NOTIFY_HTTP_TIMEOUT_SECONDS", "10"))
 
