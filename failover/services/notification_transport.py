@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
 
-from failover.choices import NotificationEvent
+from failover.choices import NotificationEvent, NotificationKind
 from failover.models import NotificationChannel, NotificationDelivery
 
 SIGNATURE_HEADER = "X-Collabadmin-Signature"
@@ -34,7 +36,7 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
@@ -95,7 +97,7 @@ def post_webhook(channel: NotificationChannel, delivery: NotificationDelivery) -
             response.read(1024)
     except urllib.error.HTTPError as error:  # any non-2xx answer
         raise DeliveryFailed(f"HTTP {error.code} {error.reason}") from error
-    except (OSError, TimeoutError) as error:
+    except (OSError, http.client.HTTPException, ValueError) as error:  # refused, reset, timed out, garbled
         raise DeliveryFailed(f"{type(error).__name__}: {error}") from error
 
 
@@ -119,7 +121,7 @@ def send_email(channel: NotificationChannel, delivery: NotificationDelivery) -> 
 def transmit(delivery: NotificationDelivery) -> None:
     """Send it once over its channel; ``DeliveryFailed`` when it did not get through."""
     channel = delivery.channel
-    if channel.kind == "webhook":
+    if channel.kind == NotificationKind.WEBHOOK:
         post_webhook(channel, delivery)
     else:
         send_email(channel, delivery)

@@ -139,3 +139,35 @@ def test_the_api_lists_deliveries_and_sends_a_test(admin_api, agent_api, hook):
     hook.save()
     assert admin_api.post(f"/api/v1/notification-channels/{hook.pk}/test/", {"note": "x"}).status_code == 409
     assert AuditEntry.objects.filter(action=AuditAction.NOTIFICATION_TEST).count() == 1
+
+
+def test_the_admin_action_sends_a_test_and_the_form_keeps_kinds(admin_client, hook):
+    response = admin_client.post(
+        "/admin/failover/notificationchannel/",
+        {"action": "send_test", "_selected_action": [hook.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert NotificationDelivery.objects.filter(channel=hook, event=NotificationEvent.TEST).count() == 1
+    assert AuditEntry.objects.get(action=AuditAction.NOTIFICATION_TEST).reason == "from the Django admin"
+
+    response = admin_client.post(
+        f"/admin/failover/notificationchannel/{hook.pk}/change/",
+        {
+            "name": "ops hook",
+            "kind": "webhook",
+            "enabled": "on",
+            "url": "https://hooks.example.com/x",
+            "secret": "s3cret",
+            "email_to": "",
+            "alert_kinds": ["link_down", "server_failed"],
+            "min_severity": "critical",
+        },
+    )
+    assert response.status_code == 302
+    hook.refresh_from_db()
+    assert (hook.alert_kinds, hook.min_severity, hook.url) == (
+        ["link_down", "server_failed"],
+        "critical",
+        "https://hooks.example.com/x",
+    )
