@@ -213,6 +213,18 @@ def test_a_receiver_down_for_a_while_gets_every_notification_once_back_and_email
     assert sample["alert"]["kind"] in AlertKind.values
     assert NotificationDelivery.objects.exclude(channel__name__in=["ops webhook", "ops mail"]).count() == 0
 
+    # Killed and started again on the same port: what was raised meanwhile arrives too.
+    receiver.kill()
+    alert_clear(server=routing_a, kind=AlertKind.SERVER_FAILED, actor=MONITOR, reason="back")
+    late = NotificationDelivery.objects.get(channel=hook, event=NotificationEvent.CLEARED, alert__kind="server_failed")
+    wait_until(lambda: NotificationDelivery.objects.get(pk=late.pk).attempts >= 2, timeout=20, message="retried")
+    receiver.start()
+    wait_until(
+        lambda: NotificationDelivery.objects.get(pk=late.pk).delivered_at is not None, timeout=20, message="delivered"
+    )
+    assert str(late.delivery_id) in {r["delivery_id"] for r in receiver.received()}
+    wait_until(lambda: len(mails(maildir)) == 5, timeout=20, message="the fifth e-mail")
+
 
 def test_a_slow_receiver_does_not_delay_another_and_a_lost_task_is_sent_again(receivers, worker):
     slow, fast = receivers("slow", delay=4.0), receivers("fast")
