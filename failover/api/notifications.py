@@ -36,6 +36,9 @@ STATE_LOOKUPS = {
 
 
 class NotificationChannelSerializer(serializers.ModelSerializer):
+    # A string, not a "uri": an e-mail channel has none (blank), which a uri format refuses.
+    url = serializers.CharField(read_only=True, help_text="Webhook: where it POSTs; blank for e-mail.")
+
     class Meta:
         model = NotificationChannel
         fields = ["id", "name", "kind", "enabled", "url", "email_to", "alert_kinds", "min_severity", "created_at"]
