@@ -47,7 +47,7 @@ def retry_delay(failed_attempts: int) -> float:
 
 
 def max_attempts() -> int:
-    """The fewest attempts whose waits add up to ``NOTIFY_RETRY_HOURS`` (289 with the
+    """The fewest attempts whose waits add up to ``NOTIFY_RETRY_HOURS`` (151 with the
     defaults: 5 s doubling to 10 min, for 24 h)."""
     goal, waited, attempts = settings.NOTIFY_RETRY_HOURS * 3600, 0.0, 1
     while waited < goal:
