@@ -45,6 +45,7 @@ BENCHMARKS = [
     "caller_requests",
     "admin_desktop",
     "desktop_load",
+    "notify_latency",
 ]
 DOC = REPO_ROOT / "docs" / "performance.md"
 START, END = "<!-- bench.run:start -->", "<!-- bench.run:end -->"
@@ -218,6 +219,10 @@ def detail_tables(names: Sequence[str]) -> str:
             from bench import desktop_load
 
             text = desktop_load.table(data["rows"]) + f"\n\nLargest N with p99 ≤ 1 s: {data['largest_n_p99_1s']}."
+        elif name == "notify_latency":
+            from bench import notify_latency
+
+            text = notify_latency.table(data["results"])
         else:
             continue
         parts.append(f"#### `{name}`\n\n{text}\n")

@@ -251,7 +251,44 @@ CELERY_BEAT_SCHEDULE = {
     "drain-deadlines": {"task": "sessions.drain_deadlines", "schedule": 5.0, "options": {"expires": 4.5}},
     # The history of the overview's queue / active-sessions chart (pruned after 24 h).
     "record-session-sample": {"task": "sessions.record_sample", "schedule": 10.0, "options": {"expires": 9.0}},
+    # Safety net only: a notification whose retry was lost with Redis is sent again.
+    "resend-lost-notifications": {
+        "task": "failover.notifications_resend_lost",
+        "schedule": 30.0,
+        "options": {"expires": 25.0},
+    },
 }
+
+# --- Notifications (docs/operations.md, "Notifications") ---------------------------------
+# E-mail goes through Django's SMTP back-end; channels themselves are set in the admin.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "collabadmin@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The console's address as people reach it, for the links in notifications.
+COLLABADMIN_SITE_URL = env_str("COLLABADMIN_SITE_URL", "http://localhost:8000").rstrip("/")
+# Retries: the wait doubles from the base up to the cap, for at least NOTIFY_RETRY_HOURS.
+# The cap stays below the broker's visibility time-out, or a waiting retry would be
+# delivered twice.
+NOTIFY_RETRY_BASE_SECONDS = float(env_str("NOTIFY_RETRY_BASE_SECONDS", "5"))
+NOTIFY_RETRY_MAX_SECONDS = float(env_str("NOTIFY_RETRY_MAX_SECONDS", "600"))
+NOTIFY_RETRY_HOURS = float(env_str("NOTIFY_RETRY_HOURS", "24"))
+if not 0 < NOTIFY_RETRY_BASE_SECONDS <= NOTIFY_RETRY_MAX_SECONDS < CELERY_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        "Need 0 < NOTIFY_RETRY_BASE_SECONDS <= NOTIFY_RETRY_MAX_SECONDS < CELERY_VISIBILITY_TIMEOUT."
+    )
+# A queue of their own for the notification tasks (empty: the default queue), served by a
+# worker with many threads (`-Q notifications --pool threads --concurrency 20`): a slow
+# receiver then holds one thread, never the workers that run the failover's own tasks.
+NOTIFY_QUEUE = env_str("NOTIFY_QUEUE", "")
+CELERY_TASK_ROUTES = {"failover.notification_send": {"queue": NOTIFY_QUEUE}} if NOTIFY_QUEUE else {}
+# One webhook POST waits at most this long (a slow receiver holds one worker slot, no more).
+NOTIFY_HTTP_TIMEOUT_SECONDS = float(env_str("NOTIFY_HTTP_TIMEOUT_SECONDS", "10"))
 
 # --- Auth, API --------------------------------------------------------------------------
 LOGIN_URL = "/login/"
@@ -294,6 +331,9 @@ SPECTACULAR_SETTINGS = {
         "PeerKindEnum": "failover.choices.PeerKind",
         "LinkStateEnum": "failover.choices.LinkState",
         "AlertKindEnum": "failover.choices.AlertKind",
+        "AlertSeverityEnum": "failover.choices.AlertSeverity",
+        "NotificationKindEnum": "failover.choices.NotificationKind",
+        "NotificationEventEnum": "failover.choices.NotificationEvent",
         "FailoverKindEnum": "failover.choices.FailoverKind",
         "WizardKindEnum": "failover.choices.WizardKind",
         "WizardStateEnum": "failover.choices.WizardState",

@@ -4,7 +4,7 @@ URL names have no namespace (``home``, ``console-*``): the templates name them s
 
 from django.urls import path
 
-from console.views import actions, agents, overview, queue, sessions, sync, timeline, wizards
+from console.views import actions, agents, notifications, overview, queue, sessions, sync, timeline, wizards
 
 urlpatterns = [
     path("", overview.overview, name="home"),
@@ -21,6 +21,12 @@ urlpatterns = [
     path("console/peers/<int:peer_id>/maintenance/", actions.peer_maintenance_view, name="console-peer-maintenance"),
     path(
         "console/alerts/<int:alert_id>/acknowledge/", actions.alert_acknowledge_view, name="console-alert-acknowledge"
+    ),
+    path("console/alerts/notifications/", notifications.notifications_page, name="console-notifications"),
+    path(
+        "console/alerts/notifications/channels/<int:channel_id>/test/",
+        notifications.notification_test_view,
+        name="console-notification-test",
     ),
     path("console/servers/<int:server_id>/silence/", actions.server_silence_view, name="console-server-silence"),
     path("console/servers/<int:server_id>/unsilence/", actions.server_unsilence_view, name="console-server-unsilence"),

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from common.admin_save import save_fields
-from failover.choices import PeerConnection
+from failover.choices import AlertKind, PeerConnection
 from failover.models import (
     Alert,
     AuditEntry,
@@ -27,6 +27,8 @@ from failover.models import (
     Lease,
     Link,
     NodeHeartbeat,
+    NotificationChannel,
+    NotificationDelivery,
     Peer,
     Policy,
     Server,
@@ -36,6 +38,7 @@ from failover.models import (
 )
 from failover.models.health import PROBE_FIELDS
 from failover.services.maintenance import peer_set_maintenance
+from failover.services.notifications import notification_test
 from failover.services.policy import EDITABLE_FIELDS as EDITABLE_POLICY_FIELDS
 from failover.services.policy import policy_update
 from failover.services.topology import server_ensure
@@ -412,3 +415,66 @@ class LeaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = ("name", "holder", "epoch", "expires_at", "renewed_at")
     search_fields = ("name", "holder")
+
+
+# --- Notifications ------------------------------------------------------------------------
+
+
+class NotificationChannelForm(forms.ModelForm):
+    url = forms.URLField(
+        required=False, max_length=500, assume_scheme="https", help_text="Webhook: where to POST (http or https)."
+    )
+    alert_kinds = forms.MultipleChoiceField(
+        choices=AlertKind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every kind.",
+    )
+
+    class Meta:
+        model = NotificationChannel
+        fields = ("name", "kind", "enabled", "url", "secret", "email_to", "alert_kinds", "min_severity")
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    """Where alerts are sent. Configuration, so edited here; the deliveries page of the
+    console shows what was sent and has the same "send test" action."""
+
+    form = NotificationChannelForm
+    list_display = ("name", "kind", "enabled", "min_severity", "target")
+    list_filter = ("kind", "enabled")
+    actions = ["send_test"]
+
+    @admin.display(description="sent to")
+    def target(self, channel: NotificationChannel) -> str:
+        return channel.url if channel.kind == "webhook" else channel.email_to
+
+    @admin.action(description="Send a test notification")
+    def send_test(self, request: HttpRequest, queryset: QuerySet[NotificationChannel]) -> None:
+        for channel in queryset:
+            try:
+                delivery = notification_test(channel_id=channel.pk, actor=request.user, note="from the Django admin")
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), level="error")
+            else:
+                self.message_user(request, f"Test notification {delivery.delivery_id} queued for {channel.name}.")
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What was sent, written by the notification tasks alone."""
+
+    list_display = (
+        "created_at",
+        "channel",
+        "event",
+        "alert",
+        "attempts",
+        "delivered_at",
+        "next_attempt_at",
+        "last_error",
+    )
+    list_filter = ("channel", "event")
+    search_fields = ("delivery_id", "last_error")
+    list_select_related = ("channel", "alert__server")

@@ -91,6 +91,21 @@ class AlertSeverity(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+# Severities in increasing order: a notification channel takes its minimum and above.
+SEVERITY_RANK = {AlertSeverity.INFO: 0, AlertSeverity.WARNING: 1, AlertSeverity.CRITICAL: 2}
+
+
+class NotificationKind(models.TextChoices):
+    WEBHOOK = "webhook", "Webhook (JSON POST, signed)"
+    EMAIL = "email", "E-mail"
+
+
+class NotificationEvent(models.TextChoices):
+    RAISED = "raised", "Alert raised"
+    CLEARED = "cleared", "Alert cleared"
+    TEST = "test", "Test notification"
+
+
 class WizardKind(models.TextChoices):
     ADD_AGENT = "add_agent", "Add an agent"
     CHANGE_AGENT_SKILLS = "change_agent_skills", "Change an agent's skill groups"
@@ -163,6 +178,7 @@ class AuditAction(models.TextChoices):
     SERVER_SILENCED = "server.silenced", "Server's alerts silenced"
     SERVER_UNSILENCED = "server.unsilenced", "Server's silence ended early"
     POLICY_CHANGED = "policy.changed", "Policy changed"
+    NOTIFICATION_TEST = "notification.test", "Test notification sent"
     AUTH_LOGGED_IN = "auth.logged_in", "Logged in"
     AUTH_LOGGED_OUT = "auth.logged_out", "Logged out"
     AUTH_LOCKED_OUT = "auth.locked_out", "Log-in locked after repeated failures"

@@ -11,6 +11,7 @@ import logging
 from celery import shared_task
 
 from failover.services.failback import links_fail_back
+from failover.services.notifications import notification_attempt, notifications_resend_lost
 
 logger = logging.getLogger(__name__)
 
@@ -27,3 +28,28 @@ def fail_back() -> int:
     for result in results:
         logger.info("failed back %s to epoch %s", result.link, result.link.epoch)
     return len(results)
+
+
+# One task per delivery, one attempt per run: a slow receiver holds one worker slot for at
+# most NOTIFY_HTTP_TIMEOUT_SECONDS and never delays another channel's deliveries. Celery's
+# retry sends the next attempt with its countdown (the service says how long to wait).
+@shared_task(
+    bind=True,
+    name="failover.notification_send",
+    max_retries=None,
+    time_limit=60,
+    soft_time_limit=50,
+    ignore_result=True,
+)
+def notification_send(self, delivery_pk: int, attempt: int = 0) -> None:
+    wait = notification_attempt(delivery_pk, attempt)
+    if wait is not None:
+        raise self.retry(args=(delivery_pk, attempt + 1), countdown=wait)
+
+
+@shared_task(
+    name="failover.notifications_resend_lost", time_limit=30, soft_time_limit=25, expires=25, ignore_result=True
+)
+def resend_lost_notifications() -> int:
+    """Safety net: send again the deliveries whose task was lost (Redis restarted)."""
+    return notifications_resend_lost()

@@ -6,6 +6,7 @@ from failover.models.events import FailoverEvent
 from failover.models.heartbeats import NodeHeartbeat
 from failover.models.lease import Lease
 from failover.models.links import Link
+from failover.models.notifications import NotificationChannel, NotificationDelivery
 from failover.models.peers import Peer
 from failover.models.policy import Policy
 from failover.models.servers import Server
@@ -19,6 +20,8 @@ __all__ = [
     "Lease",
     "Link",
     "NodeHeartbeat",
+    "NotificationChannel",
+    "NotificationDelivery",
     "Peer",
     "Policy",
     "Server",

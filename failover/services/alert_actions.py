@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from common import live
@@ -27,6 +26,16 @@ from failover.choices import AuditAction
 from failover.models import Alert, Server, ServerSilence
 from failover.services.alerts import alert_event
 from failover.services.audit import actor_label, audit_record, check_reason
+
+# What is silenced is read in failover.services.silences (notifications ask it too); the
+# names stay importable from here.
+from failover.services.silences import (  # noqa: F401 (re-exported)
+    active_silences,
+    alert_is_silenced,
+    alerts_to_notify,
+    server_silence,
+    silenced_q,
+)
 
 # A maintenance window is stated in whole minutes, from one minute to seven days: longer
 # than a week is forgetting the server, not maintaining it.
@@ -48,41 +57,6 @@ def _required_text(value: str, field: str, what: str) -> str:
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
-
-
-# --- Reading: what is silenced, what notifies -------------------------------------------------
-
-
-def active_silences(at: datetime | None = None) -> QuerySet[ServerSilence]:
-    """The silences in force at ``at`` (now by default): started, not over, not ended early."""
-    at = at or timezone.now()
-    return ServerSilence.objects.filter(starts_at__lte=at, ends_at__gt=at).filter(
-        Q(ended_at__isnull=True) | Q(ended_at__gt=at)
-    )
-
-
-def server_silence(server_id: int, at: datetime | None = None) -> ServerSilence | None:
-    """The server's silence in force at ``at`` (now by default), if any."""
-    return active_silences(at).filter(server_id=server_id).order_by("-ends_at").first()
-
-
-def silenced_q(at: datetime | None = None, server_ref: str = "server_id") -> Q:
-    """A filter for rows whose server (the column ``server_ref`` names: ``"pk"`` on the
-    servers themselves) is silenced at ``at``."""
-    return Q(Exists(active_silences(at).filter(server_id=OuterRef(server_ref))))
-
-
-def alert_is_silenced(alert: Alert, at: datetime | None = None) -> bool:
-    """Whether ``alert`` must notify no one at ``at`` (now by default): its server is in a
-    maintenance window then. Ask it when the notification is due (raised, cleared)."""
-    return server_silence(alert.server_id, at) is not None
-
-
-def alerts_to_notify(alerts: QuerySet[Alert] | None = None, at: datetime | None = None) -> QuerySet[Alert]:
-    """``alerts`` (every alert by default) less those silenced at ``at``: the ones a
-    notification may be sent for. Acknowledged alerts stay in: that they clear is news."""
-    alerts = Alert.objects.all() if alerts is None else alerts
-    return alerts.exclude(silenced_q(at))
 
 
 # --- Acknowledge ----------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from django.utils import timezone
 from common import live
 from common.actors import Actor
 from failover import oplog
-from failover.choices import AlertKind, AlertSeverity, AuditAction
+from failover.choices import AlertKind, AlertSeverity, AuditAction, NotificationEvent
 from failover.models import Alert, Link, Server
 from failover.services.audit import audit_record
+from failover.services.notifications import notifications_queue
 
 
 def alert_event(alert: Alert) -> dict:
@@ -57,6 +58,8 @@ def alert_raise(
             alert = _open_alerts(server, kind, link).get()
         else:
             audit_record(actor=actor, action=AuditAction.ALERT_RAISED, target=alert, after={"message": message})
+            # Only a new alert notifies: raising an open one again refreshes it, quietly.
+            notifications_queue(alert, NotificationEvent.RAISED)
     alert.message, alert.severity = message, severity
     alert.save(update_fields=["message", "severity"])
     live.publish("alert.changed", alert_event(alert))
@@ -77,6 +80,7 @@ def alert_clear(
     alert.clear_reason = reason[:300]
     alert.save(update_fields=["cleared_at", "cleared_by", "clear_reason"])
     audit_record(actor=actor, action=AuditAction.ALERT_CLEARED, target=alert, reason=reason)
+    notifications_queue(alert, NotificationEvent.CLEARED)
     live.publish("alert.changed", alert_event(alert))
     _log(alert, "alert_cleared", f"alert cleared on {server.name}: {alert.message} ({reason})", reason=reason)
     return alert

@@ -54,7 +54,7 @@ from failover.choices import (
     WizardKind,
     WizardState,
 )
-from failover.models import Alert, AuditEntry, Link, Peer, Server
+from failover.models import Alert, AuditEntry, Link, NotificationChannel, NotificationDelivery, Peer, Server
 from sessions.choices import AgentState, EndReason, PhoneLeg, SessionState
 from tests.factories import (
     AgentFactory,
@@ -212,6 +212,9 @@ def build_world() -> dict[str, Any]:
         ],
     )
     runs = [planned, SyncRunFactory(server=a, started_by=staff)]
+    hook = NotificationChannel.objects.create(name="hook", kind="webhook", url=f"http://127.0.0.1:{CLOSED_PORT}/")
+    mail = NotificationChannel.objects.create(name="mail", kind="email", email_to="ops@example.com", enabled=False)
+    delivery = NotificationDelivery.objects.create(channel=hook, event="test", attempts=2, last_error="refused")
     return {
         "staff": staff,
         "agents": agents,
@@ -226,6 +229,8 @@ def build_world() -> dict[str, Any]:
             "sync-runs": [run.pk for run in runs],
             "agents": [agent.pk for agent in agents],
             "sessions": [str(session.pk) for session in sessions],
+            "notification-channels": [hook.pk, mail.pk],
+            "notification-deliveries": [delivery.pk],
         },
     }
 

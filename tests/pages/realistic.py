@@ -26,7 +26,7 @@ from configsync.services.sync import StalePlan, sync_apply, sync_plan_update, sy
 from configsync.services.verify import verify_create, verify_run
 from configsync.services.wizards import wizard_run_all, wizard_start
 from failover.choices import Health, PeerKind, PeerPriority, SyncDirection, WizardKind
-from failover.models import Link, Peer, Server, SyncRun, WizardRun
+from failover.models import Link, NotificationChannel, Peer, Server, SyncRun, WizardRun
 from failover.peering.client import call_sync
 from failover.services.health import peer_health_changed
 from failover.services.maintenance import peer_set_maintenance
@@ -261,6 +261,9 @@ def build(aw: PeerProcess) -> Installation:
     for icm_id, name in GROUPS:
         _aw(aw, "create_skill_group", skill_group_id=icm_id, name=name)
     admin = StaffFactory(username="operator", first_name="Olivia", last_name="Admin")
+    # Every alert below is notified: the notifications page has deliveries of each event.
+    NotificationChannel.objects.create(name="On-call webhook", kind="webhook", url="http://127.0.0.1:9/hook")
+    NotificationChannel.objects.create(name="Operations mail", kind="email", email_to="ops@example.com")
     servers = {"routing-a": _server("routing-a", aw.port)}
     maria = _agent(servers["routing-a"], "maria", "Maria", "Lopez", "1001", ["Sales", "Support"])
     kenji = _agent(servers["routing-a"], "kenji", "Kenji", "Watanabe", "1002", ["Billing", "Sales"])

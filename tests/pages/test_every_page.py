@@ -29,6 +29,7 @@ SHOWS = {
     "/console/sessions/": ["Ada Lovelace", "Administrator ended", "Transit failed", "Server failed", "Caller left"],
     "/console/agents/": ["Maria Lopez", "Aisha Khan", "Sofia Rossi"],
     "/console/queue/": ["Hedy Lamarr", "Barbara Liskov"],
+    "/console/alerts/notifications/": ["On-call webhook", "Operations mail", "Alert raised", "Alert cleared"],
     "/console/timeline/": ["Server failed", "Link down", "Manual switchover", "Give callers who hung up two minutes"],
     "/agent/": ["Ada Lovelace", "Grace Hopper"],
 }

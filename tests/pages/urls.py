@@ -51,6 +51,7 @@ SAMPLES: dict[tuple[str, str], Samples] = {
     ("/console/peers/", "peer_id"): lambda data: ["1"],
     ("/console/servers/", "server_id"): lambda data: ["1"],
     ("/console/alerts/", "alert_id"): lambda data: ["1"],
+    ("/console/alerts/notifications/", "channel_id"): lambda data: ["1"],
     ("/console/agents/", "agent_id"): lambda data: [str(data.agent.pk)],
     ("/reset/", "uidb64"): lambda data: ["MQ"],
     ("/reset/", "token"): lambda data: ["set-password"],

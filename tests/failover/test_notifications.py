@@ -1,0 +1,256 @@
+"""Notifications reach people (issue 19, point 3): real processes end to end.
+
+A real Celery worker (prefork, as in production) sends the deliveries to a real HTTP
+receiver process (``tests/webhook_receiver.py``, which checks the HMAC signature) and a
+real SMTP server process (aiosmtpd, writing a Maildir). Retries are made fast for the
+test (0.5 s doubling to 2 s) through the worker's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from email.header import decode_header, make_header
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from common.actors import MONITOR
+from common.redis_client import shared_redis
+from failover.choices import AlertKind, AlertSeverity, NotificationEvent, NotificationKind
+from failover.models import NotificationChannel, NotificationDelivery
+from failover.services.alert_actions import server_silence_start
+from failover.services.alerts import alert_clear, alert_raise
+from failover.services.notifications import notifications_resend_lost
+from tests.factories import ServerFactory, StaffFactory
+from tests.processes import ROOT, child_database_url, free_port, project_env, redis_env, stop_process
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SECRET = "test-secret-of-the-receiver"
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
+    def listening() -> bool:
+        assert process.poll() is None, f"{what} exited ({process.returncode})"
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, timeout=15, message=f"{what} listening on {port}")
+
+
+class Receiver:
+    """The webhook receiver process on one port: started, killed, started again."""
+
+    def __init__(self, tmp_path: Path, name: str, delay: float = 0.0) -> None:
+        self.port, self.delay = free_port(), delay
+        self.out = tmp_path / f"{name}.jsonl"
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "tests/webhook_receiver.py", "--port", str(self.port), "--secret", SECRET]
+        argv += ["--out", str(self.out), "--delay", str(self.delay)]
+        self.process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process, "the webhook receiver")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def received(self) -> list[dict]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def receivers(tmp_path) -> Iterator[callable]:
+    made: list[Receiver] = []
+
+    def make(name: str, delay: float = 0.0) -> Receiver:
+        made.append(Receiver(tmp_path, name, delay))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.kill()
+
+
+@pytest.fixture
+def smtp_server(tmp_path) -> Iterator[tuple[int, Path]]:
+    """aiosmtpd as its own process, every message received written to a Maildir."""
+    port, maildir = free_port(), tmp_path / "maildir"
+    argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
+    argv += ["-c", "aiosmtpd.handlers.Mailbox", str(maildir)]
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process, "aiosmtpd")
+    yield port, maildir
+    stop_process(process)
+
+
+@pytest.fixture
+def worker(tmp_path, smtp_server) -> Iterator[Path]:
+    """A real Celery worker on this run's database and Redis, with fast retries."""
+    redis = shared_redis()
+    redis.delete(settings.CELERY_TASK_DEFAULT_QUEUE)  # nothing left from another test
+    log = tmp_path / "worker.log"
+    env = project_env(
+        DATABASE_URL=child_database_url(),
+        **redis_env(),
+        NOTIFY_RETRY_BASE_SECONDS="0.5",
+        NOTIFY_RETRY_MAX_SECONDS="2",
+        NOTIFY_HTTP_TIMEOUT_SECONDS="10",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(smtp_server[0]),
+    )
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "worker", "--pool", "prefork", "--concurrency", "2"]
+    argv += ["--loglevel", "INFO", "--without-heartbeat", "--without-mingle", "--without-gossip"]
+    argv += ["-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--hostname", f"notify-{os.getpid()}@%h"]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    yield log
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    redis.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+def webhook_channel(name: str, url: str, **fields) -> NotificationChannel:
+    return NotificationChannel.objects.create(
+        name=name, kind=NotificationKind.WEBHOOK, url=url, secret=SECRET, min_severity=AlertSeverity.WARNING, **fields
+    )
+
+
+def mails(maildir: Path) -> list:
+    if not (maildir / "new").exists():
+        return []
+    return list(mailbox.Maildir(maildir, create=False))
+
+
+def subject(message) -> str:
+    return str(make_header(decode_header(message["Subject"])))
+
+
+def test_a_receiver_down_for_a_while_gets_every_notification_once_back_and_email_is_not_held_up(
+    receivers, smtp_server, worker
+):
+    _, maildir = smtp_server
+    receiver = receivers("down-then-up")
+    hook = webhook_channel("ops webhook", receiver.url)
+    NotificationChannel.objects.create(name="ops mail", kind=NotificationKind.EMAIL, email_to="ops@example.com")
+    webhook_channel("info only", receiver.url, enabled=False)  # disabled: sends nothing
+    routing_a, routing_b = ServerFactory(name="routing-a"), ServerFactory(name="routing-b")
+    server_silence_start(server_id=routing_b.pk, minutes=30, actor=StaffFactory(), reason="planned upgrade")
+
+    # While the receiver is down: three alerts raised, one of them cleared, one silenced.
+    for kind in (AlertKind.SERVER_FAILED, AlertKind.CONFIG_OUT_OF_SYNC, AlertKind.SERVER_DEGRADED):
+        alert_raise(
+            server=routing_a, kind=kind, message=f"{kind} on routing-a", severity=AlertSeverity.CRITICAL, actor=MONITOR
+        )
+    alert_clear(server=routing_a, kind=AlertKind.SERVER_DEGRADED, actor=MONITOR, reason="fast again")
+    silenced = alert_raise(
+        server=routing_b,
+        kind=AlertKind.SERVER_FAILED,
+        message="routing-b failed",
+        severity=AlertSeverity.CRITICAL,
+        actor=MONITOR,
+    )
+    assert not NotificationDelivery.objects.filter(alert=silenced).exists()
+
+    # E-mail arrives at the SMTP process at once: the dead receiver holds nothing up.
+    wait_until(
+        lambda: len(mails(maildir)) == 4,
+        timeout=30,
+        message="4 e-mails",
+        diagnostics=lambda: worker.read_text()[-3000:],
+    )
+    subjects = sorted(subject(message) for message in mails(maildir))
+    assert sum("RESOLVED" in s for s in subjects) == 1
+    assert all("routing-a" in s for s in subjects)
+    assert all(message["To"] == "ops@example.com" for message in mails(maildir))
+
+    # The webhook's deliveries are retried, recorded, not lost.
+    hooks = NotificationDelivery.objects.filter(channel=hook)
+    wait_until(
+        lambda: all(d.attempts >= 3 and d.last_error for d in hooks.all()) and hooks.count() == 4,
+        timeout=30,
+        message="every webhook delivery tried three times",
+    )
+    assert not hooks.filter(delivered_at__isnull=False).exists()
+    receiver.start()
+    wait_until(
+        lambda: not hooks.filter(delivered_at__isnull=True).exists(),
+        timeout=30,
+        message="every webhook delivery delivered once the receiver is back",
+        diagnostics=lambda: worker.read_text()[-3000:],
+    )
+    received = receiver.received()
+    assert {r["delivery_id"] for r in received} == {str(d.delivery_id) for d in hooks}
+    assert all(r["verified"] for r in received)
+    assert all(r["body"]["delivery_id"] == r["delivery_id"] for r in received)
+    assert {r["body"]["event"] for r in received} == {NotificationEvent.RAISED, NotificationEvent.CLEARED}
+    assert {r["body"]["alert"]["server"] for r in received} == {"routing-a"}
+    sample = received[0]["body"]
+    assert sample["text"].startswith("[collabadmin]")
+    assert sample["alert"]["kind"] in AlertKind.values
+    assert NotificationDelivery.objects.exclude(channel__name__in=["ops webhook", "ops mail"]).count() == 0
+
+    # Killed and started again on the same port: what was raised meanwhile arrives too.
+    receiver.kill()
+    alert_clear(server=routing_a, kind=AlertKind.SERVER_FAILED, actor=MONITOR, reason="back")
+    late = NotificationDelivery.objects.get(channel=hook, event=NotificationEvent.CLEARED, alert__kind="server_failed")
+    wait_until(lambda: NotificationDelivery.objects.get(pk=late.pk).attempts >= 2, timeout=20, message="retried")
+    receiver.start()
+    wait_until(
+        lambda: NotificationDelivery.objects.get(pk=late.pk).delivered_at is not None, timeout=20, message="delivered"
+    )
+    assert str(late.delivery_id) in {r["delivery_id"] for r in receiver.received()}
+    wait_until(lambda: len(mails(maildir)) == 5, timeout=20, message="the fifth e-mail")
+
+
+def test_a_slow_receiver_does_not_delay_another_and_a_lost_task_is_sent_again(receivers, worker):
+    slow, fast = receivers("slow", delay=4.0), receivers("fast")
+    slow.start()
+    fast.start()
+    webhook_channel("slow", slow.url)
+    webhook_channel("fast", fast.url)
+    server = ServerFactory(name="routing-a")
+    started = time.time()
+    alert_raise(
+        server=server, kind=AlertKind.SERVER_FAILED, message="down", severity=AlertSeverity.CRITICAL, actor=MONITOR
+    )
+    wait_until(fast.received, timeout=10, message="the fast receiver's notification")
+    assert fast.received()[0]["received_at"] - started < 3.0, "the fast one waited for the slow one"
+    wait_until(slow.received, timeout=15, message="the slow receiver's notification")
+
+    # A delivery whose task was lost (Redis restarted): the beat sweep sends it again.
+    lost = NotificationDelivery.objects.create(
+        channel=NotificationChannel.objects.get(name="fast"),
+        event=NotificationEvent.TEST,
+        next_attempt_at=timezone.now() - timedelta(minutes=2),
+    )
+    assert notifications_resend_lost() == 1
+    wait_until(
+        lambda: NotificationDelivery.objects.get(pk=lost.pk).delivered_at is not None,
+        timeout=15,
+        message="the lost delivery delivered",
+    )
+    assert str(lost.delivery_id) in {r["delivery_id"] for r in fast.received()}
