@@ -37,8 +37,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from collabadmin.celery import app as celery_app  # noqa: E402
 from collabadmin.probes import HealthzFirst  # noqa: E402
 from common.http_load import http_load  # noqa: E402
+
+# Every task module is imported now, before any request: a service sends its follow-up by
+# task name (common/outbox.py), and the first requests of a restarted node, on several
+# threads at once, each importing the task modules halfway, once lost a follow-up to
+# NotRegistered (sessions.release_route, seen in the rolling-upgrade test).
+celery_app.loader.import_default_modules()
 
 # At most this many HTTP requests run a view at once in this process; more wait their turn.
 http_app = HealthzFirst(http_load.asgi(WSGIMiddleware(http_load.wsgi(django_wsgi_app), workers=settings.HTTP_THREADS)))

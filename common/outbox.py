@@ -12,19 +12,25 @@ The task object is looked up in the app's registry rather than sent with ``send_
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Task, current_app
 from django.db import transaction
 
 log = logging.getLogger(__name__)
+# One thread imports the task modules at a time; the others wait for the whole of it
+# rather than find a module half imported (web nodes import them at start: asgi.py).
+_discovery = threading.Lock()
 
 
 def task_named(name: str) -> Task:
     """The registered task ``name``; autodiscovers the apps' tasks first if need be (a web
     process has not imported them yet, the worker has)."""
     if name not in current_app.tasks:
-        current_app.loader.import_default_modules()
+        with _discovery:
+            if name not in current_app.tasks:
+                current_app.loader.import_default_modules()
     return current_app.tasks[name]
 
 
