@@ -40,6 +40,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 COLLABADMIN_SERVER_NAME = env_str("COLLABADMIN_SERVER_NAME", "")
 # Whether this web process also runs the health monitor (only the lease holder acts).
 COLLABADMIN_RUN_MONITOR = env_bool("COLLABADMIN_RUN_MONITOR", True)
+# A PEM file of the CAs that sign the nodes' certificates, for servers whose address is
+# https:// (a private CA); empty: the system's trusted CAs.
+COLLABADMIN_TLS_CA_BUNDLE = env_str("COLLABADMIN_TLS_CA_BUNDLE", "")
 
 # /metrics (docs/metrics.md): anonymous scrapes only from these addresses or CIDR networks
 # (empty: none), otherwise a staff user or "Authorization: Bearer <METRICS_TOKEN>" (if set).

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from django.conf import settings
 
 from failover.choices import Detection, Health
 from failover.monitor.hysteresis import HealthTracker
@@ -450,6 +454,7 @@ class ServerWatcher:
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.path = (parts.path.rstrip("/") or "") + "/healthz"
+        self.tls = parts.scheme == "https"
 
     async def run(self) -> None:
         await asyncio.sleep(self.start_delay)
@@ -494,6 +499,14 @@ class ServerWatcher:
             if self._set_aside(began):
                 return Outcome.SET_ASIDE, None, "timeout while the monitor ran late"
             return Outcome.TIMEOUT, None, "timeout"
+        except ssl.SSLCertVerificationError as exc:
+            # A node that answers with a certificate we cannot trust is there, but is not
+            # to be believed: a clear reason, never a silent pass or a "node gone".
+            return Outcome.ERROR, None, f"TLS certificate not trusted: {exc.verify_message or exc.reason}"
+        except ssl.SSLError as exc:
+            return Outcome.ERROR, None, f"TLS handshake failed: {exc.reason or exc}"
+        except TlsSetupError as exc:
+            return Outcome.ERROR, None, str(exc)
         except ConnectionRefusedError:
             return Outcome.REFUSED, None, "connection refused: no process listens at the node's address"
         except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError):
@@ -523,7 +536,10 @@ class ServerWatcher:
 
     async def _get_status(self) -> int | None:
         """The status of ``GET /healthz``; None when the node closed without answering."""
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        tls = tls_context(settings.COLLABADMIN_TLS_CA_BUNDLE) if self.tls else None
+        reader, writer = await asyncio.open_connection(
+            self.host, self.port, ssl=tls, server_hostname=self.host if tls else None
+        )
         try:
             request = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n"
             writer.write(request.encode())
@@ -537,3 +553,17 @@ class ServerWatcher:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+class TlsSetupError(Exception):
+    """The monitor's own TLS settings are unusable (the CA bundle cannot be read)."""
+
+
+@functools.cache
+def tls_context(ca_bundle: str) -> ssl.SSLContext:
+    """How ``https://`` nodes are probed: certificate and host name verified against
+    ``ca_bundle`` (a PEM file, for a private CA), or the system's trusted CAs when empty."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsSetupError(f"TLS CA bundle {ca_bundle} cannot be used (COLLABADMIN_TLS_CA_BUNDLE): {exc}") from None
