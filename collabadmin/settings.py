@@ -247,6 +247,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 4.5},
     },
+    # Off unless Policy.phone_untracked_grace_seconds is set (a query of the policy, then nothing).
+    "end-phone-untracked-after-grace": {
+        "task": "sessions.end_phone_untracked_after_grace",
+        "schedule": 5.0,
+        "options": {"expires": 4.5},
+    },
     # Drained servers (planned maintenance): late queued sessions handed on, deadlines kept.
     "drain-deadlines": {"task": "sessions.drain_deadlines", "schedule": 5.0, "options": {"expires": 4.5}},
     # The history of the overview's queue / active-sessions chart (pruned after 24 h).

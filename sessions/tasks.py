@@ -22,6 +22,7 @@ from sessions.services.routes import free_agent_exists
 from sessions.services.samples import sample_record
 from sessions.services.server_drain import sessions_end_past_drain_deadline
 from sessions.services.switchover_followup import after_media_blender_switchover as switchover_followup
+from sessions.services.phone_tracking import sessions_end_phone_untracked_after_grace
 from sessions.services.timeouts import sessions_end_hung_up_after_grace, sessions_requeue_expired_transits
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,14 @@ def after_media_blender_switchover(link_id: int, epoch: int) -> bool:
 def requeue_expired_transits() -> int:
     """Put back at the head of the queue the sessions whose route was not confirmed in time."""
     return sessions_requeue_expired_transits()
+
+
+@shared_task(
+    name="sessions.end_phone_untracked_after_grace", time_limit=30, soft_time_limit=25, expires=5, ignore_result=True
+)
+def end_phone_untracked_after_grace() -> int:
+    """End the sessions whose phone state has been unknown longer than the policy's grace (if set)."""
+    return sessions_end_phone_untracked_after_grace()
 
 
 @shared_task(name="sessions.end_hung_up_after_grace", time_limit=30, soft_time_limit=25, expires=5, ignore_result=True)

@@ -1,0 +1,121 @@
+"""Which Media Blender a session's phone leg went through, and what a switch away from it means.
+
+The MB that confirms a route sets the phone leg up and is the only one that can report its
+hang-up: a newly connected MB never heard of that call. So every session records the peer
+and the link epoch of its phone leg (set on activation, ``routes.session_confirm_routes``),
+and once the link moves past that epoch (a switchover, a failover after a crash or a stall,
+the link going down) the phone state of those sessions becomes *unknown*, with the reason
+in words. The agent is asked to end the web session when the call is over; an optional
+policy (``Policy.phone_untracked_grace_seconds``, off by default, as the original design)
+ends them after a grace time as ``phone_untracked``.
+
+A hang-up that does arrive for such a session (the old MB, alive as a standby after a
+manual switchover, still bridges its calls) still marks it "Caller hung up"
+(``routes.session_phone_hung_up``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from common.actors import MONITOR, POLICY
+from failover.choices import AuditAction, PeerKind
+from failover.models import Link, Peer, Policy
+from failover.services.audit import audit_entry, audit_record_many
+from sessions.choices import ROUTED_STATES, EndReason, PhoneLeg
+from sessions.models import CollaborationSession
+from sessions.services.lifecycle import IllegalTransition, publish_session, session_end
+
+log = logging.getLogger(__name__)
+
+
+def untracked_note(*, server_name: str, peer_name: str | None, at: datetime) -> str:
+    """Why the phone state is unknown, as the agent and the administrator read it."""
+    through = f"Media Blender {server_name}/{peer_name}" if peer_name else f"a Media Blender of {server_name}"
+    return (
+        f"The phone leg went through {through}, which was switched away from at "
+        f"{at.astimezone(UTC):%H:%M:%S} UTC: a hang-up can no longer be reported."
+    )
+
+
+def sessions_mark_phone_untracked(link: Link, *, connected: Peer | None) -> int:
+    """The Media Blender link of a server moved to epoch ``link.epoch``: the phone leg of
+    every open session set up under an earlier epoch is no longer followed. Its phone state
+    becomes unknown, with the reason; one audit entry per session, a live update each.
+
+    Runs in the switchover's transaction (``failover.hooks.link_switched``), the link
+    already locked. Only connected phone legs change: one hung up stays hung up, a session
+    in transit has none yet (the new MB is asked for it again). Returns how many changed.
+    """
+    if link.kind != PeerKind.MEDIA_BLENDER:
+        return 0
+    at = link.last_switchover_at or timezone.now()
+    # Sessions activated before this model recorded the phone epoch: their route epoch is
+    # the epoch of the MB that confirmed them.
+    set_up_before = Q(phone_epoch__lt=link.epoch) | Q(phone_epoch__isnull=True, route_epoch__lt=link.epoch)
+    affected = list(
+        CollaborationSession.objects.select_for_update()
+        .filter(server_id=link.server_id, state__in=ROUTED_STATES, phone_leg=PhoneLeg.CONNECTED)
+        .filter(set_up_before)
+        .order_by("pk")
+    )
+    if not affected:
+        return 0
+    names = dict(Peer.objects.filter(server_id=link.server_id, kind=PeerKind.MEDIA_BLENDER).values_list("pk", "name"))
+    server_name = link.server.name
+    rows = []
+    for session in affected:
+        session.phone_leg = PhoneLeg.UNKNOWN
+        session.phone_unknown_at = at
+        session.phone_note = untracked_note(server_name=server_name, peer_name=names.get(session.phone_peer_id), at=at)
+        rows.append(
+            audit_entry(
+                actor=MONITOR,
+                action=AuditAction.SESSION_PHONE_UNKNOWN,
+                target=session,
+                reason=session.phone_note,
+                before={"phone_leg": PhoneLeg.CONNECTED, "phone_epoch": session.phone_epoch},
+                after={
+                    "phone_leg": PhoneLeg.UNKNOWN,
+                    "epoch": link.epoch,
+                    "connected": connected.name if connected is not None else None,
+                },
+            )
+        )
+    CollaborationSession.objects.bulk_update(affected, ["phone_leg", "phone_unknown_at", "phone_note"])
+    audit_record_many(rows)
+    for session in affected:
+        publish_session(session)
+    log.info("%s: phone state of %s session(s) unknown after the switch to epoch %s", link, len(affected), link.epoch)
+    return len(affected)
+
+
+def sessions_end_phone_untracked_after_grace(*, now: datetime | None = None) -> int:
+    """When ``Policy.phone_untracked_grace_seconds`` is set, end the open sessions whose
+    phone state has been unknown for longer than that, with the reason ``phone_untracked``;
+    return how many. Off (the default): the agent ends them. Through ``session_end``
+    (audit, live update, MB release on commit); one ended meanwhile is skipped."""
+    grace = Policy.current().phone_untracked_grace_seconds
+    if grace is None:
+        return 0
+    now = now or timezone.now()
+    due = CollaborationSession.objects.filter(
+        state__in=ROUTED_STATES, phone_leg=PhoneLeg.UNKNOWN, phone_unknown_at__lt=now - timedelta(seconds=grace)
+    )
+    count = 0
+    for session_id in due.order_by("phone_unknown_at", "pk").values_list("pk", flat=True):
+        try:
+            session_end(
+                session_id=session_id,
+                actor=POLICY,
+                reason=EndReason.PHONE_UNTRACKED,
+                note=f"phone state unknown for more than {grace} s",
+            )
+        except (IllegalTransition, CollaborationSession.DoesNotExist):
+            continue
+        count += 1
+    return count

@@ -1,0 +1,159 @@
+"""Issue 20, point 1: the phone state of a session through a Media Blender failover.
+
+The MB that set a phone leg up is the only one that can report its hang-up. Once the link
+moves away from it, the phone state of its sessions is *unknown* (with the reason), the
+agent ends them by hand or an optional policy ends them as ``phone_untracked``; a session
+set up through the new MB is followed as before.
+
+Real simulator processes and the real monitor (events and switchover), Celery eagerly,
+as in test_media_blender_switchover.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from failover.choices import AuditAction, Health, PeerKind, PeerPriority
+from failover.models import AuditEntry, Link, Peer, Policy
+from failover.monitor.runner import monitor_in_thread
+from failover.services.policy import policy_update
+from failover.services.switchover import link_switchover
+from sessions.choices import EndReason, PhoneLeg, SessionState
+from sessions.models import CollaborationSession
+from sessions.services.lifecycle import session_end
+from sessions.services.phone_tracking import sessions_end_phone_untracked_after_grace
+from sessions.services.requests import session_request
+from tests.factories import AgentFactory, PeerFactory, peer_mark_connected
+from tests.sessions.conftest import connected_peer, mb_agents, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def request() -> CollaborationSession:
+    return session_request(caller_name="Ada Lovelace", skill_group_name="Sales", actor="caller")
+
+
+def fresh(session: CollaborationSession) -> CollaborationSession:
+    return CollaborationSession.objects.select_related("phone_peer").get(pk=session.pk)
+
+
+@pytest.mark.slow
+def test_killing_the_mb_of_a_call_makes_its_phone_state_unknown_and_the_new_mb_still_reports_hang_ups(
+    server, simulated_pair, make_agent
+):
+    link, processes = simulated_pair
+    ann = make_agent("ann", "Sales")
+
+    with monitor_in_thread():
+        first = wait_until(lambda: connected_peer(link), timeout=10, message="a Media Blender connected")
+        old, new = processes[first.name], processes[({"mb-1", "mb-2"} - {first.name}).pop()]
+        wait_until(lambda: "ann" in mb_agents(old), timeout=5, message="ann registered")
+
+        through_old = request()
+        wait_until(lambda: fresh(through_old).state == SessionState.ACTIVE, timeout=5, message="confirmed")
+        recorded = fresh(through_old)
+        old_epoch = Link.objects.get(pk=link.pk).epoch
+        assert (recorded.phone_leg, recorded.phone_peer.name, recorded.phone_epoch) == (
+            PhoneLeg.CONNECTED,
+            first.name,
+            old_epoch,
+        )
+
+        old.kill()
+
+        unknown = wait_until(
+            lambda: (s := fresh(through_old)).phone_leg == PhoneLeg.UNKNOWN and s,
+            timeout=5,
+            message="phone state unknown after the switch",
+        )
+        switched_at = Link.objects.get(pk=link.pk).last_switchover_at
+        assert unknown.state == SessionState.ACTIVE  # the web session goes on
+        assert unknown.phone_unknown_at == switched_at
+        assert unknown.phone_note.startswith(
+            f"The phone leg went through Media Blender routing-a/{first.name}, which was switched away from at "
+            f"{switched_at:%H:%M:%S} UTC"
+        )
+        audit = AuditEntry.objects.get(object_id=str(through_old.pk), action=AuditAction.SESSION_PHONE_UNKNOWN)
+        assert audit.after["phone_leg"] == PhoneLeg.UNKNOWN
+
+        # The agent ends it (the call is over); its slot returns at the new MB.
+        session_end(session_id=through_old.pk, actor=ann.user, reason=EndReason.AGENT_ENDED)
+        wait_until(lambda: mb_agents(new)["ann"]["state"] == "ready", timeout=5, message="ann ready at the new MB")
+
+        through_new = request()
+        wait_until(lambda: fresh(through_new).state == SessionState.ACTIVE, timeout=5, message="new MB confirmed")
+        assert fresh(through_new).phone_peer.name != first.name
+        assert fresh(through_new).phone_epoch == Link.objects.get(pk=link.pk).epoch
+
+        assert new.ctl("hangup", str(through_new.pk)).returncode == 0
+        hung_up = wait_until(
+            lambda: (s := fresh(through_new)).phone_leg == PhoneLeg.HUNG_UP and s, timeout=5, message="hang-up"
+        )
+        assert (hung_up.state, hung_up.phone_note) == (SessionState.ACTIVE, "")
+
+
+def switched_away(server, *, phone_leg: PhoneLeg = PhoneLeg.CONNECTED) -> CollaborationSession:
+    """An active session whose phone leg mb-1 set up at epoch 1, then a manual switchover to
+    mb-2 (the services alone, no processes: what follows the commit is not the point)."""
+    mb1 = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="mb-1")
+    mb2 = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="mb-2")
+    Peer.objects.filter(pk=mb2.pk).update(health=Health.UP)
+    peer_mark_connected(mb1, epoch=1)
+    agent = AgentFactory(server=server)
+    now = timezone.now()
+    session = CollaborationSession.objects.create(
+        server=server,
+        agent=agent,
+        any_skill_group=True,
+        caller_name="Grace Hopper",
+        state=SessionState.ACTIVE,
+        queued_at=now,
+        routed_at=now,
+        activated_at=now,
+        route_epoch=1,
+        phone_leg=phone_leg,
+        phone_peer=mb1,
+        phone_epoch=1,
+    )
+    link = Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
+    link_switchover(link_id=link.pk, actor="system:test", reason="maintenance of mb-1", to_peer_id=mb2.pk)
+    return session
+
+
+@pytest.mark.django_db
+def test_with_the_policy_on_an_untracked_session_ends_as_phone_untracked_after_the_grace(server):
+    session = switched_away(server)
+    since = fresh(session).phone_unknown_at
+    assert fresh(session).phone_leg == PhoneLeg.UNKNOWN
+
+    # Off by default, as the original design: the agent ends it.
+    assert Policy.current().phone_untracked_grace_seconds is None
+    assert sessions_end_phone_untracked_after_grace(now=since + timedelta(days=2)) == 0
+
+    policy_update(actor="system:test", reason="end forgotten calls", changes={"phone_untracked_grace_seconds": 120})
+    assert sessions_end_phone_untracked_after_grace(now=since + timedelta(seconds=119)) == 0
+    assert fresh(session).state == SessionState.ACTIVE
+    assert sessions_end_phone_untracked_after_grace(now=since + timedelta(seconds=121)) == 1
+    ended = fresh(session)
+    assert (ended.state, ended.end_reason) == (SessionState.ENDED, EndReason.PHONE_UNTRACKED)
+    assert sessions_end_phone_untracked_after_grace(now=since + timedelta(seconds=200)) == 0
+
+
+@pytest.mark.django_db
+def test_a_hung_up_phone_leg_stays_hung_up_through_a_switchover(server):
+    session = switched_away(server, phone_leg=PhoneLeg.HUNG_UP)
+
+    assert (fresh(session).phone_leg, fresh(session).phone_note) == (PhoneLeg.HUNG_UP, "")
+
+
+@pytest.mark.django_db
+def test_the_grace_is_validated(db):
+    for bad in (0, 59, 86_401):
+        with pytest.raises(ValidationError) as refused:
+            policy_update(actor="system:test", reason="try", changes={"phone_untracked_grace_seconds": bad})
+        assert "phone_untracked_grace_seconds" in refused.value.message_dict
+    assert Policy.current().phone_untracked_grace_seconds is None
