@@ -18,11 +18,11 @@ from sessions.choices import AgentState, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.drain import drain_started, queue_drain
 from sessions.services.media_blender import agent_sync, agents_reconcile, route_release
+from sessions.services.phone_tracking import sessions_end_phone_untracked_after_grace
 from sessions.services.routes import free_agent_exists
 from sessions.services.samples import sample_record
 from sessions.services.server_drain import sessions_end_past_drain_deadline
 from sessions.services.switchover_followup import after_media_blender_switchover as switchover_followup
-from sessions.services.phone_tracking import sessions_end_phone_untracked_after_grace
 from sessions.services.timeouts import sessions_end_hung_up_after_grace, sessions_requeue_expired_transits
 
 logger = logging.getLogger(__name__)

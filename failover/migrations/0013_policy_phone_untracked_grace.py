@@ -5,20 +5,72 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('failover', '0012_audit_actions_drain_and_alert_actions'),
+        ("failover", "0012_audit_actions_drain_and_alert_actions"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='policy',
-            name='phone_untracked_grace_seconds',
-            field=models.PositiveIntegerField(blank=True, help_text="Empty: sessions whose phone state became unknown (their Media Blender was switched away from) wait for the agent to end them. Otherwise they end after this many seconds as 'phone untracked'.", null=True, validators=[django.core.validators.MinValueValidator(60, message='Must be at least 60 s: give the agent time to finish the call.'), django.core.validators.MaxValueValidator(86400, message='Must be at most 86,400 s (a day).')]),
+            model_name="policy",
+            name="phone_untracked_grace_seconds",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Empty: sessions whose phone state became unknown (their Media Blender was switched away from) wait for the agent to end them. Otherwise they end after this many seconds as 'phone untracked'.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(
+                        60, message="Must be at least 60 s: give the agent time to finish the call."
+                    ),
+                    django.core.validators.MaxValueValidator(86400, message="Must be at most 86,400 s (a day)."),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('link.switchover', 'Link switched over'), ('peer.maintenance_on', 'Peer put into maintenance'), ('peer.maintenance_off', 'Peer taken out of maintenance'), ('server.failed', 'Server declared failed'), ('server.degraded', 'Server degraded (up but slow)'), ('server.degraded_cleared', 'Server no longer degraded'), ('server.drained', 'Server put in drain (planned maintenance)'), ('server.undrained', 'Server taken out of drain'), ('server.stopped', 'Server stopped while drained'), ('session.requested', 'Session requested'), ('session.routed', 'Session routed'), ('session.activated', 'Session activated'), ('session.requeued', 'Session returned to the queue'), ('session.adopted', 'Session adopted by another server'), ('session.phone_hung_up', 'Caller hung up the phone'), ('session.phone_unknown', 'Phone state no longer known'), ('session.ended', 'Session ended'), ('agent.state', 'Agent state changed'), ('agent.logged_out', 'Agent logged out'), ('wizard.started', 'Wizard started'), ('wizard.step', 'Wizard step'), ('wizard.completed', 'Wizard completed'), ('wizard.failed', 'Wizard failed'), ('wizard.interrupted', 'Wizard interrupted'), ('sync.verify', 'Verify run'), ('sync.approve', 'Sync plan approved'), ('sync.apply', 'Sync run'), ('sync.row', 'Sync row applied'), ('sync.refused', 'Sync refused'), ('sync.report', 'Sync finished'), ('alert.raised', 'Alert raised'), ('alert.cleared', 'Alert cleared'), ('alert.acknowledged', 'Alert acknowledged'), ('server.silenced', "Server's alerts silenced"), ('server.unsilenced', "Server's silence ended early"), ('policy.changed', 'Policy changed'), ('auth.logged_in', 'Logged in'), ('auth.logged_out', 'Logged out'), ('auth.locked_out', 'Log-in locked after repeated failures')], max_length=48),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("link.switchover", "Link switched over"),
+                    ("peer.maintenance_on", "Peer put into maintenance"),
+                    ("peer.maintenance_off", "Peer taken out of maintenance"),
+                    ("server.failed", "Server declared failed"),
+                    ("server.degraded", "Server degraded (up but slow)"),
+                    ("server.degraded_cleared", "Server no longer degraded"),
+                    ("server.drained", "Server put in drain (planned maintenance)"),
+                    ("server.undrained", "Server taken out of drain"),
+                    ("server.stopped", "Server stopped while drained"),
+                    ("session.requested", "Session requested"),
+                    ("session.routed", "Session routed"),
+                    ("session.activated", "Session activated"),
+                    ("session.requeued", "Session returned to the queue"),
+                    ("session.adopted", "Session adopted by another server"),
+                    ("session.phone_hung_up", "Caller hung up the phone"),
+                    ("session.phone_unknown", "Phone state no longer known"),
+                    ("session.ended", "Session ended"),
+                    ("agent.state", "Agent state changed"),
+                    ("agent.logged_out", "Agent logged out"),
+                    ("wizard.started", "Wizard started"),
+                    ("wizard.step", "Wizard step"),
+                    ("wizard.completed", "Wizard completed"),
+                    ("wizard.failed", "Wizard failed"),
+                    ("wizard.interrupted", "Wizard interrupted"),
+                    ("sync.verify", "Verify run"),
+                    ("sync.approve", "Sync plan approved"),
+                    ("sync.apply", "Sync run"),
+                    ("sync.row", "Sync row applied"),
+                    ("sync.refused", "Sync refused"),
+                    ("sync.report", "Sync finished"),
+                    ("alert.raised", "Alert raised"),
+                    ("alert.cleared", "Alert cleared"),
+                    ("alert.acknowledged", "Alert acknowledged"),
+                    ("server.silenced", "Server's alerts silenced"),
+                    ("server.unsilenced", "Server's silence ended early"),
+                    ("policy.changed", "Policy changed"),
+                    ("auth.logged_in", "Logged in"),
+                    ("auth.logged_out", "Logged out"),
+                    ("auth.locked_out", "Log-in locked after repeated failures"),
+                ],
+                max_length=48,
+            ),
         ),
     ]

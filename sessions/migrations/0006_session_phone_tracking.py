@@ -5,41 +5,69 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('collab_sessions', '0005_end_reason_server_maintenance'),
-        ('failover', '0013_policy_phone_untracked_grace'),
+        ("collab_sessions", "0005_end_reason_server_maintenance"),
+        ("failover", "0013_policy_phone_untracked_grace"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='collaborationsession',
-            name='phone_epoch',
+            model_name="collaborationsession",
+            name="phone_epoch",
             field=models.PositiveBigIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='collaborationsession',
-            name='phone_note',
+            model_name="collaborationsession",
+            name="phone_note",
             field=models.CharField(blank=True, max_length=300),
         ),
         migrations.AddField(
-            model_name='collaborationsession',
-            name='phone_peer',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='failover.peer'),
+            model_name="collaborationsession",
+            name="phone_peer",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="failover.peer",
+            ),
         ),
         migrations.AddField(
-            model_name='collaborationsession',
-            name='phone_unknown_at',
+            model_name="collaborationsession",
+            name="phone_unknown_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='collaborationsession',
-            name='end_reason',
-            field=models.CharField(blank=True, choices=[('', '—'), ('agent_ended', 'Agent ended'), ('admin_ended', 'Administrator ended'), ('caller_left', 'Caller left'), ('hangup_timeout', 'Ended after the caller hung up'), ('server_failed', 'Server failed'), ('server_maintenance', 'Ended for server maintenance'), ('transit_failed', 'Transit failed'), ('phone_untracked', 'Ended: phone state unknown for too long')], max_length=32),
+            model_name="collaborationsession",
+            name="end_reason",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "—"),
+                    ("agent_ended", "Agent ended"),
+                    ("admin_ended", "Administrator ended"),
+                    ("caller_left", "Caller left"),
+                    ("hangup_timeout", "Ended after the caller hung up"),
+                    ("server_failed", "Server failed"),
+                    ("server_maintenance", "Ended for server maintenance"),
+                    ("transit_failed", "Transit failed"),
+                    ("phone_untracked", "Ended: phone state unknown for too long"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='collaborationsession',
-            name='phone_leg',
-            field=models.CharField(choices=[('none', 'No phone leg'), ('connected', 'Connected'), ('hung_up', 'Caller hung up'), ('unknown', 'Phone state unknown')], default='none', max_length=16),
+            model_name="collaborationsession",
+            name="phone_leg",
+            field=models.CharField(
+                choices=[
+                    ("none", "No phone leg"),
+                    ("connected", "Connected"),
+                    ("hung_up", "Caller hung up"),
+                    ("unknown", "Phone state unknown"),
+                ],
+                default="none",
+                max_length=16,
+            ),
         ),
     ]

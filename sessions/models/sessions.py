@@ -72,9 +72,7 @@ class CollaborationSession(models.Model):
     # Which Media Blender set the phone leg up, under which link epoch (its connection):
     # once the link moves past that epoch, that MB is no longer heard and the phone state
     # becomes unknown (sessions/services/phone_tracking.py).
-    phone_peer = models.ForeignKey(
-        "failover.Peer", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    phone_peer = models.ForeignKey("failover.Peer", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     phone_epoch = models.PositiveBigIntegerField(null=True, blank=True)
     phone_unknown_at = models.DateTimeField(null=True, blank=True)
     # Why the phone state is unknown, in words shown to the agent and the administrator.
