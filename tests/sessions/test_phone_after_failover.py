@@ -157,3 +157,122 @@ def test_the_grace_is_validated(db):
             policy_update(actor="system:test", reason="try", changes={"phone_untracked_grace_seconds": bad})
         assert "phone_untracked_grace_seconds" in refused.value.message_dict
     assert Policy.current().phone_untracked_grace_seconds is None
+
+
+@pytest.fixture
+def node_for(server, tmp_path, settings):
+    """A real web node for routing-a, without a monitor of its own (the test runs one)."""
+    from tests.desktop.test_agent_browser import wait_for_http
+    from tests.processes import free_port, start_node
+
+    # The node checks passwords with the production hashers, not the tests' fast one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    port = free_port()
+    log = tmp_path / "node.log"
+    process = start_node("routing-a", port, log, COLLABADMIN_RUN_MONITOR="0")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, log=log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except Exception:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_agent_sees_phone_state_unknown_after_the_mb_is_killed_and_ends_the_session_on_the_page(
+    server, simulated_pair, make_agent, node_for, monkeypatch
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.desktop.test_agent_browser import CHROMIUM, LIVE_TIMEOUT_MS
+    from tests.factories import PASSWORD
+
+    link, processes = simulated_pair
+    ann = make_agent("ann", "Sales")
+    ann.user.set_password(PASSWORD)
+    ann.user.save(update_fields=["password"])
+
+    with monitor_in_thread():
+        first = wait_until(lambda: connected_peer(link), timeout=10, message="a Media Blender connected")
+        old = processes[first.name]
+        wait_until(lambda: "ann" in mb_agents(old), timeout=5, message="ann registered")
+        session = request()
+        wait_until(lambda: fresh(session).state == SessionState.ACTIVE, timeout=5, message="confirmed by the MB")
+
+        # Playwright's sync API keeps an event loop in this thread; the ORM calls after it
+        # starts are plain sequential test code.
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(f"{node_for}/agent/")
+                page.get_by_label("Username").fill("ann")
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Log in").click()
+                row = page.locator(f"#session-{session.pk}")
+                expect(row).to_contain_text("Phone connected")
+                expect(page.locator("[data-live-status]")).to_have_attribute(
+                    "data-state", "live", timeout=LIVE_TIMEOUT_MS
+                )
+
+                old.kill()
+
+                expect(row).to_contain_text("Phone state unknown", timeout=LIVE_TIMEOUT_MS)
+                expect(row).to_contain_text(f"The phone leg went through Media Blender routing-a/{first.name}")
+                expect(row).to_contain_text("When the call is over, end the web session.")
+                expect(page.locator("#live-announcer")).to_contain_text(
+                    "The phone state of the session with Ada Lovelace is unknown"
+                )
+                expect(page.get_by_text("1 with phone state unknown")).to_be_visible()
+
+                page.get_by_role("button", name="End the session with Ada Lovelace").click()
+
+                expect(page.get_by_text("The session with Ada Lovelace has ended.")).to_be_visible()
+                expect(page.locator(f"#session-{session.pk}")).to_have_count(0)
+            finally:
+                browser.close()
+
+    ended = fresh(session)
+    assert (ended.state, ended.end_reason, ended.ended_by) == (SessionState.ENDED, EndReason.AGENT_ENDED, ann.user)
+    assert ended.phone_leg == PhoneLeg.UNKNOWN  # what it was when it ended, for the history
+
+
+@pytest.mark.django_db
+def test_the_administrator_sees_the_unknown_phone_state_and_why_on_the_sessions_page_and_api(
+    server, admin_client, admin_api
+):
+    session = switched_away(server)
+    note = fresh(session).phone_note
+    assert note.startswith("The phone leg went through Media Blender routing-a/mb-1, which was switched away from at")
+
+    html = admin_client.get("/console/sessions/").content.decode()
+    assert "Phone state unknown" in html
+    assert note in html
+
+    body = admin_api.get(f"/api/v1/sessions/{session.pk}/").json()
+    assert (body["phone_leg"], body["phone_note"], body["phone_epoch"]) == ("unknown", note, 1)
+    assert body["phone_unknown_at"] is not None
+
+
+@pytest.mark.django_db
+def test_the_policy_api_takes_the_grace_and_refuses_a_bad_one(admin_api):
+    refused = admin_api.patch(
+        "/api/v1/policy/", {"reason": "too fast", "phone_untracked_grace_seconds": 5}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "Must be at least 60 s" in str(refused.json())
+    assert Policy.current().phone_untracked_grace_seconds is None
+
+    taken = admin_api.patch(
+        "/api/v1/policy/", {"reason": "end forgotten calls", "phone_untracked_grace_seconds": 600}, format="json"
+    )
+    assert taken.status_code == 200, taken.content
+    assert Policy.current().phone_untracked_grace_seconds == 600
