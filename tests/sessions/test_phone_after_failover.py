@@ -96,14 +96,14 @@ def test_killing_the_mb_of_a_call_makes_its_phone_state_unknown_and_the_new_mb_s
         assert (hung_up.state, hung_up.phone_note) == (SessionState.ACTIVE, "")
 
 
-def switched_away(server, *, phone_leg: PhoneLeg = PhoneLeg.CONNECTED) -> CollaborationSession:
+def switched_away(server, *, phone_leg: PhoneLeg = PhoneLeg.CONNECTED, agent=None) -> CollaborationSession:
     """An active session whose phone leg mb-1 set up at epoch 1, then a manual switchover to
     mb-2 (the services alone, no processes: what follows the commit is not the point)."""
     mb1 = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="mb-1")
     mb2 = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="mb-2")
     Peer.objects.filter(pk=mb2.pk).update(health=Health.UP)
     peer_mark_connected(mb1, epoch=1)
-    agent = AgentFactory(server=server)
+    agent = agent or AgentFactory(server=server)
     now = timezone.now()
     session = CollaborationSession.objects.create(
         server=server,
@@ -276,3 +276,15 @@ def test_the_policy_api_takes_the_grace_and_refuses_a_bad_one(admin_api):
     )
     assert taken.status_code == 200, taken.content
     assert Policy.current().phone_untracked_grace_seconds == 600
+
+
+@pytest.mark.django_db
+def test_the_agents_desktop_and_session_page_ask_to_end_the_session_when_the_call_is_over(server, agent, agent_client):
+    session = switched_away(server, agent=agent)
+    note = fresh(session).phone_note
+
+    for url in ("/agent/", f"/agent/sessions/{session.pk}/"):
+        html = agent_client.get(url).content.decode()
+        assert "Phone state unknown" in html
+        assert f"{note} When the call is over, end the web session." in html
+    assert "1</span> with phone state unknown" in agent_client.get("/agent/").content.decode()
