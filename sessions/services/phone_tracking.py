@@ -86,7 +86,15 @@ def sessions_mark_phone_untracked(link: Link, *, connected: Peer | None) -> int:
                 },
             )
         )
-    CollaborationSession.objects.bulk_update(affected, ["phone_leg", "phone_unknown_at", "phone_note"])
+    # One UPDATE per note (one per MB the phone legs went through), not a CASE per row: a
+    # switchover under load marks a thousand sessions inside the switchover's transaction.
+    by_note: dict[str, list] = {}
+    for session in affected:
+        by_note.setdefault(session.phone_note, []).append(session.pk)
+    for note, ids in by_note.items():
+        CollaborationSession.objects.filter(pk__in=ids).update(
+            phone_leg=PhoneLeg.UNKNOWN, phone_unknown_at=at, phone_note=note
+        )
     audit_record_many(rows)
     for session in affected:
         publish_session(session)
