@@ -247,9 +247,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 4.5},
     },
-    # Off unless Policy.phone_untracked_grace_seconds is set (a query of the policy, then nothing).
-    "end-phone-untracked-after-grace": {
-        "task": "sessions.end_phone_untracked_after_grace",
+    # Phone legs of a switched-away Media Blender marked unknown (safety net for a lost
+    # message), then ended if Policy.phone_untracked_grace_seconds is set (off by default).
+    "phone-untracked-sweep": {
+        "task": "sessions.phone_untracked_sweep",
         "schedule": 5.0,
         "options": {"expires": 4.5},
     },

@@ -14,7 +14,7 @@ class CollabSessionsConfig(AppConfig):
         from sessions.services import followups, phone_tracking, routes, server_drain, server_failure
 
         # First the phone legs the old MB carried become unknown, then the new MB is caught up.
-        hooks.on_link_switched(phone_tracking.sessions_mark_phone_untracked)
+        hooks.on_link_switched(phone_tracking.after_link_switched)
         hooks.on_link_switched(followups.after_link_switched)
         hooks.on_server_failed(server_failure.end_work_of_failed_server)
         hooks.on_server_drain_changed(server_drain.after_server_drain_changed)

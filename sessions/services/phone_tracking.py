@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from common.actors import MONITOR, POLICY
-from failover.choices import AuditAction, PeerKind
+from common.outbox import send_on_commit
+from failover.choices import AuditAction, PeerConnection, PeerKind
 from failover.models import Link, Peer, Policy
 from failover.services.audit import audit_entry, audit_record_many
 from sessions.choices import ROUTED_STATES, EndReason, PhoneLeg
@@ -42,36 +44,52 @@ def untracked_note(*, server_name: str, peer_name: str | None, at: datetime) -> 
     )
 
 
-def sessions_mark_phone_untracked(link: Link, *, connected: Peer | None) -> int:
-    """The Media Blender link of a server moved to epoch ``link.epoch``: the phone leg of
-    every open session set up under an earlier epoch is no longer followed. Its phone state
-    becomes unknown, with the reason; one audit entry per session, a live update each.
+def after_link_switched(link: Link, *, connected: Peer | None) -> None:
+    """``failover.hooks.link_switched``: once a Media Blender switchover (or the link going
+    down) commits, mark the phone legs the old MB carried. Not in the switchover's own
+    transaction: marking a thousand sessions (an audit entry each) took half a second on
+    SQLite (bench/phone_untracked.py), which would hold the link's lock and delay the
+    switchover that keeps routing going. A lost message is caught by the periodic sweep."""
+    if link.kind == PeerKind.MEDIA_BLENDER:
+        send_on_commit("sessions.mark_phone_untracked", link.pk)
 
-    Runs in the switchover's transaction (``failover.hooks.link_switched``), the link
-    already locked. Only connected phone legs change: one hung up stays hung up, a session
-    in transit has none yet (the new MB is asked for it again). Returns how many changed.
+
+@transaction.atomic
+def sessions_mark_phone_untracked(*, link_id: int) -> int:
+    """The phone leg of every open session of the link's server that was set up under an
+    earlier link epoch is no longer followed: its MB was switched away from. Its phone
+    state becomes unknown, with the reason; one audit entry per session, a live update each.
+    Returns how many changed.
+
+    Only connected phone legs change: one hung up stays hung up, a session in transit has
+    none yet (the new MB is asked for it again). Idempotent and safe to run at any time,
+    since what it marks follows from the link's current epoch alone (the sweep runs it).
     """
-    if link.kind != PeerKind.MEDIA_BLENDER:
+    link = Link.objects.select_related("server").filter(pk=link_id, kind=PeerKind.MEDIA_BLENDER).first()
+    if link is None:
         return 0
-    at = link.last_switchover_at or timezone.now()
-    # Sessions activated before this model recorded the phone epoch: their route epoch is
-    # the epoch of the MB that confirmed them.
+    # Sessions activated before the phone epoch was recorded: their route epoch is the
+    # epoch of the MB that confirmed them.
     set_up_before = Q(phone_epoch__lt=link.epoch) | Q(phone_epoch__isnull=True, route_epoch__lt=link.epoch)
-    affected = list(
-        CollaborationSession.objects.select_for_update()
-        .filter(server_id=link.server_id, state__in=ROUTED_STATES, phone_leg=PhoneLeg.CONNECTED)
-        .filter(set_up_before)
-        .order_by("pk")
-    )
+    candidates = CollaborationSession.objects.filter(
+        server_id=link.server_id, state__in=ROUTED_STATES, phone_leg=PhoneLeg.CONNECTED
+    ).filter(set_up_before)
+    affected = list(candidates.select_for_update().order_by("pk"))
     if not affected:
         return 0
-    names = dict(Peer.objects.filter(server_id=link.server_id, kind=PeerKind.MEDIA_BLENDER).values_list("pk", "name"))
-    server_name = link.server.name
+    at = link.last_switchover_at or timezone.now()
+    peers = Peer.objects.filter(server_id=link.server_id, kind=PeerKind.MEDIA_BLENDER)
+    names = dict(peers.values_list("pk", "name"))
+    connected = peers.filter(connection=PeerConnection.CONNECTED).values_list("name", flat=True).first()
     rows = []
+    by_note: dict[str, list] = {}
     for session in affected:
         session.phone_leg = PhoneLeg.UNKNOWN
         session.phone_unknown_at = at
-        session.phone_note = untracked_note(server_name=server_name, peer_name=names.get(session.phone_peer_id), at=at)
+        session.phone_note = untracked_note(
+            server_name=link.server.name, peer_name=names.get(session.phone_peer_id), at=at
+        )
+        by_note.setdefault(session.phone_note, []).append(session.pk)
         rows.append(
             audit_entry(
                 actor=MONITOR,
@@ -79,18 +97,10 @@ def sessions_mark_phone_untracked(link: Link, *, connected: Peer | None) -> int:
                 target=session,
                 reason=session.phone_note,
                 before={"phone_leg": PhoneLeg.CONNECTED, "phone_epoch": session.phone_epoch},
-                after={
-                    "phone_leg": PhoneLeg.UNKNOWN,
-                    "epoch": link.epoch,
-                    "connected": connected.name if connected is not None else None,
-                },
+                after={"phone_leg": PhoneLeg.UNKNOWN, "epoch": link.epoch, "connected": connected},
             )
         )
-    # One UPDATE per note (one per MB the phone legs went through), not a CASE per row: a
-    # switchover under load marks a thousand sessions inside the switchover's transaction.
-    by_note: dict[str, list] = {}
-    for session in affected:
-        by_note.setdefault(session.phone_note, []).append(session.pk)
+    # One UPDATE per note (one per MB the phone legs went through), not a CASE per row.
     for note, ids in by_note.items():
         CollaborationSession.objects.filter(pk__in=ids).update(
             phone_leg=PhoneLeg.UNKNOWN, phone_unknown_at=at, phone_note=note
@@ -98,8 +108,15 @@ def sessions_mark_phone_untracked(link: Link, *, connected: Peer | None) -> int:
     audit_record_many(rows)
     for session in affected:
         publish_session(session)
-    log.info("%s: phone state of %s session(s) unknown after the switch to epoch %s", link, len(affected), link.epoch)
+    log.info("%s: phone state of %s session(s) unknown (link epoch %s)", link, len(affected), link.epoch)
     return len(affected)
+
+
+def sessions_mark_all_phone_untracked() -> int:
+    """The sweep's half: :func:`sessions_mark_phone_untracked` for every Media Blender link
+    with a candidate, so a marking whose message was lost is done within a beat tick."""
+    links = Link.objects.filter(kind=PeerKind.MEDIA_BLENDER).values_list("pk", flat=True)
+    return sum(sessions_mark_phone_untracked(link_id=link_id) for link_id in links)
 
 
 def sessions_end_phone_untracked_after_grace(*, now: datetime | None = None) -> int:

@@ -36,6 +36,7 @@ from failover.services.switchover import link_switchover
 from sessions.choices import EndReason, LogoutReason
 from sessions.models import Agent, CollaborationSession, SkillGroup
 from sessions.services.lifecycle import agent_login, agent_logout, agent_set_ready, session_end
+from sessions.services.phone_tracking import sessions_mark_phone_untracked
 from sessions.services.requests import session_request
 from sessions.services.routes import (
     session_confirm_routes,
@@ -225,6 +226,7 @@ def _sessions(servers: dict[str, Server], admin: AbstractBaseUser, maria: Agent,
     untracked = _route(_ask("Dorothy Vaughan", "Was my call cut off?", "Sales"), maria, confirm=True)
     link = Link.objects.get(server=untracked.server, kind=PeerKind.MEDIA_BLENDER)
     link_switchover(link_id=link.pk, actor=admin, reason="Move the calls off the MB before its upgrade")
+    sessions_mark_phone_untracked(link_id=link.pk)  # the task sent on the commit, run here
     found["phone_unknown"] = untracked
     found["active"] = _route(_ask("Ada Lovelace", "Cannot share my screen", "Sales"), maria, confirm=True)
     found["in_transit"] = _route(_ask("Grace Hopper", "Upgrade to the business plan", "Support"), maria, confirm=False)

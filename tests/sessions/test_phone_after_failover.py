@@ -25,8 +25,9 @@ from failover.services.switchover import link_switchover
 from sessions.choices import EndReason, PhoneLeg, SessionState
 from sessions.models import CollaborationSession
 from sessions.services.lifecycle import session_end
-from sessions.services.phone_tracking import sessions_end_phone_untracked_after_grace
+from sessions.services.phone_tracking import sessions_end_phone_untracked_after_grace, sessions_mark_phone_untracked
 from sessions.services.requests import session_request
+from sessions.tasks import phone_untracked_sweep
 from tests.factories import AgentFactory, PeerFactory, peer_mark_connected
 from tests.sessions.conftest import connected_peer, mb_agents, wait_until
 
@@ -96,7 +97,9 @@ def test_killing_the_mb_of_a_call_makes_its_phone_state_unknown_and_the_new_mb_s
         assert (hung_up.state, hung_up.phone_note) == (SessionState.ACTIVE, "")
 
 
-def switched_away(server, *, phone_leg: PhoneLeg = PhoneLeg.CONNECTED, agent=None) -> CollaborationSession:
+def switched_away(
+    server, *, phone_leg: PhoneLeg = PhoneLeg.CONNECTED, agent=None, mark: bool = True
+) -> CollaborationSession:
     """An active session whose phone leg mb-1 set up at epoch 1, then a manual switchover to
     mb-2 (the services alone, no processes: what follows the commit is not the point)."""
     mb1 = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="mb-1")
@@ -121,6 +124,9 @@ def switched_away(server, *, phone_leg: PhoneLeg = PhoneLeg.CONNECTED, agent=Non
     )
     link = Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
     link_switchover(link_id=link.pk, actor="system:test", reason="maintenance of mb-1", to_peer_id=mb2.pk)
+    if mark:
+        # What the task sent on the switchover's commit does (nothing commits in these tests).
+        assert sessions_mark_phone_untracked(link_id=link.pk) == (1 if phone_leg == PhoneLeg.CONNECTED else 0)
     return session
 
 
@@ -288,3 +294,19 @@ def test_the_agents_desktop_and_session_page_ask_to_end_the_session_when_the_cal
         assert "Phone state unknown" in html
         assert f"{note} When the call is over, end the web session." in html
     assert "1</span> with phone state unknown" in agent_client.get("/agent/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_sweep_marks_the_sessions_whose_marking_message_was_lost_and_ends_them_under_the_policy(server):
+    # Nothing commits in this test, so the task sent on the switchover's commit is never
+    # sent: as if the message had been lost.
+    session = switched_away(server, mark=False)
+    assert fresh(session).phone_leg == PhoneLeg.CONNECTED
+
+    phone_untracked_sweep.apply()
+
+    assert fresh(session).phone_leg == PhoneLeg.UNKNOWN
+    assert AuditEntry.objects.filter(object_id=str(session.pk), action=AuditAction.SESSION_PHONE_UNKNOWN).count() == 1
+    phone_untracked_sweep.apply()  # idempotent: nothing more to mark, the policy is off
+    assert AuditEntry.objects.filter(object_id=str(session.pk), action=AuditAction.SESSION_PHONE_UNKNOWN).count() == 1
+    assert fresh(session).state == SessionState.ACTIVE
