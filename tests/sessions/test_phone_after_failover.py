@@ -310,3 +310,31 @@ def test_the_sweep_marks_the_sessions_whose_marking_message_was_lost_and_ends_th
     phone_untracked_sweep.apply()  # idempotent: nothing more to mark, the policy is off
     assert AuditEntry.objects.filter(object_id=str(session.pk), action=AuditAction.SESSION_PHONE_UNKNOWN).count() == 1
     assert fresh(session).state == SessionState.ACTIVE
+
+
+@pytest.mark.slow
+def test_after_a_manual_switchover_the_old_mb_still_alive_reports_the_hang_up_of_its_call(
+    server, simulated_pair, make_agent
+):
+    link, processes = simulated_pair
+    make_agent("ann", "Sales")
+
+    with monitor_in_thread():
+        first = wait_until(lambda: connected_peer(link), timeout=10, message="a Media Blender connected")
+        old = processes[first.name]
+        wait_until(lambda: "ann" in mb_agents(old), timeout=5, message="ann registered")
+        session = request()
+        wait_until(lambda: fresh(session).state == SessionState.ACTIVE, timeout=5, message="confirmed")
+        other = link.peers().exclude(pk=first.pk).get()
+        wait_until(lambda: Peer.objects.get(pk=other.pk).health == Health.UP, timeout=10, message="standby up")
+
+        link_switchover(link_id=link.pk, actor="system:test", reason="upgrade the MB", to_peer_id=other.pk)
+
+        wait_until(lambda: fresh(session).phone_leg == PhoneLeg.UNKNOWN, timeout=5, message="phone state unknown")
+        # The old MB, now the standby, still bridges the call and reports its end.
+        assert old.ctl("hangup", str(session.pk)).returncode == 0
+        hung_up = wait_until(
+            lambda: (s := fresh(session)).phone_leg == PhoneLeg.HUNG_UP and s, timeout=5, message="hang-up"
+        )
+        assert hung_up.state == SessionState.ACTIVE
+        assert hung_up.phone_hung_up_at is not None
