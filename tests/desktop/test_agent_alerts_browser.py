@@ -54,6 +54,14 @@ def route_to(agent: Agent, caller: str) -> None:
     publish_session(routed_session(agent, caller_name=caller))
 
 
+def fail_routing_a() -> None:
+    """routing-a declared failed by the monitor's service, as when its node stops answering."""
+    server = Server.objects.get(name="routing-a")
+    outside_playwrights_loop(
+        lambda: server_health_changed(server_id=server.pk, health=Health.DOWN, at=timezone.now(), error="refused")
+    )
+
+
 @pytest.fixture
 def maria(settings) -> Agent:
     agent = AgentFactory(
@@ -183,6 +191,11 @@ def test_a_forced_log_out_shows_a_banner_saying_why_and_what_to_do(
             expect(banner.get_by_role("link", name="log in again")).to_be_visible()
             expect(page).to_have_title(f"(1) Action needed — {title}")
             assert [n["title"] for n in page.evaluate("window.__notes")] == ["An administrator logged you out"]
+
+            # Logged out already, the agent still learns that the server then failed.
+            fail_routing_a()
+            expect(page.locator("#server-failed")).to_contain_text("Your server routing-a has failed")
+            expect(page.locator("#logged-out")).to_have_count(0)
         finally:
             browser.close()
 
@@ -196,13 +209,7 @@ def test_a_server_failure_shows_a_banner_saying_why_and_what_to_do(node, maria, 
         try:
             page = open_desktop(browser, node, notifications=True)
             title = page.title()
-            server = Server.objects.get(name="routing-a")
-            Server.objects.exclude(pk=server.pk).update(health=Health.UP)
-            outside_playwrights_loop(
-                lambda: server_health_changed(
-                    server_id=server.pk, health=Health.DOWN, at=timezone.now(), error="refused"
-                )
-            )
+            fail_routing_a()
 
             failed = page.locator("#server-failed")
             expect(failed).to_contain_text(re.compile(r"Your server routing-a has failed"))
