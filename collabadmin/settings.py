@@ -250,6 +250,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 4.5},
     },
+    # Phone legs of a switched-away Media Blender marked unknown (safety net for a lost
+    # message), then ended if Policy.phone_untracked_grace_seconds is set (off by default).
+    "phone-untracked-sweep": {
+        "task": "sessions.phone_untracked_sweep",
+        "schedule": 5.0,
+        "options": {"expires": 4.5},
+    },
     # Drained servers (planned maintenance): late queued sessions handed on, deadlines kept.
     "drain-deadlines": {"task": "sessions.drain_deadlines", "schedule": 5.0, "options": {"expires": 4.5}},
     # The history of the overview's queue / active-sessions chart (pruned after 24 h).

@@ -272,7 +272,17 @@ class PolicyAdmin(admin.ModelAdmin):
             },
         ),
         ("Switchover", {"fields": ("fail_back_after_minutes", "transit_timeout_seconds", "max_transit_attempts")}),
-        ("Sessions", {"fields": ("hung_up_grace_seconds", "adopt_queued_on_server_failure", "agent_max_sessions")}),
+        (
+            "Sessions",
+            {
+                "fields": (
+                    "hung_up_grace_seconds",
+                    "phone_untracked_grace_seconds",
+                    "adopt_queued_on_server_failure",
+                    "agent_max_sessions",
+                )
+            },
+        ),
         (None, {"fields": ("reason", "updated_at")}),
     )
     readonly_fields = ("updated_at",)

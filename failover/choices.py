@@ -158,6 +158,7 @@ class AuditAction(models.TextChoices):
     SESSION_REQUEUED = "session.requeued", "Session returned to the queue"
     SESSION_ADOPTED = "session.adopted", "Session adopted by another server"
     SESSION_PHONE_HUNG_UP = "session.phone_hung_up", "Caller hung up the phone"
+    SESSION_PHONE_UNKNOWN = "session.phone_unknown", "Phone state no longer known"
     SESSION_ENDED = "session.ended", "Session ended"
     AGENT_STATE = "agent.state", "Agent state changed"
     AGENT_LOGGED_OUT = "agent.logged_out", "Agent logged out"

@@ -31,6 +31,9 @@ class PhoneLeg(models.TextChoices):
     NONE = "none", "No phone leg"
     CONNECTED = "connected", "Connected"
     HUNG_UP = "hung_up", "Caller hung up"
+    # The Media Blender that set the phone leg up was switched away from: no hang-up of
+    # that call can reach the product any more (the new MB never heard of it).
+    UNKNOWN = "unknown", "Phone state unknown"
 
 
 class EndReason(models.TextChoices):
@@ -42,3 +45,4 @@ class EndReason(models.TextChoices):
     SERVER_FAILED = "server_failed", "Server failed"
     SERVER_MAINTENANCE = "server_maintenance", "Ended for server maintenance"
     TRANSIT_FAILED = "transit_failed", "Transit failed"
+    PHONE_UNTRACKED = "phone_untracked", "Ended: phone state unknown for too long"

@@ -25,6 +25,7 @@ _ENDED_BY_SYSTEM: dict[str, str] = {
     EndReason.SERVER_FAILED: "the server's failure",
     EndReason.SERVER_MAINTENANCE: "the server's planned maintenance (its drain deadline)",
     EndReason.TRANSIT_FAILED: "the routing: the connection was not confirmed in time, too often",
+    EndReason.PHONE_UNTRACKED: "the policy for sessions whose phone state is unknown",
 }
 
 # What the caller reads once the session is over (the page adds the time and a button to
@@ -38,6 +39,7 @@ _CALLER_MESSAGES: dict[str, str] = {
     EndReason.SERVER_MAINTENANCE: "The server handling your session was taken down for planned maintenance, "
     "so the session ended.",
     EndReason.TRANSIT_FAILED: "We could not connect you to an agent, so the request ended.",
+    EndReason.PHONE_UNTRACKED: "The session ended some time after we lost track of your phone call.",
 }
 _CALLER_LEFT_QUEUE = "You left the queue."
 _SERVER_FAILED_QUEUED = (

@@ -22,6 +22,8 @@ def session_payload(session: CollaborationSession) -> dict[str, Any]:
         "routed_at": iso_datetime(session.routed_at),
         "activated_at": iso_datetime(session.activated_at),
         "phone_hung_up_at": iso_datetime(session.phone_hung_up_at),
+        "phone_unknown_at": iso_datetime(session.phone_unknown_at),
+        "phone_note": session.phone_note,
         "ended_at": iso_datetime(session.ended_at),
         "end_reason": session.end_reason,
     }

@@ -18,6 +18,11 @@ from sessions.choices import AgentState, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.drain import drain_started, queue_drain
 from sessions.services.media_blender import agent_sync, agents_reconcile, route_release
+from sessions.services.phone_tracking import (
+    sessions_end_phone_untracked_after_grace,
+    sessions_mark_all_phone_untracked,
+    sessions_mark_phone_untracked,
+)
 from sessions.services.routes import free_agent_exists
 from sessions.services.samples import sample_record
 from sessions.services.server_drain import sessions_end_past_drain_deadline
@@ -92,6 +97,20 @@ def after_media_blender_switchover(link_id: int, epoch: int) -> bool:
 def requeue_expired_transits() -> int:
     """Put back at the head of the queue the sessions whose route was not confirmed in time."""
     return sessions_requeue_expired_transits()
+
+
+@shared_task(name="sessions.mark_phone_untracked", time_limit=60, soft_time_limit=50, ignore_result=True, **RETRY)
+def mark_phone_untracked(link_id: int) -> int:
+    """After a Media Blender switchover: the old MB's calls get the phone state unknown."""
+    return sessions_mark_phone_untracked(link_id=link_id)
+
+
+@shared_task(name="sessions.phone_untracked_sweep", time_limit=30, soft_time_limit=25, expires=5, ignore_result=True)
+def phone_untracked_sweep() -> int:
+    """Safety net for a lost marking message, then the policy's grace (if set): sessions
+    whose phone state has been unknown too long end as ``phone_untracked``."""
+    sessions_mark_all_phone_untracked()
+    return sessions_end_phone_untracked_after_grace()
 
 
 @shared_task(name="sessions.end_hung_up_after_grace", time_limit=30, soft_time_limit=25, expires=5, ignore_result=True)

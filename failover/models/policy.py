@@ -84,6 +84,18 @@ class Policy(models.Model):
     hung_up_grace_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="Empty: sessions whose caller hung up wait for the agent to end them."
     )
+    # Off by default, as in the original design: the agent ends such sessions by hand.
+    phone_untracked_grace_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(60, message="Must be at least 60 s: give the agent time to finish the call."),
+            MaxValueValidator(86_400, message="Must be at most 86,400 s (a day)."),
+        ],
+        help_text="Empty: sessions whose phone state became unknown (their Media Blender was switched "
+        "away from) wait for the agent to end them. Otherwise they end after this many seconds "
+        "as 'phone untracked'.",
+    )
     adopt_queued_on_server_failure = models.BooleanField(default=True)
     agent_max_sessions = models.PositiveSmallIntegerField(
         default=2,

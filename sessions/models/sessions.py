@@ -69,6 +69,14 @@ class CollaborationSession(models.Model):
     transit_timeouts = models.PositiveSmallIntegerField(default=0)
     activated_at = models.DateTimeField(null=True, blank=True)
     phone_hung_up_at = models.DateTimeField(null=True, blank=True)
+    # Which Media Blender set the phone leg up, under which link epoch (its connection):
+    # once the link moves past that epoch, that MB is no longer heard and the phone state
+    # becomes unknown (sessions/services/phone_tracking.py).
+    phone_peer = models.ForeignKey("failover.Peer", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    phone_epoch = models.PositiveBigIntegerField(null=True, blank=True)
+    phone_unknown_at = models.DateTimeField(null=True, blank=True)
+    # Why the phone state is unknown, in words shown to the agent and the administrator.
+    phone_note = models.CharField(max_length=300, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True)
     ended_by = models.ForeignKey(

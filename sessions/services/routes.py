@@ -337,11 +337,17 @@ def session_confirm_routes(confirmations: Sequence[tuple[object, str, int]]) -> 
             session.activated_at = now
             if session.phone_leg == PhoneLeg.NONE:
                 session.phone_leg = PhoneLeg.CONNECTED
+            # This MB set the phone leg up: only it can report the hang-up (phone_tracking).
+            session.phone_peer_id, session.phone_epoch = peer_id, epoch
             activated.append(session)
             outcomes.append(ConfirmOutcome.ACTIVATED)
     if activated:
         changed = CollaborationSession.objects.filter(pk__in=[session.pk for session in activated])
         changed.update(state=SessionState.ACTIVE, activated_at=now)
+        for peer_id, epoch in {(s.phone_peer_id, s.phone_epoch) for s in activated}:
+            changed.filter(pk__in=[s.pk for s in activated if s.phone_peer_id == peer_id]).update(
+                phone_peer_id=peer_id, phone_epoch=epoch
+            )
         changed.filter(phone_leg=PhoneLeg.NONE).update(phone_leg=PhoneLeg.CONNECTED)
         audit_record_many(
             audit_entry(

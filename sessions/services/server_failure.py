@@ -10,6 +10,7 @@ from datetime import datetime
 
 from django.db.models import Q
 
+from common import live
 from common.actors import MONITOR
 from failover.choices import AuditAction
 from failover.models import AuditEntry, Policy, Server
@@ -88,6 +89,7 @@ def end_work_of_failed_server(*, server: Server, at: datetime) -> FailureOutcome
     _apply(plan, failed=server, at=at)
     _audit(agents, current, plan, failed=server)
     _publish(agents, [*current, *queued])
+    _tell_logged_out_agents(server, besides=[a.pk for a in agents])
     adopted = [a for a in plan if a.survivor is not None]
     survivors = sorted({a.survivor.name for a in adopted if a.survivor is not None})
     return FailureOutcome(
@@ -177,6 +179,18 @@ def _publish(agents: list[Agent], sessions: list[CollaborationSession]) -> None:
         # commits, as for a new request, not at the beat's safety net. One drain takes the
         # whole queue, so one adopted session stands for all of a survivor's.
         followups.after_session_requested(session)
+
+
+def _tell_logged_out_agents(server: Server, *, besides: list[int]) -> None:
+    """Agents already logged out (by an administrator, say) may still have the desktop
+    open: their state panel must say the server failed and where to log in instead, so
+    their desktops refresh it too (one event, to each of their groups)."""
+    others = Agent.objects.filter(server=server, state=AgentState.LOGGED_OUT).exclude(pk__in=besides)
+    groups = [live.agent_group(pk) for pk in others.values_list("pk", flat=True)]
+    if groups:
+        live.publish(
+            "server.changed", {"server": server.pk, "name": server.name, "health": server.health}, groups=groups
+        )
 
 
 def _audit(agents: list[Agent], current: list[CollaborationSession], plan: list[Adoption], *, failed: Server) -> None:

@@ -91,6 +91,7 @@ def _sessions_context(agent: Agent) -> dict[str, Any]:
         "agent": agent,
         "sessions": sessions,
         "hung_up_count": sum(1 for session in sessions if session.phone_leg == PhoneLeg.HUNG_UP),
+        "unknown_count": sum(1 for session in sessions if session.phone_leg == PhoneLeg.UNKNOWN),
         # A session ended by someone else (an administrator, the caller, a policy) would
         # otherwise just vanish from the list: keep it in sight for a while, saying why.
         "recently_ended": recently_ended(agent.pk, viewer_user_id=agent.user_id),

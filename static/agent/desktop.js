@@ -26,13 +26,139 @@
   const pending = new Set();
   let flushTimer = null;
 
-  /** Session id -> caller name, for the sessions in scope (optionally only hung-up ones). */
-  function sessionsIn(scope, onlyHungUp) {
+  /** Session id -> caller name, for the sessions in scope (optionally only those whose phone leg is ``phoneLeg``). */
+  function sessionsIn(scope, phoneLeg) {
     const found = new Map();
     scope.querySelectorAll("[data-session-id]").forEach((el) => {
-      if (!onlyHungUp || el.dataset.phoneLeg === "hung_up") found.set(el.dataset.sessionId, el.dataset.caller || "A caller");
+      if (!phoneLeg || el.dataset.phoneLeg === phoneLeg) found.set(el.dataset.sessionId, el.dataset.caller || "A caller");
     });
     return found;
+  }
+
+  /** Banners (server failed, drained, logged out by an administrator): id -> their short title. */
+  function bannersIn(scope) {
+    return new Map(Array.from(scope.querySelectorAll("[data-banner]"), (el) => [el.id, el.dataset.banner]));
+  }
+
+  // --- Getting the agent's attention when the desktop is not in front -------------------
+  // A new session routed while the tab is in the background would go unnoticed: the tab
+  // title counts them until the tab is focused, a short tone plays (unless turned off,
+  // remembered in this browser), and a browser notification shows where the agent allowed
+  // it. Permission is asked from a click, never on load (browsers ignore or penalise that).
+  const SOUND_KEY = "collabadmin.agent.sound";
+  const baseTitle = document.title;
+  let unseen = 0;
+  let audio = null;
+
+  function inFront() {
+    return document.visibilityState === "visible" && document.hasFocus();
+  }
+
+  function flagTitle(count, what) {
+    unseen += count;
+    document.title = `(${unseen}) ${what} — ${baseTitle}`;
+  }
+
+  function clearTitle() {
+    if (!unseen) return;
+    unseen = 0;
+    document.title = baseTitle;
+  }
+  window.addEventListener("focus", clearTitle);
+  document.addEventListener("visibilitychange", () => { if (inFront()) clearTitle(); });
+
+  function soundOn() {
+    try { return window.localStorage.getItem(SOUND_KEY) !== "off"; } catch (e) { return true; }
+  }
+
+  const soundToggle = document.querySelector("[data-sound-toggle]");
+  function showSound() {
+    if (soundToggle) soundToggle.setAttribute("aria-pressed", soundOn() ? "true" : "false");
+  }
+  soundToggle?.addEventListener("click", () => {
+    try { window.localStorage.setItem(SOUND_KEY, soundOn() ? "off" : "on"); } catch (e) { /* private mode: this page only */ }
+    showSound();
+  });
+  showSound();
+
+  function audioContext() {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return null;
+    audio = audio || new Context();
+    return audio;
+  }
+  // Browsers let a page make sound only after the user interacted with it: the first
+  // click or key press on the desktop unlocks the tone for the rest of the visit.
+  function unlockAudio() {
+    if (soundOn()) audioContext()?.resume?.();
+  }
+  document.addEventListener("pointerdown", unlockAudio, { once: true });
+  document.addEventListener("keydown", unlockAudio, { once: true });
+
+  /** Two short sine notes, falling: generated, no sound file to serve. */
+  function chime() {
+    if (!soundOn()) return;
+    try {
+      const context = audioContext();
+      if (!context) return;
+      context.resume?.();
+      const start = context.currentTime + 0.01;
+      [880, 660].forEach((frequency, i) => {
+        const at = start + i * 0.16;
+        const tone = context.createOscillator();
+        const volume = context.createGain();
+        tone.type = "sine";
+        tone.frequency.setValueAtTime(frequency, at);
+        volume.gain.setValueAtTime(0.0001, at);
+        volume.gain.exponentialRampToValueAtTime(0.2, at + 0.02);
+        volume.gain.exponentialRampToValueAtTime(0.0001, at + 0.15);
+        tone.connect(volume).connect(context.destination);
+        tone.start(at);
+        tone.stop(at + 0.16);
+      });
+    } catch (e) { /* no audio device: the title and the notification remain */ }
+  }
+
+  const notifyButton = document.querySelector("[data-notify-enable]");
+  const notifyStatus = document.querySelector("[data-notify-status]");
+  function showNotifyPermission() {
+    if (!notifyButton || !notifyStatus) return;
+    if (!("Notification" in window)) {
+      notifyButton.hidden = true;
+      notifyStatus.textContent = "";
+      return;
+    }
+    const permission = window.Notification.permission;
+    notifyButton.hidden = permission !== "default";
+    notifyStatus.textContent = permission === "granted" ? "Notifications on"
+      : permission === "denied" ? "Notifications blocked in this browser's settings" : "";
+  }
+  notifyButton?.addEventListener("click", async () => {
+    try { await window.Notification.requestPermission(); } catch (e) { /* old browsers: callback form only */ }
+    showNotifyPermission();
+  });
+  showNotifyPermission();
+
+  function notify(title, body) {
+    if (!("Notification" in window) || window.Notification.permission !== "granted") return;
+    try {
+      const note = new window.Notification(title, { body, tag: "collabadmin-agent" });
+      note.onclick = () => { window.focus(); note.close?.(); };
+    } catch (e) { /* some browsers allow notifications from service workers only */ }
+  }
+
+  function newSessions(callers) {
+    chime();
+    if (inFront()) return;
+    flagTitle(callers.length, callers.length === 1 ? "New session" : "New sessions");
+    const title = callers.length === 1 ? `New session with ${callers[0]}` : `${callers.length} new sessions`;
+    notify(title, "Open the Agent desktop to join.");
+  }
+
+  function newBanners(titles) {
+    if (inFront()) return;
+    flagTitle(1, "Action needed");
+    notify(titles.join(" · "), "Open the Agent desktop: it says what happened and what to do.");
   }
 
   function announce(text) {
@@ -48,8 +174,10 @@
   }
 
   function swap(region, html) {
-    const hungBefore = sessionsIn(region, true);
-    const sessionsBefore = sessionsIn(region, false);
+    const hungBefore = sessionsIn(region, "hung_up");
+    const unknownBefore = sessionsIn(region, "unknown");
+    const sessionsBefore = sessionsIn(region, null);
+    const bannersBefore = bannersIn(region);
     const endedBefore = endedIn(region);
     const focused = document.activeElement;
     const focusId = focused && focused !== document.body && region.contains(focused) ? focused.id : null;
@@ -65,12 +193,30 @@
     }
 
     const news = [];
-    sessionsIn(region, true).forEach((caller, id) => {
+    sessionsIn(region, "hung_up").forEach((caller, id) => {
       if (!hungBefore.has(id)) news.push(`${caller} hung up the phone. The session stays open until you end it.`);
     });
-    sessionsIn(region, false).forEach((caller, id) => {
-      if (!sessionsBefore.has(id)) news.push(`New session with ${caller}.`);
+    sessionsIn(region, "unknown").forEach((caller, id) => {
+      if (!unknownBefore.has(id)) {
+        news.push(`The phone state of the session with ${caller} is unknown. When the call is over, end the web session.`);
+      }
     });
+    const arrived = [];
+    sessionsIn(region, null).forEach((caller, id) => {
+      if (!sessionsBefore.has(id)) {
+        news.push(`New session with ${caller}.`);
+        arrived.push(caller);
+      }
+    });
+    if (arrived.length) newSessions(arrived);
+    const raised = [];
+    bannersIn(region).forEach((title, id) => {
+      if (!bannersBefore.has(id)) {
+        news.push(`${title}.`);
+        raised.push(title);
+      }
+    });
+    if (raised.length) newBanners(raised);
     // A session someone else ended: who and why (the row says it too, for a while).
     region.querySelectorAll("[data-ended-text]").forEach((el) => {
       if (!endedBefore.has(el.dataset.endedId)) news.push(el.dataset.endedText);

@@ -32,6 +32,7 @@ CALLER_SAYS = {
     EndReason.TRANSIT_FAILED: "We could not connect you to an agent, so the request ended.",
     EndReason.SERVER_MAINTENANCE: "The server handling your session was taken down for planned maintenance, "
     "so the session ended.",
+    EndReason.PHONE_UNTRACKED: "The session ended some time after we lost track of your phone call.",
 }
 
 

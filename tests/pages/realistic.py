@@ -36,6 +36,7 @@ from failover.services.switchover import link_switchover
 from sessions.choices import EndReason, LogoutReason
 from sessions.models import Agent, CollaborationSession, SkillGroup
 from sessions.services.lifecycle import agent_login, agent_logout, agent_set_ready, session_end
+from sessions.services.phone_tracking import sessions_mark_phone_untracked
 from sessions.services.requests import session_request
 from sessions.services.routes import (
     session_confirm_routes,
@@ -213,11 +214,20 @@ def _sessions(servers: dict[str, Server], admin: AbstractBaseUser, maria: Agent,
         EndReason.CALLER_LEFT: (CALLER, "", True),
         EndReason.HANGUP_TIMEOUT: (POLICY, "caller hung up 120 s ago", True),
         EndReason.TRANSIT_FAILED: (POLICY, "route not confirmed within 10 s, 3 times", False),
+        EndReason.PHONE_UNTRACKED: (POLICY, "phone state unknown for more than 600 s", True),
         EndReason.SERVER_MAINTENANCE: (POLICY, "server routing-a maintenance deadline passed (kernel update)", True),
     }
     for reason, (actor, note, confirm) in ended.items():
         session = _route(_ask(f"Caller {reason}", "Invoice 2024-117 looks wrong", "Sales"), maria, confirm=confirm)
         found[f"ended_{reason}"] = session_end(session_id=session.pk, actor=actor, reason=reason, note=note)
+    # Set up through the connected MB, which is then switched away from: its phone state is
+    # unknown (issue 20), next to sessions set up through the new MB.
+    Agent.objects.filter(pk=maria.pk).update(max_sessions=3)
+    untracked = _route(_ask("Dorothy Vaughan", "Was my call cut off?", "Sales"), maria, confirm=True)
+    link = Link.objects.get(server=untracked.server, kind=PeerKind.MEDIA_BLENDER)
+    link_switchover(link_id=link.pk, actor=admin, reason="Move the calls off the MB before its upgrade")
+    sessions_mark_phone_untracked(link_id=link.pk)  # the task sent on the commit, run here
+    found["phone_unknown"] = untracked
     found["active"] = _route(_ask("Ada Lovelace", "Cannot share my screen", "Sales"), maria, confirm=True)
     found["in_transit"] = _route(_ask("Grace Hopper", "Upgrade to the business plan", "Support"), maria, confirm=False)
     requeued = _route(_ask(SPOOFED_NAME, "Password reset\u200f", None), kenji, confirm=False)
