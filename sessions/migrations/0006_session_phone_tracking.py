@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("collab_sessions", "0005_end_reason_server_maintenance"),
-        ("failover", "0013_policy_phone_untracked_grace"),
+        ("failover", "0014_policy_phone_untracked_grace"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("failover", "0012_audit_actions_drain_and_alert_actions"),
+        ("failover", "0013_notifications"),
     ]
 
     operations = [
@@ -66,6 +66,7 @@ class Migration(migrations.Migration):
                     ("server.silenced", "Server's alerts silenced"),
                     ("server.unsilenced", "Server's silence ended early"),
                     ("policy.changed", "Policy changed"),
+                    ("notification.test", "Test notification sent"),
                     ("auth.logged_in", "Logged in"),
                     ("auth.logged_out", "Logged out"),
                     ("auth.locked_out", "Log-in locked after repeated failures"),
