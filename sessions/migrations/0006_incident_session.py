@@ -5,27 +5,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('collab_sessions', '0005_end_reason_server_maintenance'),
-        ('failover', '0013_failover_event_failure'),
+        ("collab_sessions", "0005_end_reason_server_maintenance"),
+        ("failover", "0013_failover_event_failure"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IncidentSession',
+            name="IncidentSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('in_transit', 'In transit'), ('active', 'Active'), ('ended', 'Ended')], help_text='Its state at the incident.', max_length=16)),
-                ('agent_name', models.CharField(blank=True, max_length=150)),
-                ('route_epoch', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='collab_sessions.agent')),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='incident_sessions', to='failover.failoverevent')),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='incident_snapshots', to='collab_sessions.collaborationsession')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("in_transit", "In transit"),
+                            ("active", "Active"),
+                            ("ended", "Ended"),
+                        ],
+                        help_text="Its state at the incident.",
+                        max_length=16,
+                    ),
+                ),
+                ("agent_name", models.CharField(blank=True, max_length=150)),
+                ("route_epoch", models.PositiveBigIntegerField(blank=True, null=True)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="collab_sessions.agent",
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="incident_sessions",
+                        to="failover.failoverevent",
+                    ),
+                ),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="incident_snapshots",
+                        to="collab_sessions.collaborationsession",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['event', 'session__queued_at', 'id'],
-                'constraints': [models.UniqueConstraint(fields=('event', 'session'), name='collab_incident_session_once_per_event')],
+                "ordering": ["event", "session__queued_at", "id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("event", "session"), name="collab_incident_session_once_per_event")
+                ],
             },
         ),
     ]
