@@ -89,7 +89,7 @@ class DatedExportMixin:
     @action(detail=False, methods=["get"], url_path=EXPORT, renderer_classes=[CsvRenderer, JSONRenderer])
     def export(self, request: Request) -> Any:
         rows = self.filter_queryset(self.get_queryset())  # type: ignore[attr-defined]
-        return csv_response(rows, self.export_columns, filename=self.export_filename)
+        return csv_response(request, rows, self.export_columns, filename=self.export_filename)
 
     def handle_exception(self, exc: Exception) -> Response:
         if self.action == EXPORT:  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ def events_csv(request: HttpRequest) -> HttpResponse:
     filters = TimelineFilter.from_request(request)
     if filters.date_errors:
         return _bad_range(DateRangeError(filters.date_errors))
-    return csv_response(event_rows(filters), EVENT_COLUMNS, filename="failover-events.csv")
+    return csv_response(request, event_rows(filters), EVENT_COLUMNS, filename="failover-events.csv")
 
 
 @staff_only
@@ -42,7 +42,7 @@ def audit_csv(request: HttpRequest) -> HttpResponse:
     filters = TimelineFilter.from_request(request)
     if filters.date_errors:
         return _bad_range(DateRangeError(filters.date_errors))
-    return csv_response(audit_rows(filters), AUDIT_COLUMNS, filename="audit-history.csv")
+    return csv_response(request, audit_rows(filters), AUDIT_COLUMNS, filename="audit-history.csv")
 
 
 @staff_only
@@ -57,4 +57,4 @@ def sessions_csv(request: HttpRequest) -> HttpResponse:
         server_id=id_param(request, "server"),
         agent_id=id_param(request, "agent"),
     )
-    return csv_response(dates.apply(rows, "queued_at"), SESSION_COLUMNS, filename="sessions.csv")
+    return csv_response(request, dates.apply(rows, "queued_at"), SESSION_COLUMNS, filename="sessions.csv")

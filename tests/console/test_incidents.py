@@ -63,7 +63,8 @@ def test_a_server_failure_records_its_open_sessions_and_the_report_says_what_bec
 
     event = server_health_changed(server_id=failed.pk, health=Health.DOWN, at=timezone.now(), error="refused")
 
-    assert event.failure and event.kind == FailoverKind.SERVER_FAILED
+    assert event.failure
+    assert event.kind == FailoverKind.SERVER_FAILED
     snapshot = {row.session_id: row for row in IncidentSession.objects.filter(event=event)}
     assert set(snapshot) == {session.pk for session in work.values()}  # not the one ended before
     assert ended_before.pk not in snapshot
@@ -85,9 +86,11 @@ def test_a_server_failure_records_its_open_sessions_and_the_report_says_what_bec
         "Hedy": ("queued", "ended"),
     }
     assert fates["Ada"]["end_reason"] == EndReason.SERVER_FAILED
-    assert fates["Barbara"]["server"] == "routing-b" and "adopted by routing-b" in fates["Barbara"]["outcome_detail"]
+    assert fates["Barbara"]["server"] == "routing-b"
+    assert "adopted by routing-b" in fates["Barbara"]["outcome_detail"]
     assert "No surviving routing server has the skill group Lonely" in fates["Hedy"]["outcome_detail"]
-    assert api["incident"]["detected_at"] and api["incident"]["completed_at"]
+    assert api["incident"]["detected_at"]
+    assert api["incident"]["completed_at"]
     assert [a["kind"] for a in api["alerts"]] == [AlertKind.SERVER_FAILED]
     assert [a["action"] for a in api["admin_actions"]] == ["alert.acknowledged"]
     assert api["admin_actions"][0]["reason"] == "Restarting the node"
@@ -123,7 +126,8 @@ def test_manual_switchovers_are_not_incidents_and_have_no_page(mb_pair, admin_us
     link, _, secondary = mb_pair
     result = link_switchover(link_id=link.pk, actor=admin_user, reason="Patching mb-1")
 
-    assert result.event is not None and not result.event.failure
+    assert result.event is not None
+    assert not result.event.failure
     assert admin_client.get(reverse("console-incident", args=[result.event.pk])).status_code == 404
     assert admin_client.get(reverse("api-incident-detail", args=[result.event.pk])).status_code == 404
     assert admin_client.get(reverse("api-incident-list")).json()["results"] == []
@@ -165,7 +169,8 @@ def test_the_incident_list_filters_by_date_range_and_refuses_a_bad_one(two_serve
 
     assert [row["id"] for row in listed["results"]] == [event.pk]
     assert before["results"] == []
-    assert bad.status_code == 400 and "from" in bad.json()
+    assert bad.status_code == 400
+    assert "from" in bad.json()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -208,5 +213,7 @@ def test_a_killed_media_blender_makes_an_incident_with_the_sessions_open_at_that
     assert report["incident"]["to_peer_name"] == standby
     assert [a["action"] for a in report["admin_actions"]] == ["session.ended"]
     page = admin_client.get(reverse("console-incident", args=[event.pk])).content.decode()
-    assert "Caller asked by phone" in page and "Ada" in page and "Hedy" in page
+    assert "Caller asked by phone" in page
+    assert "Ada" in page
+    assert "Hedy" in page
     assert queued.pk in set(IncidentSession.objects.filter(event=event).values_list("session_id", flat=True))
