@@ -137,9 +137,9 @@ def session_fate(snapshot: IncidentSession, session: CollaborationSession, event
 
 
 def _fates(event: FailoverEvent) -> list[SessionFate]:
-    snapshots = event.incident_sessions.select_related(
-        "session__server", "session__agent__user", "agent__user"
-    ).order_by("session__queued_at", "id")
+    snapshots = event.incident_sessions.select_related("session__server", "session__agent__user").order_by(
+        "session__queued_at", "id"
+    )
     return [session_fate(snapshot, snapshot.session, event) for snapshot in snapshots]
 
 

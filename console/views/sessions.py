@@ -109,8 +109,10 @@ def sessions_page(request: HttpRequest) -> HttpResponse:
     if not wants_fragment(request):  # the filter form is outside the live fragment
         context |= {"state_options": STATE_OPTIONS, "servers": server_options(), "agents": agent_options()}
     response = render_console(request, "console/sessions.html", "console/_sessions.html", context)
-    if date_errors:
-        response.status_code = 400  # the form's error, as a form post would get it
+    if date_errors and not wants_fragment(request):
+        # The form's error, as a form post would get it; the live refresh of that page
+        # still gets its (unfiltered) fragment.
+        response.status_code = 400
     return response
 
 

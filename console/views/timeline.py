@@ -173,6 +173,8 @@ def timeline_context(request: HttpRequest) -> dict[str, Any]:
 def timeline(request: HttpRequest) -> HttpResponse:
     context = timeline_context(request)
     response = render_console(request, "console/timeline.html", "console/_timeline.html", context)
-    if context["filters"].date_errors:
-        response.status_code = 400  # the form's error, as a form post would get it
+    if context["filters"].date_errors and not wants_fragment(request):
+        # The form's error, as a form post would get it; the live refresh of that page
+        # still gets its (unfiltered) fragment.
+        response.status_code = 400
     return response
