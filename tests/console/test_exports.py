@@ -104,6 +104,8 @@ def test_a_bad_range_is_refused_with_a_clear_message_everywhere(admin_client, th
         assert 'role="alert"' in html, name
         assert message in html, name
         assert 'aria-invalid="true"' in html, name
+        # The page's live refresh goes on (unfiltered) rather than failing.
+        assert admin_client.get(reverse(name), {**query, "fragment": "1"}).status_code == 200, name
 
 
 def test_the_pages_filter_by_date_range(admin_client, three_days):
