@@ -25,6 +25,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.api_conventions import NOT_ALLOWED, VALIDATION_ERROR
 from common.csv_export import Column, csv_response
 from common.date_range import FORMAT_HINT, DateRangeError, date_range_from
 
@@ -58,6 +59,15 @@ def within_requested_dates(queryset: QuerySet, params: Mapping[str, str], field:
     return dates.apply(queryset, field)
 
 
+# The export's answers: CSV when it works, JSON errors as everywhere else (the defaults would
+# take the CSV renderer's media type for them too).
+EXPORT_RESPONSES = {
+    (200, "text/csv"): CSV_RESPONSE,
+    (400, "application/json"): VALIDATION_ERROR,
+    (403, "application/json"): NOT_ALLOWED,
+}
+
+
 class CsvRenderer(BaseRenderer):
     """Announces ``text/csv`` for content negotiation; the export answers its own streamed body."""
 
@@ -86,13 +96,15 @@ class DatedExportMixin:
     def dated(self, queryset: QuerySet) -> QuerySet:
         return within_requested_dates(queryset, self.request.query_params, self.date_field)  # type: ignore[attr-defined]
 
-    @action(detail=False, methods=["get"], url_path=EXPORT, renderer_classes=[CsvRenderer, JSONRenderer])
+    @action(detail=False, methods=["get"], url_path=EXPORT, renderer_classes=[CsvRenderer])
     def export(self, request: Request) -> Any:
         rows = self.filter_queryset(self.get_queryset())  # type: ignore[attr-defined]
         return csv_response(request, rows, self.export_columns, filename=self.export_filename)
 
     def handle_exception(self, exc: Exception) -> Response:
-        if self.action == EXPORT:  # type: ignore[attr-defined]
-            self.request.accepted_renderer = JSONRenderer()  # type: ignore[attr-defined]
-            self.request.accepted_media_type = JSONRenderer.media_type  # type: ignore[attr-defined]
-        return super().handle_exception(exc)  # type: ignore[misc]
+        # Every error of these endpoints is JSON, the export's included (a refused method or
+        # permission comes before the action is known to be the export).
+        response = super().handle_exception(exc)  # type: ignore[misc]
+        self.request.accepted_renderer = JSONRenderer()  # type: ignore[attr-defined]
+        self.request.accepted_media_type = JSONRenderer.media_type  # type: ignore[attr-defined]
+        return response

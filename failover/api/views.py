@@ -23,7 +23,7 @@ from common.api_conventions import (
     Conflict,
     django_error_text,
 )
-from common.api_exports import CSV_RESPONSE, DATE_RANGE_PARAMETERS, DatedExportMixin
+from common.api_exports import DATE_RANGE_PARAMETERS, EXPORT_RESPONSES, DatedExportMixin
 from common.api_schema import ApiSchema
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import IsStaff
@@ -318,7 +318,7 @@ class LinkViewSet(ReadOnlyResourceViewSet):
     export=extend_schema(
         summary="Export failover events as CSV",
         parameters=[FailoverEventFilterSerializer, *DATE_RANGE_PARAMETERS],
-        responses={(200, "text/csv"): CSV_RESPONSE},
+        responses=EXPORT_RESPONSES,
     ),
 )
 class FailoverEventViewSet(DatedExportMixin, ReadOnlyResourceViewSet):
@@ -341,7 +341,7 @@ class FailoverEventViewSet(DatedExportMixin, ReadOnlyResourceViewSet):
     export=extend_schema(
         summary="Export the audit history as CSV",
         parameters=[AuditEntryFilterSerializer, *DATE_RANGE_PARAMETERS],
-        responses={(200, "text/csv"): CSV_RESPONSE},
+        responses=EXPORT_RESPONSES,
     ),
 )
 class AuditEntryViewSet(DatedExportMixin, ReadOnlyResourceViewSet):

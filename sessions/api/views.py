@@ -26,7 +26,7 @@ from common.api_conventions import (
     ServiceUnavailable,
     django_error_text,
 )
-from common.api_exports import CSV_RESPONSE, DATE_RANGE_PARAMETERS, DatedExportMixin
+from common.api_exports import DATE_RANGE_PARAMETERS, EXPORT_RESPONSES, DatedExportMixin
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import is_staff
 from sessions.api.serializers import (
@@ -96,7 +96,7 @@ SESSION_ANSWER = SessionSerializer()
     export=extend_schema(
         summary="Export sessions as CSV",
         parameters=[SessionFilterSerializer, *DATE_RANGE_PARAMETERS],
-        responses={(200, "text/csv"): CSV_RESPONSE},
+        responses=EXPORT_RESPONSES,
     ),
 )
 class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):

@@ -252,3 +252,16 @@ def test_twenty_thousand_audit_rows_stream_in_one_query_and_bounded_memory(admin
     assert streamed_peak < loaded_peak / 4, (streamed_peak, loaded_peak)
     assert streamed_peak < 12 * 2**20, streamed_peak
     assert CHUNK_SIZE < 20_000
+
+
+def test_the_api_exports_errors_are_json(agent_client, admin_client, anonymous_client):
+    for client, method, status in (
+        (agent_client, "get", 403),
+        (anonymous_client, "get", 403),
+        (admin_client, "post", 405),
+        (admin_client, "get", 400),
+    ):
+        response = getattr(client, method)(reverse("api-event-export") + ("?server=x" if status == 400 else ""))
+        assert response.status_code == status
+        assert response["Content-Type"] == "application/json", (status, response["Content-Type"])
+        assert response.json()
