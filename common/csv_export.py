@@ -87,7 +87,9 @@ def csv_response(
     request: HttpRequest, rows: QuerySet, columns: Sequence[Column], *, filename: str
 ) -> StreamingHttpResponse:
     lines = csv_lines(streamed_rows(rows), columns)
-    content = in_batches(lines) if isinstance(request, ASGIRequest) else lines
+    # A REST framework Request wraps Django's: what the server handed in decides.
+    served_by_asgi = isinstance(getattr(request, "_request", request), ASGIRequest)
+    content = in_batches(lines) if served_by_asgi else lines
     response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"

@@ -195,16 +195,17 @@ def test_served_by_the_asgi_server_the_export_streams_asynchronously(admin_user,
     byte (Django's fallback): the export hands an asynchronous one instead."""
     client = AsyncClient()
 
-    async def export() -> tuple[bool, bytes]:
+    async def export(name: str) -> tuple[bool, bytes]:
         await client.aforce_login(admin_user)
-        response = await client.get(reverse("console-export-audit"), {"from": "2026-03-01"})
+        response = await client.get(reverse(name), {"from": "2026-03-01"})
         return response.is_async, b"".join([chunk async for chunk in response.streaming_content])
 
-    is_async, body = async_to_sync(export)()
+    for name in ("console-export-audit", "api-audit-export"):
+        is_async, body = async_to_sync(export)(name)
 
-    assert is_async
-    rows = list(csv.reader(io.StringIO(body.decode())))
-    assert [int(row[0]) for row in rows[1:]] == [entry.pk for entry in reversed(three_days[1:])]
+        assert is_async, name
+        rows = list(csv.reader(io.StringIO(body.decode())))
+        assert [int(row[0]) for row in rows[1:]] == [entry.pk for entry in reversed(three_days[1:])]
 
 
 def _peak_bytes(consume) -> int:
