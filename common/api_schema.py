@@ -47,7 +47,9 @@ class ApiSchema(AutoSchema):
         """A list's query filters also take a blank value, meaning "no filter" (what an empty
         HTML ``<select>`` sends; failover/api/views.py), so the schema says so."""
         parameters = super()._get_parameters()
-        if not (self.method == "GET" and self._is_list_view()):
+        # A list's CSV export (common/api_exports.py) takes the list's filters.
+        exports_a_list = getattr(self.view, "action", None) == "export"
+        if not (self.method == "GET" and (self._is_list_view() or exports_a_list)):
             return parameters
         for parameter in parameters:
             if parameter["in"] != "query" or parameter["name"] in BLANK_NOT_ALLOWED:

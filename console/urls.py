@@ -4,12 +4,28 @@ URL names have no namespace (``home``, ``console-*``): the templates name them s
 
 from django.urls import path
 
-from console.views import actions, agents, notifications, overview, queue, sessions, sync, timeline, wizards
+from console.views import (
+    actions,
+    agents,
+    exports,
+    incidents,
+    notifications,
+    overview,
+    queue,
+    sessions,
+    sync,
+    timeline,
+    wizards,
+)
 
 urlpatterns = [
     path("", overview.overview, name="home"),
     path("partials/overview/", overview.overview_partial, name="overview-partial"),
     path("console/timeline/", timeline.timeline, name="console-timeline"),
+    path("console/incidents/<int:event_id>/", incidents.incident_page, name="console-incident"),
+    path("console/export/events.csv", exports.events_csv, name="console-export-events"),
+    path("console/export/audit.csv", exports.audit_csv, name="console-export-audit"),
+    path("console/export/sessions.csv", exports.sessions_csv, name="console-export-sessions"),
     path("console/wizards/", wizards.wizards_page, name="console-wizards"),
     path("console/wizards/start/", wizards.wizard_start_view, name="console-wizard-start"),
     path("console/wizards/<int:run_id>/", wizards.wizard_run_page, name="console-wizard-run"),

@@ -14,6 +14,9 @@ a hook does nothing.
 - ``server_drain_changed(server=..., actor=..., reason=...)``: a server was put in drain or
   taken out (planned maintenance): hand its queue on, tell its agents; returns how many
   queued sessions moved (one handler: the sessions app's).
+- ``work_at_failure(server=...)``: a failure is about to change a server's work; the
+  handler notes what was open then and returns a snapshot whose ``record(event)`` keeps
+  it with the failure's event (one handler: the sessions app's incident snapshot).
 - ``routes_confirmed(confirmations)`` and ``phone_hung_up(...)``: what a connected Media
   Blender reported (one handler each).
 """
@@ -52,11 +55,26 @@ class NothingEnded:
         return {}
 
 
+class WorkSnapshot(Protocol):
+    """What was open on a server when a failure struck, kept with the failure's event."""
+
+    def record(self, event: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class NothingSnapshotted:
+    """No handler: the engine alone has no work to remember."""
+
+    def record(self, event: Any) -> None:
+        return None
+
+
 LinkSwitched = Callable[..., None]  # (link: Link, *, connected: Peer | None)
 ServerFailed = Callable[..., WorkEnded]  # (*, server: Server, at: datetime)
 ServerDrainChanged = Callable[..., int]  # (*, server: Server, actor, reason: str) -> queued moved
 RoutesConfirmed = Callable[[Sequence[tuple[object, str, int]]], list[str]]
 PhoneHungUp = Callable[..., bool]  # (*, session_id, peer_id, agent_icm_id)
+WorkAtFailure = Callable[..., WorkSnapshot]  # (*, server: Server) -> WorkSnapshot
 
 
 @dataclass
@@ -66,6 +84,7 @@ class _Registry:
     server_drain_changed: ServerDrainChanged | None = None
     routes_confirmed: RoutesConfirmed | None = None
     phone_hung_up: PhoneHungUp | None = None
+    work_at_failure: WorkAtFailure | None = None
 
 
 _registry = _Registry()
@@ -88,6 +107,17 @@ def on_server_drain_changed(handler: ServerDrainChanged) -> None:
 def on_media_blender_events(*, routes_confirmed: RoutesConfirmed, phone_hung_up: PhoneHungUp) -> None:
     _registry.routes_confirmed = routes_confirmed
     _registry.phone_hung_up = phone_hung_up
+
+
+def on_work_at_failure(handler: WorkAtFailure) -> None:
+    _registry.work_at_failure = handler
+
+
+def work_at_failure(*, server: Server) -> WorkSnapshot:
+    """The server's open work, noted before a failure changes it (nothing without a handler)."""
+    if _registry.work_at_failure is None:
+        return NothingSnapshotted()
+    return _registry.work_at_failure(server=server)
 
 
 def link_switched(link: Link, *, connected: Peer | None) -> None:

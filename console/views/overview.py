@@ -38,6 +38,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from console.incidents import with_incidents
 from console.live_fragments import NOT_IN_KEY, shared_fragment
 from console.pages import render_console, staff_only, wants_fragment
 from failover import charts
@@ -279,7 +280,7 @@ def overview_context(request: HttpRequest) -> dict[str, Any]:
     counts = installation_counts(filters)
     page = topology_page(request, filters, counts["shown"])
     alerts = list(
-        Alert.objects.filter(cleared_at__isnull=True)
+        with_incidents(Alert.objects.filter(cleared_at__isnull=True))
         .select_related("server")
         .annotate(silenced_until=silenced_until())
         .order_by("-raised_at", "-id")[:BANNER_ALERTS]

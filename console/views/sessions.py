@@ -1,9 +1,11 @@
 """The Administration desktop's sessions page (``/console/sessions/``) and its action.
 
-Every collaboration session, newest first, filtered by state, server and agent (a plain GET
-form), 50 a page; an administrator ends an open one with a reason through the shared
-confirmation dialog. Ending goes through ``session_end`` (which locks, audits and publishes),
-so every console and the agent's desktop see it at once.
+Every collaboration session, newest first, filtered by state, server, agent and the date range
+the caller asked in (``from``/``to``; a bad range answers 400 with the form's error), a plain
+GET form, 50 a page, exported as CSV with the same filters (console/views/exports.py). An
+administrator ends an open one with a reason through the shared confirmation dialog. Ending
+goes through ``session_end`` (which locks, audits and publishes), so every console and the
+agent's desktop see it at once.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from console.views.filters import (
     seconds_between,
     server_options,
 )
+from console.views.timeline import dates_from_request
 from sessions.choices import EndReason, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import IllegalTransition, session_end
@@ -92,18 +95,25 @@ def sessions_page(request: HttpRequest) -> HttpResponse:
         "server": id_param(request, "server"),
         "agent": id_param(request, "agent"),
     }
-    page = paginate(
-        request, session_rows(state=filters["state"], server_id=filters["server"], agent_id=filters["agent"])
-    )
+    dates, date_errors = dates_from_request(request)
+    rows = session_rows(state=filters["state"], server_id=filters["server"], agent_id=filters["agent"])
+    page = paginate(request, dates.apply(rows, "queued_at"))
     page.object_list = _with_waits(list(page.object_list))
     context: dict[str, Any] = {
         "page": page,
         "filters": filters,
-        "filtered": any(value not in ("", None) for value in filters.values()),
+        "filtered": any(value not in ("", None) for value in filters.values()) or dates.active,
+        "dates": dates,
+        "date_errors": date_errors,
     }
     if not wants_fragment(request):  # the filter form is outside the live fragment
         context |= {"state_options": STATE_OPTIONS, "servers": server_options(), "agents": agent_options()}
-    return render_console(request, "console/sessions.html", "console/_sessions.html", context)
+    response = render_console(request, "console/sessions.html", "console/_sessions.html", context)
+    if date_errors and not wants_fragment(request):
+        # The form's error, as a form post would get it; the live refresh of that page
+        # still gets its (unfiltered) fragment.
+        response.status_code = 400
+    return response
 
 
 @staff_only

@@ -5,7 +5,9 @@ Two lists, newest first, each paginated on its own (``?page=`` for the failover 
 switch-over durations, and every audited action with who or what did it, why, and the
 values before and after. ``?server=<id>`` narrows both to one server (the audit entries
 about the server, its links, peers, alerts, agents, sessions, wizard and sync runs);
-``?action=`` narrows the audit history to one action.
+``?action=`` narrows the audit history to one action; ``?from=`` and ``?to=`` (dates or ISO 8601
+times, common/date_range.py) narrow both to a date range, and a bad range answers 400 with
+the form's error. Both lists export as CSV with the same filters (console/views/exports.py).
 
 Like every console page, ``?fragment=1`` answers the live fragment alone. Four queries for
 the fragment (a count and a slice per list), plus the server list of the filter form on
@@ -19,64 +21,63 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.paginator import Paginator
-from django.db.models import CharField, Q, QuerySet, Value
-from django.db.models.functions import Cast, Replace
+from django.db.models import QuerySet, Value
+from django.db.models.functions import Replace
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
+from common.date_range import DateRange, DateRangeError, date_range_from
+from console.audit_scope import audit_about_server
 from console.pages import paginate, render_console, staff_only, wants_fragment
 from console.views.overview import with_durations
 from failover.choices import AuditAction
-from failover.models import Alert, AuditEntry, FailoverEvent, Link, Peer, Server, SyncRun, WizardRun
-from sessions.models import Agent, CollaborationSession
+from failover.models import AuditEntry, FailoverEvent, Server
+from sessions.models import Agent
 
 EVENTS_PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 25
 AUDIT_PAGE_PARAM = "audit_page"
-
-# Audited objects that belong to one server (the server itself is matched by its id).
-SERVER_OWNED = (Link, Peer, Alert, Agent, CollaborationSession, WizardRun, SyncRun)
 
 
 @dataclass(frozen=True)
 class TimelineFilter:
     server_id: int | None = None
     action: str = ""
+    dates: DateRange = DateRange()
+    # The date range's errors by parameter (``from``, ``to``): the page answers 400 with them.
+    date_errors: dict[str, str] | None = None
 
     @classmethod
     def from_request(cls, request: HttpRequest) -> TimelineFilter:
         server = request.GET.get("server", "")
         action = request.GET.get("action", "")
+        dates, errors = dates_from_request(request)
         return cls(
             server_id=int(server) if server.isdigit() and len(server) < 19 else None,
             action=action if action in AuditAction.values else "",
+            dates=dates,
+            date_errors=errors,
         )
 
     @property
     def active(self) -> bool:
-        return self.server_id is not None or bool(self.action)
+        return self.server_id is not None or bool(self.action) or self.dates.active
 
 
-def _key(expression: Any) -> Replace:
-    """A primary key as text without dashes: UUIDs read the same in SQLite (32 hex digits)
-    and PostgreSQL (dashed), and as ``str(uuid)`` in ``AuditEntry.object_id``."""
-    return Replace(Cast(expression, output_field=CharField()), Value("-"), Value(""))
-
-
-def audit_about_server(server_id: int) -> Q:
-    """Audit entries whose target is the server or one of the objects that belong to it."""
-    condition = Q(object_type=Server._meta.label_lower, object_id=str(server_id))
-    for model in SERVER_OWNED:
-        keys = model.objects.filter(server_id=server_id).order_by().annotate(key=_key("pk")).values("key")
-        condition |= Q(object_type=model._meta.label_lower, object_key__in=keys)
-    return condition
+def dates_from_request(request: HttpRequest) -> tuple[DateRange, dict[str, str] | None]:
+    """The page's date range, or no range and the errors to show (with the text typed)."""
+    try:
+        return date_range_from(request.GET), None
+    except DateRangeError as invalid:
+        typed = DateRange(from_text=request.GET.get("from", "")[:40], to_text=request.GET.get("to", "")[:40])
+        return typed, invalid.errors
 
 
 def event_rows(filters: TimelineFilter) -> QuerySet[FailoverEvent]:
     rows = FailoverEvent.objects.select_related("server", "link", "from_peer", "to_peer", "actor")
     if filters.server_id is not None:
         rows = rows.filter(server_id=filters.server_id)
-    return rows.order_by("-detected_at", "-id")
+    return filters.dates.apply(rows, "detected_at").order_by("-detected_at", "-id")
 
 
 def audit_rows(filters: TimelineFilter) -> QuerySet[AuditEntry]:
@@ -87,7 +88,7 @@ def audit_rows(filters: TimelineFilter) -> QuerySet[AuditEntry]:
         )
     if filters.action:
         rows = rows.filter(action=filters.action)
-    return rows.order_by("-created_at", "-id")
+    return filters.dates.apply(rows, "created_at").order_by("-created_at", "-id")
 
 
 # Audit values that some writers record as a row's id (the routing hot path records the
@@ -170,4 +171,10 @@ def timeline_context(request: HttpRequest) -> dict[str, Any]:
 @staff_only
 @require_GET
 def timeline(request: HttpRequest) -> HttpResponse:
-    return render_console(request, "console/timeline.html", "console/_timeline.html", timeline_context(request))
+    context = timeline_context(request)
+    response = render_console(request, "console/timeline.html", "console/_timeline.html", context)
+    if context["filters"].date_errors and not wants_fragment(request):
+        # The form's error, as a form post would get it; the live refresh of that page
+        # still gets its (unfiltered) fragment.
+        response.status_code = 400
+    return response

@@ -230,6 +230,7 @@ class FailoverEventSerializer(serializers.ModelSerializer):
             "detected_at_once",
             "detection_seconds",
             "switchover_seconds",
+            "failure",
         ]
         read_only_fields = fields
 

@@ -23,6 +23,7 @@ from common.api_conventions import (
     Conflict,
     django_error_text,
 )
+from common.api_exports import DATE_RANGE_PARAMETERS, EXPORT_RESPONSES, DatedExportMixin
 from common.api_schema import ApiSchema
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import IsStaff
@@ -52,6 +53,7 @@ from failover.api.serializers import (
     UnsilenceRequestSerializer,
 )
 from failover.choices import PeerConnection
+from failover.exports import AUDIT_COLUMNS, EVENT_COLUMNS
 from failover.models import Alert, AuditEntry, FailoverEvent, Link, Peer, Policy, Server
 from failover.services.alert_actions import (
     AlertActionRefused,
@@ -311,26 +313,47 @@ class LinkViewSet(ReadOnlyResourceViewSet):
         return Response(SwitchoverResultSerializer(_switchover_link(result)).data)
 
 
-@extend_schema_view(list=extend_schema(parameters=[FailoverEventFilterSerializer]))
-class FailoverEventViewSet(ReadOnlyResourceViewSet):
-    """Failovers, newest first, with their detection and switchover durations."""
+@extend_schema_view(
+    list=extend_schema(parameters=[FailoverEventFilterSerializer, *DATE_RANGE_PARAMETERS]),
+    export=extend_schema(
+        summary="Export failover events as CSV",
+        parameters=[FailoverEventFilterSerializer, *DATE_RANGE_PARAMETERS],
+        responses=EXPORT_RESPONSES,
+    ),
+)
+class FailoverEventViewSet(DatedExportMixin, ReadOnlyResourceViewSet):
+    """Failovers, newest first, with their detection and switchover durations; ``from``/``to``
+    on the detection time; ``export/`` gives the same list as CSV."""
 
     permission_classes = [IsStaff]
     serializer_class = FailoverEventSerializer
     filter_serializer_class = FailoverEventFilterSerializer
-    queryset = FailoverEvent.objects.select_related("server", "from_peer", "to_peer", "actor").order_by(
+    queryset = FailoverEvent.objects.select_related("server", "link", "from_peer", "to_peer", "actor").order_by(
         "-detected_at", "-id"
     )
+    date_field = "detected_at"
+    export_columns = EVENT_COLUMNS
+    export_filename = "failover-events.csv"
 
 
-@extend_schema_view(list=extend_schema(parameters=[AuditEntryFilterSerializer]))
-class AuditEntryViewSet(ReadOnlyResourceViewSet):
-    """The audit history, newest first."""
+@extend_schema_view(
+    list=extend_schema(parameters=[AuditEntryFilterSerializer, *DATE_RANGE_PARAMETERS]),
+    export=extend_schema(
+        summary="Export the audit history as CSV",
+        parameters=[AuditEntryFilterSerializer, *DATE_RANGE_PARAMETERS],
+        responses=EXPORT_RESPONSES,
+    ),
+)
+class AuditEntryViewSet(DatedExportMixin, ReadOnlyResourceViewSet):
+    """The audit history, newest first; ``from``/``to`` on its time; ``export/`` as CSV."""
 
     permission_classes = [IsStaff]
     serializer_class = AuditEntrySerializer
     filter_serializer_class = AuditEntryFilterSerializer
     queryset = AuditEntry.objects.order_by("-created_at", "-id")
+    date_field = "created_at"
+    export_columns = AUDIT_COLUMNS
+    export_filename = "audit-history.csv"
 
 
 class PolicyView(APIView):

@@ -38,10 +38,18 @@ class FailoverEvent(models.Model):
         blank=True,
         help_text="How the failure was noticed; blank for changes that were not failures.",
     )
+    # An incident: the change was caused by a failure (a peer that crashed or stalled, a
+    # server that failed), not asked for (manual, fail-back) nor planned (maintenance).
+    # Each has a report (console/incidents.py) and a snapshot of the sessions open at that
+    # moment (sessions.models.IncidentSession).
+    failure = models.BooleanField(default=False, help_text="Caused by a failure: an incident with its report.")
 
     class Meta:
         ordering = ["-detected_at", "-id"]
-        indexes = [models.Index(fields=["-detected_at"], name="failover_event_recent_idx")]
+        indexes = [
+            models.Index(fields=["-detected_at"], name="failover_event_recent_idx"),
+            models.Index(fields=["server", "failure", "detected_at"], name="failover_event_incident_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.server} at {self.detected_at:%Y-%m-%d %H:%M:%S}"

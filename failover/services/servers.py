@@ -64,6 +64,8 @@ def _server_failed(
     server.save(update_fields=fields)
     if was_degraded:
         alert_clear(server=server, kind=AlertKind.SERVER_DEGRADED, actor=MONITOR, reason="server failed")
+    # Noted before the work ends: the incident report says what became of each session.
+    work = hooks.work_at_failure(server=server)
     outcome = hooks.server_failed(server=server, at=at)
     event = FailoverEvent.objects.create(
         server=server,
@@ -73,7 +75,9 @@ def _server_failed(
         detected_at=at,
         completed_at=timezone.now(),
         detection=detection,
+        failure=True,
     )
+    work.record(event)
     audit_record(
         actor=MONITOR,
         action=AuditAction.SERVER_FAILED,

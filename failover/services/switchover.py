@@ -74,6 +74,9 @@ def switch(
     caller's transaction, with the link already locked."""
     now = timezone.now()
     before = {"connected": _describe(current), "epoch": link.epoch, "state": link.state}
+    failure = caused_by_failure(current, kind)
+    # Noted before anything moves: which sessions were open when the peer failed.
+    work = hooks.work_at_failure(server=link.server) if failure else None
     _move(link, current=current, target=target, now=now)
     if target is None:
         kind, outcome = FailoverKind.LINK_DOWN, "down"
@@ -95,7 +98,10 @@ def switch(
         detected_at=detected_at or now,
         completed_at=now,
         detection=detection,
+        failure=failure,
     )
+    if work is not None:
+        work.record(event)
     after = {"connected": _describe(target), "epoch": link.epoch, "state": link.state}
     _log_switch(event, link, current=current, target=target)
     audit_record(
@@ -106,6 +112,17 @@ def switch(
     # wizards are interrupted when the Admin Workstation link moves, and a Verify follows.
     hooks.link_switched(link, connected=target)
     return SwitchoverResult(link=link, changed=True, outcome=outcome, event=event)
+
+
+def caused_by_failure(current: Peer | None, kind: FailoverKind) -> bool:
+    """An automatic move away from a connected peer that is down (crashed, stalled, refused),
+    not one asked for nor one away from a peer put into maintenance: an incident."""
+    return (
+        kind == FailoverKind.AUTOMATIC
+        and current is not None
+        and current.health == Health.DOWN
+        and not current.in_maintenance
+    )
 
 
 def _move(link: Link, *, current: Peer | None, target: Peer | None, now: datetime) -> None:

@@ -26,6 +26,7 @@ from common.api_conventions import (
     ServiceUnavailable,
     django_error_text,
 )
+from common.api_exports import DATE_RANGE_PARAMETERS, EXPORT_RESPONSES, DatedExportMixin
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import is_staff
 from sessions.api.serializers import (
@@ -37,6 +38,7 @@ from sessions.api.serializers import (
     SessionSerializer,
 )
 from sessions.choices import EndReason
+from sessions.exports import SESSION_COLUMNS
 from sessions.models import Agent, CollaborationSession
 from sessions.permissions import IsStaffOrAgent, agent_of
 from sessions.services.director import NoHealthyServer
@@ -89,9 +91,17 @@ class AgentViewSet(OwnRowsMixin, ReadOnlyResourceViewSet):
 SESSION_ANSWER = SessionSerializer()
 
 
-@extend_schema_view(list=extend_schema(parameters=[SessionFilterSerializer]))
-class SessionViewSet(OwnRowsMixin, ReadOnlyResourceViewSet):
+@extend_schema_view(
+    list=extend_schema(parameters=[SessionFilterSerializer, *DATE_RANGE_PARAMETERS]),
+    export=extend_schema(
+        summary="Export sessions as CSV",
+        parameters=[SessionFilterSerializer, *DATE_RANGE_PARAMETERS],
+        responses=EXPORT_RESPONSES,
+    ),
+)
+class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):
     """Collaboration sessions in queue order (oldest first); an agent sees only its own.
+    ``from``/``to`` on the time the caller asked; ``export/`` gives the same list as CSV.
 
     Anyone logged in may ask for a new one (``create``): that is a caller's request.
     """
@@ -100,6 +110,9 @@ class SessionViewSet(OwnRowsMixin, ReadOnlyResourceViewSet):
     serializer_class = SessionSerializer
     filter_serializer_class = SessionFilterSerializer
     agent_lookup = "agent_id"
+    date_field = "queued_at"
+    export_columns = SESSION_COLUMNS
+    export_filename = "sessions.csv"
     # The id breaks ties between sessions queued in the same instant, so pages never overlap.
     queryset = CollaborationSession.objects.select_related("server", "agent__user", "skill_group", "ended_by").order_by(
         "queued_at", "id"

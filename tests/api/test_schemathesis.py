@@ -22,6 +22,8 @@ leaves the module out.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import timedelta
 from typing import Any
@@ -56,6 +58,7 @@ from failover.choices import (
 )
 from failover.models import Alert, AuditEntry, Link, NotificationChannel, NotificationDelivery, Peer, Server
 from sessions.choices import AgentState, EndReason, PhoneLeg, SessionState
+from sessions.models import CollaborationSession, IncidentSession
 from tests.factories import (
     AgentFactory,
     AuditEntryFactory,
@@ -181,9 +184,14 @@ def build_world() -> dict[str, Any]:
             failed_at=now - timedelta(seconds=9),
             detected_at=now - timedelta(seconds=6),
             completed_at=now - timedelta(seconds=5),
+            failure=True,  # an incident, with the sessions open then (its report)
         ),
         FailoverEventFactory(server=b, kind=FailoverKind.MANUAL, actor=staff, reason="Patch window", epoch=2),
     ]
+    IncidentSession.objects.bulk_create(
+        IncidentSession(event=events[0], session=session, state=SessionState.ACTIVE, agent_name="Agent")
+        for session in sessions[:2]
+    )
     for action in (AuditAction.LINK_SWITCHOVER, AuditAction.POLICY_CHANGED, AuditAction.SESSION_ENDED):
         AuditEntryFactory(action=action, before={"epoch": 1}, after={"epoch": 2})
     Alert.objects.create(server=b, kind=AlertKind.CONFIG_OUT_OF_SYNC, message="Verify found differences", raised_at=now)
@@ -224,6 +232,7 @@ def build_world() -> dict[str, Any]:
             "peers": [peer.pk for peer in peers],
             "links": list(Link.objects.values_list("pk", flat=True)),
             "events": [event.pk for event in events],
+            "incidents": [events[0].pk],
             "audit": list(AuditEntry.objects.values_list("pk", flat=True)),
             "wizards": [run.pk for run in wizards],
             "sync-runs": [run.pk for run in runs],
@@ -461,6 +470,11 @@ def test_as_an_agent(case, world):
         return
     if response.status_code >= 300 or case.method.upper() != case.operation.method.upper():
         return  # refused, or an OPTIONS probe of the coverage phase (metadata, no rows)
+    if case.operation.path.endswith("/export/"):  # CSV: the rows' ids are its first column
+        exported = {row[0] for row in list(csv.reader(io.StringIO(response.content.decode())))[1:]}
+        own = {str(pk) for pk in CollaborationSession.objects.filter(agent=agent).values_list("pk", flat=True)}
+        assert exported <= own
+        return
     body = body_of(response)
     rows = body["results"] if isinstance(body, dict) and "results" in body else [body]
     if resource_of(case) == "agents":

@@ -26,7 +26,7 @@ from configsync.services.sync import StalePlan, sync_apply, sync_plan_update, sy
 from configsync.services.verify import verify_create, verify_run
 from configsync.services.wizards import wizard_run_all, wizard_start
 from failover.choices import Health, PeerKind, PeerPriority, SyncDirection, WizardKind
-from failover.models import Link, NotificationChannel, Peer, Server, SyncRun, WizardRun
+from failover.models import FailoverEvent, Link, NotificationChannel, Peer, Server, SyncRun, WizardRun
 from failover.peering.client import call_sync
 from failover.services.health import peer_health_changed
 from failover.services.maintenance import peer_set_maintenance
@@ -65,6 +65,10 @@ class Installation:
     wizard_runs: list[WizardRun] = field(default_factory=list)
     sync_runs: list[SyncRun] = field(default_factory=list)
     password: str = PASSWORD
+
+    def incident_ids(self) -> list[int]:
+        """The failures' events: each has an incident page."""
+        return list(FailoverEvent.objects.filter(failure=True).order_by("pk").values_list("pk", flat=True))
 
 
 def _aw(process: PeerProcess, op: str, **args: Any) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from django.urls.resolvers import RoutePattern
 from tests.pages.realistic import Installation
 
 PARAMETER = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
-# Not pages; each has tests of its own (the icon's redirect: tests/test_favicon.py).
-LEFT_OUT = ("/api/", "/admin/", "/healthz", "/readyz", "/metrics", "/favicon.ico")
+# Not pages; each has tests of its own (the icon's redirect: tests/test_favicon.py; the CSV
+# exports: tests/console/test_exports.py).
+LEFT_OUT = ("/api/", "/admin/", "/healthz", "/readyz", "/metrics", "/favicon.ico", "/console/export/")
 
 # Who opens a path: the first matching prefix wins.
 ANONYMOUS, STAFF, AGENT = "anonymous", "staff", "agent"
@@ -41,6 +42,9 @@ Samples = Callable[[Installation], list[str]]
 # (path prefix, parameter name) -> the values to open the route with.
 SAMPLES: dict[tuple[str, str], Samples] = {
     ("/console/wizards/", "run_id"): lambda data: [str(run.pk) for run in data.wizard_runs],
+    # Each incident: routing-b's failure (sessions ended and adopted) and the Media Blender
+    # link going down (sessions kept).
+    ("/console/incidents/", "event_id"): lambda data: [str(pk) for pk in data.incident_ids()],
     # The agent's own sessions, in every state the agent can have them in.
     ("/agent/", "session_id"): lambda data: [str(s.pk) for s in data.sessions.values() if s.agent_id == data.agent.pk],
     # The caller's page is for any session, whatever became of it.

@@ -1,0 +1,37 @@
+"""An incident's page (``/console/incidents/<event id>/``): the report of one failure.
+
+What ``console.incidents.incident_report`` reads, shown as a page: the failure's times,
+the sessions open at that moment and what became of each, the alerts raised and the
+administrators' actions that followed. Live like every console page (``?fragment=1``): a
+session that ends later, or an action taken now, shows up without a reload.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_GET
+
+from console.incidents import incident_report, incident_rows
+from console.pages import render_console, staff_only
+from console.views.overview import with_durations
+from sessions.choices import SessionState
+
+STATES_AT_INCIDENT = [
+    (SessionState.ACTIVE, "Active"),
+    (SessionState.IN_TRANSIT, "In transit"),
+    (SessionState.QUEUED, "Queued"),
+]
+
+
+@staff_only
+@require_GET
+def incident_page(request: HttpRequest, event_id: int) -> HttpResponse:
+    event = get_object_or_404(incident_rows(), pk=event_id)
+    with_durations([event])
+    report = incident_report(event)
+    groups = [
+        {"state": state, "label": label, "fates": report.sessions_in(state)} for state, label in STATES_AT_INCIDENT
+    ]
+    context = {"event": event, "report": report, "groups": groups}
+    return render_console(request, "console/incident.html", "console/_incident.html", context)
