@@ -19,6 +19,7 @@ from common.api_exports import DATE_RANGE_PARAMETERS, within_requested_dates
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import IsStaff
 from console.incidents import OUTCOMES, incident_report, incident_rows
+from failover.api.notifications import NotificationDeliverySerializer
 from failover.api.serializers import AlertSerializer, AuditEntrySerializer, FailoverEventSerializer
 from failover.choices import FailoverKind
 from failover.models import FailoverEvent
@@ -69,6 +70,9 @@ class IncidentReportSerializer(serializers.Serializer):
     )
     sessions = IncidentSessionSerializer(many=True)
     alerts = AlertSerializer(many=True)
+    notifications = NotificationDeliverySerializer(
+        many=True, help_text="The deliveries of those alerts to the notification channels (raised and cleared)."
+    )
     admin_actions = AuditEntrySerializer(many=True)
 
 

@@ -14,8 +14,8 @@ An incident is a ``FailoverEvent`` with ``failure`` set. Its report tells:
 
 The window runs from the detection until the first of: the next incident on the same
 server, the failure's resolution (the server recovered, the link restored) or
-``ADMIN_WINDOW`` later. Notifications are not part of the report yet: no delivery is
-recorded by this version.
+``ADMIN_WINDOW`` later. The notifications listed are the deliveries of the alerts listed
+(raised and cleared), with their state: delivered, still being retried, or given up.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from django.utils import timezone
 from common.actors import COMMAND
 from console.audit_scope import audit_about_server
 from failover.choices import AlertKind, FailoverKind
-from failover.models import Alert, AuditEntry, FailoverEvent
+from failover.models import Alert, AuditEntry, FailoverEvent, NotificationDelivery
 from sessions.choices import ROUTED_STATES, SessionState
 from sessions.models import CollaborationSession, IncidentSession
 
@@ -105,6 +105,7 @@ class IncidentReport:
     next_incident: FailoverEvent | None
     sessions: list[SessionFate]
     alerts: list[Alert]
+    notifications: list[NotificationDelivery]
     admin_actions: list[AuditEntry]
 
     def sessions_in(self, state: str) -> list[SessionFate]:
@@ -199,6 +200,16 @@ def incident_report(event: FailoverEvent) -> IncidentReport:
         resolved_by=resolved_by,
         next_incident=next_incident,
         sessions=_fates(event),
-        alerts=list(alerts_raised(event, alerts_until)),
+        alerts=(alerts := list(alerts_raised(event, alerts_until))),
+        notifications=list(notifications_sent(alerts)),
         admin_actions=list(admin_actions(event, until)),
+    )
+
+
+def notifications_sent(alerts: list[Alert]) -> QuerySet[NotificationDelivery]:
+    """The deliveries of ``alerts`` to the notification channels, oldest first."""
+    return (
+        NotificationDelivery.objects.filter(alert__in=[alert.pk for alert in alerts])
+        .select_related("channel", "alert")
+        .order_by("created_at", "id")
     )

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from failover.choices import AlertKind, FailoverKind, Health
-from failover.models import Alert, FailoverEvent, Server
+from failover.choices import AlertKind, FailoverKind, Health, NotificationKind
+from failover.models import Alert, FailoverEvent, NotificationChannel, Server
 from failover.monitor.runner import monitor_in_thread
 from failover.services.alert_actions import alert_acknowledge
 from failover.services.servers import server_health_changed
@@ -57,6 +57,8 @@ def test_a_server_failure_records_its_open_sessions_and_the_report_says_what_bec
 ):
     failed, survivor = two_servers
     work = open_work(failed)
+    # Nothing listens there: the delivery is recorded and stays pending (retried).
+    NotificationChannel.objects.create(name="ops hook", kind=NotificationKind.WEBHOOK, url="http://127.0.0.1:9/")
     ended_before = SessionFactory(
         server=failed, state=SessionState.ENDED, end_reason=EndReason.CALLER_LEFT, ended_at=timezone.now()
     )
@@ -92,13 +94,23 @@ def test_a_server_failure_records_its_open_sessions_and_the_report_says_what_bec
     assert api["incident"]["detected_at"]
     assert api["incident"]["completed_at"]
     assert [a["kind"] for a in api["alerts"]] == [AlertKind.SERVER_FAILED]
+    assert [(n["channel_name"], n["event"]) for n in api["notifications"]] == [("ops hook", "raised")]
     assert [a["action"] for a in api["admin_actions"]] == ["alert.acknowledged"]
     assert api["admin_actions"][0]["reason"] == "Restarting the node"
 
     page = admin_client.get(reverse("console-incident", args=[event.pk]))
     html = page.content.decode()
     assert page.status_code == 200
-    for text in ("Ada", "Grace", "Barbara", "Hedy", "Server failed", "adopted by routing-b", "Restarting the node"):
+    for text in (
+        "Ada",
+        "Grace",
+        "Barbara",
+        "Hedy",
+        "Server failed",
+        "adopted by routing-b",
+        "Restarting the node",
+        "ops hook",
+    ):
         assert text in html, text
     assert 'data-state="queued" data-outcome="rerouted"' in html
     assert f'id="incident-session-{ended_before.pk}"' not in html
