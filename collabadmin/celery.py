@@ -38,7 +38,7 @@ app.autodiscover_tasks()
 # `celery -A collabadmin worker --notifier`: consume the notification tasks' queue alone,
 # named as every sender names it (settings.NOTIFY_QUEUE), so a unit file never repeats it.
 app.user_options["worker"].add(
-    click.Option(["--notifier"], is_flag=True, default=False, help="Consume the notification queue (NOTIFY_QUEUE) only.")
+    click.Option(["--notifier"], is_flag=True, default=False, help="Consume the notification queue alone.")
 )
 
 

@@ -44,7 +44,7 @@ class Worker(CeleryWorker):
             from django.conf import settings
 
             if not settings.NOTIFY_QUEUE:
-                raise ImproperlyConfigured("--notifier needs NOTIFY_QUEUE: it is empty, notifications use the default queue")
+                raise ImproperlyConfigured("--notifier needs NOTIFY_QUEUE (empty: notifications use the default queue)")
             queues = settings.NOTIFY_QUEUE
         super().setup_instance(queues=queues, **kwargs)
 

@@ -51,7 +51,8 @@ def stack_processes(*, host: str, port: int, simulators: bool = True) -> list[Pr
 
     One web node per configured server whose ``base_url`` is on this machine (each node
     also runs the health monitor; one acts, by lease), a simulator per local peer, one
-    Celery worker, the notifier worker (the notification tasks' queue) and one beat. Without configured servers: a single web node on ``port``.
+    Celery worker, the notifier (the notification tasks' worker) and one beat. Without
+    configured servers: a single web node on ``port``.
     """
     python = sys.executable
     specs = [*_web_nodes(python, host, port), *(_simulators(python) if simulators else [])]

@@ -87,7 +87,9 @@ def test_the_stack_logs_json_only_with_request_ids(tmp_path):
         )
     try:
         wait_until(
-            lambda: _http_status(f"http://127.0.0.1:{port}/healthz") == 200 and len(_started_pids(log)) == len(PROCESSES),
+            lambda: (
+                _http_status(f"http://127.0.0.1:{port}/healthz") == 200 and len(_started_pids(log)) == len(PROCESSES)
+            ),
             timeout=60,
             message="the stack is up",
             diagnostics=log.read_text,

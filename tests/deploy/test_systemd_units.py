@@ -137,13 +137,15 @@ def test_the_notifier_serves_the_notification_queue_with_threads_and_its_own_sta
 
     unit = directives(unit_text("collabadmin-notifier"))
     command = unit["ExecStart"][0]
-    assert "--notifier" in command and "--pool threads" in command
+    assert "--notifier" in command
+    assert "--pool threads" in command
     assert seconds_option(command, "--concurrency") == 20
     status_files = {
         name: [v for v in directives(unit_text(name)).get("Environment", []) if "WORKER_STATUS_FILE" in v]
         for name in ("collabadmin-worker", "collabadmin-notifier")
     }
-    assert status_files["collabadmin-notifier"] == ["COLLABADMIN_WORKER_STATUS_FILE=/run/collabadmin-notifier/worker.json"]
+    own = "COLLABADMIN_WORKER_STATUS_FILE=/run/collabadmin-notifier/worker.json"
+    assert status_files["collabadmin-notifier"] == [own]
     assert status_files["collabadmin-notifier"] != status_files["collabadmin-worker"]
     assert unit["RuntimeDirectory"] == ["collabadmin-notifier"]
     # A warm stop lets the delivery in hand end: its attempt's time-out, and even its task's time limit.

@@ -125,7 +125,8 @@ def worker(tmp_path, smtp_server) -> Iterator[Path]:
     database and Redis, with fast retries. Yields the notifier's log; the ordinary
     worker's is ``worker.log`` beside it."""
     queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.NOTIFY_QUEUE)
-    assert settings.NOTIFY_QUEUE and settings.NOTIFY_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
+    assert settings.NOTIFY_QUEUE  # the default: a queue of their own
+    assert settings.NOTIFY_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
     redis = shared_redis()
     redis.delete(*queues)  # nothing left from another test
     env = project_env(
