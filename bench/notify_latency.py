@@ -187,11 +187,11 @@ def start_notifier(stack: BenchStack) -> None:
 
 def run_shared(alerts: int) -> dict[str, Any]:
     """The notifications on the ordinary queue (``NOTIFY_QUEUE`` empty): the ordinary worker alone."""
-    from django.conf import settings
-
-    if settings.NOTIFY_QUEUE:
-        raise BenchError("the shared run needs NOTIFY_QUEUE empty")
     with django_stack("notify-shared") as stack:
+        from django.conf import settings  # read once the stack has set the environment
+
+        if settings.NOTIFY_QUEUE:
+            raise BenchError("the shared run needs NOTIFY_QUEUE empty")
         stack.worker(concurrency=2)
         return throughput(stack, alerts, "shared")
 
