@@ -246,25 +246,36 @@ def test_a_receiver_down_for_a_while_gets_every_notification_once_back_and_email
 
 
 def test_a_slow_receiver_does_not_delay_another_and_a_lost_task_is_sent_again(receivers, worker):
-    """Three slow receivers would hold both processes of an ordinary worker (the default
-    before the notifier: the fast channel then waited for them); the notifier's threads
-    send the fast one at once."""
-    slows = [receivers(f"slow-{n}", delay=4.0) for n in range(3)]
+    """Two slow receivers (4 s each) get four deliveries before the fast one's: on an
+    ordinary 2-process worker (the default before the notifier) they hold both processes
+    and the fast one waits at least 4 s; the notifier's threads send it at once."""
+    slows = [receivers(f"slow-{n}", delay=4.0) for n in range(2)]
     fast = receivers("fast")
     for receiver in [*slows, fast]:
         receiver.start()
     for receiver in slows:
-        webhook_channel(receiver.out.stem, receiver.url)
-    webhook_channel("fast", fast.url)
-    server = ServerFactory(name="routing-a")
+        webhook_channel(receiver.out.stem, receiver.url, alert_kinds=[AlertKind.SERVER_FAILED])
+    webhook_channel("fast", fast.url, alert_kinds=[AlertKind.SERVER_DEGRADED])
+    for name in ("routing-a", "routing-b"):
+        alert_raise(
+            server=ServerFactory(name=name),
+            kind=AlertKind.SERVER_FAILED,
+            message="down",
+            severity=AlertSeverity.CRITICAL,
+            actor=MONITOR,
+        )
     started = time.time()
     alert_raise(
-        server=server, kind=AlertKind.SERVER_FAILED, message="down", severity=AlertSeverity.CRITICAL, actor=MONITOR
+        server=ServerFactory(name="routing-c"),
+        kind=AlertKind.SERVER_DEGRADED,
+        message="degraded",
+        severity=AlertSeverity.WARNING,
+        actor=MONITOR,
     )
-    wait_until(fast.received, timeout=10, message="the fast receiver's notification")
+    wait_until(fast.received, timeout=15, message="the fast receiver's notification")
     assert fast.received()[0]["received_at"] - started < 3.0, "the fast one waited for the slow ones"
     for receiver in slows:
-        wait_until(receiver.received, timeout=15, message=f"{receiver.out.stem}'s notification")
+        wait_until(lambda r=receiver: len(r.received()) == 2, timeout=20, message=f"{receiver.out.stem}'s two")
     # The notifier sent them all; the ordinary worker, running beside it, never saw one.
     ordinary = worker.with_name("worker.log")
     wait_until(lambda: " ready." in ordinary.read_text(), timeout=30, message="the ordinary worker ready")
