@@ -1,9 +1,9 @@
 """Notifications (issue 19, point 6): crash → webhook received, and throughput with a slow receiver.
 
 Real processes: two Media Blender simulators, a web node with its health monitor, a
-Celery worker, the run's own Redis and database (``bench/_stack.py``), and webhook
-receivers (``tests/webhook_receiver.py``, which verify the signature and write down when
-each POST arrived).
+Celery worker and the notifier (as production runs them), the run's own Redis and
+database (``bench/_stack.py``), and webhook receivers (``tests/webhook_receiver.py``,
+which verify the signature and write down when each POST arrived).
 
 * **Latency**: a webhook channel wants *link down* alerts. Each trial SIGKILLs both
   Media Blenders of the pair at once and measures from just before the kill until the
@@ -14,11 +14,13 @@ each POST arrived).
   answers after 5 s, the other at once; ``--alerts`` alerts are raised at once (one per
   server). Measured: how long the fast channel's notifications took (p50/p99 from each
   alert's raise), how long (from the first raise) until every notification of each channel had arrived, and the
-  deliveries per second. Run twice: with the notifications on the ordinary worker
-  (prefork, 2 processes: a slow receiver holds a process), and on a queue of their own
-  served by a thread-pool worker (``NOTIFY_QUEUE``, docs/operations.md).
+  deliveries per second. Run twice: on the default setup (the notifications' own queue,
+  served by the notifier, a worker of 20 threads: docs/operations.md, "Notifications"),
+  and with ``NOTIFY_QUEUE`` empty (the ordinary worker, prefork, 2 processes: a slow
+  receiver holds a process).
 
-Run: ``.venv/bin/python -m bench.notify_latency [--quick] [--trials N] [--alerts N]``.
+Run: ``.venv/bin/python -m bench.notify_latency [--quick] [--trials N] [--alerts N]``;
+``--throughput-only`` skips the crash trials.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from bench._stack import wait_until as bench_wait
 TARGET_P99_S = 2.0
 SECRET = "bench-secret"  # noqa: S105 (the throwaway receivers of this run)
 SLOW_DELAY_S = 5.0
-OWN_QUEUE = "bench-notifications"
 
 
 class Receiver:
@@ -152,65 +153,69 @@ def run(trials: int, alerts: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with django_stack("notify") as stack:
         stack.worker(concurrency=2)
-        results["latency"] = latency_trials(stack, trials)
+        start_notifier(stack)
+        if trials:
+            results["latency"] = latency_trials(stack, trials)
         results["database"] = stack.database_kind
-        results["shared"] = throughput(stack, alerts, "shared")
-    # Again with the notifications on a queue of their own: settings are read once per
+        results["notifier"] = throughput(stack, alerts, "notifier")
+    # Again with the notifications on the ordinary queue: settings are read once per
     # process, so that run is a child process of its own.
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"notify-own-queue-{os.getpid()}.json"
-    argv = [PYTHON, "-m", "bench.notify_latency", "--own-queue-only", "--alerts", str(alerts), "--json-out", str(out)]
-    code = subprocess.call(argv, env={**os.environ, "NOTIFY_QUEUE": OWN_QUEUE})
+    out = RESULTS_DIR / f"notify-shared-{os.getpid()}.json"
+    argv = [PYTHON, "-m", "bench.notify_latency", "--shared-only", "--alerts", str(alerts), "--json-out", str(out)]
+    code = subprocess.call(argv, env={**os.environ, "NOTIFY_QUEUE": ""})
     if code != 0:
-        raise BenchError(f"the own-queue run failed ({code})")
-    results["own_queue"] = json.loads(out.read_text())
+        raise BenchError(f"the shared-queue run failed ({code})")
+    results["shared"] = json.loads(out.read_text())
     out.unlink()
     return results
 
 
-def run_own_queue(alerts: int) -> dict[str, Any]:
-    """The ordinary worker, and a thread-pool worker serving the notifications' own queue."""
-    with django_stack("notify-queue") as stack:
-        stack.worker(concurrency=2)
-        argv = [PYTHON, "-m", "celery", "-A", "collabadmin", "worker", "-Q", OWN_QUEUE, "--pool", "threads"]
-        argv += [
-            "--concurrency",
-            "20",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            "notify@%h",
-        ]
-        stack.track(Child("notify-worker", argv, stack.child_env(), stack.run_dir / "notify-worker.log").start())
-        from collabadmin.celery import app
+def start_notifier(stack: BenchStack) -> None:
+    """The notifier as the stack and collabadmin-notifier.service run it."""
+    argv = [PYTHON, "-m", "celery", "-A", "collabadmin", "worker", "--notifier", "--pool", "threads"]
+    argv += ["--concurrency", "20", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "-n", "notify@%h"]
+    stack.track(Child("notifier", argv, stack.child_env(), stack.run_dir / "notifier.log").start())
+    from collabadmin.celery import app
 
-        bench_wait(
-            lambda: any(name.startswith("notify@") for reply in app.control.ping(timeout=0.5) for name in reply),
-            60,
-            "the notifications' worker answering",
-        )
-        return throughput(stack, alerts, "own_queue")
+    bench_wait(
+        lambda: any(name.startswith("notify@") for reply in app.control.ping(timeout=0.5) for name in reply),
+        60,
+        "the notifier answering",
+    )
+
+
+def run_shared(alerts: int) -> dict[str, Any]:
+    """The notifications on the ordinary queue (``NOTIFY_QUEUE`` empty): the ordinary worker alone."""
+    with django_stack("notify-shared") as stack:
+        from django.conf import settings  # read once the stack has set the environment
+
+        if settings.NOTIFY_QUEUE:
+            raise BenchError("the shared run needs NOTIFY_QUEUE empty")
+        stack.worker(concurrency=2)
+        return throughput(stack, alerts, "shared")
 
 
 def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
-    lat = results["latency"]["latency_s"]
-    rows = [
-        {
-            "benchmark": "notify_latency",
-            "figure": f"SIGKILL of both peers → webhook received, n={lat['n']}",
-            "value": f"p50 {lat['p50']:.3f} s · p99 {lat['p99']:.3f} s",
-            "target": f"p99 ≤ {TARGET_P99_S} s",
-            "met": lat["p99"] is not None and lat["p99"] <= TARGET_P99_S,
-        }
-    ]
-    for key in ("shared", "own_queue"):
+    rows = []
+    if "latency" in results:
+        lat = results["latency"]["latency_s"]
+        rows.append(
+            {
+                "benchmark": "notify_latency",
+                "figure": f"SIGKILL of both peers → webhook received, n={lat['n']}",
+                "value": f"p50 {lat['p50']:.3f} s · p99 {lat['p99']:.3f} s",
+                "target": f"p99 ≤ {TARGET_P99_S} s",
+                "met": lat["p99"] is not None and lat["p99"] <= TARGET_P99_S,
+            }
+        )
+    setups = {"notifier": "the notifier (default)", "shared": "NOTIFY_QUEUE empty, the ordinary"}
+    for key in ("shared", "notifier"):
         data = results[key]
         rows.append(
             {
                 "benchmark": "notify_latency",
-                "figure": f"{data['alerts']} alerts, fast + 5 s receiver, {key.replace('_', ' ')} worker",
+                "figure": f"{data['alerts']} alerts, fast + 5 s receiver, {setups[key]} worker",
                 "value": f"fast p99 {data['fast_latency_s']['p99']:.2f} s · all {data['slow_all_s']:.1f} s · "
                 f"{data['deliveries_per_s']} deliveries/s",
                 "target": "-",
@@ -223,7 +228,7 @@ def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
 def table(results: dict[str, Any]) -> str:
     headers = ["run", "alerts", "fast p50/p99 s", "fast all in s", "slow all in s", "deliveries/s", "load 1m"]
     rows = []
-    for key in ("shared", "own_queue"):
+    for key in ("shared", "notifier"):
         d = results[key]
         lat = d["fast_latency_s"]
         rows.append(
@@ -237,8 +242,10 @@ def table(results: dict[str, Any]) -> str:
                 d["load_1m"],
             ]
         )
-    lat = results["latency"]["latency_s"]
-    head = f"crash → webhook: n={lat['n']}, p50 {lat['p50']} s, p99 {lat['p99']} s, max {lat['max']} s\n\n"
+    head = ""
+    if "latency" in results:
+        lat = results["latency"]["latency_s"]
+        head = f"crash → webhook: n={lat['n']}, p50 {lat['p50']} s, p99 {lat['p99']} s, max {lat['max']} s\n\n"
     return head + format_table(headers, rows)
 
 
@@ -247,15 +254,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 trials, 6 alerts (a smoke run)")
     parser.add_argument("--trials", type=int, default=None, help="crash trials (default 20)")
     parser.add_argument("--alerts", type=int, default=None, help="alerts of the throughput run (default 20)")
-    parser.add_argument("--own-queue-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--throughput-only", action="store_true", help="skip the crash trials")
+    parser.add_argument("--shared-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json-out", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     started = time.monotonic()
-    if args.own_queue_only:
-        Path(args.json_out).write_text(json.dumps(run_own_queue(args.alerts or 20)))
+    if args.shared_only:
+        Path(args.json_out).write_text(json.dumps(run_shared(args.alerts or 20)))
         return 0
+    trials = 0 if args.throughput_only else args.trials or (5 if args.quick else 20)
     try:
-        results = run(args.trials or (5 if args.quick else 20), args.alerts or (6 if args.quick else 20))
+        results = run(trials, args.alerts or (6 if args.quick else 20))
     except BenchError as error:
         print(f"notify_latency failed: {error}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging.config
 import os
 
+import click
 from celery import Celery, signals
 from kombu.utils.objects import cached_property
 
@@ -34,6 +35,11 @@ app = CollabCelery("collabadmin")
 # All Celery options live in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# `celery -A collabadmin worker --notifier`: consume the notification tasks' queue alone,
+# named as every sender names it (settings.NOTIFY_QUEUE), so a unit file never repeats it.
+app.user_options["worker"].add(
+    click.Option(["--notifier"], is_flag=True, default=False, help="Consume the notification queue alone.")
+)
 
 
 @signals.setup_logging.connect(weak=False)

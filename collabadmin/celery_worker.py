@@ -28,6 +28,7 @@ from typing import Any
 from celery import signals
 from celery.apps.worker import Worker as CeleryWorker
 from celery.platforms import EX_FAILURE
+from django.core.exceptions import ImproperlyConfigured
 
 from collabadmin import worker_watchdog
 
@@ -37,6 +38,16 @@ UNRECOVERABLE_EXIT_SECONDS = 10.0
 
 
 class Worker(CeleryWorker):
+    def setup_instance(self, queues: Any = None, notifier: bool = False, **kwargs: Any) -> None:
+        # --notifier (collabadmin/celery.py): the notification tasks' queue instead of -Q.
+        if notifier:
+            from django.conf import settings
+
+            if not settings.NOTIFY_QUEUE:
+                raise ImproperlyConfigured("--notifier needs NOTIFY_QUEUE (empty: notifications use the default queue)")
+            queues = settings.NOTIFY_QUEUE
+        super().setup_instance(queues=queues, **kwargs)
+
     def on_before_init(self, **kwargs: Any) -> None:
         super().on_before_init(**kwargs)
         # A fresh status from the first moment, so that a liveness probe never judges this

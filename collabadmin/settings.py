@@ -292,10 +292,14 @@ if not 0 < NOTIFY_RETRY_BASE_SECONDS <= NOTIFY_RETRY_MAX_SECONDS < CELERY_VISIBI
     raise ImproperlyConfigured(
         "Need 0 < NOTIFY_RETRY_BASE_SECONDS <= NOTIFY_RETRY_MAX_SECONDS < CELERY_VISIBILITY_TIMEOUT."
     )
-# A queue of their own for the notification tasks (empty: the default queue), served by a
-# worker with many threads (`-Q notifications --pool threads --concurrency 20`): a slow
-# receiver then holds one thread, never the workers that run the failover's own tasks.
-NOTIFY_QUEUE = env_str("NOTIFY_QUEUE", "")
+# The notification tasks have a queue of their own, served by the notifier worker with many
+# threads (`-Q <queue> --pool threads --concurrency 20`): a slow receiver then holds one
+# thread, never the workers that run the failover's own tasks (on the ordinary 2-process
+# worker a receiver answering after 5 s delayed a fast channel's p99 to 44.5 s; with the
+# notifier, 0.88 s: docs/performance.md). Derived from CELERY_QUEUE, so that deployments
+# (and test runs) with a queue of their own get a notification queue of their own too.
+# Empty: the default queue, for a setup that runs no notifier worker.
+NOTIFY_QUEUE = env_str("NOTIFY_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}.notifications")
 CELERY_TASK_ROUTES = {"failover.notification_send": {"queue": NOTIFY_QUEUE}} if NOTIFY_QUEUE else {}
 # One webhook POST waits at most this long (a slow receiver holds one worker slot, no more).
 NOTIFY_HTTP_TIMEOUT_SECONDS = float(env_str("NOTIFY_HTTP_TIMEOUT_SECONDS", "10"))

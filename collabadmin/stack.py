@@ -1,11 +1,11 @@
 """Run the whole product in the foreground: ``python -m collabadmin.stack``.
 
-Starts every process of the stack as a child (the web server, a Celery worker, Celery
-beat), prefixes their output with their name, and stops them all on Ctrl-C or SIGTERM.
+Starts every process of the stack as a child (the web server, a Celery worker, the
+notifier worker, Celery beat), prefixes their output with their name, and stops them all on Ctrl-C or SIGTERM.
 A web node or simulator that dies is reported, not restarted: killing one is how the demo
-shows a failure. The worker and beat are supervised as production's supervisor would:
-started again when they exit, and the worker also when it stops taking work (its liveness
-status, collabadmin/worker_watchdog.py). Used by ``bin/run``; production runs each process
+shows a failure. The workers and beat are supervised as production's supervisor would:
+started again when they exit, and the workers also when they stop taking work (their
+liveness status, collabadmin/worker_watchdog.py). Used by ``bin/run``; production runs each process
 under its own supervisor (systemd, Kubernetes) with the same commands, listed by ``--print``.
 """
 
@@ -30,6 +30,9 @@ STOP_GRACE_SECONDS = 10.0
 LIVENESS_EVERY_SECONDS = 2.0
 QUICK_DEATH_SECONDS = 10.0
 RESTART_BACKOFF_MAX_SECONDS = 30.0
+# The notifier's threads: a delivery mostly waits on a receiver, so many cheap threads
+# (a receiver that is slow holds one of them, not a process the failover needs).
+NOTIFIER_THREADS = 20
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,12 @@ def stack_processes(*, host: str, port: int, simulators: bool = True) -> list[Pr
 
     One web node per configured server whose ``base_url`` is on this machine (each node
     also runs the health monitor; one acts, by lease), a simulator per local peer, one
-    Celery worker and one beat. Without configured servers: a single web node on ``port``.
+    Celery worker, the notifier (the notification tasks' worker) and one beat. Without
+    configured servers: a single web node on ``port``.
     """
     python = sys.executable
     specs = [*_web_nodes(python, host, port), *(_simulators(python) if simulators else [])]
-    return [*specs, worker_spec(), beat_spec()]
+    return [*specs, worker_spec(), *notifier_specs(), beat_spec()]
 
 
 def _celery_level() -> str:
@@ -72,6 +76,24 @@ def worker_spec(*, name: str = "worker", queue: str | None = None) -> ProcessSpe
     return ProcessSpec(
         name, argv, {"COLLABADMIN_WORKER_STATUS_FILE": status_file}, supervised=True, status_file=status_file
     )
+
+
+def notifier_specs() -> list[ProcessSpec]:
+    """The notifier: a worker of many threads on the notification tasks' queue alone, with
+    a status file of its own (a worker's watchdog writes one per process). None when
+    ``NOTIFY_QUEUE`` is empty (the ordinary worker then sends the notifications)."""
+    from django.conf import settings
+
+    if not settings.NOTIFY_QUEUE:
+        return []
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "--quiet", "worker", "--loglevel", _celery_level()]
+    # --notifier: the queue named NOTIFY_QUEUE alone (collabadmin/celery.py).
+    argv += ["--notifier", "--pool", "threads", "--concurrency", str(NOTIFIER_THREADS)]
+    # A node name of its own: two workers named alike on one host confuse Celery's control.
+    argv += ["-n", "notifier@%h"]
+    status_file = str(Path(settings.WORKER_STATUS_FILE).with_name("celery-notifier.json"))
+    env = {"COLLABADMIN_WORKER_STATUS_FILE": status_file}
+    return [ProcessSpec("notifier", argv, env, supervised=True, status_file=status_file)]
 
 
 def beat_spec() -> ProcessSpec:
@@ -154,7 +176,7 @@ class Stack:
     """Children started together and stopped together.
 
     A child that dies is reported and left dead, except a **supervised** one (the Celery
-    worker and beat), which is started again as production's supervisor would, after a
+    workers and beat), which is started again as production's supervisor would, after a
     back-off that grows while it keeps dying. A supervised child with a status file is
     also probed for liveness every few seconds, and killed and started again when the
     probe fails (collabadmin/worker_watchdog.py: a worker that stays alive but stopped

@@ -211,7 +211,7 @@ def test_the_readme_configuration_table_documents_every_setting_variable():
     assert missing == []
 
 
-# --- 7. Quickstart: `bin/run`'s stack runs the web server, a worker and beat, and stops them all --
+# --- 7. Quickstart: `bin/run`'s stack runs the web server, the workers and beat, and stops them all --
 
 
 def _started_pids(log: Path) -> dict[str, int]:
@@ -254,7 +254,7 @@ def test_the_stack_serves_http_runs_a_worker_and_beat_and_stops_them_all(tmp_pat
         )
         assert _http_status(f"http://127.0.0.1:{port}/readyz") == 200
         pids = _started_pids(log)
-        assert set(pids) == {"web", "worker", "beat"}, log.read_text()
+        assert set(pids) == {"web", "worker", "notifier", "beat"}, log.read_text()
         assert f"collabadmin is starting at http://127.0.0.1:{port}/" in log.read_text()
 
         token = uuid.uuid4().hex
@@ -262,6 +262,9 @@ def test_the_stack_serves_http_runs_a_worker_and_beat_and_stops_them_all(tmp_pat
         assert answer["token"] == token
         assert answer["pid"] != os.getpid()
         assert _alive(pids["beat"])
+        # The notifier takes the notification queue's work, on a thread of its own process.
+        answer = ping.apply_async(args=[token], queue=settings.NOTIFY_QUEUE).get(timeout=30)
+        assert answer == {"token": token, "pid": pids["notifier"]}
     finally:
         stack.send_signal(signal.SIGTERM)
         try:

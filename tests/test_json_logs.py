@@ -38,7 +38,7 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-PROCESSES = ("web", "worker", "beat")
+PROCESSES = ("web", "worker", "notifier", "beat")
 
 
 def _lines_of(log_text: str) -> dict[str, list[str]]:
@@ -56,7 +56,8 @@ def _lines_of(log_text: str) -> dict[str, list[str]]:
 
 def _started(log_text: str) -> bool:
     lines = _lines_of(log_text)
-    return any(" ready." in line for line in lines["worker"]) and any("Starting" in line for line in lines["beat"])
+    workers_ready = all(any(" ready." in line for line in lines[name]) for name in ("worker", "notifier"))
+    return workers_ready and any("Starting" in line for line in lines["beat"])
 
 
 def _json(line: str) -> dict | None:
@@ -86,19 +87,21 @@ def test_the_stack_logs_json_only_with_request_ids(tmp_path):
         )
     try:
         wait_until(
-            lambda: _http_status(f"http://127.0.0.1:{port}/healthz") == 200 and len(_started_pids(log)) == 3,
+            lambda: (
+                _http_status(f"http://127.0.0.1:{port}/healthz") == 200 and len(_started_pids(log)) == len(PROCESSES)
+            ),
             timeout=60,
             message="the stack is up",
             diagnostics=log.read_text,
         )
         request = urllib.request.Request(f"http://127.0.0.1:{port}/no-such-page/", headers={"X-Request-ID": "req-42"})
         assert _http_status_of(request) == (404, "req-42")
-        # The worker is ready and beat has started (Celery at INFO) before they are stopped:
+        # The workers are ready and beat has started (Celery at INFO) before they are stopped:
         # everything they print while starting is in the log.
         wait_until(
             lambda: _started(log.read_text()),
             timeout=60,
-            message="the worker ready and beat started",
+            message="the workers ready and beat started",
             diagnostics=log.read_text,
         )
     finally:

@@ -25,7 +25,8 @@ from failover.monitor.runner import MONITOR_STOP_SECONDS
 from tests.processes import ROOT
 
 UNITS = ROOT / "deploy" / "systemd"
-NAMES = ("collabadmin-node", "collabadmin-worker", "collabadmin-beat", "collabadmin-monitor")
+# Every unit in the folder: one added there is checked like the others.
+NAMES = tuple(sorted(path.stem for path in UNITS.glob("*.service")))
 INSTALLED = "/opt/collabadmin"
 
 
@@ -48,6 +49,11 @@ def seconds_option(command: str, option: str) -> int:
     match = re.search(rf"{option} (\d+)", command)
     assert match, f"{option} missing from {command}"
     return int(match.group(1))
+
+
+def test_every_process_of_the_stack_has_its_unit():
+    expected = {"collabadmin-node", "collabadmin-worker", "collabadmin-notifier", "collabadmin-beat"}
+    assert expected <= set(NAMES)
 
 
 def test_systemd_analyze_verify_finds_nothing_to_say(tmp_path):
@@ -120,5 +126,30 @@ def test_the_worker_stops_warm_and_lets_the_longest_task_finish():
     assert unit["KillMode"] == ["mixed"]
     assert int(unit["TimeoutStopSec"][0]) > longest_task_seconds() >= 600
     # It says when it is ready and pings the watchdog while it takes work (collabadmin/worker_watchdog.py).
+    assert (unit["Type"], unit["NotifyAccess"]) == (["notify"], ["main"])
+    assert "WatchdogSec" in unit
+
+
+def test_the_notifier_serves_the_notification_queue_with_threads_and_its_own_status_file():
+    from django.conf import settings
+
+    from failover.tasks import notification_send
+
+    unit = directives(unit_text("collabadmin-notifier"))
+    command = unit["ExecStart"][0]
+    assert "--notifier" in command
+    assert "--pool threads" in command
+    assert seconds_option(command, "--concurrency") == 20
+    status_files = {
+        name: [v for v in directives(unit_text(name)).get("Environment", []) if "WORKER_STATUS_FILE" in v]
+        for name in ("collabadmin-worker", "collabadmin-notifier")
+    }
+    own = "COLLABADMIN_WORKER_STATUS_FILE=/run/collabadmin-notifier/worker.json"
+    assert status_files["collabadmin-notifier"] == [own]
+    assert status_files["collabadmin-notifier"] != status_files["collabadmin-worker"]
+    assert unit["RuntimeDirectory"] == ["collabadmin-notifier"]
+    # A warm stop lets the delivery in hand end: its attempt's time-out, and even its task's time limit.
+    assert unit["KillMode"] == ["mixed"]
+    assert int(unit["TimeoutStopSec"][0]) > notification_send.time_limit > settings.NOTIFY_HTTP_TIMEOUT_SECONDS
     assert (unit["Type"], unit["NotifyAccess"]) == (["notify"], ["main"])
     assert "WatchdogSec" in unit

@@ -443,7 +443,7 @@ def test_the_run_command_starts_nodes_simulators_worker_and_beat_and_a_killed_si
     link = Link.objects.get(server__name="routing-a", kind=PeerKind.MEDIA_BLENDER)
     try:
         wait_until(
-            lambda: {"worker", "beat", "routing-a", "routing-b", *peer_names} <= set(started()),
+            lambda: {"worker", "notifier", "beat", "routing-a", "routing-b", *peer_names} <= set(started()),
             timeout=30,
             message="every process started",
             diagnostics=lambda: "".join(lines[-40:]),

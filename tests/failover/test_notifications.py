@@ -1,9 +1,10 @@
 """Notifications reach people (issue 19, point 3): real processes end to end.
 
-A real Celery worker (prefork, as in production) sends the deliveries to a real HTTP
-receiver process (``tests/webhook_receiver.py``, which checks the HMAC signature) and a
-real SMTP server process (aiosmtpd, writing a Maildir). Retries are made fast for the
-test (0.5 s doubling to 2 s) through the worker's environment.
+The workers run as production runs them: an ordinary one (prefork, 2 processes) and the
+notifier (``--notifier``: the notification queue alone, 20 threads). The notifier sends the
+deliveries to a real HTTP receiver process (``tests/webhook_receiver.py``, which checks the
+HMAC signature) and a real SMTP server process (aiosmtpd, writing a Maildir). Retries are
+made fast for the test (0.5 s doubling to 2 s) through the workers' environment.
 """
 
 from __future__ import annotations
@@ -101,12 +102,33 @@ def smtp_server(tmp_path) -> Iterator[tuple[int, Path]]:
     stop_process(process)
 
 
+def start_worker(log: Path, env: dict[str, str], *options: str) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "worker", *options]
+    argv += ["--loglevel", "INFO", "--without-heartbeat", "--without-mingle", "--without-gossip"]
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.fixture
 def worker(tmp_path, smtp_server) -> Iterator[Path]:
-    """A real Celery worker on this run's database and Redis, with fast retries."""
+    """The ordinary worker and the notifier, as the stack and the systemd units start them
+    (the notification queue comes from the settings, as in production), on this run's
+    database and Redis, with fast retries. Yields the notifier's log; the ordinary
+    worker's is ``worker.log`` beside it."""
+    queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.NOTIFY_QUEUE)
+    assert settings.NOTIFY_QUEUE  # the default: a queue of their own
+    assert settings.NOTIFY_QUEUE != settings.CELERY_TASK_DEFAULT_QUEUE
     redis = shared_redis()
-    redis.delete(settings.CELERY_TASK_DEFAULT_QUEUE)  # nothing left from another test
-    log = tmp_path / "worker.log"
+    redis.delete(*queues)  # nothing left from another test
     env = project_env(
         DATABASE_URL=child_database_url(),
         **redis_env(),
@@ -116,21 +138,18 @@ def worker(tmp_path, smtp_server) -> Iterator[Path]:
         EMAIL_HOST="127.0.0.1",
         EMAIL_PORT=str(smtp_server[0]),
     )
-    argv = [sys.executable, "-m", "celery", "-A", "collabadmin", "worker", "--pool", "prefork", "--concurrency", "2"]
-    argv += ["--loglevel", "INFO", "--without-heartbeat", "--without-mingle", "--without-gossip"]
-    argv += ["-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--hostname", f"notify-{os.getpid()}@%h"]
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    yield log
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    redis.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    pid = os.getpid()
+    ordinary, notifier = tmp_path / "worker.log", tmp_path / "notifier.log"
+    processes = [
+        start_worker(ordinary, env, "--pool", "prefork", "--concurrency", "2", "--hostname", f"worker-{pid}@%h"),
+        start_worker(
+            notifier, env, "--notifier", "--pool", "threads", "--concurrency", "20", "--hostname", f"notifier-{pid}@%h"
+        ),
+    ]
+    yield notifier
+    for process in processes:
+        stop_worker(process)
+    redis.delete(*queues)
 
 
 def webhook_channel(name: str, url: str, **fields) -> NotificationChannel:
@@ -227,19 +246,41 @@ def test_a_receiver_down_for_a_while_gets_every_notification_once_back_and_email
 
 
 def test_a_slow_receiver_does_not_delay_another_and_a_lost_task_is_sent_again(receivers, worker):
-    slow, fast = receivers("slow", delay=4.0), receivers("fast")
-    slow.start()
-    fast.start()
-    webhook_channel("slow", slow.url)
-    webhook_channel("fast", fast.url)
-    server = ServerFactory(name="routing-a")
+    """Two slow receivers (4 s each) get four deliveries before the fast one's: on an
+    ordinary 2-process worker (the default before the notifier) they hold both processes
+    and the fast one waits at least 4 s; the notifier's threads send it at once."""
+    slows = [receivers(f"slow-{n}", delay=4.0) for n in range(2)]
+    fast = receivers("fast")
+    for receiver in [*slows, fast]:
+        receiver.start()
+    for receiver in slows:
+        webhook_channel(receiver.out.stem, receiver.url, alert_kinds=[AlertKind.SERVER_FAILED])
+    webhook_channel("fast", fast.url, alert_kinds=[AlertKind.SERVER_DEGRADED])
+    for name in ("routing-a", "routing-b"):
+        alert_raise(
+            server=ServerFactory(name=name),
+            kind=AlertKind.SERVER_FAILED,
+            message="down",
+            severity=AlertSeverity.CRITICAL,
+            actor=MONITOR,
+        )
     started = time.time()
     alert_raise(
-        server=server, kind=AlertKind.SERVER_FAILED, message="down", severity=AlertSeverity.CRITICAL, actor=MONITOR
+        server=ServerFactory(name="routing-c"),
+        kind=AlertKind.SERVER_DEGRADED,
+        message="degraded",
+        severity=AlertSeverity.WARNING,
+        actor=MONITOR,
     )
-    wait_until(fast.received, timeout=10, message="the fast receiver's notification")
-    assert fast.received()[0]["received_at"] - started < 3.0, "the fast one waited for the slow one"
-    wait_until(slow.received, timeout=15, message="the slow receiver's notification")
+    wait_until(fast.received, timeout=15, message="the fast receiver's notification")
+    assert fast.received()[0]["received_at"] - started < 3.0, "the fast one waited for the slow ones"
+    for receiver in slows:
+        wait_until(lambda r=receiver: len(r.received()) == 2, timeout=20, message=f"{receiver.out.stem}'s two")
+    # The notifier sent them all; the ordinary worker, running beside it, never saw one.
+    ordinary = worker.with_name("worker.log")
+    wait_until(lambda: " ready." in ordinary.read_text(), timeout=30, message="the ordinary worker ready")
+    assert "failover.notification_send[" in worker.read_text()  # "Task ...[id] received"
+    assert "failover.notification_send[" not in ordinary.read_text(), ordinary.read_text()[-3000:]
 
     # A delivery whose task was lost (Redis restarted): the beat sweep sends it again.
     lost = NotificationDelivery.objects.create(
