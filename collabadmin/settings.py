@@ -284,9 +284,10 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 COLLABADMIN_SITE_URL = env_str("COLLABADMIN_SITE_URL", "http://localhost:8000").rstrip("/")
 # Retries: the wait doubles from the base up to the cap, for at least NOTIFY_RETRY_HOURS.
 # The cap stays below the broker's visibility time-out, or a waiting retry would be
-# delivered twice.
-NOTIFY_RETRY_BASE_SECONDS = float(env_str("NOTIFY_RETRY_BASE_SECONDS", "5"))
-NOTIFY_RETRY_MAX_SECONDS = float(env_str("NOTIFY_RETRY_MAX_SECONDS", "600"))
+# delivered twice: by default 600 s, or two thirds of a shorter visibility time-out.
+_NOTIFY_CAP = min(600.0, CELERY_VISIBILITY_TIMEOUT * 2 / 3)
+NOTIFY_RETRY_MAX_SECONDS = float(env_str("NOTIFY_RETRY_MAX_SECONDS", f"{_NOTIFY_CAP:g}"))
+NOTIFY_RETRY_BASE_SECONDS = float(env_str("NOTIFY_RETRY_BASE_SECONDS", f"{min(5.0, NOTIFY_RETRY_MAX_SECONDS):g}"))
 NOTIFY_RETRY_HOURS = float(env_str("NOTIFY_RETRY_HOURS", "24"))
 if not 0 < NOTIFY_RETRY_BASE_SECONDS <= NOTIFY_RETRY_MAX_SECONDS < CELERY_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured(

@@ -29,6 +29,7 @@ print(json.dumps({
     "broker_options": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
     "result_backend": settings.CELERY_RESULT_BACKEND,
     "result_options": getattr(settings, "CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS", None),
+    "notify_retry": [settings.NOTIFY_RETRY_BASE_SECONDS, settings.NOTIFY_RETRY_MAX_SECONDS],
 }))
 """
 
@@ -196,3 +197,24 @@ def test_celery_speaks_json_only_with_time_limits(var_dir):
     assert values["serializer"] == "json"
     assert values["accept"] == ["json"]
     assert values["time_limit"] > 0
+
+
+def test_the_notification_retry_cap_follows_a_short_broker_visibility_timeout(var_dir):
+    # A waiting retry must come back before the broker would deliver it again. A worker
+    # started with a 10 s visibility time-out (the Celery reliability tests do) failed to
+    # start at all while the cap's default stayed 600 s.
+    assert settings_with(var_dir)["notify_retry"] == [5.0, 600.0]
+    base, cap = settings_with(var_dir, CELERY_VISIBILITY_TIMEOUT="9")["notify_retry"]
+    assert 0 < base <= cap < 9
+
+
+def test_a_retry_cap_set_above_the_visibility_timeout_is_refused(var_dir):
+    result = run_python(
+        PRINT_SETTINGS,
+        COLLABADMIN_VAR_DIR=str(var_dir),
+        REDIS_URL=UNUSED_REDIS,
+        CELERY_VISIBILITY_TIMEOUT="60",
+        NOTIFY_RETRY_MAX_SECONDS="600",
+    )
+    assert result.returncode != 0
+    assert "NOTIFY_RETRY_MAX_SECONDS" in result.stderr
