@@ -22,6 +22,7 @@ urlpatterns = [
     path("", overview.overview, name="home"),
     path("partials/overview/", overview.overview_partial, name="overview-partial"),
     path("console/timeline/", timeline.timeline, name="console-timeline"),
+    path("console/incidents/", incidents.incidents_page, name="console-incidents"),
     path("console/incidents/<int:event_id>/", incidents.incident_page, name="console-incident"),
     path("console/export/events.csv", exports.events_csv, name="console-export-events"),
     path("console/export/audit.csv", exports.audit_csv, name="console-export-audit"),

@@ -1,4 +1,5 @@
-"""An incident's page (``/console/incidents/<event id>/``): the report of one failure.
+"""Incidents: the list (``/console/incidents/``, newest first, by server) and one
+incident's page (``/console/incidents/<event id>/``): the report of one failure.
 
 What ``console.incidents.incident_report`` reads, shown as a page: the failure's times,
 the sessions open at that moment and what became of each, the alerts raised and the
@@ -13,7 +14,8 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
 from console.incidents import incident_report, incident_rows
-from console.pages import render_console, staff_only
+from console.pages import paginate, render_console, staff_only
+from console.views.filters import id_param, server_options
 from console.views.overview import with_durations
 from sessions.choices import SessionState
 
@@ -35,3 +37,22 @@ def incident_page(request: HttpRequest, event_id: int) -> HttpResponse:
     ]
     context = {"event": event, "report": report, "groups": groups}
     return render_console(request, "console/incident.html", "console/_incident.html", context)
+
+
+@staff_only
+@require_GET
+def incidents_page(request: HttpRequest) -> HttpResponse:
+    server_id = id_param(request, "server")
+    rows = incident_rows()
+    if server_id is not None:
+        rows = rows.filter(server_id=server_id)
+    page = paginate(request, rows)
+    page.object_list = list(page.object_list)
+    with_durations(page.object_list)
+    context = {
+        "page": page,
+        "filters": {"server": server_id},
+        "filtered": server_id is not None,
+        "servers": server_options(),
+    }
+    return render_console(request, "console/incidents.html", "console/_incidents.html", context)

@@ -146,6 +146,26 @@ def test_manual_switchovers_are_not_incidents_and_have_no_page(mb_pair, admin_us
 
 
 @pytest.mark.django_db
+def test_the_incidents_page_lists_failures_newest_first_and_filters_by_server(two_servers, mb_pair, admin_client):
+    failed, survivor = two_servers
+    first = server_health_changed(server_id=failed.pk, health=Health.DOWN, at=timezone.now(), error="refused")
+    second = server_health_changed(server_id=survivor.pk, health=Health.DOWN, at=timezone.now(), error="refused")
+    link, _, _ = mb_pair
+    manual = link_switchover(link_id=link.pk, actor="system:test", reason="Patching mb-1").event
+
+    html = admin_client.get(reverse("console-incidents")).content.decode()
+    rows = [f'id="incident-{event.pk}"' for event in (second, first)]
+    assert all(row in html for row in rows)
+    assert html.index(rows[0]) < html.index(rows[1])  # newest first
+    assert f'id="incident-{manual.pk}"' not in html  # a manual switch-over is no incident
+    assert f'href="{reverse("console-incident", args=[first.pk])}"' in html
+
+    only_a = admin_client.get(reverse("console-incidents"), {"server": failed.pk}).content.decode()
+    assert f'id="incident-{first.pk}"' in only_a
+    assert f'id="incident-{second.pk}"' not in only_a
+
+
+@pytest.mark.django_db
 def test_the_incident_is_reached_from_the_overview_and_timeline_events_and_alerts(two_servers, admin_client):
     failed, _ = two_servers
     event = server_health_changed(server_id=failed.pk, health=Health.DOWN, at=timezone.now(), error="refused")
@@ -167,6 +187,8 @@ def test_incidents_are_staff_only(two_servers, agent_client, anonymous_client):
     assert agent_client.get(reverse("api-incident-detail", args=[event.pk])).status_code == 403
     assert agent_client.get(reverse("console-incident", args=[event.pk])).status_code == 302
     assert anonymous_client.get(reverse("console-incident", args=[event.pk])).status_code == 302
+    assert agent_client.get(reverse("console-incidents")).status_code == 302
+    assert anonymous_client.get(reverse("console-incidents")).status_code == 302
 
 
 @pytest.mark.django_db
