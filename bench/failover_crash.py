@@ -222,7 +222,7 @@ def run_scenarios(
     soak_load: int = 2,
 ) -> dict[str, Any]:
     """Run ``trials`` trials of each scenario ("crash", "stall") on one stack; figures per scenario."""
-    from bench.haproxy_side_by_side import HAProxy, haproxy_version
+    from bench._haproxy import HAProxy, haproxy_version
 
     results: dict[str, Any] = {}
     with django_stack("failover") as stack:

@@ -252,7 +252,7 @@ def machine_table(info: dict[str, Any], load: dict[str, Any], database: str) -> 
 
 
 def _haproxy_version() -> str:
-    from bench.haproxy_side_by_side import haproxy_version
+    from bench._haproxy import haproxy_version
 
     return haproxy_version()
 
