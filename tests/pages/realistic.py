@@ -28,6 +28,8 @@ from configsync.services.wizards import wizard_run_all, wizard_start
 from failover.choices import Health, PeerKind, PeerPriority, SyncDirection, WizardKind
 from failover.models import FailoverEvent, Link, NotificationChannel, Peer, Server, SyncRun, WizardRun
 from failover.peering.client import call_sync
+from failover.services.alert_actions import server_silence_start
+from failover.services.drain import server_drain
 from failover.services.health import peer_health_changed
 from failover.services.maintenance import peer_set_maintenance
 from failover.services.policy import policy_update
@@ -299,5 +301,10 @@ def build(aw: PeerProcess) -> Installation:
     sofia = _agent(servers["routing-b"], "sofia", "Sofia", "Rossi", "1107", ["Sales"])
     installation.sessions |= _fail_routing_b(servers["routing-b"], sofia, kenji)
     _ready(kenji)
+    # routing-c is being patched: drained with a deadline and its alerts silenced, so that
+    # the pages show the drain, the empty-and-safe-to-restart state and "End silence".
+    servers["routing-c"] = _server("routing-c", aw.port + 2)
+    server_drain(server_id=servers["routing-c"].pk, actor=admin, reason="Patching the OS", deadline_minutes=30)
+    server_silence_start(server_id=servers["routing-c"].pk, minutes=60, actor=admin, reason="OS patch window")
     policy_update(actor=admin, reason="Give callers who hung up two minutes", changes={"hung_up_grace_seconds": 120})
     return installation

@@ -81,6 +81,11 @@ def test_the_realistic_data_has_every_state_the_pages_can_show(installation):
     assert {s.state for s in sessions} == set(SessionState.values)
     assert {s.end_reason for s in sessions} == set(EndReason.values)
     assert any(control in s.caller_name for s in sessions for control in CONTROLS)
+    # A server in maintenance: the overview's drain notice and "End silence" are checked too.
+    patched = installation.servers["routing-c"]
+    patched.refresh_from_db()
+    assert patched.is_draining
+    assert patched.silences.filter(ended_at__isnull=True).exists()
 
 
 def test_every_page_renders_with_its_filters_pages_and_fragment(installation):
