@@ -14,8 +14,8 @@ from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
-from rest_framework.throttling import BaseThrottle
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 
 from common.api_conventions import (
     NOT_ALLOWED,
