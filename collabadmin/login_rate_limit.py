@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -23,13 +25,36 @@ def login_paths() -> frozenset[str]:
     return frozenset({reverse("login"), reverse("agent:login"), reverse("admin:login")})
 
 
-class LoginRateLimitMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+def _refused(request: HttpRequest) -> HttpResponse | None:
+    """The 429 page when this request is a log-in over the rate for its user name."""
+    if request.method != "POST" or request.path not in login_paths() or not (name := login_name(request)):
+        return None
+    retry_after = hit("login", name, settings.RATE_LIMIT_LOGIN)
+    return None if retry_after is None else limited_response(request, retry_after)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "POST" and request.path in login_paths() and (name := login_name(request)):
-            retry_after = hit("login", name, settings.RATE_LIMIT_LOGIN)
-            if retry_after is not None:
-                return limited_response(request, retry_after)
-        return self.get_response(request)
+
+class LoginRateLimitMiddleware:
+    """Sync and async: under ASGI every other middleware is async, and a sync-only one
+    would move every request through a thread hop. Only a log-in POST goes to a thread
+    (Redis and the page's rendering are blocking)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self._acall(request)
+        return _refused(request) or self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and request.path in login_paths():
+            refused = await sync_to_async(_refused)(request)
+            if refused is not None:
+                return refused
+        return await self.get_response(request)
