@@ -49,3 +49,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
+    """A rate limit ``"N/S"``: at most N requests per S seconds; ``"0"`` or empty turns it off
+    (None). Anything else stops start-up with a message naming the variable."""
+    raw = os.environ.get(name, default).strip()
+    if raw in {"", "0"}:
+        return None
+    count, _, seconds = raw.partition("/")
+    try:
+        limit, window = int(count), int(seconds)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f'{name}={raw!r} is not a rate: write "N/S" (N requests per S seconds), or "0" to turn it off.'
+        ) from None
+    if limit < 1 or window < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r}: both numbers of N/S must be at least 1 (or use 0 to turn it off).")
+    return limit, window

@@ -15,7 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from collabadmin import embedded_redis
-from collabadmin.env import env_bool, env_int, env_list, env_str
+from collabadmin.env import env_bool, env_int, env_list, env_rate, env_str
 from common import redis_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Log-in POSTs per user name (RATE_LIMIT_LOGIN): 429 before any password is checked.
+    "collabadmin.login_rate_limit.LoginRateLimitMiddleware",
     # Times in the zone the viewer's browser reported (cookie "tz"), else TIME_ZONE.
     "collabadmin.timezones.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -325,6 +327,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "common.api_conventions.Pagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "common.api_conventions.exception_handler",
+    # Per token (RATE_LIMIT_API): 429 with Retry-After through DRF's Throttled.
+    "DEFAULT_THROTTLE_CLASSES": ["common.rate_limit.TokenThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -424,6 +428,17 @@ AXES_SENSITIVE_PARAMETERS = ["password"]
 # front, each appending to X-Forwarded-For) the address the outermost of them saw.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 AXES_CLIENT_IP_CALLABLE = "common.client_address.client_ip"
+
+# Rate limits (common/rate_limit.py), counted in Redis so they hold across web nodes; each
+# "N/S" (N requests per S seconds), "0" or empty turns one off. Over a limit: 429 with
+# Retry-After. The caller form is per client address (a person types slowly); the sessions
+# API's create is per address and the API per token, generous because one integration
+# sends every caller of a contact centre through one token and one address (the caller
+# benchmark: 300+ requests/s); log-in is per user name (a rate; the lockout above stays).
+RATE_LIMIT_CALLER = env_rate("RATE_LIMIT_CALLER", "20/60")
+RATE_LIMIT_SESSION_REQUESTS = env_rate("RATE_LIMIT_SESSION_REQUESTS", "60000/60")
+RATE_LIMIT_API = env_rate("RATE_LIMIT_API", "60000/60")
+RATE_LIMIT_LOGIN = env_rate("RATE_LIMIT_LOGIN", "10/60")
 
 # --- Logging: one JSON object per line on stderr ----------------------------------------
 LOGGING = {

@@ -11,7 +11,7 @@ from celery._state import _set_task_join_will_block
 from django.test import Client
 from rest_framework.test import APIClient
 
-from common import live
+from common import live, rate_limit
 from common.redis_client import shared_redis
 from console.live_fragments import shared_renders
 from failover.choices import Health, PeerKind, PeerPriority
@@ -41,6 +41,10 @@ def isolated_process_state():
     with contextlib.suppress(redis.RedisError):
         client = shared_redis()
         for key in client.scan_iter(match=f"{drain.KEY_PREFIX}*"):
+            client.delete(key)
+        # Rate-limit counters: the test client is always 127.0.0.1, and one test's requests
+        # must not count against the next test's limit.
+        for key in client.scan_iter(match=f"{rate_limit.KEY_PREFIX}*"):
             client.delete(key)
     # Shared fragment renders are keyed by the live sequence number, not by the database:
     # the previous test's render must not serve this test's (other) rows.

@@ -1,7 +1,7 @@
 """``.env.example`` lists every setting the product reads from the environment (issue 21, point 5).
 
 The names are read from the product's own source, not from a list kept by hand: every
-``env_str/env_bool/env_int/env_list("NAME", …)`` of the settings and every
+``env_str/env_bool/env_int/env_list/env_rate("NAME", …)`` of the settings and every
 ``environ.get("NAME")`` / ``os.getenv("NAME")`` of the product's packages, and every
 ``${NAME}`` the systemd units substitute. A new setting without a line in .env.example
 fails here, so the example stays the complete list an installer copies.
@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.processes import ROOT
 
 PACKAGES = ("collabadmin", "common", "failover", "sessions", "console", "configsync")
-READ = re.compile(r"""(?:env_(?:str|bool|int|list)|environ\.get|getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']""")
+READ = re.compile(r"""(?:env_(?:str|bool|int|list|rate)|environ\.get|getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']""")
 UNIT_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 # Set by systemd for the process, not by whoever installs it.
 NOT_SETTINGS = {"NOTIFY_SOCKET"}

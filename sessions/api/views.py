@@ -15,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 
 from common.api_conventions import (
     NOT_ALLOWED,
@@ -29,6 +30,7 @@ from common.api_conventions import (
 from common.api_exports import DATE_RANGE_PARAMETERS, EXPORT_RESPONSES, DatedExportMixin
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import is_staff
+from common.rate_limit import ClientAddressThrottle
 from sessions.api.serializers import (
     AgentFilterSerializer,
     AgentSerializer,
@@ -117,6 +119,12 @@ class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):
     queryset = CollaborationSession.objects.select_related("server", "agent__user", "skill_group", "ended_by").order_by(
         "queued_at", "id"
     )
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        # A caller's request is also counted per client address (RATE_LIMIT_SESSION_REQUESTS).
+        if self.action == "create":
+            return [*super().get_throttles(), ClientAddressThrottle()]
+        return super().get_throttles()
 
     def get_permissions(self) -> list[BasePermission]:
         if self.action == "create":

@@ -17,6 +17,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from common.client_address import client_ip
+from common.rate_limit import rate_limited_post
 from sessions.choices import EndReason, SessionState
 from sessions.endings import caller_message
 from sessions.forms import CallerRequestForm
@@ -46,6 +48,7 @@ def _unavailable(request: HttpRequest, form: CallerRequestForm, retry_after: int
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@rate_limited_post("caller", "RATE_LIMIT_CALLER", client_ip)
 def request_form(request: HttpRequest) -> HttpResponse:
     """Ask for a collaboration session; on success, redirect to its queue page."""
     if request.method == "GET":
