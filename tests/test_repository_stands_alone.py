@@ -145,3 +145,14 @@ def test_every_citation_of_a_product_section_names_a_heading_of_docs_product():
     }
     assert cited, "no code cites docs/product.md any more: drop this test or the citations' format changed"
     assert not {(name, section) for name, section in cited if section not in headings}
+
+
+def test_no_tracked_symbolic_link_leads_out_of_the_repository():
+    # A helper's worktree once committed its `.venv`, a link to another checkout's
+    # environment: merged, it replaced the checkout's own virtual environment, and a
+    # clone elsewhere would have got a link to a path that does not exist there.
+    listing = subprocess.run(["git", "ls-files", "-s", "-z"], cwd=ROOT, capture_output=True, check=True)
+    links = [entry.split("\t", 1)[1] for entry in listing.stdout.decode().split("\0") if entry.startswith("120000 ")]
+    outside = [name for name in links if not (ROOT / name).resolve().is_relative_to(ROOT)]
+    assert outside == []
+    assert ".venv" not in links
