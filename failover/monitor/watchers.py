@@ -243,7 +243,7 @@ class PeerWatcher(Watcher):
         """Probe once; False when the probe failed (and was counted)."""
         began = time.monotonic()
         if self.connection is None or self.connection.closed.is_set():
-            return await self._connect(began)
+            return await self._connect()
         result = await self.connection.probe(timeout=self.timings.timeout)
         hard = not result.ok and self.connection.closed.is_set()
         timed_out = not result.ok and not hard and (result.error or "").startswith(f"{client.TIMEOUT}:")
@@ -252,11 +252,12 @@ class PeerWatcher(Watcher):
         await self.record(result.ok, result.latency_ms, result.error or "", hard=hard)
         return result.ok
 
-    async def _connect(self, began: float) -> bool:
+    async def _connect(self) -> bool:
         """Open the held connection (and ask for heartbeats); False when that failed.
-        The wait for a turn to open (``openings``) is not part of the attempt."""
+        The wait for a turn to open (``openings``) is not part of the attempt: it begins,
+        for its time-out and for setting one aside, once its turn has come."""
         async with self.openings:
-            return await self._open(max(began, time.monotonic()))
+            return await self._open(time.monotonic())
 
     async def _open(self, began: float) -> bool:
         started = time.perf_counter()
