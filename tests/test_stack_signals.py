@@ -17,13 +17,10 @@ import sys
 import pytest
 
 from tests.processes import child_database_url, free_port, project_env
-from tests.test_issue2_audit import ROOT, _alive, _http_status, _started_pids
+from tests.test_issue2_audit import ROOT, STACK_WITHOUT_SIMULATORS, _alive, _http_status, _started_pids
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-# Every child of the stack without simulators: the web node, the two Celery workers, beat.
-STACK = {"web", "worker", "notifier", "beat"}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -44,7 +41,10 @@ def test_a_signal_to_the_background_jobs_group_stops_every_child(tmp_path, signu
     group = shell.pid
     try:
         wait_until(
-            lambda: _http_status(f"http://127.0.0.1:{port}/healthz") == 200 and set(_started_pids(log)) == STACK,
+            lambda: (
+                _http_status(f"http://127.0.0.1:{port}/healthz") == 200
+                and set(_started_pids(log)) == STACK_WITHOUT_SIMULATORS
+            ),
             timeout=60,
             message="the stack's web node answers /healthz",
             diagnostics=log.read_text,
