@@ -287,8 +287,8 @@ COLLABADMIN_SITE_URL = env_str("COLLABADMIN_SITE_URL", "http://localhost:8000").
 # Retries: the wait doubles from the base up to the cap, for at least NOTIFY_RETRY_HOURS.
 # The cap stays below the broker's visibility time-out, or a waiting retry would be
 # delivered twice: by default 600 s, or two thirds of a shorter visibility time-out.
-_NOTIFY_CAP = min(600.0, CELERY_VISIBILITY_TIMEOUT * 2 / 3)
-NOTIFY_RETRY_MAX_SECONDS = float(env_str("NOTIFY_RETRY_MAX_SECONDS", f"{_NOTIFY_CAP:g}"))
+notify_retry_cap_default = min(600.0, CELERY_VISIBILITY_TIMEOUT * 2 / 3)
+NOTIFY_RETRY_MAX_SECONDS = float(env_str("NOTIFY_RETRY_MAX_SECONDS", f"{notify_retry_cap_default:g}"))
 NOTIFY_RETRY_BASE_SECONDS = float(env_str("NOTIFY_RETRY_BASE_SECONDS", f"{min(5.0, NOTIFY_RETRY_MAX_SECONDS):g}"))
 NOTIFY_RETRY_HOURS = float(env_str("NOTIFY_RETRY_HOURS", "24"))
 if not 0 < NOTIFY_RETRY_BASE_SECONDS <= NOTIFY_RETRY_MAX_SECONDS < CELERY_VISIBILITY_TIMEOUT:
