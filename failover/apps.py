@@ -6,7 +6,8 @@ class FailoverConfig(AppConfig):
     verbose_name = "Failover"
 
     def ready(self) -> None:
-        from failover import access_changes, auth_audit
+        from failover import access_changes, auth_audit, role_groups
 
         access_changes.connect()
         auth_audit.connect()
+        role_groups.connect(self)

@@ -1,5 +1,6 @@
 """Failover models, one concept per module."""
 
+from failover.models.access import Access
 from failover.models.alerts import Alert, ServerSilence
 from failover.models.audit import AuditEntry
 from failover.models.events import FailoverEvent
@@ -14,6 +15,7 @@ from failover.models.sync import SyncRun
 from failover.models.wizards import WizardRun
 
 __all__ = [
+    "Access",
     "Alert",
     "AuditEntry",
     "FailoverEvent",
