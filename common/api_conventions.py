@@ -180,6 +180,11 @@ CONFLICT = OpenApiResponse(
     response=ConflictSerializer,
     description="Refused by the current state (stale epoch, target down or in maintenance).",
 )
+RATE_LIMITED = OpenApiResponse(
+    response=ErrorSerializer,
+    description="Too many requests from this token (or, for creating a session, this address); "
+    "repeat after the Retry-After header's seconds.",
+)
 UNAVAILABLE = OpenApiResponse(
     response=ErrorSerializer, description="No server can take it now; repeat after the Retry-After header's seconds."
 )

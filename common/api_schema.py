@@ -11,14 +11,15 @@ from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
 
-from common.api_conventions import NOT_ALLOWED, NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, VALIDATION_ERROR
+from common.api_conventions import NOT_ALLOWED, NOT_FOUND, RATE_LIMITED, UNSUPPORTED_MEDIA_TYPE, VALIDATION_ERROR
 
 
 class ApiSchema(AutoSchema):
     """Documents the errors every endpoint can answer, beside those its ``@extend_schema`` names.
 
     Every operation: **403** (not logged in, or not allowed: anonymous requests get DRF's
-    "Authentication credentials were not provided."). Operations that take input (a body,
+    "Authentication credentials were not provided.") and **429** (the API's rate limit per
+    token, ``RATE_LIMIT_API``; ``Retry-After`` says when to repeat). Operations that take input (a body,
     or query filters): **400**; with a body, also **415** (a body DRF cannot parse as its
     Content-Type, such as a malformed multipart one). Operations on one object (``{id}`` in
     the path): **404**.
@@ -28,7 +29,7 @@ class ApiSchema(AutoSchema):
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
-        defaults = {"403": NOT_ALLOWED}
+        defaults = {"403": NOT_ALLOWED, "429": RATE_LIMITED}
         has_body = self.method in ("POST", "PUT", "PATCH")
         # A list pages (``limit``/``offset``, 400 when malformed) and may filter.
         pages = self.method == "GET" and self._is_list_view() and self._get_paginator() is not None

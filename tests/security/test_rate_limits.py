@@ -274,3 +274,18 @@ def test_the_limit_holds_across_two_real_web_nodes(tmp_path):
     assert [status for status, _ in log_ins[:limit]] == [403] * limit
     assert log_ins[limit][0] == 429
     assert log_ins[limit][1] is not None
+
+
+def test_the_schema_documents_429_with_retry_after_on_every_operation(admin_client):
+    """A client generated from the schema must expect the rate limit's answer anywhere."""
+    paths = admin_client.get("/api/v1/schema/", {"format": "json"}).json()["paths"]
+    operations = [
+        (path, method, operation)
+        for path, item in paths.items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+    assert len(operations) > 20
+    missing = [f"{method.upper()} {path}" for path, method, operation in operations if "429" not in operation["responses"]]
+    assert missing == []
+    assert "Retry-After" in paths["/api/v1/sessions/"]["post"]["responses"]["429"]["description"]
