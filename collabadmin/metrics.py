@@ -45,7 +45,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from collabadmin.task_queue import queue_state
+from collabadmin.task_queue import queue_state, watched_queues
 from common.redis_client import shared_redis
 from failover.choices import INSTANT_DETECTIONS, AlertKind, Detection, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import Alert, FailoverEvent, Lease, Link, Peer, Server
@@ -323,23 +323,25 @@ class DatabaseCollector(Collector):
 
 
 class TaskQueueCollector(Collector):
-    """The Celery queue's backlog, read from Redis (the broker) at scrape time: the one
-    figure here that is not in the database. Absent while Redis does not answer."""
+    """The Celery queues' backlog (the worker's and the notifier's), read from Redis (the
+    broker) at scrape time: the one figure here that is not in the database. Absent while
+    Redis does not answer."""
 
     def collect(self) -> Iterator[Metric]:
         try:
-            state = queue_state(shared_redis(), settings.CELERY_TASK_DEFAULT_QUEUE)
+            states = [queue_state(shared_redis(), queue) for queue in watched_queues()]
         except redis.RedisError:
             log.warning("metrics: Redis did not answer; task queue figures left out", exc_info=True)
             return
         waiting = _gauge("task_queue_waiting", "Celery task messages waiting in the queue.", ["queue"])
-        waiting.add_metric([state.queue], state.waiting)
         oldest = _gauge(
             "task_queue_oldest_wait_seconds",
             "How long the next task message to be taken has waited (0: empty queue); grows while no worker takes work.",
             ["queue"],
         )
-        oldest.add_metric([state.queue], state.oldest_wait_seconds or 0.0)
+        for state in states:
+            waiting.add_metric([state.queue], state.waiting)
+            oldest.add_metric([state.queue], state.oldest_wait_seconds or 0.0)
         yield waiting
         yield oldest
 

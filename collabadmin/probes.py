@@ -15,7 +15,7 @@ from django.utils.http import http_date
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from collabadmin.task_queue import queue_state
+from collabadmin.task_queue import queue_state, watched_queues
 from common.redis_client import shared_redis
 from failover.models import Server
 
@@ -141,16 +141,23 @@ def _drain_reason() -> str | None:
 
 
 def _task_queue() -> dict[str, object]:
-    """The Celery queue's backlog, for people and monitors: reported, never a reason to take
-    this node out of the balancer (it serves pages and callers without a worker)."""
+    """The Celery queues' backlog, for people and monitors: reported, never a reason to take
+    this node out of the balancer (it serves pages and callers without a worker).
+    ``tasks`` is the default queue (the worker's), ``queues`` every watched one (also the
+    notifier's): a stopped notifier leaves alerts unsent while everything else works."""
     try:
-        tasks = queue_state(shared_redis(), settings.CELERY_TASK_DEFAULT_QUEUE)
+        states = [queue_state(shared_redis(), queue) for queue in watched_queues()]
     except redis.RedisError:
         return {}
-    warnings = []
-    if tasks.stalled:
-        warnings.append(
-            f"background work has waited {tasks.oldest_wait_seconds:.0f} s in queue {tasks.queue!r}: "
-            "no Celery worker is taking it (is one running? a stuck one leaves for its supervisor to restart)"
-        )
-    return {"tasks": tasks.as_dict(), "warnings": warnings}
+    warnings = [
+        f"background work has waited {tasks.oldest_wait_seconds:.0f} s in queue {tasks.queue!r}: "
+        f"no Celery {_taker(tasks.queue)} is taking it "
+        "(is one running? a stuck one leaves for its supervisor to restart)"
+        for tasks in states
+        if tasks.stalled
+    ]
+    return {"tasks": states[0].as_dict(), "queues": [tasks.as_dict() for tasks in states], "warnings": warnings}
+
+
+def _taker(queue: str) -> str:
+    return "worker" if queue == settings.CELERY_TASK_DEFAULT_QUEUE else "notifier (celery worker --notifier)"

@@ -59,6 +59,18 @@ class QueueState:
         }
 
 
+def watched_queues() -> list[str]:
+    """The Celery queues someone must be taking work from: the default queue (the worker)
+    and, when notifications have their own (``NOTIFY_QUEUE``), theirs (the notifier)."""
+    from django.conf import settings
+
+    queues = [settings.CELERY_TASK_DEFAULT_QUEUE]
+    notify = getattr(settings, "NOTIFY_QUEUE", "")
+    if notify and notify not in queues:
+        queues.append(notify)
+    return queues
+
+
 def _lists(queue: str) -> list[str]:
     return [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in _PRIORITY_STEPS)]
 

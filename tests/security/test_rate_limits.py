@@ -286,6 +286,6 @@ def test_the_schema_documents_429_with_retry_after_on_every_operation(admin_clie
         if method in {"get", "post", "put", "patch", "delete"}
     ]
     assert len(operations) > 20
-    missing = [f"{method.upper()} {path}" for path, method, operation in operations if "429" not in operation["responses"]]
+    missing = [f"{method.upper()} {path}" for path, method, op in operations if "429" not in op["responses"]]
     assert missing == []
     assert "Retry-After" in paths["/api/v1/sessions/"]["post"]["responses"]["429"]["description"]
