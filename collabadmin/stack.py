@@ -326,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("COLLABADMIN_PORT", "8000")))
     parser.add_argument("--print", action="store_true", help="Print the commands and exit.")
     parser.add_argument("--no-simulators", action="store_true", help="Do not start the peer simulators.")
+    parser.add_argument(
+        "--keep-redis",
+        action="store_true",
+        help="Leave the embedded Redis running after the stack stops (by default it stops with it).",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "collabadmin.settings")
@@ -351,7 +356,21 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         stack.stop()
+        if not args.keep_redis:
+            _stop_embedded_redis()
     return 0
+
+
+def _stop_embedded_redis() -> None:
+    """Ctrl-C stops everything the demo started, the embedded Redis too (a daemon, shared by
+    every process under ``var/``, so it would otherwise outlive the stack). After the
+    children: none of them needs it any more. A Redis given by ``REDIS_URL`` is not ours."""
+    from django.conf import settings
+
+    from collabadmin import embedded_redis
+
+    if settings.REDIS_EMBEDDED and embedded_redis.stop(settings.VAR_DIR):
+        Stack._say("stack", "stopped the embedded Redis")
 
 
 if __name__ == "__main__":

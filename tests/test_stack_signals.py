@@ -67,3 +67,43 @@ def test_a_signal_to_the_background_jobs_group_stops_every_child(tmp_path, signu
                 os.kill(pid, signal.SIGKILL)
         shell.wait(timeout=10)
     assert "stopping" in log.read_text()
+
+
+def test_stopping_the_stack_stops_the_embedded_redis_it_ran_on(tmp_path):
+    """``bin/run``'s promise, "Ctrl-C stops them all", includes the embedded Redis: a
+    daemon shared by every process under ``var/``, which outlived the stack before."""
+    from collabadmin import embedded_redis
+
+    port, var = free_port(), tmp_path / "var"
+    log = tmp_path / "stack.log"
+    env = project_env(
+        DATABASE_URL=child_database_url(), REDIS_URL=None, REDIS_SENTINELS=None, COLLABADMIN_VAR_DIR=str(var)
+    )
+    with log.open("wb") as out:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "collabadmin.stack", "--port", str(port), "--no-simulators"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: _http_status(f"http://127.0.0.1:{port}/healthz") == 200,
+            timeout=60,
+            message="the stack's web node answers /healthz",
+            diagnostics=log.read_text,
+        )
+        redis_pid = int((var / "redis.pid").read_text())
+        assert embedded_redis.answers(embedded_redis.socket_path(var))
+
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(timeout=60) == 0
+        redis_left_running = _alive(redis_pid)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+        embedded_redis.stop(var)  # whatever happened above, no daemon left behind
+    assert not redis_left_running, log.read_text()[-2000:]
+    assert "stopped the embedded Redis" in log.read_text()
