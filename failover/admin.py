@@ -1,9 +1,20 @@
 """The Django admin of the failover app: configuration for configurers, history to read.
 
-Thin by design: saving a server goes through ``server_ensure`` so both links always
-exist; runtime state (health, connection, link state, epochs) is shown but never edited
-here, because only the failover services may change it (with their locks and fencing).
-The history models are written by the services alone, so the admin only shows them.
+Thin by design: every save goes through a service with a required reason and is audited
+with before/after (docs/operations.md, "The Django admin"):
+
+- a server (name, role, base URL, description): ``server_configure``, which also makes
+  sure both links exist; its peers' addresses: ``peer_configure``, ``peer_remove`` (a
+  connected peer is neither deleted nor moved to the other pair), their maintenance:
+  ``peer_set_maintenance`` (drains a connected peer), all with the server form's reason.
+  Deleting a server is not offered: its sessions, failovers and audit history refer to it.
+- the policy: ``policy_update``.
+- notification channels: ``notification_channel_save`` / ``notification_channel_delete``
+  (the webhook secret is never written into the audit history).
+
+Runtime state (health, connection, link state, epochs) is shown but never edited here,
+because only the failover services may change it (with their locks and fencing). The
+history models are written by the services alone, so the admin only shows them.
 """
 
 from __future__ import annotations
@@ -15,10 +26,9 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.urls import reverse
 
-from common.admin_save import save_fields
 from failover.choices import AlertKind, PeerConnection
 from failover.models import (
     Alert,
@@ -37,11 +47,17 @@ from failover.models import (
     WizardRun,
 )
 from failover.models.health import PROBE_FIELDS
+from failover.services.audit import REASON_MAX
 from failover.services.maintenance import peer_set_maintenance
+from failover.services.notification_channels import (
+    CHANNEL_FIELDS,
+    notification_channel_delete,
+    notification_channel_save,
+)
 from failover.services.notifications import notification_test
 from failover.services.policy import EDITABLE_FIELDS as EDITABLE_POLICY_FIELDS
 from failover.services.policy import policy_update
-from failover.services.topology import server_ensure
+from failover.services.topology import PEER_FIELDS, SERVER_FIELDS, peer_configure, peer_remove, server_configure
 
 
 def links_with_connected_peer(queryset: QuerySet[Link]) -> QuerySet[Link]:
@@ -74,18 +90,12 @@ class ReadOnlyAdminMixin:
 
 
 class PeerInlineForm(forms.ModelForm):
-    maintenance_change_reason = forms.CharField(
-        required=False, max_length=300, label="reason", help_text="Why maintenance is switched on or off."
-    )
-
     class Meta:
         model = Peer
-        fields = ("kind", "priority", "name", "host", "port", "in_maintenance")
+        fields = (*PEER_FIELDS, "in_maintenance")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if "in_maintenance" in self.changed_data and not cleaned.get("maintenance_change_reason", "").strip():
-            self.add_error("maintenance_change_reason", "Give a reason for the maintenance change.")
         # ``connection`` is read-only here, so Django skips the database constraints that
         # mention it; say it in words instead of letting the save fail.
         if self.instance.pk and self.instance.is_connected and "kind" in self.changed_data:
@@ -113,7 +123,6 @@ class PeerInline(admin.TabularInline):
         "host",
         "port",
         "in_maintenance",
-        "maintenance_change_reason",
         "health",
         "connection",
         "connected_epoch",
@@ -140,15 +149,29 @@ class LinkInline(ReadOnlyAdminMixin, admin.TabularInline):
 SERVER_READ_ONLY = (*PROBE_FIELDS, "failed_at", "created_at")
 
 
+class ServerAdminForm(forms.ModelForm):
+    # Django 6 assumes https for a URL typed without a scheme; opt in now (and silence the warning).
+    base_url = forms.URLField(
+        required=False, assume_scheme="https", help_text=Server._meta.get_field("base_url").help_text
+    )
+    reason = forms.CharField(
+        max_length=REASON_MAX,
+        help_text="Why this server or its peers change (maintenance included); kept in the audit history.",
+    )
+
+    class Meta:
+        model = Server
+        fields = SERVER_FIELDS
+
+
 @admin.register(Server)
 class ServerAdmin(admin.ModelAdmin):
+    form = ServerAdminForm
     list_display = ("name", "role", "health", "links_summary", "peer_count", "base_url", "failed_at")
     list_filter = ("role", "health")
     search_fields = ("name", "description", "base_url")
-    # Django 6 assumes https for a URL typed without a scheme; opt in now (and silence the warning).
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
-        (None, {"fields": ("name", "role", "base_url", "description")}),
+        (None, {"fields": (*SERVER_FIELDS, "reason")}),
         (
             "Health (measured by the probes, read-only)",
             {
@@ -175,44 +198,64 @@ class ServerAdmin(admin.ModelAdmin):
             f"{link.get_kind_display()}: {link.get_state_display()} (epoch {link.epoch})" for link in server.links.all()
         )
 
+    def has_delete_permission(self, request: HttpRequest, obj: Server | None = None) -> bool:
+        # Its sessions, failovers, alerts and audit history refer to it; no service removes one.
+        return False
+
     def save_model(self, request: HttpRequest, obj: Server, form: forms.ModelForm, change: bool) -> None:
-        # server_ensure finds the server by name, so the form is saved first (a rename is
-        # then what it finds); the service then guarantees both links, inside the admin's
+        # The service saves only the changed fields (the monitor writes the health
+        # columns at any moment) and makes sure both links exist, inside the admin's
         # transaction, before the peer inlines are saved.
-        save_fields(obj, form.changed_data)
-        server_ensure(name=obj.name, role=obj.role, base_url=obj.base_url, description=obj.description)
+        changes = {name: form.cleaned_data[name] for name in SERVER_FIELDS if not change or name in form.changed_data}
+        server = server_configure(
+            server_id=obj.pk, actor=request.user, reason=form.cleaned_data["reason"], changes=changes
+        )
+        adopt(obj, server)
 
     def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
         if formset.model is not Peer:
             super().save_formset(request, form, formset, change)
             return
-        # formset.save() would write whole rows; this saves only what the form changed
-        # (see save_fields), and sends maintenance through its service: switching it on
-        # drains a connected peer (a switchover), audited with the admin's reason.
+        # Each peer through its service, with the server form's reason; maintenance last,
+        # through its own service: switching it on drains a connected peer (a switchover).
+        reason = form.cleaned_data["reason"]
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
-        toggles: list[tuple[Peer, bool, str]] = []
+        toggles: list[tuple[Peer, bool]] = []
         for peer_form in formset.forms:
             peer = peer_form.instance
             if peer_form in formset.deleted_forms:
                 if peer.pk is not None:
-                    formset.delete_existing(peer)
+                    peer_remove(peer_id=peer.pk, actor=request.user, reason=reason)
                     formset.deleted_objects.append(peer)
                 continue
             if not peer_form.has_changed():
                 continue
-            changed = list(peer_form.changed_data)
-            if "in_maintenance" in changed:
-                on = peer_form.cleaned_data["in_maintenance"]
-                toggles.append((peer, on, peer_form.cleaned_data["maintenance_change_reason"]))
-                peer.in_maintenance = not on  # as stored; the service flips it
-                changed.remove("in_maintenance")
-            if peer.pk is None:
-                formset.new_objects.append(formset.save_new(peer_form))
+            creating = peer.pk is None
+            changed = [name for name in PEER_FIELDS if creating or name in peer_form.changed_data]
+            saved = peer_configure(
+                server_id=form.instance.pk,
+                peer_id=peer.pk,
+                actor=request.user,
+                reason=reason,
+                changes={name: peer_form.cleaned_data[name] for name in changed},
+            )
+            adopt(peer, saved)
+            if creating:
+                formset.new_objects.append(peer)
             else:
-                save_fields(peer, changed)
                 formset.changed_objects.append((peer, changed))
-        for peer, on, reason in toggles:
+            if "in_maintenance" in peer_form.changed_data:
+                toggles.append((peer, peer_form.cleaned_data["in_maintenance"]))
+        for peer, on in toggles:
             peer_set_maintenance(peer_id=peer.pk, on=on, actor=request.user, reason=reason)
+
+
+def adopt(obj: models.Model, saved: models.Model) -> None:
+    """Make the admin's unsaved instance the row the service saved (its id and values)."""
+    obj.pk = saved.pk
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+    obj.refresh_from_db()
 
 
 @admin.register(Link)
@@ -441,20 +484,57 @@ class NotificationChannelForm(forms.ModelForm):
         help_text="None ticked: every kind.",
     )
 
+    reason = forms.CharField(max_length=REASON_MAX, help_text="Why the channel changes; kept in the audit history.")
+
     class Meta:
         model = NotificationChannel
-        fields = ("name", "kind", "enabled", "url", "secret", "email_to", "alert_kinds", "min_severity")
+        fields = CHANNEL_FIELDS
+
+
+class ChannelDeleteForm(forms.Form):
+    reason = forms.CharField(max_length=REASON_MAX, help_text="Why the channel is deleted; kept in the audit history.")
 
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
-    """Where alerts are sent. Configuration, so edited here; the deliveries page of the
-    console shows what was sent and has the same "send test" action."""
+    """Where alerts are sent. Configuration, so edited here, through
+    ``notification_channel_save`` / ``notification_channel_delete`` with a reason (the
+    secret stays out of the audit history); the deliveries page of the console shows what
+    was sent and has the same "send test" action. Deleting asks for a reason on the
+    confirmation page, one channel at a time (no bulk "delete selected")."""
 
     form = NotificationChannelForm
     list_display = ("name", "kind", "enabled", "min_severity", "target")
     list_filter = ("kind", "enabled")
     actions = ["send_test"]
+    fields = (*CHANNEL_FIELDS, "reason")
+    delete_confirmation_template = "admin/failover/notificationchannel/delete_confirmation.html"
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # a bulk delete would ask no reason
+        return actions
+
+    def save_model(self, request: HttpRequest, obj: NotificationChannel, form: forms.ModelForm, change: bool) -> None:
+        changes = {name: form.cleaned_data[name] for name in CHANNEL_FIELDS if not change or name in form.changed_data}
+        channel = notification_channel_save(
+            channel_id=obj.pk, actor=request.user, reason=form.cleaned_data["reason"], changes=changes
+        )
+        adopt(obj, channel)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        # The confirmation page asks the reason; the delete itself is the service's.
+        form = ChannelDeleteForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and not form.is_valid():
+            # An empty POST is what Django's delete view takes for "show the confirmation
+            # page": shown again, with the error, and nothing deleted.
+            request.POST = QueryDict()
+        return super().delete_view(request, object_id, {**(extra_context or {}), "reason_form": form})
+
+    def delete_model(self, request: HttpRequest, obj: NotificationChannel) -> None:
+        form = ChannelDeleteForm(request.POST)
+        form.is_valid()
+        notification_channel_delete(channel_id=obj.pk, actor=request.user, reason=form.cleaned_data["reason"])
 
     @admin.display(description="sent to")
     def target(self, channel: NotificationChannel) -> str:

@@ -1,8 +1,20 @@
-"""The Django admin of the sessions app: agents and skill groups to configure, sessions to read.
+"""The Django admin of the sessions app: agents and skill groups to look at, sessions to read.
 
-An agent's state (ready, not ready, logged out) belongs to the agent and the services
-that register it with the Media Blender, so it is shown, not edited. Sessions are made by
-callers and moved by the services; the admin only shows them.
+Who decides what (issue 22, docs/operations.md "The Django admin"):
+
+- The ICM is the source of truth for agents, skill groups and memberships. Adding or
+  removing an agent, adding a skill group and changing an agent's skill groups are done
+  by the wizards on the Administration desktop (``/console/wizards/``), which change the
+  ICM through the Admin Workstation and this server together; a change made in the ICM
+  itself comes in through Verify and Sync (``/console/sync/``). So here an agent's user,
+  server, ICM id and skill groups are read-only, agents cannot be added or deleted, and
+  skill groups are shown only; the pages link to the wizards.
+- An agent's ``enabled`` and ``max_sessions`` are kept by this server: saving them goes
+  through ``agent_settings_update`` with a required reason, audited with before/after,
+  and the connected Media Blender is told after the commit.
+- An agent's state (ready, not ready, logged out) belongs to the agent and the services
+  that register it with the Media Blender, so it is shown, not edited. Sessions are made
+  by callers and moved by the services; the admin only shows them.
 """
 
 from __future__ import annotations
@@ -11,32 +23,40 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Count, ManyToManyField, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
-from common.admin_save import save_fields
+from failover.admin import ReadOnlyAdminMixin
+from failover.services.audit import REASON_MAX
 from sessions.choices import AgentState
 from sessions.models import Agent, CollaborationSession, SkillGroup
+from sessions.services.agent_settings import LOCAL_FIELDS, agent_settings_update
+
+
+def from_the_icm(what: str) -> SafeString:
+    """The note that sends a reader to the wizards for what the ICM decides."""
+    return format_html(
+        '{} come from the ICM: change them with the <a href="{}">wizards</a> of the Administration '
+        "desktop (or in the ICM, then Verify and Sync).",
+        what,
+        reverse("console-wizards"),
+    )
 
 
 class AgentAdminForm(forms.ModelForm):
+    reason = forms.CharField(max_length=REASON_MAX, help_text="Why these settings change; kept in the audit history.")
+
     class Meta:
         model = Agent
-        fields = ("user", "server", "icm_id", "enabled", "max_sessions", "skill_groups")
+        fields = LOCAL_FIELDS
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        # Agent.clean() can only check the skill groups already stored; these are the
-        # submitted ones, checked before anything is saved.
-        server = cleaned.get("server")
-        groups = cleaned.get("skill_groups")
-        if server is not None and groups is not None:
-            foreign = sorted(f"{group.server.name} / {group.name}" for group in groups if group.server_id != server.pk)
-            if foreign:
-                self.add_error(
-                    "skill_groups", f"Skill groups must belong to the agent's server ({server}): {', '.join(foreign)}."
-                )
         # ``state`` is read-only here, so Django skips the constraint that mentions it.
+        # (The service would log the agent out; from the admin that is asked for first.)
         if cleaned.get("enabled") is False and self.instance.state != AgentState.LOGGED_OUT:
             self.add_error("enabled", "This agent is logged in: log it out before disabling it.")
         return cleaned
@@ -58,33 +78,52 @@ class AgentAdmin(admin.ModelAdmin):
     list_filter = ("server", "state", "enabled")
     search_fields = ("user__username", "user__first_name", "user__last_name", "icm_id")
     list_select_related = ("user", "server")
-    autocomplete_fields = ("user",)
-    filter_horizontal = ("skill_groups",)
-    fieldsets = (
-        (None, {"fields": ("user", "server", "icm_id", "enabled", "max_sessions", "skill_groups")}),
-        (
-            "State (changed by the agent and the services, read-only)",
-            {"fields": ("state", "state_changed_at", "logged_in_at", "logged_out_at", "logout_reason")},
-        ),
+    readonly_fields = (
+        "user",
+        "server",
+        "icm_id",
+        "skill_group_names",
+        "state",
+        "state_changed_at",
+        "logged_in_at",
+        "logged_out_at",
+        "logout_reason",
     )
-    readonly_fields = ("state", "state_changed_at", "logged_in_at", "logged_out_at", "logout_reason")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Agent | None = None) -> list[tuple[str | None, dict]]:
+        return [
+            (
+                "From the ICM (read-only here)",
+                {
+                    "fields": ("user", "server", "icm_id", "skill_group_names"),
+                    "description": from_the_icm("The agent, its ICM id and its skill groups"),
+                },
+            ),
+            ("Kept by this server", {"fields": (*LOCAL_FIELDS, "reason")}),
+            (
+                "State (changed by the agent and the services, read-only)",
+                {"fields": ("state", "state_changed_at", "logged_in_at", "logged_out_at", "logout_reason")},
+            ),
+        ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # the "Add an agent" wizard creates it in the ICM and here
+
+    def has_delete_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
+        return False  # the "Remove an agent" wizard deletes it from the ICM and here
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         return super().get_queryset(request).prefetch_related("skill_groups")
 
     def save_model(self, request: HttpRequest, obj: Agent, form: forms.ModelForm, change: bool) -> None:
-        # Only the changed fields: the agent's state may change while this request runs.
-        save_fields(obj, form.changed_data)
+        # The service locks the row and writes only what changed: the agent's state may
+        # change while this request runs.
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in LOCAL_FIELDS}
+        agent_settings_update(agent_id=obj.pk, actor=request.user, reason=form.cleaned_data["reason"], changes=changes)
+        obj.refresh_from_db()
 
-    def formfield_for_manytomany(
-        self, db_field: ManyToManyField, request: HttpRequest, **kwargs: Any
-    ) -> forms.ModelMultipleChoiceField:
-        field = super().formfield_for_manytomany(db_field, request, **kwargs)
-        if db_field.name == "skill_groups":
-            # Every server has its own "Sales": name the server in the choice.
-            field.queryset = field.queryset.select_related("server")
-            field.label_from_instance = lambda group: f"{group.server.name} / {group.name} ({group.icm_id})"
-        return field
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        pass  # nothing related is edited here (the skill groups are the wizards')
 
     @admin.display(description="username", ordering="user__username")
     def username(self, agent: Agent) -> str:
@@ -100,11 +139,17 @@ class AgentAdmin(admin.ModelAdmin):
 
 
 @admin.register(SkillGroup)
-class SkillGroupAdmin(admin.ModelAdmin):
+class SkillGroupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Skill groups are the ICM's: added by the "Add a skill group" wizard, renamed or
+    removed in the ICM and brought here by Verify and Sync. Shown, never edited here."""
+
     list_display = ("name", "icm_id", "server", "agent_count")
     list_filter = ("server",)
     search_fields = ("name", "icm_id", "server__name")
     list_select_related = ("server",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: SkillGroup | None = None) -> list[tuple[str | None, dict]]:
+        return [(None, {"fields": ("server", "icm_id", "name"), "description": from_the_icm("Skill groups")})]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SkillGroup]:
         return super().get_queryset(request).annotate(agent_count=Count("agents"))

@@ -14,15 +14,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import ProtectedError
 
 from common.actors import Actor
 from failover.models import Policy
-from sessions.choices import AgentState, LogoutReason
 from sessions.models import Agent, SkillGroup
 from sessions.services import followups
-from sessions.services.lifecycle import agent_logout
+from sessions.services.agent_settings import log_out_before_disabling
 
 
 @dataclass(frozen=True)
@@ -184,10 +182,7 @@ def agent_set_enabled(*, server_id: int, icm_id: str, enabled: bool, actor: Acto
     agent = _agent(server_id, icm_id)
     if agent.enabled == enabled:
         return False
-    if not enabled and agent.state != AgentState.LOGGED_OUT:
-        with transaction.atomic():
-            agent_logout(agent_id=agent.pk, actor=actor, reason=LogoutReason.ADMIN_FORCED)
-        agent.refresh_from_db()
+    log_out_before_disabling(agent, enabled=enabled, actor=actor)
     agent.enabled = enabled
     agent.save(update_fields=["enabled"])
     followups.after_agent_changed(agent)
