@@ -267,17 +267,6 @@ def test_a_peers_address_change_and_deletion_are_audited(
     assert not Peer.objects.filter(pk=standby.pk).exists()
 
 
-def test_servers_are_not_deleted_in_the_admin(admin_browser: Client, configured: Server) -> None:
-    token = str(admin_browser.get(admin_url(Server, "changelist")).context["csrf_token"])
-
-    response = admin_browser.post(
-        admin_url(Server, "delete", configured.pk), {"post": "yes", "csrfmiddlewaretoken": token}
-    )
-
-    assert response.status_code == 403
-    assert Server.objects.filter(pk=configured.pk).exists()
-
-
 # --- Notification channels ----------------------------------------------------------------------
 
 
@@ -367,15 +356,3 @@ def test_deleting_a_channel_asks_a_reason_and_is_audited(admin_browser: Client, 
     assert no_entry_mentions("kept-out-of-history")
     changelist = admin_browser.get(admin_url(NotificationChannel, "changelist")).content.decode()
     assert "delete_selected" not in changelist
-
-
-def test_a_save_without_the_csrf_token_is_refused(admin_user: AbstractBaseUser, configured: Server) -> None:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(admin_user)
-    data = form_data(client.get(admin_url(Server, "change", configured.pk)))
-    data |= {"description": "Forged", "reason": "Forged"}
-
-    response = client.post(admin_url(Server, "change", configured.pk), data)
-
-    assert response.status_code == 403
-    assert Server.objects.get(pk=configured.pk).description == "Routing A"

@@ -162,6 +162,7 @@ def test_the_admin_action_sends_a_test_and_the_form_keeps_kinds(admin_client, ho
             "email_to": "",
             "alert_kinds": ["link_down", "server_failed"],
             "min_severity": "critical",
+            "reason": "Only the worst",
         },
     )
     assert response.status_code == 302
