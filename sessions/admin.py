@@ -122,9 +122,6 @@ class AgentAdmin(admin.ModelAdmin):
         agent_settings_update(agent_id=obj.pk, actor=request.user, reason=form.cleaned_data["reason"], changes=changes)
         obj.refresh_from_db()
 
-    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
-        pass  # nothing related is edited here (the skill groups are the wizards')
-
     @admin.display(description="username", ordering="user__username")
     def username(self, agent: Agent) -> str:
         return agent.user.get_username()
