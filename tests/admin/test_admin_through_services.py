@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from failover.choices import AuditAction, Health, PeerKind, PeerPriority
@@ -189,9 +191,14 @@ def test_a_server_change_is_audited_with_before_and_after_and_leaves_its_health_
     _, data = page_and_data(admin_browser, url)
     data |= {"description": "Routing A, hall 2", "health": Health.DOWN, "reason": "Moved to hall 2"}
 
-    response = admin_browser.post(url, data)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_browser.post(url, data)
 
     assert response.status_code == 302, errors(response)
+    # Only the changed column is written: the monitor may have written health meanwhile.
+    [update] = [query["sql"] for query in queries if query["sql"].startswith('UPDATE "failover_server"')]
+    assert update.split(" WHERE ")[0].count('"') == 4, update  # the table and "description"
+    assert '"description"' in update
     configured.refresh_from_db()
     assert (configured.description, configured.health) == ("Routing A, hall 2", Health.UP)
     entry = only_entry(AuditAction.SERVER_CHANGED)
