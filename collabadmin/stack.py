@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from collabadmin import worker_watchdog
+from collabadmin import embedded_redis, worker_watchdog
 
 STOP_GRACE_SECONDS = 10.0
 # How often a supervised child's liveness is probed, and how its restarts back off.
@@ -366,8 +366,6 @@ def _stop_embedded_redis() -> None:
     every process under ``var/``, so it would otherwise outlive the stack). After the
     children: none of them needs it any more. A Redis given by ``REDIS_URL`` is not ours."""
     from django.conf import settings
-
-    from collabadmin import embedded_redis
 
     if settings.REDIS_EMBEDDED and embedded_redis.stop(settings.VAR_DIR):
         Stack._say("stack", "stopped the embedded Redis")

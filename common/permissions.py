@@ -1,4 +1,11 @@
-"""Who may use the administrators' part of the REST API: staff users.
+"""Who may use the administrators' part of the REST API: the holder of a role permission.
+
+Every endpoint declares the permission it needs with :func:`requires` (on the view method,
+the viewset action, or the class for all of them); :class:`HasRolePermission`, DRF's
+default permission class, checks it with ``user.has_perm``, never ``is_staff``. What an
+endpoint does not declare: reading needs ``view_desktop``, writing is refused to everyone
+but superusers, so a new endpoint without a declaration cannot open a hole (and the
+generated role test names it).
 
 Anonymous requests never get this far: DRF answers them "not authenticated" before any
 permission is evaluated. The agents' side is the sessions app's (``sessions/permissions.py``).
@@ -6,20 +13,67 @@ permission is evaluated. The agents' side is the sessions app's (``sessions/perm
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
+from common.roles import VIEW_DESKTOP, Permission
 
+Declared = TypeVar("Declared")
+
+# The attribute `requires` sets; read by HasRolePermission, console.pages and the tests.
+REQUIRED_PERMISSION = "required_permission"
+
+
+def requires(permission: Permission) -> Callable[[Declared], Declared]:
+    """Declare the permission a view, view method or viewset action needs."""
+
+    def declare(target: Declared) -> Declared:
+        setattr(target, REQUIRED_PERMISSION, permission)
+        return target
+
+    return declare
+
+
+def may(user: Any, permission: Permission) -> bool:
+    """An active, authenticated user holding ``permission`` (a superuser holds them all).
+    ``user`` may be None (``UNAUTHENTICATED_USER`` is None)."""
+    return bool(user is not None and user.is_authenticated and user.is_active and user.has_perm(permission.name))
+
+
+def declared_permission(view: Any, request: Request) -> Permission | None:
+    """The permission the handler of this request declared: the action's (viewsets), the
+    method handler's (APIView), else the view class's; None when nothing declares one."""
+    handler_name = getattr(view, "action", None) or request.method.lower()
+    handler = getattr(view, handler_name, None)
+    return getattr(handler, REQUIRED_PERMISSION, None) or getattr(view, REQUIRED_PERMISSION, None)
+
+
+class HasRolePermission(BasePermission):
+    """The declared permission; undeclared: reads need view_desktop, writes a superuser."""
+
+    message = "Your role does not allow this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        permission = declared_permission(view, request)
+        if permission is not None:
+            # One instance per request (DRF's get_permissions), so the message may name it.
+            self.message = f"Your role does not allow this (it needs: {permission.description.lower()})."
+            return may(request.user, permission)
+        if request.method in SAFE_METHODS:
+            return may(request.user, VIEW_DESKTOP)
+        return bool(request.user is not None and request.user.is_active and request.user.is_superuser)
+
+
+# Being replaced by HasRolePermission (issue 22): still used by endpoints not yet declared.
 def is_staff(user: Any) -> bool:
     """An authenticated staff user. ``user`` may be None (``UNAUTHENTICATED_USER`` is None)."""
     return bool(user is not None and user.is_authenticated and user.is_staff)
 
 
 class IsStaff(BasePermission):
-    """The administrators' console: staff users only."""
-
     message = "Only administrators (staff users) may use this endpoint."
 
     def has_permission(self, request: Request, view: Any) -> bool:
