@@ -322,7 +322,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "collabadmin.token_auth.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every endpoint declares its permission (common.permissions.requires); undeclared reads
+    # need view_desktop, undeclared writes a superuser.
+    "DEFAULT_PERMISSION_CLASSES": ["common.permissions.HasRolePermission"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "common.api_conventions.Pagination",
     "PAGE_SIZE": 100,

@@ -58,23 +58,10 @@ class HasRolePermission(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         permission = declared_permission(view, request)
+        if permission is None and request.method in SAFE_METHODS:
+            permission = VIEW_DESKTOP
         if permission is not None:
             # One instance per request (DRF's get_permissions), so the message may name it.
             self.message = f"Your role does not allow this (it needs: {permission.description.lower()})."
             return may(request.user, permission)
-        if request.method in SAFE_METHODS:
-            return may(request.user, VIEW_DESKTOP)
         return bool(request.user is not None and request.user.is_active and request.user.is_superuser)
-
-
-# Being replaced by HasRolePermission (issue 22): still used by endpoints not yet declared.
-def is_staff(user: Any) -> bool:
-    """An authenticated staff user. ``user`` may be None (``UNAUTHENTICATED_USER`` is None)."""
-    return bool(user is not None and user.is_authenticated and user.is_staff)
-
-
-class IsStaff(BasePermission):
-    message = "Only administrators (staff users) may use this endpoint."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return is_staff(request.user)

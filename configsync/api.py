@@ -32,7 +32,8 @@ from common.api_conventions import (
     django_error_text,
 )
 from common.api_schema import ApiSchema
-from common.permissions import IsStaff
+from common.permissions import requires
+from common.roles import RUN_WIZARDS, VERIFY_AND_SYNC
 from configsync.services.sync import StalePlan, SyncRefused, sync_launch, sync_plan_update
 from configsync.services.verify import SyncBusy, verify_launch
 from configsync.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
@@ -247,7 +248,6 @@ class WizardRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyMode
     """Administrative wizards: add an agent, change an agent's skill groups, remove an agent,
     add a skill group; each writes this server's database and the ICM step by step."""
 
-    permission_classes = [IsStaff]
     schema = ApiSchema()
     serializer_class = WizardRunSerializer
     filter_serializer_class = WizardFilterSerializer
@@ -262,6 +262,7 @@ class WizardRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyMode
         request=WizardStartSerializer,
         responses={201: WizardRunSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 409: CONFLICT},
     )
+    @requires(RUN_WIZARDS)
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = WizardStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -291,7 +292,6 @@ def _busy(error: SyncBusy) -> Conflict:
 class SyncRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Verify and Sync: compare this server with the ICM, approve the fixes, apply them."""
 
-    permission_classes = [IsStaff]
     schema = ApiSchema()
     serializer_class = SyncRunSerializer
     filter_serializer_class = SyncRunFilterSerializer
@@ -306,6 +306,7 @@ class SyncRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyModelV
         request=VerifyRequestSerializer,
         responses={202: SyncRunSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 409: CONFLICT},
     )
+    @requires(VERIFY_AND_SYNC)
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = VerifyRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -320,6 +321,7 @@ class SyncRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyModelV
         request=ApproveRequestSerializer,
         responses={200: SyncRunSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND, 409: CONFLICT},
     )
+    @requires(VERIFY_AND_SYNC)
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         """Each row named is set as given (`approved`, `direction`: `from_icm`, the default, or
@@ -350,6 +352,7 @@ class SyncRunViewSet(_Filtered, mixins.CreateModelMixin, viewsets.ReadOnlyModelV
             503: OpenApiResponse(response=UNAVAILABLE.response, description=UNAVAILABLE.description),
         },
     )
+    @requires(VERIFY_AND_SYNC)
     @action(detail=True, methods=["post"])
     def sync(self, request: Request, pk: str | None = None) -> Response:
         run = self.get_object()

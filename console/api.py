@@ -10,7 +10,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api_schema import ApiSchema
-from common.permissions import IsStaff
 from console.selectors import status_snapshot
 from failover.api.serializers import PEER_DISPLAY_STATES, PeerRefSerializer
 from failover.choices import (
@@ -119,7 +118,6 @@ class StatusSnapshotSerializer(serializers.Serializer):
 class StatusView(APIView):
     """The whole installation in one snapshot (the same one the status WebSocket sends first)."""
 
-    permission_classes = [IsStaff]
     schema = ApiSchema()
 
     @extend_schema(

@@ -17,7 +17,6 @@ from rest_framework.response import Response
 from common.api_conventions import MAX_ID
 from common.api_exports import DATE_RANGE_PARAMETERS, within_requested_dates
 from common.api_views import ReadOnlyResourceViewSet
-from common.permissions import IsStaff
 from console.incidents import OUTCOMES, incident_report, incident_rows
 from failover.api.notifications import NotificationDeliverySerializer
 from failover.api.serializers import AlertSerializer, AuditEntrySerializer, FailoverEventSerializer
@@ -83,7 +82,6 @@ class IncidentReportSerializer(serializers.Serializer):
 class IncidentViewSet(ReadOnlyResourceViewSet):
     """Failovers and server failures caused by a failure, newest first; each one's report."""
 
-    permission_classes = [IsStaff]
     serializer_class = FailoverEventSerializer
     filter_serializer_class = IncidentFilterSerializer
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from common.roles import Role
 from failover.choices import (
     AlertKind,
     AuditAction,
@@ -42,6 +44,14 @@ class StaffFactory(UserFactory):
     username = factory.Sequence(lambda n: f"admin{n}")
     is_staff = True
     is_superuser = True
+
+
+def role_user(role: Role, **fields: object) -> object:
+    """A user holding ``role`` through its group (as an operator assigns it in the Django
+    admin), neither staff nor superuser."""
+    user = UserFactory(**fields)
+    user.groups.add(Group.objects.get(name=role.group))
+    return user
 
 
 class ServerFactory(factory.django.DjangoModelFactory):

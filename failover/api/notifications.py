@@ -22,7 +22,8 @@ from common.api_conventions import (
     django_error_text,
 )
 from common.api_views import ReadOnlyResourceViewSet
-from common.permissions import IsStaff
+from common.permissions import requires
+from common.roles import MANAGE_NOTIFICATIONS
 from failover.choices import NotificationEvent
 from failover.models import NotificationChannel, NotificationDelivery
 from failover.services.notifications import notification_test
@@ -90,7 +91,6 @@ class NotificationTestRequestSerializer(serializers.Serializer):
 class NotificationDeliveryViewSet(ReadOnlyResourceViewSet):
     """Every notification sent or being sent, newest first: attempts, last error, delivered at."""
 
-    permission_classes = [IsStaff]
     serializer_class = NotificationDeliverySerializer
     filter_serializer_class = NotificationDeliveryFilterSerializer
     queryset = NotificationDelivery.objects.select_related("channel").order_by("-created_at", "-id")
@@ -99,7 +99,6 @@ class NotificationDeliveryViewSet(ReadOnlyResourceViewSet):
 class NotificationChannelViewSet(ReadOnlyResourceViewSet):
     """Where alerts are sent (configured in the Django admin)."""
 
-    permission_classes = [IsStaff]
     serializer_class = NotificationChannelSerializer
     queryset = NotificationChannel.objects.order_by("name")
 
@@ -114,6 +113,7 @@ class NotificationChannelViewSet(ReadOnlyResourceViewSet):
             409: CONFLICT,
         },
     )
+    @requires(MANAGE_NOTIFICATIONS)
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
         """Queue a test delivery (sent and retried like any other); audited with the note.

@@ -26,7 +26,15 @@ from common.api_conventions import (
 from common.api_exports import DATE_RANGE_PARAMETERS, EXPORT_RESPONSES, DatedExportMixin
 from common.api_schema import ApiSchema
 from common.api_views import ReadOnlyResourceViewSet
-from common.permissions import IsStaff
+from common.permissions import requires
+from common.roles import (
+    CHANGE_POLICY,
+    DRAIN_SERVERS,
+    HANDLE_ALERTS,
+    SET_PEER_MAINTENANCE,
+    SWITCH_OVER_LINKS,
+    VIEW_DESKTOP,
+)
 from failover.api.serializers import (
     AcknowledgeRequestSerializer,
     AlertFilterSerializer,
@@ -71,7 +79,6 @@ from failover.services.switchover import SwitchoverRefused, SwitchoverResult, li
 class ServerViewSet(ReadOnlyResourceViewSet):
     """Collaboration Servers and their own health."""
 
-    permission_classes = [IsStaff]
     serializer_class = ServerSerializer
     queryset = Server.objects.order_by("name")
 
@@ -85,6 +92,7 @@ class ServerViewSet(ReadOnlyResourceViewSet):
         request=SilenceRequestSerializer,
         responses={200: ServerSilenceSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND},
     )
+    @requires(HANDLE_ALERTS)
     @action(detail=True, methods=["post"])
     def silence(self, request: Request, pk: str | None = None) -> Response:
         """From now for ``minutes`` (1 to 10080) the server's alerts notify no one; they are
@@ -112,6 +120,7 @@ class ServerViewSet(ReadOnlyResourceViewSet):
             409: CONFLICT,
         },
     )
+    @requires(HANDLE_ALERTS)
     @action(detail=True, methods=["post"])
     def unsilence(self, request: Request, pk: str | None = None) -> Response:
         """The server's alerts notify again from now. 409 when it is not silenced. Audited."""
@@ -129,6 +138,7 @@ class ServerViewSet(ReadOnlyResourceViewSet):
         request=DrainRequestSerializer,
         responses={200: ServerSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND},
     )
+    @requires(DRAIN_SERVERS)
     @action(detail=True, methods=["post"])
     def drain(self, request: Request, pk: str | None = None) -> Response:
         """The director skips it and its nodes' /readyz answers 503; its queued sessions move
@@ -152,6 +162,7 @@ class ServerViewSet(ReadOnlyResourceViewSet):
         request=UndrainRequestSerializer,
         responses={200: ServerSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND},
     )
+    @requires(DRAIN_SERVERS)
     @action(detail=True, methods=["post"])
     def undrain(self, request: Request, pk: str | None = None) -> Response:
         """Idempotent; audited with the reason."""
@@ -166,7 +177,6 @@ class ServerViewSet(ReadOnlyResourceViewSet):
 class AlertViewSet(ReadOnlyResourceViewSet):
     """Alerts, newest first: open and cleared, acknowledged or not, silenced or not."""
 
-    permission_classes = [IsStaff]
     serializer_class = AlertSerializer
     filter_serializer_class = AlertFilterSerializer
     queryset = Alert.objects.select_related("server").order_by("-raised_at", "-id")
@@ -180,6 +190,7 @@ class AlertViewSet(ReadOnlyResourceViewSet):
         request=AcknowledgeRequestSerializer,
         responses={200: AlertSerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED, 404: NOT_FOUND, 409: CONFLICT},
     )
+    @requires(HANDLE_ALERTS)
     @action(detail=True, methods=["post"])
     def acknowledge(self, request: Request, pk: str | None = None) -> Response:
         """Record who has seen the alert and what they are doing about it. It stays
@@ -199,7 +210,6 @@ class AlertViewSet(ReadOnlyResourceViewSet):
 class PeerViewSet(ReadOnlyResourceViewSet):
     """Media Blenders and Admin Workstations, with connection, maintenance and probe results."""
 
-    permission_classes = [IsStaff]
     serializer_class = PeerSerializer
     filter_serializer_class = PeerFilterSerializer
     queryset = Peer.objects.select_related("server").order_by("server__name", "kind", "priority")
@@ -214,6 +224,7 @@ class PeerViewSet(ReadOnlyResourceViewSet):
             404: NOT_FOUND,
         },
     )
+    @requires(SET_PEER_MAINTENANCE)
     @action(detail=True, methods=["post"])
     def maintenance(self, request: Request, pk: str | None = None) -> Response:
         """Drain a connected peer (its link switches to the other peer, or goes down if that
@@ -264,7 +275,6 @@ def _switchover_link(result: SwitchoverResult) -> Link:
 class LinkViewSet(ReadOnlyResourceViewSet):
     """Each server's Media Blender and Admin Workstation links: state, epoch, active peer."""
 
-    permission_classes = [IsStaff]
     serializer_class = LinkSerializer
     filter_serializer_class = LinkFilterSerializer
     queryset = links_with_active_peer()
@@ -280,6 +290,7 @@ class LinkViewSet(ReadOnlyResourceViewSet):
             409: CONFLICT,
         },
     )
+    @requires(SWITCH_OVER_LINKS)
     @action(detail=True, methods=["post"])
     def switchover(self, request: Request, pk: str | None = None) -> Response:
         """Connect ``to_peer`` (default: the pair's other peer) and raise the epoch.
@@ -325,7 +336,6 @@ class FailoverEventViewSet(DatedExportMixin, ReadOnlyResourceViewSet):
     """Failovers, newest first, with their detection and switchover durations; ``from``/``to``
     on the detection time; ``export/`` gives the same list as CSV."""
 
-    permission_classes = [IsStaff]
     serializer_class = FailoverEventSerializer
     filter_serializer_class = FailoverEventFilterSerializer
     queryset = FailoverEvent.objects.select_related("server", "link", "from_peer", "to_peer", "actor").order_by(
@@ -347,7 +357,6 @@ class FailoverEventViewSet(DatedExportMixin, ReadOnlyResourceViewSet):
 class AuditEntryViewSet(DatedExportMixin, ReadOnlyResourceViewSet):
     """The audit history, newest first; ``from``/``to`` on its time; ``export/`` as CSV."""
 
-    permission_classes = [IsStaff]
     serializer_class = AuditEntrySerializer
     filter_serializer_class = AuditEntryFilterSerializer
     queryset = AuditEntry.objects.order_by("-created_at", "-id")
@@ -359,10 +368,10 @@ class AuditEntryViewSet(DatedExportMixin, ReadOnlyResourceViewSet):
 class PolicyView(APIView):
     """The failover policy (one for the installation): read it, or change it with a reason."""
 
-    permission_classes = [IsStaff]
     schema = ApiSchema()
 
     @extend_schema(summary="The failover policy", responses={200: PolicySerializer, 403: NOT_ALLOWED})
+    @requires(VIEW_DESKTOP)
     def get(self, request: Request) -> Response:
         return Response(PolicySerializer(Policy.current()).data)
 
@@ -373,6 +382,7 @@ class PolicyView(APIView):
         request=PolicyUpdateSerializer,
         responses={200: PolicySerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED},
     )
+    @requires(CHANGE_POLICY)
     def patch(self, request: Request) -> Response:
         # Not partial: every policy field is optional anyway, and partial would make
         # ``reason`` optional too.

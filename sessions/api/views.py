@@ -1,9 +1,9 @@
-"""Agents and collaboration sessions: everything for staff, its own rows for an agent.
+"""Agents and collaboration sessions: everything for role holders, its own rows for an agent.
 
 ``POST /api/v1/sessions/`` is different: a caller's request, open to any authenticated
 user (scripts with a token; the caller's web form posts through the same service).
-``POST /api/v1/sessions/{id}/end/`` ends a session: an agent its own ones, an
-administrator any one with a reason.
+``POST /api/v1/sessions/{id}/end/`` ends a session: an agent its own ones, a holder of
+end_sessions (supervisors, administrators) any one with a reason.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -29,8 +30,9 @@ from common.api_conventions import (
 )
 from common.api_exports import DATE_RANGE_PARAMETERS, EXPORT_RESPONSES, DatedExportMixin
 from common.api_views import ReadOnlyResourceViewSet
-from common.permissions import is_staff
+from common.permissions import may, requires
 from common.rate_limit import ClientAddressThrottle
+from common.roles import END_SESSIONS, VIEW_DESKTOP
 from sessions.api.serializers import (
     AgentFilterSerializer,
     AgentSerializer,
@@ -42,7 +44,7 @@ from sessions.api.serializers import (
 from sessions.choices import EndReason
 from sessions.exports import SESSION_COLUMNS
 from sessions.models import Agent, CollaborationSession
-from sessions.permissions import IsStaffOrAgent, agent_of
+from sessions.permissions import RoleHolderOrAgent, agent_of
 from sessions.services.director import NoHealthyServer
 from sessions.services.lifecycle import IllegalTransition, session_end
 from sessions.services.requests import session_request
@@ -51,7 +53,8 @@ ALREADY_ENDED = OpenApiResponse(response=ErrorSerializer, description="The sessi
 
 
 class OwnRowsMixin:
-    """Staff see every row; an agent only the rows ``agent_lookup`` ties to it.
+    """Role holders (view_desktop) see every row; an agent only the rows ``agent_lookup``
+    ties to it.
 
     Narrowing the queryset (rather than checking each object) makes another agent's row
     a 404 on detail, so an agent cannot even learn that it exists.
@@ -64,10 +67,10 @@ class OwnRowsMixin:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return queryset
         user = self.request.user  # type: ignore[attr-defined]
-        if is_staff(user):
+        if may(user, VIEW_DESKTOP):
             return queryset
         agent = agent_of(user)
-        # IsStaffOrAgent has let only agents through; .none() is the belt to its braces.
+        # RoleHolderOrAgent has let only agents through; .none() is the belt to its braces.
         return queryset.filter(**{self.agent_lookup: agent.pk}) if agent else queryset.none()
 
 
@@ -75,7 +78,7 @@ class OwnRowsMixin:
 class AgentViewSet(OwnRowsMixin, ReadOnlyResourceViewSet):
     """Agents with their state and skill groups; an agent sees only itself."""
 
-    permission_classes = [IsStaffOrAgent]
+    permission_classes = [RoleHolderOrAgent]
     serializer_class = AgentSerializer
     filter_serializer_class = AgentFilterSerializer
     agent_lookup = "pk"
@@ -108,7 +111,7 @@ class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):
     Anyone logged in may ask for a new one (``create``): that is a caller's request.
     """
 
-    permission_classes = [IsStaffOrAgent]
+    permission_classes = [RoleHolderOrAgent]
     serializer_class = SessionSerializer
     filter_serializer_class = SessionFilterSerializer
     agent_lookup = "agent_id"
@@ -157,7 +160,7 @@ class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):
         return Response(SESSION_ANSWER.to_representation(session), status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="End a session (its agent, or an administrator with a reason)",
+        summary="End a session (its agent, or a holder of end_sessions with a reason)",
         description="The session's own agent may end it, with an optional reason (`agent_ended`). "
         "An administrator may end any session and must say why (`admin_ended`; the text goes to "
         "the audit history). Another agent's session is a 404. Ending an ended session is a 409.",
@@ -170,6 +173,7 @@ class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):
             409: ALREADY_ENDED,
         },
     )
+    @requires(END_SESSIONS)
     @action(detail=True, methods=["post"])
     def end(self, request: Request, pk: str | None = None) -> Response:
         """End the session; 200 with the session as it is now."""
@@ -178,10 +182,13 @@ class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):
         body.is_valid(raise_exception=True)
         text = body.validated_data["reason"].strip()
         agent = agent_of(request.user)
-        # The session's own agent ends it as an agent, even if it is staff too; anyone else
-        # got past get_object() only as an administrator, who must say why.
+        # The session's own agent ends it as an agent, whatever its role; anyone else needs
+        # end_sessions (an agent who is also a viewer sees other rows but may not end them),
+        # and must say why.
         if agent is not None and session.agent_id == agent.pk:
             reason = EndReason.AGENT_ENDED
+        elif not may(request.user, END_SESSIONS):
+            raise PermissionDenied(f"Your role does not allow this (it needs: {END_SESSIONS.description.lower()}).")
         else:
             if not text:
                 raise serializers.ValidationError({"reason": ["Say why you end another agent's session."]})

@@ -162,7 +162,7 @@ def test_an_agent_may_not_switch_a_link_over(agent_api, mb_pair):
     response = agent_api.post(switchover_url(link), {"reason": "I felt like it"}, format="json")
 
     assert response.status_code == 403
-    assert response.json() == {"detail": "Only administrators (staff users) may use this endpoint."}
+    assert response.json() == {"detail": "Your role does not allow this (it needs: switch links over)."}
     assert connected(link) == ["mb-1"]
 
 

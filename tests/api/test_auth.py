@@ -134,7 +134,9 @@ def test_an_agent_is_refused_the_administrators_console(agent_api, url):
     response = agent_api.get(url)
 
     assert response.status_code == 403
-    assert response.json() == {"detail": "Only administrators (staff users) may use this endpoint."}
+    assert response.json() == {
+        "detail": "Your role does not allow this (it needs: view the administration desktop and read the api)."
+    }
 
 
 @pytest.mark.parametrize("url", ["/api/v1/sessions/", "/api/v1/agents/"])
@@ -160,7 +162,7 @@ def test_a_disabled_agent_is_refused_its_sessions(server):
     response = client.get("/api/v1/sessions/")
 
     assert response.status_code == 403
-    assert response.json() == {"detail": "Only administrators and agents may use this endpoint."}
+    assert response.json() == {"detail": "Only agents and users whose role allows it may use this endpoint."}
 
 
 def test_the_resources_are_read_only_for_now(admin_api):

@@ -182,7 +182,7 @@ class Callers:
 
 
 def test_a_killed_node_behind_haproxy_costs_callers_at_most_its_in_flight_requests(balanced):
-    staff = get_user_model().objects.create_user("script", password="x" * 16, is_staff=True)  # noqa: S106
+    staff = get_user_model().objects.create_user("script", password="x" * 16, is_superuser=True)  # noqa: S106
     callers = Callers(balanced.url, Token.objects.create(user=staff).key)
 
     # A desktop's WebSocket through the balancer: upgraded, and the snapshot arrives.
@@ -245,7 +245,7 @@ def test_a_killed_node_behind_haproxy_costs_callers_at_most_its_in_flight_reques
 def test_a_drained_node_gets_no_new_caller_through_haproxy(balanced, capsys):
     """Issue 21, point 2: a drained server's node answers /readyz 503, HAProxy takes it out
     and every new caller goes to the other; undrained, it is back in the balancer."""
-    staff = get_user_model().objects.create_user("script", password="x" * 16, is_staff=True)  # noqa: S106
+    staff = get_user_model().objects.create_user("script", password="x" * 16, is_superuser=True)  # noqa: S106
     callers = Callers(balanced.url, Token.objects.create(user=staff).key)
     drained = Server.objects.get(name="routing-a")
     started = time.monotonic()

@@ -274,7 +274,7 @@ def agents_at_work(url: str) -> list[AgentAtWork]:
 
 def test_a_rolling_upgrade_of_both_servers_loses_no_session_and_fails_no_request(installation, capsys):
     installed = installation
-    script = get_user_model().objects.create_user("script", password="x" * 16, is_staff=True)  # noqa: S106
+    script = get_user_model().objects.create_user("script", password="x" * 16, is_superuser=True)  # noqa: S106
     callers = Callers(installed.url, Token.objects.create(user=script).key, pause=CALLER_PAUSE_S)
     agents = agents_at_work(installed.url)
     threads = [threading.Thread(target=callers.run, args=(i,), daemon=True) for i in range(CALLERS)]

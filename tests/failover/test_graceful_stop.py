@@ -188,7 +188,7 @@ def test_sigterm_stops_the_monitor_before_the_node_stops_listening_and_finishes_
     until every request was done; meanwhile it probed itself refused and judged its own
     server. Now the lease moves while a request is still in flight, and that request is
     answered before the node exits."""
-    staff = get_user_model().objects.create_user("script", password="x" * 16, is_staff=True)  # noqa: S106
+    staff = get_user_model().objects.create_user("script", password="x" * 16, is_superuser=True)  # noqa: S106
     token = Token.objects.create(user=staff).key
     with two_nodes(tmp_path) as nodes:
         name, other = nodes.monitor_holder()

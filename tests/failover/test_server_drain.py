@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from common.roles import ADMINISTRATOR
 from failover.choices import AlertKind, AuditAction, FailoverKind, Health
 from failover.models import Alert, AuditEntry, FailoverEvent, Server
 from failover.monitor.monitor import Monitor
@@ -24,7 +25,7 @@ from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import CollaborationSession
 from sessions.services.director import NoHealthyServer, choose_server
 from sessions.services.server_drain import sessions_end_past_drain_deadline
-from tests.factories import AgentFactory, ServerFactory, SessionFactory, SkillGroupFactory
+from tests.factories import AgentFactory, ServerFactory, SessionFactory, SkillGroupFactory, role_user
 
 pytestmark = pytest.mark.django_db
 
@@ -152,7 +153,7 @@ def test_the_api_drains_and_undrains_staff_only(two_servers, client, django_user
     url = reverse("api-server-drain", args=[drained.pk])
     client.force_login(django_user_model.objects.create_user("agentish", password="x"))
     assert client.post(url, {"reason": "r"}, content_type="application/json").status_code == 403
-    client.force_login(django_user_model.objects.create_user("admin2", password="x", is_staff=True))
+    client.force_login(role_user(ADMINISTRATOR, username="admin2"))
     assert client.post(url, {}, content_type="application/json").status_code == 400
     response = client.post(url, {"reason": "patch", "deadline_minutes": 10}, content_type="application/json")
     assert response.status_code == 200
@@ -169,7 +170,7 @@ def test_the_console_button_drains_with_a_deadline_and_the_overview_says_when_em
     two_servers, client, django_user_model
 ):
     drained, _ = two_servers
-    client.force_login(django_user_model.objects.create_user("admin3", password="x", is_staff=True))
+    client.force_login(role_user(ADMINISTRATOR, username="admin3"))
     page = client.get(reverse("home")).content.decode()
     assert reverse("console-server-drain", args=[drained.pk]) in page
     url = reverse("console-server-drain", args=[drained.pk])
@@ -199,7 +200,7 @@ def test_the_console_drain_needs_staff_and_a_csrf_token(two_servers, django_user
     agentish.force_login(django_user_model.objects.create_user("plain", password="x"))
     agentish.post(url, {"on": "1", "reason": "maintenance"})
     staff = Client(enforce_csrf_checks=True)
-    staff.force_login(django_user_model.objects.create_user("admin4", password="x", is_staff=True))
+    staff.force_login(role_user(ADMINISTRATOR, username="admin4"))
     assert staff.post(url, {"on": "1", "reason": "maintenance"}).status_code == 403
     drained.refresh_from_db()
     assert not drained.is_draining
