@@ -12,7 +12,7 @@ The cost of a scrape is a fixed number of aggregate queries (one per table, see
 Failover counters and histograms aggregate over every stored event, so they only grow
 (as Prometheus counters must) and ``rate()`` and ``histogram_quantile()`` work on them.
 
-Access: anonymous scrapers from ``METRICS_ALLOWED_IPS``, a staff user, or a bearer token
+Access: anonymous scrapers from ``METRICS_ALLOWED_IPS``, a user holding view_desktop, or a bearer token
 equal to ``METRICS_TOKEN``; everyone else gets 403 (see docs/metrics.md).
 """
 
@@ -46,7 +46,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from collabadmin.task_queue import queue_state, watched_queues
+from common.permissions import may
 from common.redis_client import shared_redis
+from common.roles import VIEW_DESKTOP
 from failover.choices import INSTANT_DETECTIONS, AlertKind, Detection, FailoverKind, Health, LinkState, PeerConnection
 from failover.models import Alert, FailoverEvent, Lease, Link, Peer, Server
 from sessions.choices import AgentState, SessionState
@@ -383,11 +385,7 @@ def token_matches(request: HttpRequest) -> bool:
 
 def may_scrape(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
-    return (
-        token_matches(request)
-        or bool(user is not None and user.is_authenticated and user.is_staff)
-        or address_allowed(request.META.get("REMOTE_ADDR", ""))
-    )
+    return token_matches(request) or may(user, VIEW_DESKTOP) or address_allowed(request.META.get("REMOTE_ADDR", ""))
 
 
 @never_cache
@@ -397,7 +395,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     503 when the database does not answer (Prometheus then records ``up == 0``)."""
     if not may_scrape(request):
         return HttpResponse(
-            "Forbidden: scrape from an address in METRICS_ALLOWED_IPS, as a staff user, "
+            "Forbidden: scrape from an address in METRICS_ALLOWED_IPS, as a user whose role may view the desktop, "
             "or with 'Authorization: Bearer <METRICS_TOKEN>'.\n",
             status=403,
             content_type="text/plain; charset=utf-8",

@@ -15,6 +15,8 @@ from django.contrib.auth import get_user_model
 
 from common import live
 from common.heartbeat import HeartbeatMixin
+from common.permissions import may
+from common.roles import VIEW_DESKTOP
 from console.selectors import status_snapshot
 
 # The same close codes as the Agent desktop's socket (4000-4999, modelled on HTTP's).
@@ -22,8 +24,10 @@ CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
 
-def _is_active_staff(user_id: int) -> bool:
-    return get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).exists()
+def _may_view(user_id: int) -> bool:
+    """The user (read afresh: roles change while a socket is open) holds view_desktop."""
+    user = get_user_model().objects.filter(pk=user_id).first()
+    return may(user, VIEW_DESKTOP)
 
 
 def _snapshot() -> dict[str, Any]:
@@ -38,7 +42,9 @@ class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
     """Sends the status snapshot first, then every ``{type, seq, data}`` event of the status group.
 
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with 4401
-    and users who are not active staff with 4403. A demoted or deactivated administrator's
+    and users without view_desktop with 4403 (it carries no actions: the desktop sends
+    nothing, every action is a POST that checks its own permission). A user whose role is
+    taken away or who is deactivated has its
     sockets close at once when the user is saved (``access.check`` on the user's group,
     ``failover.access_changes``) and within a heartbeat otherwise (a re-check every few seconds),
     so forwarding an event costs no database query: with hundreds of desktops open, a
@@ -53,7 +59,7 @@ class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self._refuse(CLOSE_NOT_AUTHENTICATED)
             return
-        if not await database_sync_to_async(_is_active_staff)(user.pk):
+        if not await database_sync_to_async(_may_view)(user.pk):
             await self._refuse(CLOSE_FORBIDDEN)
             return
         self.user_id = user.pk
@@ -86,13 +92,13 @@ class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
             await self.send_json(message["event"])
 
     async def access_check(self, message: dict[str, Any]) -> None:
-        """The user changed: close at once unless still active staff."""
+        """The user changed: close at once unless it still holds view_desktop."""
         await self.still_allowed()
 
     async def still_allowed(self) -> bool:
         if self.user_id is None or not self.joined:
             return False
-        if await database_sync_to_async(_is_active_staff)(self.user_id):
+        if await database_sync_to_async(_may_view)(self.user_id):
             return True
         self.joined = False
         await self.channel_layer.group_discard(live.STATUS_GROUP, self.channel_name)

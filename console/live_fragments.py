@@ -54,6 +54,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from common import live
+from common.permissions import may
+from common.roles import PERMISSIONS, VIEW_DESKTOP
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +74,12 @@ Key = tuple[str, str, str, str]
 
 
 def access_class(user: Any) -> str:
-    """What a user may see, as far as the console's fragments go. Two users share a
-    render only if this is the same for both; finer than needed on purpose (a superuser
-    and a staff member see the same fragments today)."""
-    if not (user.is_authenticated and user.is_active and user.is_staff):
+    """What a user may see and do, as far as the console's fragments go: the catalogue's
+    permissions it holds (a fragment shows only the buttons its reader may use). Two users
+    share a render only if this is the same for both."""
+    if not may(user, VIEW_DESKTOP):
         return "none"
-    return "superuser" if user.is_superuser else "staff"
+    return ",".join(permission.codename for permission in PERMISSIONS if may(user, permission))
 
 
 def render_key(request: HttpRequest) -> Key:

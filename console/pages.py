@@ -1,4 +1,4 @@
-"""What every page of the Administration desktop shares: staff-only access, the reason an
+"""What every page of the Administration desktop shares: access by role permission, the reason an
 action needs, going back to the page it came from, pagination, and the live fragment.
 
 A console page is one view and two templates: ``page.html`` (extends ``console/base.html``)
@@ -13,7 +13,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
@@ -28,8 +27,6 @@ from common.roles import Permission
 from failover.services.audit import reason_too_long
 
 DEFAULT_PAGE_SIZE = 50
-
-staff_only = staff_member_required(login_url="login")  # being replaced by requires_permission
 
 
 def requires_permission(permission: Permission) -> Callable:

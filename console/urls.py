@@ -9,6 +9,7 @@ from console.views import (
     agents,
     exports,
     incidents,
+    login,
     notifications,
     overview,
     queue,
@@ -19,6 +20,9 @@ from console.views import (
 )
 
 urlpatterns = [
+    # Before django.contrib.auth.urls' own /login/ (collabadmin/urls.py): the same page,
+    # refusing users without a role on the desktop.
+    path("login/", login.ConsoleLoginView.as_view(), name="login"),
     path("", overview.overview, name="home"),
     path("partials/overview/", overview.overview_partial, name="overview-partial"),
     path("console/timeline/", timeline.timeline, name="console-timeline"),

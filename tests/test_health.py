@@ -66,8 +66,8 @@ def test_the_home_page_sends_an_anonymous_visitor_to_the_log_in_page(anonymous_c
     assert response.url.startswith("/login/")
 
 
-def test_the_home_page_is_for_staff_only(agent_client, admin_client):
-    assert agent_client.get("/").status_code == 302
+def test_the_home_page_is_for_role_holders_only(agent_client, admin_client):
+    assert agent_client.get("/").status_code == 403
     assert admin_client.get("/").status_code == 200
 
 

@@ -16,7 +16,8 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from console.pages import read_reason, reason_refusal, redirect_back, staff_only
+from common.roles import DRAIN_SERVERS, HANDLE_ALERTS, SET_PEER_MAINTENANCE, SWITCH_OVER_LINKS
+from console.pages import read_reason, reason_refusal, redirect_back, requires_permission
 from failover.models import Alert, Link, Peer, Server
 from failover.services.alert_actions import alert_acknowledge, server_silence_end, server_silence_start
 from failover.services.drain import MAX_DEADLINE_MINUTES, server_drain, server_undrain
@@ -33,7 +34,7 @@ def _expected_epoch(request: HttpRequest) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-@staff_only
+@requires_permission(SWITCH_OVER_LINKS)
 @require_POST
 def link_switchover_view(request: HttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(Link.objects.select_related("server"), pk=link_id)
@@ -63,7 +64,7 @@ def link_switchover_view(request: HttpRequest, link_id: int) -> HttpResponse:
     return redirect_back(request)
 
 
-@staff_only
+@requires_permission(SET_PEER_MAINTENANCE)
 @require_POST
 def peer_maintenance_view(request: HttpRequest, peer_id: int) -> HttpResponse:
     peer = get_object_or_404(Peer, pk=peer_id)
@@ -98,7 +99,7 @@ def _deadline_minutes(request: HttpRequest) -> int | None:
 # --- Alerts: acknowledge one, silence a server's for a while -----------------------------------
 
 
-@staff_only
+@requires_permission(HANDLE_ALERTS)
 @require_POST
 def alert_acknowledge_view(request: HttpRequest, alert_id: int) -> HttpResponse:
     """The dialog's reason is the acknowledgement's note: what the person is doing about it."""
@@ -122,7 +123,7 @@ def _minutes(request: HttpRequest) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
-@staff_only
+@requires_permission(HANDLE_ALERTS)
 @require_POST
 def server_silence_view(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=server_id)
@@ -143,7 +144,7 @@ def server_silence_view(request: HttpRequest, server_id: int) -> HttpResponse:
     return redirect_back(request)
 
 
-@staff_only
+@requires_permission(HANDLE_ALERTS)
 @require_POST
 def server_unsilence_view(request: HttpRequest, server_id: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=server_id)
@@ -160,7 +161,7 @@ def server_unsilence_view(request: HttpRequest, server_id: int) -> HttpResponse:
     return redirect_back(request)
 
 
-@staff_only
+@requires_permission(DRAIN_SERVERS)
 @require_POST
 def server_drain_view(request: HttpRequest, server_id: int) -> HttpResponse:
     """Drain a server (``on=1``) or take it out of drain, with a reason (and a deadline)."""

@@ -15,13 +15,14 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
+from common.roles import LOG_OUT_AGENTS, VIEW_DESKTOP
 from console.pages import (
     paginate,
     read_reason,
     reason_refusal,
     redirect_back,
     render_console,
-    staff_only,
+    requires_permission,
     wants_fragment,
 )
 from console.views.filters import choice_param, id_param, server_options
@@ -46,7 +47,7 @@ def agent_rows(*, state: str, server_id: int | None) -> QuerySet[Agent]:
     return rows
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def agents_page(request: HttpRequest) -> HttpResponse:
     filters = {"state": choice_param(request, "state", AgentState.values), "server": id_param(request, "server")}
@@ -62,7 +63,7 @@ def agents_page(request: HttpRequest) -> HttpResponse:
     return render_console(request, "console/agents.html", "console/_agents.html", context)
 
 
-@staff_only
+@requires_permission(LOG_OUT_AGENTS)
 @require_POST
 def agent_logout_view(request: HttpRequest, agent_id: int) -> HttpResponse:
     """Force an agent out (``admin_forced``). An agent already logged out is left alone."""

@@ -14,7 +14,8 @@ from django.views.decorators.http import require_GET
 
 from common.csv_export import csv_response
 from common.date_range import DateRangeError, date_range_from
-from console.pages import staff_only
+from common.roles import VIEW_DESKTOP
+from console.pages import requires_permission
 from console.views.filters import choice_param, id_param
 from console.views.sessions import STATE_OPTIONS, session_rows
 from console.views.timeline import TimelineFilter, audit_rows, event_rows
@@ -27,7 +28,7 @@ def _bad_range(invalid: DateRangeError) -> HttpResponse:
     return HttpResponseBadRequest("\n".join(lines), content_type="text/plain; charset=utf-8")
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def events_csv(request: HttpRequest) -> HttpResponse:
     filters = TimelineFilter.from_request(request)
@@ -36,7 +37,7 @@ def events_csv(request: HttpRequest) -> HttpResponse:
     return csv_response(request, event_rows(filters), EVENT_COLUMNS, filename="failover-events.csv")
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def audit_csv(request: HttpRequest) -> HttpResponse:
     filters = TimelineFilter.from_request(request)
@@ -45,7 +46,7 @@ def audit_csv(request: HttpRequest) -> HttpResponse:
     return csv_response(request, audit_rows(filters), AUDIT_COLUMNS, filename="audit-history.csv")
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def sessions_csv(request: HttpRequest) -> HttpResponse:
     try:

@@ -13,8 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
+from common.roles import VIEW_DESKTOP
 from console.incidents import incident_report, incident_rows
-from console.pages import paginate, render_console, staff_only
+from console.pages import paginate, render_console, requires_permission
 from console.views.filters import id_param, server_options
 from console.views.overview import with_durations
 from sessions.choices import SessionState
@@ -26,7 +27,7 @@ STATES_AT_INCIDENT = [
 ]
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def incident_page(request: HttpRequest, event_id: int) -> HttpResponse:
     event = get_object_or_404(incident_rows(), pk=event_id)
@@ -39,7 +40,7 @@ def incident_page(request: HttpRequest, event_id: int) -> HttpResponse:
     return render_console(request, "console/incident.html", "console/_incident.html", context)
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def incidents_page(request: HttpRequest) -> HttpResponse:
     server_id = id_param(request, "server")

@@ -17,7 +17,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET, require_POST
 
-from console.pages import paginate, read_reason, reason_refusal, redirect_back, render_console, staff_only
+from common.roles import MANAGE_NOTIFICATIONS, VIEW_DESKTOP
+from console.pages import paginate, read_reason, reason_refusal, redirect_back, render_console, requires_permission
 from console.views.filters import choice_param, id_param
 from failover.models import NotificationChannel, NotificationDelivery
 from failover.services.notifications import notification_test
@@ -39,7 +40,7 @@ def delivery_rows(*, channel_id: int | None, state: str) -> QuerySet[Notificatio
     return rows
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def notifications_page(request: HttpRequest) -> HttpResponse:
     filters = {"channel": id_param(request, "channel"), "state": choice_param(request, "state", STATE_FILTERS)}
@@ -56,7 +57,7 @@ def notifications_page(request: HttpRequest) -> HttpResponse:
     return render_console(request, "console/notifications.html", "console/_notifications.html", context)
 
 
-@staff_only
+@requires_permission(MANAGE_NOTIFICATIONS)
 @require_POST
 def notification_test_view(request: HttpRequest, channel_id: int) -> HttpResponse:
     """The dialog's reason is the test's note, kept in the audit history."""

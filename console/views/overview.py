@@ -38,9 +38,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from common.roles import VIEW_DESKTOP
 from console.incidents import with_incidents
 from console.live_fragments import NOT_IN_KEY, shared_fragment
-from console.pages import render_console, staff_only, wants_fragment
+from console.pages import render_console, requires_permission, wants_fragment
 from failover import charts
 from failover.choices import Health, LinkState, PeerKind
 from failover.models import Alert, FailoverEvent, Link, Peer, Server
@@ -315,14 +316,14 @@ def always(request: HttpRequest) -> bool:
     return True
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 @shared_fragment(wants_fragment)
 def overview(request: HttpRequest) -> HttpResponse:
     return render_console(request, "console/overview.html", "console/_overview.html", overview_context(request))
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 @shared_fragment(always)  # one render per filters and event, whatever the number of watchers
 def overview_partial(request: HttpRequest) -> HttpResponse:

@@ -15,7 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from console.pages import paginate, render_console, staff_only, wants_fragment
+from common.roles import VIEW_DESKTOP
+from console.pages import paginate, render_console, requires_permission, wants_fragment
 from console.views.filters import duration_text, id_param, seconds_between, server_options
 from sessions.choices import SessionState
 from sessions.models import CollaborationSession
@@ -74,7 +75,7 @@ def queue_summary(server_id: int | None, now: datetime) -> tuple[list[ServerQueu
     return by_wait, total
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def queue_page(request: HttpRequest) -> HttpResponse:
     now = timezone.now()

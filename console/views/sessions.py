@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from common.roles import END_SESSIONS, VIEW_DESKTOP
 from console.live_fragments import shared_fragment
 from console.pages import (
     paginate,
@@ -26,7 +27,7 @@ from console.pages import (
     reason_refusal,
     redirect_back,
     render_console,
-    staff_only,
+    requires_permission,
     wants_fragment,
 )
 from console.views.filters import (
@@ -86,7 +87,7 @@ def agent_options() -> list[dict[str, Any]]:
     ]
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 @shared_fragment(wants_fragment)  # the live fragment: one render per filters and event
 def sessions_page(request: HttpRequest) -> HttpResponse:
@@ -116,7 +117,7 @@ def sessions_page(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@staff_only
+@requires_permission(END_SESSIONS)
 @require_POST
 def session_end_view(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     """End one session as its administrator (``admin_ended``), the dialog's reason as the note."""

@@ -17,10 +17,11 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from common.roles import VERIFY_AND_SYNC, VIEW_DESKTOP
 from configsync.services import icm
 from configsync.services.sync import StalePlan, SyncRefused, removals, sync_launch, sync_plan_update
 from configsync.services.verify import SyncBusy, busy_run, verify_launch
-from console.pages import read_reason, reason_refusal, render_console, staff_only
+from console.pages import read_reason, reason_refusal, render_console, requires_permission
 from console.views.wizards import selected_server
 from failover.choices import SyncDirection, SyncRunState
 from failover.models import Alert, SyncRun
@@ -81,7 +82,7 @@ def sync_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def sync_page(request: HttpRequest) -> HttpResponse:
     return render_console(request, "console/sync.html", "console/_sync.html", sync_context(request))
@@ -92,7 +93,7 @@ def _page(server_id: int, run_id: int | None = None) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse("console-sync") + query)
 
 
-@staff_only
+@requires_permission(VERIFY_AND_SYNC)
 @require_POST
 def sync_verify_view(request: HttpRequest) -> HttpResponse:
     server, _ = selected_server(request)
@@ -108,7 +109,7 @@ def sync_verify_view(request: HttpRequest) -> HttpResponse:
     return _page(server.pk, run.pk)
 
 
-@staff_only
+@requires_permission(VERIFY_AND_SYNC)
 @require_POST
 def sync_run_view(request: HttpRequest) -> HttpResponse:
     """Save the approvals and directions of the plan (run ``run``), and (``do=sync``) start the sync.

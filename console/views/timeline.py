@@ -27,8 +27,9 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from common.date_range import DateRange, DateRangeError, date_range_from
+from common.roles import VIEW_DESKTOP
 from console.audit_scope import audit_about_server
-from console.pages import paginate, render_console, staff_only, wants_fragment
+from console.pages import paginate, render_console, requires_permission, wants_fragment
 from console.views.overview import with_durations
 from failover.choices import AuditAction
 from failover.models import AuditEntry, FailoverEvent, Server
@@ -168,7 +169,7 @@ def timeline_context(request: HttpRequest) -> dict[str, Any]:
     return context
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def timeline(request: HttpRequest) -> HttpResponse:
     context = timeline_context(request)

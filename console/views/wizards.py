@@ -16,9 +16,10 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from common.roles import RUN_WIZARDS, VIEW_DESKTOP
 from configsync.services import icm
 from configsync.services.wizards import WizardRefused, added_agent, progress_percent, wizard_launch
-from console.pages import read_reason, reason_refusal, render_console, staff_only
+from console.pages import read_reason, reason_refusal, render_console, requires_permission
 from failover.choices import WizardKind
 from failover.models import Policy, Server, WizardRun
 from sessions.models import Agent, SkillGroup
@@ -65,7 +66,7 @@ def wizards_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def wizards_page(request: HttpRequest) -> HttpResponse:
     return render_console(request, "console/wizards.html", "console/_wizards.html", wizards_context(request))
@@ -88,7 +89,7 @@ def _params(request: HttpRequest, kind: str) -> dict[str, Any]:
     return {"skill_group_id": post.get("skill_group_id", "").strip(), "name": post.get("name", "").strip()}
 
 
-@staff_only
+@requires_permission(RUN_WIZARDS)
 @require_POST
 def wizard_start_view(request: HttpRequest) -> HttpResponse:
     server, _ = selected_server(request)
@@ -131,7 +132,7 @@ def new_agent_login(request: HttpRequest, run: WizardRun) -> dict[str, Any] | No
     }
 
 
-@staff_only
+@requires_permission(VIEW_DESKTOP)
 @require_GET
 def wizard_run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(WizardRun.objects.select_related("server", "started_by"), pk=run_id)

@@ -185,9 +185,9 @@ def test_incidents_are_staff_only(two_servers, agent_client, anonymous_client):
     event = server_health_changed(server_id=failed.pk, health=Health.DOWN, at=timezone.now(), error="refused")
 
     assert agent_client.get(reverse("api-incident-detail", args=[event.pk])).status_code == 403
-    assert agent_client.get(reverse("console-incident", args=[event.pk])).status_code == 302
+    assert agent_client.get(reverse("console-incident", args=[event.pk])).status_code == 403
     assert anonymous_client.get(reverse("console-incident", args=[event.pk])).status_code == 302
-    assert agent_client.get(reverse("console-incidents")).status_code == 302
+    assert agent_client.get(reverse("console-incidents")).status_code == 403
     assert anonymous_client.get(reverse("console-incidents")).status_code == 302
 
 

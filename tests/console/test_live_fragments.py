@@ -16,7 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from common import live
+from common import live, roles
 from common.actors import MONITOR
 from common.redis_client import shared_redis
 from console import live_fragments
@@ -32,7 +32,7 @@ from tests.console.test_console_browser_sessions import (
     node,  # noqa: F401  (fixture)
 )
 from tests.desktop.conftest import logged_in, routed_session
-from tests.factories import PASSWORD, StaffFactory, UserFactory
+from tests.factories import PASSWORD, StaffFactory, UserFactory, role_user
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +54,11 @@ def new_event() -> int:
     return live.current_sequence()
 
 
+# The access class of a superuser (every permission) and of a viewer.
+EVERYTHING = ",".join(permission.codename for permission in roles.PERMISSIONS)
+VIEW_ONLY = roles.VIEW_DESKTOP.codename
+
+
 def key(path: str, access: str, query: str = "", zone: str | None = None) -> tuple[str, str, str, str]:
     return (path, query, access, zone or timezone.get_default_timezone_name())
 
@@ -69,7 +74,7 @@ def test_two_administrators_on_the_same_view_share_one_render():
     assert first.content == second.content
     assert first[SEQ_HEADER] == second[SEQ_HEADER]
     assert first["X-Live-Rendered"] == second["X-Live-Rendered"]
-    assert shared_renders.renders(key(OVERVIEW, "superuser")) == 1
+    assert shared_renders.renders(key(OVERVIEW, EVERYTHING)) == 1
     # The second administrator's request only looked up the log-in: no render queries.
     assert len(second_queries) <= 2, [q["sql"] for q in second_queries]
 
@@ -89,19 +94,19 @@ def test_a_shared_render_leaves_gzipped_to_browsers_that_accept_it():
 
 def test_users_whose_access_or_zone_differs_never_share_a_render():
     superuser = logged_in_client(StaffFactory())
-    staff = logged_in_client(StaffFactory(is_superuser=False))
+    viewer = logged_in_client(role_user(roles.VIEWER))
     in_tokyo = logged_in_client(StaffFactory())
     in_tokyo.cookies["tz"] = "Asia/Tokyo"
     not_staff = logged_in_client(UserFactory())
 
-    for client in (superuser, staff, in_tokyo):
+    for client in (superuser, viewer, in_tokyo):
         assert client.get(OVERVIEW).status_code == 200
     refused = not_staff.get(OVERVIEW)
 
-    assert refused.status_code == 302  # to the log-in page, before any render
-    assert shared_renders.renders(key(OVERVIEW, "superuser")) == 1
-    assert shared_renders.renders(key(OVERVIEW, "staff")) == 1
-    assert shared_renders.renders(key(OVERVIEW, "superuser", zone="Asia/Tokyo")) == 1
+    assert refused.status_code == 403  # no role: refused before any render
+    assert shared_renders.renders(key(OVERVIEW, EVERYTHING)) == 1
+    assert shared_renders.renders(key(OVERVIEW, VIEW_ONLY)) == 1
+    assert shared_renders.renders(key(OVERVIEW, EVERYTHING, zone="Asia/Tokyo")) == 1
     assert shared_renders.renders(key(OVERVIEW, "none")) == 0
 
 
@@ -113,8 +118,8 @@ def test_filters_are_part_of_the_key_and_the_sequence_number_is_not():
     client.get(f"{SESSIONS}?state=open&fragment=1")
     client.get(f"{SESSIONS}?fragment=1&state=queued")
 
-    assert shared_renders.renders(key(SESSIONS, "superuser", "state=open")) == 1
-    assert shared_renders.renders(key(SESSIONS, "superuser", "state=queued")) == 1
+    assert shared_renders.renders(key(SESSIONS, EVERYTHING, "state=open")) == 1
+    assert shared_renders.renders(key(SESSIONS, EVERYTHING, "state=queued")) == 1
 
 
 def test_a_newer_event_makes_a_new_render_that_older_numbers_keep_sharing(server):
@@ -134,7 +139,7 @@ def test_a_newer_event_makes_a_new_render_that_older_numbers_keep_sharing(server
     assert b"Grace Hopper" not in same.content
     assert int(newer[SEQ_HEADER]) >= after
     assert b"Grace Hopper" in newer.content
-    assert shared_renders.renders(key(SESSIONS, "superuser")) == 2
+    assert shared_renders.renders(key(SESSIONS, EVERYTHING)) == 2
 
 
 def test_resyncs_share_a_recent_render_and_never_an_older_one(server, monkeypatch):
@@ -150,7 +155,7 @@ def test_resyncs_share_a_recent_render_and_never_an_older_one(server, monkeypatc
 
     assert b"Grace Hopper" not in shared.content
     assert b"Grace Hopper" in resync.content
-    assert shared_renders.renders(key(SESSIONS, "superuser")) == 2
+    assert shared_renders.renders(key(SESSIONS, EVERYTHING)) == 2
 
 
 CHARTS = re.compile(r'<div class="charts" data-region="charts">.*?</section>', re.DOTALL)
@@ -214,7 +219,7 @@ def test_concurrent_requests_for_one_key_wait_for_a_single_render():
         assert gate.wait(WAIT_S)
         return HttpResponse(f"render {len(made)}")
 
-    the_key = key(OVERVIEW, "staff")
+    the_key = key(OVERVIEW, VIEW_ONLY)
     wanted = new_event()
     first = start(renders.get, the_key, wanted, render)
     assert entered.wait(WAIT_S)
@@ -238,7 +243,7 @@ def test_concurrent_requests_for_one_key_wait_for_a_single_render():
 
 def test_an_answer_that_is_not_a_plain_page_is_never_shared():
     renders = SharedRenders()
-    the_key = key(OVERVIEW, "staff")
+    the_key = key(OVERVIEW, VIEW_ONLY)
 
     answer = renders.get(the_key, live.current_sequence(), lambda: HttpResponse("gone", status=503))
 

@@ -49,15 +49,13 @@ def test_an_anonymous_visitor_is_sent_to_the_log_in_page(anonymous_client, url):
 def test_an_agent_is_not_let_in(agent_client, url):
     response = agent_client.get(url)
 
-    assert response.status_code == 302
-    assert response.url.startswith("/login/")
+    assert response.status_code == 403
 
 
 def test_agents_cannot_act(agent_client, mb_link):
     response = agent_client.post(f"/console/links/{mb_link.pk}/switchover/", {"reason": "x"})
 
-    assert response.status_code == 302
-    assert response.url.startswith("/login/")
+    assert response.status_code == 403
     assert not FailoverEvent.objects.exists()
 
 

@@ -136,7 +136,7 @@ def test_a_user_made_non_staff_is_closed_at_once(admin_user, pair):
     cookie = session_cookie(user)
 
     def demote() -> None:
-        user.is_staff = False
+        user.is_superuser = False  # admin_user holds no role: nothing left
         user.save()  # as the Django admin or a script does
 
     async def scenario() -> dict:
