@@ -42,7 +42,7 @@ RUN_WIZARDS = Permission("run_wizards", "Run configuration wizards")
 VERIFY_AND_SYNC = Permission("verify_and_sync", "Run Verify and Sync")
 MANAGE_NOTIFICATIONS = Permission("manage_notifications", "Manage notification channels and send tests")
 MANAGE_API_TOKENS = Permission("manage_api_tokens", "Manage every user's API tokens")
-CHANGE_POLICY = Permission("set_failover_policy", "Change the failover policy")
+SET_FAILOVER_POLICY = Permission("set_failover_policy", "Change the failover policy")
 
 PERMISSIONS: tuple[Permission, ...] = (
     VIEW_DESKTOP,
@@ -56,7 +56,7 @@ PERMISSIONS: tuple[Permission, ...] = (
     VERIFY_AND_SYNC,
     MANAGE_NOTIFICATIONS,
     MANAGE_API_TOKENS,
-    CHANGE_POLICY,
+    SET_FAILOVER_POLICY,
 )
 
 
@@ -82,7 +82,7 @@ ADMINISTRATOR = Role(
         VERIFY_AND_SYNC,
         MANAGE_NOTIFICATIONS,
         MANAGE_API_TOKENS,
-        CHANGE_POLICY,
+        SET_FAILOVER_POLICY,
     ),
 )
 ROLES: tuple[Role, ...] = (VIEWER, SUPERVISOR, ADMINISTRATOR)

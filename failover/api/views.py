@@ -28,9 +28,9 @@ from common.api_schema import ApiSchema
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import requires
 from common.roles import (
-    CHANGE_POLICY,
     DRAIN_SERVERS,
     HANDLE_ALERTS,
+    SET_FAILOVER_POLICY,
     SET_PEER_MAINTENANCE,
     SWITCH_OVER_LINKS,
     VIEW_DESKTOP,
@@ -382,7 +382,7 @@ class PolicyView(APIView):
         request=PolicyUpdateSerializer,
         responses={200: PolicySerializer, 400: VALIDATION_ERROR, 403: NOT_ALLOWED},
     )
-    @requires(CHANGE_POLICY)
+    @requires(SET_FAILOVER_POLICY)
     def patch(self, request: Request) -> Response:
         # Not partial: every policy field is optional anyway, and partial would make
         # ``reason`` optional too.
