@@ -86,3 +86,21 @@ ADMINISTRATOR = Role(
     ),
 )
 ROLES: tuple[Role, ...] = (VIEWER, SUPERVISOR, ADMINISTRATOR)
+
+SUPERUSER_COLUMN = "Superuser"
+HELD, NOT_HELD = "yes", "·"
+
+
+def roles_table_markdown() -> str:
+    """What each role may do, as the Markdown table of docs/operations.md ("Roles"; a test
+    checks the docs hold exactly this; ``manage.py roles_table`` prints it)."""
+    columns = [role.group for role in ROLES] + [SUPERUSER_COLUMN]
+    lines = [
+        "| Permission | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for permission in PERMISSIONS:
+        marks = [HELD if permission in role.permissions else NOT_HELD for role in ROLES] + [HELD]
+        lines.append(f"| {permission.description} (`{permission.codename}`) | " + " | ".join(marks) + " |")
+    lines.append("| The Django admin (`/admin/`) | " + " | ".join([NOT_HELD] * len(ROLES) + [HELD]) + " |")
+    return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from collabadmin.stack import stack_processes
+from common import roles
 from configsync.services.verify import verify_run
 from failover.choices import PeerKind, PeerPriority, SyncRunState
 from failover.models import Link, Peer, Policy, Server
@@ -59,8 +60,23 @@ def test_running_it_twice_gives_each_demo_row_exactly_once() -> None:
     assert SkillGroup.objects.count() == 6
     assert sorted(Agent.objects.values_list("user__username", flat=True)) == AGENT_USERNAMES
     assert User.objects.filter(username="admin", is_staff=True, is_superuser=True).exists()
-    assert User.objects.count() == 13
+    assert User.objects.count() == 16  # the superuser, one user per role, 12 agents
     assert Policy.objects.count() == 1
+
+
+def test_one_user_per_role_with_its_demo_password(debug_on: None) -> None:
+    output = seed()
+
+    for role in roles.ROLES:
+        user = User.objects.get(username=role.key)
+        assert list(user.groups.values_list("name", flat=True)) == [role.group]
+        assert {permission.name for permission in role.permissions} <= user.get_all_permissions()
+        assert not user.is_staff
+        assert not user.is_superuser
+        assert printed_password(output, role.key) == f"{role.key}-demo"
+        assert user.check_password(f"{role.key}-demo")
+    assert not User.objects.get(username="viewer").has_perm(roles.END_SESSIONS.name)
+    assert not User.objects.get(username="supervisor").has_perm(roles.SWITCH_OVER_LINKS.name)
 
 
 def test_both_routing_servers_share_the_icms_skill_groups() -> None:

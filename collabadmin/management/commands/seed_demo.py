@@ -15,10 +15,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from collabadmin.stack import LOCAL_HOSTS, icm_store_path
+from common.roles import ROLES
 from configsync.services.local_config import local_config
 from failover.choices import PeerKind, PeerPriority, ServerRole
 from failover.models import Link, Peer, Policy, Server
@@ -216,7 +218,8 @@ class Command(BaseCommand):
             admin.is_staff = admin.is_superuser = True
             admin.save(update_fields=["is_staff", "is_superuser"])
         logins = [
-            (ADMIN_USERNAME, self._password(admin, created or reset_passwords, DEMO_ADMIN_PASSWORD), "administrator")
+            (ADMIN_USERNAME, self._password(admin, created or reset_passwords, DEMO_ADMIN_PASSWORD), "superuser"),
+            *self._role_users(reset_passwords=reset_passwords),
         ]
 
         for demo_agent in AGENTS:
@@ -231,6 +234,17 @@ class Command(BaseCommand):
             )
             password = self._password(user, created or reset_passwords, DEMO_AGENT_PASSWORD)
             logins.append((demo_agent.username, password, f"agent on {demo_agent.server}"))
+        return logins
+
+    def _role_users(self, *, reset_passwords: bool) -> list[tuple[str, str, str]]:
+        """One user per role (common/roles.py), named after it, password ``<role>-demo``; an
+        existing one is given its role's group again and keeps its password."""
+        logins = []
+        for role in ROLES:
+            user, created = user_ensure(username=role.key, first_name="Demo", last_name=role.group)
+            user.groups.add(Group.objects.get(name=role.group))
+            password = self._password(user, created or reset_passwords, f"{role.key}-demo")
+            logins.append((role.key, password, f"{role.key} role"))
         return logins
 
     def _password(self, user: AbstractBaseUser, set_it: bool, demo_password: str) -> str:
