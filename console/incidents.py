@@ -23,11 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.contrib.auth import get_user_model
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Replace
 from django.utils import timezone
 
 from common.actors import COMMAND
+from common.roles import ROLES
 from console.audit_scope import audit_about_server
 from failover.choices import AlertKind, FailoverKind
 from failover.models import Alert, AuditEntry, FailoverEvent, NotificationDelivery
@@ -164,13 +166,17 @@ def _resolution(event: FailoverEvent) -> FailoverEvent | None:
 
 
 def admin_actions(event: FailoverEvent, until: datetime) -> QuerySet[AuditEntry]:
-    """What administrators (staff users, or an operator's command) did about the server and
-    what belongs to it, from the detection until ``until``, oldest first."""
+    """What administrators (users with a role or superusers, or an operator's command) did
+    about the server and what belongs to it, from the detection until ``until``, oldest first.
+    A role's group, not its permissions: an agent or a script's account has none."""
+    role_holders = get_user_model().groups.through.objects.filter(
+        user_id=OuterRef("actor_id"), group__name__in=[role.group for role in ROLES]
+    )
     return (
         AuditEntry.objects.alias(object_key=Replace("object_id", Value("-"), Value("")))
         .filter(audit_about_server(event.server_id))
         .filter(created_at__gte=event.detected_at, created_at__lt=until)
-        .filter(Q(actor__is_staff=True) | Q(actor_name=COMMAND))
+        .filter(Q(actor__is_superuser=True) | Exists(role_holders) | Q(actor_name=COMMAND))
         .order_by("created_at", "id")
     )
 

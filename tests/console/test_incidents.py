@@ -4,10 +4,14 @@ raised and the administrators' actions that followed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from common import roles
+from console.incidents import admin_actions
 from failover.choices import AlertKind, FailoverKind, Health, NotificationKind
 from failover.models import Alert, FailoverEvent, NotificationChannel, Server
 from failover.monitor.runner import monitor_in_thread
@@ -17,7 +21,16 @@ from failover.services.switchover import link_switchover
 from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import IncidentSession
 from sessions.services.lifecycle import session_end
-from tests.factories import AgentFactory, ServerFactory, SessionFactory, SkillGroupFactory
+from tests.factories import (
+    AgentFactory,
+    AuditEntryFactory,
+    FailoverEventFactory,
+    ServerFactory,
+    SessionFactory,
+    SkillGroupFactory,
+    UserFactory,
+    role_user,
+)
 from tests.failover.test_monitor_with_simulators import (  # noqa: F401  (fixtures)
     both_up_and_one_connected,
     connected_name,
@@ -251,3 +264,23 @@ def test_a_killed_media_blender_makes_an_incident_with_the_sessions_open_at_that
     assert "Ada" in page
     assert "Hedy" in page
     assert queued.pk in set(IncidentSession.objects.filter(event=event).values_list("session_id", flat=True))
+
+
+def test_admin_actions_are_those_of_role_holders_superusers_and_commands(server) -> None:
+    """Roles, not is_staff, make an administrator (issue 22): an agent's or a script's
+    account acting on the server is not an administrator's action."""
+    event = FailoverEventFactory(server=server, detected_at=timezone.now() - timedelta(minutes=5))
+    actors = {
+        "supervisor": role_user(roles.SUPERVISOR, username="sup"),
+        "superuser": UserFactory(username="root", is_superuser=True),
+        "script": UserFactory(username="script"),
+        "staff-without-role": UserFactory(username="legacy", is_staff=True),
+    }
+    for name, actor in actors.items():
+        AuditEntryFactory(
+            actor=actor, actor_name=f"user:{name}", object_type="failover.server", object_id=str(server.pk)
+        )
+
+    found = admin_actions(event, until=timezone.now() + timedelta(minutes=1))
+
+    assert sorted(entry.actor_name for entry in found) == ["user:superuser", "user:supervisor"]
