@@ -69,7 +69,7 @@ def run(seconds: float, floods: int, connections: int) -> dict[str, Any]:
 
         node_port = free_port()
         server = server_ensure(name="bench-a", base_url=f"http://127.0.0.1:{node_port}")
-        user = get_user_model().objects.create(username="bench-flood", is_staff=True)
+        user = get_user_model().objects.create(username="bench-flood", is_superuser=True)  # reads /api/v1/status/
         token = Token.objects.create(user=user).key
         node = stack.node("bench-a", monitor=False, port=node_port)
         probers = {method: Prober(node.port, method) for method in ("GET", "HEAD")}

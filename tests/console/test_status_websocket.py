@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
-from common import live
+from common import live, roles
 from console.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link, Peer
 from failover.services.switchover import link_switchover
-from tests.factories import AlertFactory, PeerFactory, ServerFactory, peer_mark_connected
+from tests.factories import AlertFactory, PeerFactory, ServerFactory, peer_mark_connected, role_user
 from tests.websockets import TIMEOUT, open_socket, refused_with, run, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,7 +132,7 @@ def test_a_switchover_arrives_as_a_link_changed_event_with_a_higher_sequence(adm
     }
 
 
-def test_a_user_made_non_staff_is_closed_at_once(admin_user, pair):
+def test_a_user_made_non_superuser_is_closed_at_once(admin_user, pair):
     user = get_user_model().objects.get(pk=admin_user.pk)
     cookie = session_cookie(user)
 
@@ -148,6 +149,26 @@ def test_a_user_made_non_staff_is_closed_at_once(admin_user, pair):
         # Nothing reaches it any more: the next change is not forwarded.
         await sync_to_async(link_switchover)(link_id=pair.pk, actor="system:test", reason="test")
         return closed
+
+    assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
+
+
+@pytest.mark.parametrize("from_side", ["user", "group"])
+def test_a_viewer_is_let_in_and_closed_at_once_when_its_role_is_taken_away(pair, from_side):
+    viewer = role_user(roles.VIEWER, username="watcher")
+    cookie = session_cookie(viewer)
+    group = Group.objects.get(name=roles.VIEWER.group)
+
+    def take_role_away() -> None:
+        # As the Django admin does: from the user's form, or from the group's side.
+        viewer.groups.remove(group) if from_side == "user" else group.user_set.remove(viewer)
+
+    async def scenario() -> dict:
+        socket = communicator(cookie=cookie)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        await sync_to_async(take_role_away)()
+        return await socket.receive_output(timeout=TIMEOUT)
 
     assert run(scenario) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
 
