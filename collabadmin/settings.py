@@ -45,7 +45,7 @@ COLLABADMIN_RUN_MONITOR = env_bool("COLLABADMIN_RUN_MONITOR", True)
 COLLABADMIN_TLS_CA_BUNDLE = env_str("COLLABADMIN_TLS_CA_BUNDLE", "")
 
 # /metrics (docs/metrics.md): anonymous scrapes only from these addresses or CIDR networks
-# (empty: none), otherwise a staff user or "Authorization: Bearer <METRICS_TOKEN>" (if set).
+# (empty: none), otherwise a user holding view_desktop or "Authorization: Bearer <METRICS_TOKEN>" (if set).
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 

@@ -1,4 +1,5 @@
-"""Wizards and Verify and Sync under /api/v1/ (issue 6): serializers and views, staff only.
+"""Wizards and Verify and Sync under /api/v1/ (issue 6): serializers and views, each
+operation for its permission (common.roles).
 
 * ``/wizards/``: start a wizard (it runs in a Celery task), read a run with its step log.
 * ``/sync-runs/``: launch a verify, read the plan, its progress and the report, approve rows

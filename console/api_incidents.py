@@ -1,6 +1,6 @@
 """Incidents over the API: ``GET /api/v1/incidents/`` and ``/api/v1/incidents/{id}/``.
 
-Read-only, staff only, like the incident page: the list is the failover events caused by a
+Read-only, for view_desktop, like the incident page: the list is the failover events caused by a
 failure (``server``, ``kind``, ``from``/``to`` filters), the detail is the whole report
 (console/incidents.py): the event, the sessions open at that moment and what became of
 each, the alerts raised and the administrators' actions that followed.

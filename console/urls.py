@@ -1,4 +1,5 @@
-"""The Administration desktop's pages and actions (staff only), mounted at the site root by
+"""The Administration desktop's pages and actions (each for a role permission:
+``console.pages.requires_permission``), mounted at the site root by
 ``collabadmin.urls``: the overview at ``/`` and everything else under ``/console/``.
 URL names have no namespace (``home``, ``console-*``): the templates name them so."""
 

@@ -1,4 +1,5 @@
-"""The Administration desktop's pages (staff only): the overview, the timeline, the wizards,
+"""The Administration desktop's pages (each for a role permission:
+``console.pages.requires_permission``): the overview, the timeline, the wizards,
 Verify and Sync, sessions, agents and the queue, and their actions.
 
 One module per page, each following ``console.pages``: one view renders the page and,

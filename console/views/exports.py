@@ -3,7 +3,7 @@
 Each takes the same GET filters as its page (the timeline's ``server``, ``action``, ``from``
 and ``to``; the sessions page's ``state``, ``server``, ``agent``, ``from`` and ``to``), so
 the page's "Export CSV" link exports what the page lists, every page of it, in the same
-order. Staff only, like the pages; reads are not audited here, as the pages' are not. A
+order. For view_desktop, like the pages; reads are not audited here, as the pages' are not. A
 bad date range answers 400 with the reason, as text.
 """
 

@@ -2,7 +2,7 @@
 
 One fragment (``console/_overview.html``) renders the page and every live refresh
 (``/partials/overview/``, or ``/?fragment=1``); ``static/console/console.js`` re-fetches it
-on each event of ``/ws/status/``. Staff only.
+on each event of ``/ws/status/``. For view_desktop.
 
 Built for a large installation (1,000 servers, 10,000 sessions): the summary counts the
 whole installation in one aggregate query, the topology shows one page of servers

@@ -1,4 +1,5 @@
-"""The Administration desktop's Verify and Sync (``/console/sync/``), staff only.
+"""The Administration desktop's Verify and Sync (``/console/sync/``), for users with a role
+(each action its permission).
 
 One server at a time (``?server=``) and one of its runs (``?run=``, default its latest):
 launch a verify, read the plan as a table, approve rows and choose each one's direction,

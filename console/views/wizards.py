@@ -1,4 +1,4 @@
-"""The Administration desktop's wizards (``/console/wizards/``), staff only.
+"""The Administration desktop's wizards (``/console/wizards/``), for users with a role (each action its permission).
 
 The page offers the four wizards for one server (``?server=``) and lists its recent runs;
 a run's page (``/console/wizards/<id>/``) shows its step log and a progress bar, both

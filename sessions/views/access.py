@@ -28,7 +28,7 @@ def agent_required(view: AgentView) -> Callable[..., HttpResponse]:
     """Run ``view(request, agent, ...)`` for an enabled agent only.
 
     Anonymous visitors go to the agent log-in page (and come back after it); a logged-in
-    user who is not an enabled agent (staff included) gets a 403 page that says why.
+    user who is not an enabled agent (role holders included) gets a 403 page that says why.
     """
 
     @wraps(view)
