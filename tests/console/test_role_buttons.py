@@ -39,3 +39,21 @@ def test_the_overview_shows_only_the_actions_of_the_role(mb_pair, role: roles.Ro
 def test_configuration_is_linked_for_superusers_only(admin_client, mb_pair) -> None:
     assert 'href="/admin/"' in admin_client.get("/").content.decode()
     assert 'href="/admin/"' not in overview_of(roles.ADMINISTRATOR)
+
+
+@pytest.mark.parametrize(
+    ("page", "action", "role_allowed"),
+    [
+        ("/console/wizards/", "/console/wizards/start/", roles.ADMINISTRATOR),
+        ("/console/sync/", "/console/sync/verify/", roles.ADMINISTRATOR),
+    ],
+)
+def test_wizard_and_verify_forms_only_for_the_roles_that_run_them(
+    server, page: str, action: str, role_allowed: roles.Role
+) -> None:
+    for role in roles.ROLES:
+        client = Client()
+        client.force_login(role_user(role, username=f"{role.key}-forms"))
+        html = client.get(page).content.decode()
+        assert (f'action="{action}"' in html) == (role == role_allowed), role.key
+        assert ("data-not-allowed" in html) == (role != role_allowed), role.key
