@@ -10,6 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api_schema import ApiSchema
+from common.permissions import requires
+from common.roles import VIEW_DESKTOP
 from console.selectors import status_snapshot
 from failover.api.serializers import PEER_DISPLAY_STATES, PeerRefSerializer
 from failover.choices import (
@@ -124,5 +126,6 @@ class StatusView(APIView):
         summary="Snapshot of servers, links, peers, session counts and open alerts",
         responses=StatusSnapshotSerializer,
     )
+    @requires(VIEW_DESKTOP)
     def get(self, request: Request) -> Response:
         return Response(status_snapshot())

@@ -17,6 +17,8 @@ from rest_framework.response import Response
 from common.api_conventions import MAX_ID
 from common.api_exports import DATE_RANGE_PARAMETERS, within_requested_dates
 from common.api_views import ReadOnlyResourceViewSet
+from common.permissions import requires
+from common.roles import VIEW_DESKTOP
 from console.incidents import OUTCOMES, incident_report, incident_rows
 from failover.api.notifications import NotificationDeliverySerializer
 from failover.api.serializers import AlertSerializer, AuditEntrySerializer, FailoverEventSerializer
@@ -94,5 +96,6 @@ class IncidentViewSet(ReadOnlyResourceViewSet):
             return queryset
         return within_requested_dates(queryset, self.request.query_params, "detected_at")
 
+    @requires(VIEW_DESKTOP)
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         return Response(IncidentReportSerializer(incident_report(self.get_object())).data)
