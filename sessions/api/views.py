@@ -163,7 +163,8 @@ class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):
         summary="End a session (its agent, or a holder of end_sessions with a reason)",
         description="The session's own agent may end it, with an optional reason (`agent_ended`). "
         "A holder of end_sessions (supervisor, administrator) may end any session and must say why "
-        "(`admin_ended`; the text goes to the audit history). Another agent's session is a 404. Ending an ended session is a 409.",
+        "(`admin_ended`; the text goes to the audit history). Another agent's session is a 404. "
+        "Ending an ended session is a 409.",
         request=SessionEndSerializer,
         responses={
             200: SessionSerializer,
