@@ -192,3 +192,5 @@ class AuditAction(models.TextChoices):
     AUTH_LOGGED_IN = "auth.logged_in", "Logged in"
     AUTH_LOGGED_OUT = "auth.logged_out", "Logged out"
     AUTH_LOCKED_OUT = "auth.locked_out", "Log-in locked after repeated failures"
+    API_TOKEN_CREATED = "api_token.created", "API token created"
+    API_TOKEN_REVOKED = "api_token.revoked", "API token revoked"

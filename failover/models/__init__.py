@@ -1,6 +1,7 @@
 """Failover models, one concept per module."""
 
 from failover.models.access import Access
+from failover.models.api_tokens import ApiToken
 from failover.models.alerts import Alert, ServerSilence
 from failover.models.audit import AuditEntry
 from failover.models.events import FailoverEvent
@@ -17,6 +18,7 @@ from failover.models.wizards import WizardRun
 __all__ = [
     "Access",
     "Alert",
+    "ApiToken",
     "AuditEntry",
     "FailoverEvent",
     "Lease",
