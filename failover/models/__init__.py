@@ -1,8 +1,8 @@
 """Failover models, one concept per module."""
 
 from failover.models.access import Access
-from failover.models.api_tokens import ApiToken
 from failover.models.alerts import Alert, ServerSilence
+from failover.models.api_tokens import ApiToken
 from failover.models.audit import AuditEntry
 from failover.models.events import FailoverEvent
 from failover.models.heartbeats import NodeHeartbeat
