@@ -29,18 +29,24 @@ from failover.models.api_tokens import key_hash
 LAST_USE_EVERY = timedelta(minutes=1)
 
 
+class TokenRefused(exceptions.AuthenticationFailed):
+    """Answered 401 with ``WWW-Authenticate: Token`` (common.api_conventions.exception_handler)."""
+
+    www_authenticate = "Token"
+
+
 def token_for_key(key: str) -> ApiToken:
     """The token of ``key`` with its user; ``AuthenticationFailed`` if it may not be used."""
     token = ApiToken.objects.select_related("user").filter(key_hash=key_hash(key)).first()
     if token is None:
-        raise exceptions.AuthenticationFailed("Invalid token.")
+        raise TokenRefused("Invalid token.")
     if token.revoked_at is not None:
-        raise exceptions.AuthenticationFailed("Token revoked.")
+        raise TokenRefused("Token revoked.")
     if token.is_expired():
         expired_on = date_format(timezone.localtime(token.expires_at), "Y-m-d H:i T")
-        raise exceptions.AuthenticationFailed(f"Token expired on {expired_on}.")
+        raise TokenRefused(f"Token expired on {expired_on}.")
     if not token.user.is_active:
-        raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        raise TokenRefused("User inactive or deleted.")
     return token
 
 
