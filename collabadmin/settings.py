@@ -357,6 +357,7 @@ SPECTACULAR_SETTINGS = {
         "WizardKindEnum": "failover.choices.WizardKind",
         "WizardStateEnum": "failover.choices.WizardState",
         "SyncRunStateEnum": "failover.choices.SyncRunState",
+        "ApiTokenStateEnum": "failover.choices.ApiTokenState",
         "AgentStateEnum": "sessions.choices.AgentState",
         "SessionStateEnum": "sessions.choices.SessionState",
     },

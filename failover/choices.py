@@ -142,6 +142,14 @@ class SyncDirection(models.TextChoices):
     TO_ICM = "to_icm", "This server → ICM"
 
 
+class ApiTokenState(models.TextChoices):
+    """Whether an API token may be used (failover.models.api_tokens: never stored, derived)."""
+
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
 class AuditAction(models.TextChoices):
     LINK_SWITCHOVER = "link.switchover", "Link switched over"
     PEER_MAINTENANCE_ON = "peer.maintenance_on", "Peer put into maintenance"

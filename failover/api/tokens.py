@@ -19,6 +19,7 @@ from common.api_conventions import MAX_ID, NOT_ALLOWED, NOT_FOUND, VALIDATION_ER
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import HasRolePermission, requires
 from common.roles import VIEW_DESKTOP
+from failover.choices import ApiTokenState
 from failover.models import ApiToken
 from failover.services.api_tokens import token_create, token_revoke, tokens_visible_to
 
@@ -27,9 +28,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.get_username", read_only=True)
     created_by = serializers.CharField(source="created_by.get_username", read_only=True, allow_null=True, default=None)
     revoked_by = serializers.CharField(source="revoked_by.get_username", read_only=True, allow_null=True, default=None)
-    state = serializers.ChoiceField(
-        choices=[("active", "Active"), ("expired", "Expired"), ("revoked", "Revoked")], read_only=True
-    )
+    state = serializers.ChoiceField(choices=ApiTokenState.choices, read_only=True)
 
     class Meta:
         model = ApiToken

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from failover.choices import ApiTokenState
+
 KEY_PREFIX = "ca_"
 KEY_RANDOM_CHARS = 40
 # What is kept in clear and shown: "ca_" and the first 8 random characters.
@@ -62,7 +64,7 @@ class ApiToken(models.Model):
         return self.revoked_at is None and not self.is_expired(now)
 
     @property
-    def state(self) -> str:
+    def state(self) -> ApiTokenState:
         if self.revoked_at is not None:
-            return "revoked"
-        return "expired" if self.is_expired() else "active"
+            return ApiTokenState.REVOKED
+        return ApiTokenState.EXPIRED if self.is_expired() else ApiTokenState.ACTIVE
