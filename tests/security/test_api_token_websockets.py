@@ -85,7 +85,7 @@ def test_an_open_socket_closes_at_once_when_its_token_is_revoked(owner):
     key = api_key(owner)
     other_key = api_key(owner)
     token = ApiToken.objects.order_by("pk").first()
-    revoke = sync_to_async(token_revoke, thread_sensitive=False)
+    revoke = sync_to_async(token_revoke)
 
     async def scenario() -> tuple[int, dict]:
         socket, other = token_socket(key), token_socket(other_key)
@@ -94,7 +94,7 @@ def test_an_open_socket_closes_at_once_when_its_token_is_revoked(owner):
         await revoke(token_id=token.pk, actor=owner, reason="leaked")
         code = await close_code_of_open(socket)
         # The other token's socket stays open and keeps hearing events.
-        await sync_to_async(live.send_now, thread_sensitive=False)("test.event", {}, [live.STATUS_GROUP])
+        await sync_to_async(live.send_now)("test.event", {}, [live.STATUS_GROUP])
         event = await other.receive_json_from(timeout=TIMEOUT)
         await other.disconnect()
         return code, event
