@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from collabadmin.asgi import application
 from common import live
+from console import token_sockets
 from console.token_sockets import CLOSE_TOKEN_INVALID
 from failover.models import ApiToken
 from failover.services.api_tokens import token_revoke
@@ -128,3 +129,18 @@ def test_a_token_opens_only_the_status_socket(owner):
         return connected
 
     assert run(scenario) is False
+
+
+def test_a_revocation_whose_broadcast_was_lost_still_closes_the_socket_at_the_next_recheck(owner, monkeypatch):
+    monkeypatch.setattr(token_sockets, "RECHECK_SECONDS", 0.2)
+    key = api_key(owner)
+    # Revoked in the database without the broadcast (as when Redis was away at the time).
+    mark_revoked = sync_to_async(lambda: ApiToken.objects.update(revoked_at=timezone.now()))
+
+    async def scenario() -> int:
+        socket = token_socket(key)
+        await opened(socket)
+        await mark_revoked()
+        return await close_code_of_open(socket)
+
+    assert run(scenario) == CLOSE_TOKEN_INVALID
