@@ -349,3 +349,8 @@ def test_drf_tokens_of_the_release_before_are_migrated_and_keep_working() -> Non
         assert cursor.fetchone()[0] == 0
     assert old_key not in every_stored_text()
     assert token_api(old_key).get("/api/v1/tokens/").status_code == 200
+
+
+def test_the_django_admin_no_longer_offers_the_plain_text_tokens(admin_client):
+    index = admin_client.get("/admin/").content.decode()
+    assert "/admin/authtoken/" not in index
