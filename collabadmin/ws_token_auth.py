@@ -20,19 +20,31 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework.exceptions import AuthenticationFailed
 
 from collabadmin.token_auth import record_use, token_for_key
+from common.client_address import address_behind_proxies
 from failover.models import ApiToken
 
 SCHEME = b"token"
 
 
+def header(scope: dict[str, Any], wanted: bytes) -> bytes | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == wanted:
+            return value
+    return None
+
+
 def header_key(scope: dict[str, Any]) -> str | None:
     """The key of an ``Authorization: Token <key>`` header, else None."""
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"authorization":
-            parts = value.split()
-            if len(parts) == 2 and parts[0].lower() == SCHEME:
-                return parts[1].decode("latin-1")
+    parts = (header(scope, b"authorization") or b"").split()
+    if len(parts) == 2 and parts[0].lower() == SCHEME:
+        return parts[1].decode("latin-1")
     return None
+
+
+def client_address(scope: dict[str, Any]) -> str | None:
+    """The client's address as the API sees it (through ``TRUSTED_PROXY_COUNT`` proxies)."""
+    peer = (scope.get("client") or (None,))[0]
+    return address_behind_proxies(peer, (header(scope, b"x-forwarded-for") or b"").decode("latin-1"))
 
 
 def _authenticate(key: str, address: str | None) -> ApiToken | None:
@@ -54,7 +66,6 @@ class TokenAuthMiddleware:
         key = header_key(scope) if scope.get("type") == "websocket" else None
         if key is None:
             return await self.session_app(scope, receive, send)
-        address = (scope.get("client") or (None,))[0]
-        token = await database_sync_to_async(_authenticate)(key, address)
+        token = await database_sync_to_async(_authenticate)(key, client_address(scope))
         user = token.user if token is not None else AnonymousUser()
         return await self.token_app(dict(scope, user=user, api_token=token), receive, send)

@@ -144,3 +144,16 @@ def test_a_revocation_whose_broadcast_was_lost_still_closes_the_socket_at_the_ne
         return await close_code_of_open(socket)
 
     assert run(scenario) == CLOSE_TOKEN_INVALID
+
+
+def test_behind_the_balancer_the_last_use_is_the_address_the_balancer_saw(owner, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    socket = token_socket(api_key(owner))
+    socket.scope["headers"].append((b"x-forwarded-for", b"1.1.1.1, 198.51.100.7"))
+
+    async def scenario() -> None:
+        await opened(socket)
+        await socket.disconnect()
+
+    run(scenario)
+    assert ApiToken.objects.get().last_used_from == "198.51.100.7"
