@@ -150,7 +150,8 @@ def run(
     rows = []
     with django_stack("callers") as stack:
         from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
+
+        from failover.services.api_tokens import token_create
 
         media_blender_pair(stack)
         if staffed:
@@ -160,7 +161,7 @@ def run(
         env = {**PRODUCTION_ENV, **node_env}
         web = [stack.node(monitor=True, workers=workers, **env) for _ in range(nodes)]
         user = get_user_model().objects.create(username="bench-caller-integration")  # a caller: any user
-        token = Token.objects.create(user=user).key
+        _, token = token_create(user=user, name="bench", actor="system:bench")
         for concurrency in concurrencies:
             row = _measure(web, worker, token, concurrency, seconds, profile, groups)
             rows.append(

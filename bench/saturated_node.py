@@ -62,15 +62,15 @@ def run(seconds: float, floods: int, connections: int) -> dict[str, Any]:
     with django_stack("saturated_node") as stack:
         # Django is set up by django_stack: the project's modules are imported after it.
         from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
 
         from failover.models import NodeHeartbeat
+        from failover.services.api_tokens import token_create
         from failover.services.topology import server_ensure
 
         node_port = free_port()
         server = server_ensure(name="bench-a", base_url=f"http://127.0.0.1:{node_port}")
         user = get_user_model().objects.create(username="bench-flood", is_superuser=True)  # reads /api/v1/status/
-        token = Token.objects.create(user=user).key
+        _, token = token_create(user=user, name="bench", actor="system:bench")
         node = stack.node("bench-a", monitor=False, port=node_port)
         probers = {method: Prober(node.port, method) for method in ("GET", "HEAD")}
         children = [_flood(stack, n, node.port, token, seconds, connections) for n in range(floods)]

@@ -50,7 +50,8 @@ celery_app.loader.import_default_modules()
 # At most this many HTTP requests run a view at once in this process; more wait their turn.
 http_app = HealthzFirst(http_load.asgi(WSGIMiddleware(http_load.wsgi(django_wsgi_app), workers=settings.HTTP_THREADS)))
 
-from collabadmin.routing import websocket_urlpatterns  # noqa: E402
+from collabadmin.routing import token_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
+from collabadmin.ws_token_auth import TokenAuthMiddleware  # noqa: E402
 from failover.monitor.runner import MonitorLifespan  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -60,8 +61,13 @@ application = ProtocolTypeRouter(
         "lifespan": MonitorLifespan(
             enabled=settings.COLLABADMIN_RUN_MONITOR, heartbeat_server=settings.COLLABADMIN_SERVER_NAME
         ),
-        # Foreign origins are refused before any consumer runs.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Foreign origins are refused before any consumer runs; a socket with an
+        # "Authorization: Token" header (a script: browsers cannot send one) is
+        # authenticated by its API token instead (collabadmin/ws_token_auth.py).
+        "websocket": TokenAuthMiddleware(
+            session_app=AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            token_app=URLRouter(token_websocket_urlpatterns),
+        ),
     }
 )
 

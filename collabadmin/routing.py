@@ -11,3 +11,8 @@ websocket_urlpatterns: list = [
     path("ws/status/", StatusConsumer.as_asgi()),
     path("ws/agent/", AgentConsumer.as_asgi()),
 ]
+
+# What a script may open with an API token (``Authorization: Token``): the status feed only.
+token_websocket_urlpatterns: list = [
+    path("ws/status/", StatusConsumer.as_asgi()),
+]

@@ -320,7 +320,7 @@ AUTH_PASSWORD_VALIDATORS = [
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "collabadmin.token_auth.TokenAuthentication",
+        "collabadmin.token_auth.ApiTokenAuthentication",
     ],
     # Every endpoint declares its permission (common.permissions.requires); undeclared reads
     # need view_desktop, undeclared writes a superuser.
@@ -359,6 +359,7 @@ SPECTACULAR_SETTINGS = {
         "WizardKindEnum": "failover.choices.WizardKind",
         "WizardStateEnum": "failover.choices.WizardState",
         "SyncRunStateEnum": "failover.choices.SyncRunState",
+        "ApiTokenStateEnum": "failover.choices.ApiTokenState",
         "AgentStateEnum": "sessions.choices.AgentState",
         "SessionStateEnum": "sessions.choices.SessionState",
     },
@@ -441,6 +442,11 @@ RATE_LIMIT_CALLER = env_rate("RATE_LIMIT_CALLER", "20/60")
 RATE_LIMIT_SESSION_REQUESTS = env_rate("RATE_LIMIT_SESSION_REQUESTS", "60000/60")
 RATE_LIMIT_API = env_rate("RATE_LIMIT_API", "60000/60")
 RATE_LIMIT_LOGIN = env_rate("RATE_LIMIT_LOGIN", "10/60")
+
+# API tokens (failover/models/api_tokens.py): a new token expires after
+# API_TOKEN_DEFAULT_DAYS unless its creator picks 1..API_TOKEN_MAX_DAYS days.
+API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 365, minimum=1)
+API_TOKEN_DEFAULT_DAYS = min(env_int("API_TOKEN_DEFAULT_DAYS", 90, minimum=1), API_TOKEN_MAX_DAYS)
 
 # --- Logging: one JSON object per line on stderr ----------------------------------------
 LOGGING = {

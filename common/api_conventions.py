@@ -135,6 +135,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = exceptions.ValidationError(detail)
+    if isinstance(exc, exceptions.AuthenticationFailed) and (scheme := getattr(exc, "www_authenticate", None)):
+        # A refused API token (unknown, revoked, expired): 401 with the scheme to use, where
+        # DRF would answer 403 because the session authentication is asked first.
+        exc.status_code, exc.auth_header = 401, scheme
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, Conflict):
         response.data.update(exc.extra)

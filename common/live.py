@@ -51,6 +51,21 @@ def access_changed(user_id: int) -> None:
     transaction.on_commit(send)
 
 
+def token_group(token_id: int) -> str:
+    """Every socket opened with one API token: closed when the token is revoked."""
+    return f"token-{token_id}"
+
+
+def close_token_sockets(token_id: int) -> None:
+    """After the commit: every socket opened with the token closes at once."""
+
+    def send() -> None:
+        # Redis down: logged by the sender; the token's expiry timer still closes them.
+        _sender.post((token_group(token_id),), {"type": "token.revoked"}, numbered=False)
+
+    transaction.on_commit(send)
+
+
 def reserve_sequence(count: int = 1) -> int:
     """Reserve ``count`` numbers of the one sequence shared by every process; returns the
     last of them (the first is ``last - count + 1``).

@@ -120,15 +120,16 @@ class _RedisThrottle(BaseThrottle):
 
 class TokenThrottle(_RedisThrottle):
     """Every authenticated API request, per API token (per user for a browser's session,
-    which has no token)."""
+    which has no token). ``request.auth`` is then the ``ApiToken`` (collabadmin/token_auth.py):
+    counted by its id, so a token's count is the same whichever node and whatever the key."""
 
     scope = "api"
     setting = "RATE_LIMIT_API"
 
     def identity(self, request: Any) -> str | None:
-        key = getattr(request.auth, "key", None)
-        if key:
-            return f"token:{key}"
+        token_id = getattr(request.auth, "pk", None)
+        if token_id is not None:
+            return f"token:{token_id}"
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             return f"user:{user.pk}"

@@ -18,6 +18,7 @@ from common.heartbeat import HeartbeatMixin
 from common.permissions import may
 from common.roles import VIEW_DESKTOP
 from console.selectors import status_snapshot
+from console.token_sockets import TokenSocketMixin
 
 # The same close codes as the Agent desktop's socket (4000-4999, modelled on HTTP's).
 CLOSE_NOT_AUTHENTICATED = 4401
@@ -38,7 +39,7 @@ def _snapshot() -> dict[str, Any]:
     return {"type": "snapshot", "seq": seq, "redis": live.redis_run_id(), "data": status_snapshot()}
 
 
-class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
+class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsumer):
     """Sends the status snapshot first, then every ``{type, seq, data}`` event of the status group.
 
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with 4401
@@ -68,6 +69,8 @@ class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(live.STATUS_GROUP, self.channel_name)
         self.joined = True
         await self.accept()
+        # Opened with an API token: closed when it is revoked or expires.
+        await self.watch_token()
         await self.send_json(await database_sync_to_async(_snapshot)())
         self.start_heartbeat()
 
@@ -77,6 +80,7 @@ class StatusConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         await self.stop_heartbeat()
+        await self.unwatch_token()
         if self.user_id is not None:
             await self.channel_layer.group_discard(live.user_group(self.user_id), self.channel_name)
         if self.joined:

@@ -17,6 +17,7 @@ from console.views import (
     sessions,
     sync,
     timeline,
+    tokens,
     wizards,
 )
 
@@ -57,4 +58,7 @@ urlpatterns = [
     path("console/agents/", agents.agents_page, name="console-agents"),
     path("console/agents/<int:agent_id>/logout/", agents.agent_logout_view, name="console-agent-logout"),
     path("console/queue/", queue.queue_page, name="console-queue"),
+    path("console/tokens/", tokens.tokens_page, name="console-tokens"),
+    path("console/tokens/new/", tokens.token_create_view, name="console-token-create"),
+    path("console/tokens/<int:token_id>/revoke/", tokens.token_revoke_view, name="console-token-revoke"),
 ]

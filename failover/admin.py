@@ -28,6 +28,7 @@ from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.urls import reverse
+from rest_framework.authtoken.models import TokenProxy
 
 from failover.choices import AlertKind, PeerConnection
 from failover.models import (
@@ -568,3 +569,10 @@ class NotificationDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("channel", "event")
     search_fields = ("delivery_id", "last_error")
     list_select_related = ("channel", "alert__server")
+
+
+# Django REST framework's plain-text tokens are no longer accepted (API tokens replaced
+# them: failover/models/api_tokens.py, made and revoked on the desktop's API tokens page):
+# its admin page would offer to make keys that do not work.
+if admin.site.is_registered(TokenProxy):
+    admin.site.unregister(TokenProxy)

@@ -142,6 +142,14 @@ class SyncDirection(models.TextChoices):
     TO_ICM = "to_icm", "This server → ICM"
 
 
+class ApiTokenState(models.TextChoices):
+    """Whether an API token may be used (failover.models.api_tokens: never stored, derived)."""
+
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
 class AuditAction(models.TextChoices):
     LINK_SWITCHOVER = "link.switchover", "Link switched over"
     PEER_MAINTENANCE_ON = "peer.maintenance_on", "Peer put into maintenance"
@@ -192,3 +200,5 @@ class AuditAction(models.TextChoices):
     AUTH_LOGGED_IN = "auth.logged_in", "Logged in"
     AUTH_LOGGED_OUT = "auth.logged_out", "Logged out"
     AUTH_LOCKED_OUT = "auth.locked_out", "Log-in locked after repeated failures"
+    API_TOKEN_CREATED = "api_token.created", "API token created"
+    API_TOKEN_REVOKED = "api_token.revoked", "API token revoked"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -22,10 +24,18 @@ from failover.choices import (
     WizardState,
 )
 from failover.models import Alert, AuditEntry, FailoverEvent, Link, Peer, Server, SyncRun, WizardRun
+from failover.services.api_tokens import token_create
 from failover.services.topology import peer_ensure, server_ensure
 from sessions.models import Agent, CollaborationSession, SkillGroup
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+def api_key(user, *, name: str | None = None, days: int | None = None) -> str:
+    """A new API token of ``user`` (through the service, as ``manage.py create_api_token``
+    makes one); returns its key, the only place it exists in clear."""
+    name = name or f"tests-{uuid.uuid4().hex[:8]}"
+    return token_create(user=user, name=name, days=days, actor="system:tests")[1]
 
 
 class UserFactory(factory.django.DjangoModelFactory):

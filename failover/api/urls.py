@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from failover.api import notifications, views
+from failover.api import notifications, tokens, views
 
 # SimpleRouter, not DefaultRouter: each app adds its routes to the same /api/v1/ prefix,
 # and DefaultRouter's per-router root views would collide there.
@@ -15,6 +15,7 @@ router.register("links", views.LinkViewSet, basename="api-link")
 router.register("events", views.FailoverEventViewSet, basename="api-event")
 router.register("audit", views.AuditEntryViewSet, basename="api-audit")
 router.register("notification-channels", notifications.NotificationChannelViewSet, basename="api-notification-channel")
+router.register("tokens", tokens.ApiTokenViewSet, basename="api-token")
 router.register(
     "notification-deliveries", notifications.NotificationDeliveryViewSet, basename="api-notification-delivery"
 )

@@ -2,6 +2,7 @@
 
 from failover.models.access import Access
 from failover.models.alerts import Alert, ServerSilence
+from failover.models.api_tokens import ApiToken
 from failover.models.audit import AuditEntry
 from failover.models.events import FailoverEvent
 from failover.models.heartbeats import NodeHeartbeat
@@ -17,6 +18,7 @@ from failover.models.wizards import WizardRun
 __all__ = [
     "Access",
     "Alert",
+    "ApiToken",
     "AuditEntry",
     "FailoverEvent",
     "Lease",

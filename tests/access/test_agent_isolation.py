@@ -24,14 +24,13 @@ from django.test import Client
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 
 from collabadmin.celery import app as celery_app
 from sessions.choices import AgentState, EndReason, PhoneLeg, SessionState
 from sessions.endings import RECENTLY_ENDED_FOR, RECENTLY_ENDED_SHOWN
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import publish_agent, session_end
-from tests.factories import AgentFactory, ServerFactory, SessionFactory
+from tests.factories import AgentFactory, ServerFactory, SessionFactory, api_key
 from tests.websockets import TIMEOUT, open_socket, run, session_cookie
 
 OPEN_STATES = (SessionState.QUEUED, SessionState.IN_TRANSIT, SessionState.ACTIVE)
@@ -154,7 +153,7 @@ def _assert_reveals_nothing(response, session: CollaborationSession) -> None:
 def check_http(world: World) -> None:
     desktop = Client()
     desktop.force_login(world.actor.user)
-    api = Client(headers={"Authorization": f"Token {Token.objects.create(user=world.actor.user).key}"})
+    api = Client(headers={"Authorization": f"Token {api_key(world.actor.user)}"})
     own_ids = {str(s.pk) for s in world.own}
 
     # Every session of the installation, one by one, and ids that name nothing.

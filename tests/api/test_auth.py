@@ -39,10 +39,12 @@ EVERY_ENDPOINT = CONSOLE_ENDPOINTS + AGENT_ENDPOINTS + DOCUMENTATION_ENDPOINTS
 
 
 def _token_from_command(username: str) -> str:
-    """Run the real ``drf_create_token`` command, as an operator would, and read its output."""
+    """Run the real ``create_api_token`` command, as an operator would, and read its output."""
     out = StringIO()
-    call_command("drf_create_token", username, stdout=out)
-    match = re.search(r"Generated token (\w+) for user", out.getvalue())
+    call_command(
+        "create_api_token", username, "--name", f"script-{uuid.uuid4().hex[:6]}", stdout=out, stderr=StringIO()
+    )
+    match = re.fullmatch(r"(ca_[\w-]{40})\n", out.getvalue())
     assert match, out.getvalue()
     return match.group(1)
 
@@ -64,7 +66,7 @@ def test_an_anonymous_browser_is_refused_without_a_server_error(anonymous_client
     assert b"Authentication credentials were not provided." in response.content
 
 
-def test_a_token_made_by_drf_create_token_authenticates_api_requests(admin_user):
+def test_a_token_made_by_create_api_token_authenticates_api_requests(admin_user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {_token_from_command(admin_user.username)}")
 

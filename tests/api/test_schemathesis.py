@@ -38,7 +38,6 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core import NOT_SET
 from werkzeug.test import Client
@@ -70,6 +69,7 @@ from tests.factories import (
     StaffFactory,
     SyncRunFactory,
     WizardRunFactory,
+    api_key,
     peer_mark_connected,
 )
 from tests.pairs import set_health
@@ -373,8 +373,7 @@ def world(db) -> dict[str, Any]:
 
 
 def token_header(user) -> dict[str, str]:
-    token, _ = Token.objects.get_or_create(user=user)
-    return {"Authorization": f"Token {token.key}"}
+    return {"Authorization": f"Token {api_key(user)}"}
 
 
 def as_user(case, user) -> dict[str, str]:

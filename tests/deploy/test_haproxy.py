@@ -31,14 +31,13 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from websockets.sync.client import connect as ws_connect
 
 from failover.choices import Health
 from failover.models import Policy, Server
 from failover.services.drain import server_drain, server_undrain
 from sessions.models import CollaborationSession
-from tests.factories import ServerFactory
+from tests.factories import ServerFactory, api_key
 from tests.processes import ROOT, free_port, project_env, start_node, stop_process
 from tests.waiting import wait_until
 from tests.websockets import session_cookie
@@ -183,7 +182,7 @@ class Callers:
 
 def test_a_killed_node_behind_haproxy_costs_callers_at_most_its_in_flight_requests(balanced):
     staff = get_user_model().objects.create_user("script", password="x" * 16, is_superuser=True)  # noqa: S106
-    callers = Callers(balanced.url, Token.objects.create(user=staff).key)
+    callers = Callers(balanced.url, api_key(staff))
 
     # A desktop's WebSocket through the balancer: upgraded, and the snapshot arrives.
     front = balanced.url.replace("http://127.0.0.1", "localhost")
@@ -246,7 +245,7 @@ def test_a_drained_node_gets_no_new_caller_through_haproxy(balanced, capsys):
     """Issue 21, point 2: a drained server's node answers /readyz 503, HAProxy takes it out
     and every new caller goes to the other; undrained, it is back in the balancer."""
     staff = get_user_model().objects.create_user("script", password="x" * 16, is_superuser=True)  # noqa: S106
-    callers = Callers(balanced.url, Token.objects.create(user=staff).key)
+    callers = Callers(balanced.url, api_key(staff))
     drained = Server.objects.get(name="routing-a")
     started = time.monotonic()
     server_drain(server_id=drained.pk, actor="test", reason="rolling upgrade")

@@ -39,7 +39,6 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Count
-from rest_framework.authtoken.models import Token
 
 from console.selectors import is_empty, session_counts_by_server
 from failover.choices import FailoverKind, Health, PeerKind, PeerPriority
@@ -48,7 +47,7 @@ from sessions.choices import AgentState, EndReason, SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import agent_login, agent_set_ready
 from tests.deploy.test_haproxy import Callers, failed, haproxy_stats, require_haproxy, start_haproxy
-from tests.factories import AgentFactory, PeerFactory, ServerFactory
+from tests.factories import AgentFactory, PeerFactory, ServerFactory, api_key
 from tests.faults import stack as processes
 from tests.faults.invariants import pair_healthy
 from tests.peering.conftest import start_peer  # noqa: F401 (the fixture)
@@ -268,14 +267,14 @@ def agents_at_work(url: str) -> list[AgentAtWork]:
         agent = AgentFactory(server=server, icm_id=f"agent-{n}", user__username=f"agent-{n}", max_sessions=AGENT_SLOTS)
         agent_login(agent_id=agent.pk, actor=agent.user)
         agent_set_ready(agent_id=agent.pk, ready=True, actor=agent.user)
-        agents.append(AgentAtWork(url, Token.objects.create(user=agent.user).key))
+        agents.append(AgentAtWork(url, api_key(agent.user)))
     return agents
 
 
 def test_a_rolling_upgrade_of_both_servers_loses_no_session_and_fails_no_request(installation, capsys):
     installed = installation
     script = get_user_model().objects.create_user("script", password="x" * 16, is_superuser=True)  # noqa: S106
-    callers = Callers(installed.url, Token.objects.create(user=script).key, pause=CALLER_PAUSE_S)
+    callers = Callers(installed.url, api_key(script), pause=CALLER_PAUSE_S)
     agents = agents_at_work(installed.url)
     threads = [threading.Thread(target=callers.run, args=(i,), daemon=True) for i in range(CALLERS)]
     threads += [threading.Thread(target=agent.run, daemon=True) for agent in agents]

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
@@ -35,7 +34,7 @@ from failover.services.drain import server_drain, server_undrain
 from sessions.choices import AgentState, SessionState
 from sessions.models import CollaborationSession
 from sessions.services.director import choose_server
-from tests.factories import AgentFactory, SessionFactory
+from tests.factories import AgentFactory, SessionFactory, api_key
 from tests.failover.test_server_failure import two_nodes
 from tests.processes import http_status, start_node
 from tests.waiting import wait_until
@@ -189,7 +188,7 @@ def test_sigterm_stops_the_monitor_before_the_node_stops_listening_and_finishes_
     server. Now the lease moves while a request is still in flight, and that request is
     answered before the node exits."""
     staff = get_user_model().objects.create_user("script", password="x" * 16, is_superuser=True)  # noqa: S106
-    token = Token.objects.create(user=staff).key
+    token = api_key(staff)
     with two_nodes(tmp_path) as nodes:
         name, other = nodes.monitor_holder()
         drained = nodes.servers[name]

@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from failover.choices import FailoverKind, Health
 from failover.models import FailoverEvent, Lease, NodeHeartbeat, Server
 from failover.monitor.monitor import LEASE_NAME
 from sessions.choices import AgentState, SessionState
 from sessions.models import Agent, CollaborationSession
-from tests.factories import AgentFactory, ServerFactory, SessionFactory, StaffFactory
+from tests.factories import AgentFactory, ServerFactory, SessionFactory, StaffFactory, api_key
 from tests.processes import ROOT, free_port, http_status, project_env, start_node, stop_process, wait_for_node
 from tests.waiting import wait_until
 
@@ -96,7 +95,7 @@ def test_a_saturated_node_is_never_failed_and_loses_no_session(installation, tmp
     agent = AgentFactory(server=a, state=AgentState.READY, max_sessions=1)
     active = SessionFactory(server=a, state=SessionState.ACTIVE, agent=agent)
     queued = SessionFactory(server=a)
-    token = Token.objects.create(user=StaffFactory(username="flood")).key
+    token = api_key(StaffFactory(username="flood"))
     prober = HealthzProber(f"http://127.0.0.1:{ports['routing-a']}/healthz")
     floods = [flood(ports["routing-a"], token, SECONDS, tmp_path / f"flood-{n}.log") for n in range(FLOODS)]
     prober.start()

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import pytest
 from django.db import DatabaseError, connection
-from rest_framework.authtoken.models import Token
 
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link, Policy
@@ -44,7 +43,7 @@ from sessions.choices import SessionState
 from sessions.models import Agent, CollaborationSession
 from sessions.services.lifecycle import agent_login, agent_set_ready
 from tests import redis_sentinel
-from tests.factories import AgentFactory, PeerFactory, ServerFactory, SkillGroupFactory, StaffFactory
+from tests.factories import AgentFactory, PeerFactory, ServerFactory, SkillGroupFactory, StaffFactory, api_key
 from tests.failover.test_crashes import restartable_redis  # noqa: F401  (fixture, single Redis)
 from tests.faults import own_postgres
 from tests.faults import stack as processes
@@ -316,7 +315,7 @@ def installed(
         agent.skill_groups.set([sales])
         agent_login(agent_id=agent.pk, actor=agent.user)
         agent_set_ready(agent_id=agent.pk, ready=True, actor=agent.user)
-    token = Token.objects.create(user=StaffFactory(username="fault-admin")).key
+    token = api_key(StaffFactory(username="fault-admin"))
     stack.add("node", processes.node("routing-a", port, tmp_path / "node.log"))
     stack.add("monitor", processes.monitor(tmp_path / "monitor.log"))
     stack.add("worker", processes.worker(tmp_path / "worker.log"), supervised=True)

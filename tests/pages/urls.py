@@ -57,6 +57,7 @@ SAMPLES: dict[tuple[str, str], Samples] = {
     ("/console/alerts/", "alert_id"): lambda data: ["1"],
     ("/console/alerts/notifications/", "channel_id"): lambda data: ["1"],
     ("/console/agents/", "agent_id"): lambda data: [str(data.agent.pk)],
+    ("/console/tokens/", "token_id"): lambda data: ["1"],
     ("/reset/", "uidb64"): lambda data: ["MQ"],
     ("/reset/", "token"): lambda data: ["set-password"],
 }

@@ -123,13 +123,14 @@ def test_the_form_token_is_accepted_on_the_log_in_form(admin_user):
 
 
 def test_the_api_refuses_a_session_post_without_the_token_but_takes_a_token_client(admin_user):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
+
+    from tests.factories import api_key
 
     browser = APIClient(enforce_csrf_checks=True)
     browser.force_login(admin_user)
     script = APIClient(enforce_csrf_checks=True)
-    script.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    script.credentials(HTTP_AUTHORIZATION=f"Token {api_key(admin_user)}")
     body = {"caller_name": "Ada", "topic": "Invoice"}
 
     refused = browser.post("/api/v1/sessions/", body, format="json")

@@ -13,14 +13,13 @@ import urllib.request
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from collabadmin import embedded_redis
 from collabadmin.env import env_rate
 from common import rate_limit
 from common.redis_client import shared_redis
-from tests.factories import StaffFactory
+from tests.factories import StaffFactory, api_key
 from tests.processes import free_port, run_python, start_node, stop_process, wait_for_node
 from tests.waiting import wait_until
 
@@ -44,9 +43,8 @@ def assert_limited_json(response) -> None:
 
 
 def token_client(user=None) -> APIClient:
-    token = Token.objects.create(user=user or StaffFactory())
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key(user or StaffFactory())}")
     return client
 
 
@@ -240,7 +238,7 @@ def _send(request: urllib.request.Request) -> tuple[int, str | None]:
 @pytest.mark.django_db(transaction=True)
 def test_the_limit_holds_across_two_real_web_nodes(tmp_path):
     limit = 6
-    token = Token.objects.create(user=StaffFactory()).key
+    token = api_key(StaffFactory())
     nodes, urls = [], []
     try:
         for name in ("node-a", "node-b"):
