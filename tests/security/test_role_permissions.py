@@ -114,6 +114,10 @@ PINNED_API = {
     ("post", "/api/v1/servers/{id}/unsilence/"): roles.HANDLE_ALERTS,
     ("post", "/api/v1/sessions/{id}/end/"): roles.END_SESSIONS,
     ("post", "/api/v1/sync-runs/"): roles.VERIFY_AND_SYNC,
+    # Everyone with a role manages their own tokens; another user's needs manage_api_tokens,
+    # which the service checks (tests/security/test_api_tokens.py).
+    ("post", "/api/v1/tokens/"): roles.VIEW_DESKTOP,
+    ("post", "/api/v1/tokens/{id}/revoke/"): roles.VIEW_DESKTOP,
     ("post", "/api/v1/sync-runs/{id}/approve/"): roles.VERIFY_AND_SYNC,
     ("post", "/api/v1/sync-runs/{id}/sync/"): roles.VERIFY_AND_SYNC,
     ("post", "/api/v1/wizards/"): roles.RUN_WIZARDS,
