@@ -56,6 +56,7 @@ from failover.choices import (
     WizardState,
 )
 from failover.models import Alert, AuditEntry, Link, NotificationChannel, NotificationDelivery, Peer, Server
+from failover.services.api_tokens import token_create, token_revoke
 from sessions.choices import AgentState, EndReason, PhoneLeg, SessionState
 from sessions.models import CollaborationSession, IncidentSession
 from tests.factories import (
@@ -223,6 +224,8 @@ def build_world() -> dict[str, Any]:
     hook = NotificationChannel.objects.create(name="hook", kind="webhook", url=f"http://127.0.0.1:{CLOSED_PORT}/")
     mail = NotificationChannel.objects.create(name="mail", kind="email", email_to="ops@example.com", enabled=False)
     delivery = NotificationDelivery.objects.create(channel=hook, event="test", attempts=2, last_error="refused")
+    tokens = [token_create(user=staff, name=name, actor=staff)[0] for name in ("script", "old script")]
+    token_revoke(token_id=tokens[1].pk, actor=staff, reason="rotated")
     return {
         "staff": staff,
         "agents": agents,
@@ -240,6 +243,7 @@ def build_world() -> dict[str, Any]:
             "sessions": [str(session.pk) for session in sessions],
             "notification-channels": [hook.pk, mail.pk],
             "notification-deliveries": [delivery.pk],
+            "tokens": [token.pk for token in tokens],
         },
     }
 
