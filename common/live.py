@@ -41,14 +41,16 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
+def _tell_after_commit(group: str, message_type: str) -> None:
+    """After the commit, one un-numbered message to one group's sockets (a control
+    message, not an event: no sequence number). Redis down: logged by the sender."""
+    transaction.on_commit(lambda: _sender.post((group,), {"type": message_type}, numbered=False))
+
+
 def access_changed(user_id: int) -> None:
-    """After the commit: every socket of the user re-checks whether it may still listen."""
-
-    def send() -> None:
-        # Redis down: logged by the sender; the heartbeat's own re-check closes it within seconds.
-        _sender.post((user_group(user_id),), {"type": "access.check"}, numbered=False)
-
-    transaction.on_commit(send)
+    """After the commit: every socket of the user re-checks whether it may still listen
+    (lost while Redis was away: the heartbeat's own re-check closes it within seconds)."""
+    _tell_after_commit(user_group(user_id), "access.check")
 
 
 def token_group(token_id: int) -> str:
@@ -57,13 +59,9 @@ def token_group(token_id: int) -> str:
 
 
 def close_token_sockets(token_id: int) -> None:
-    """After the commit: every socket opened with the token closes at once."""
-
-    def send() -> None:
-        # Redis down: logged by the sender; the token's expiry timer still closes them.
-        _sender.post((token_group(token_id),), {"type": "token.revoked"}, numbered=False)
-
-    transaction.on_commit(send)
+    """After the commit: every socket opened with the token closes at once (lost while
+    Redis was away: the token's timer re-reads the row and still closes them)."""
+    _tell_after_commit(token_group(token_id), "token.revoked")
 
 
 def reserve_sequence(count: int = 1) -> int:
