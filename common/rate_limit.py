@@ -3,7 +3,10 @@
 **Why our own limiter.** django-ratelimit is not available from this project's package
 registry, and what we need is small: one counter per (surface, identity) in the shared
 Redis. **Why a fixed window.** One atomic Lua script (INCR, and EXPIRE on the first hit)
-is one round trip per request and one short-lived key per identity; its weakness (up to
+is one round trip per request, whatever the number of limits it counts (a caller's
+``POST /api/v1/sessions/`` counts its token and its address together: measured in
+docs/performance.md, two round trips were 8 % of a caller request's web time), and one
+short-lived key per identity; its weakness (up to
 twice the limit across a window's edge) does not matter for limits meant to stop a script
 flooding a queue, and ``Retry-After`` is simply the key's remaining time to live.
 
@@ -36,14 +39,23 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "collabadmin:rate:"
 
-# Count this hit; start the window on the first one. Returns {count, milliseconds left}.
+# Count this hit on every key; start a key's window on its first hit. ARGV holds each key's
+# window in milliseconds. Returns {count, milliseconds left} per key, flattened.
 _HIT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {count, ttl}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, ARGV[i]) end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then redis.call('PEXPIRE', key, ARGV[i]); ttl = tonumber(ARGV[i]) end
+  out[#out + 1] = count
+  out[#out + 1] = ttl
+end
+return out
 """
+
+# One (scope, identity, rate) to count; a rate of None is off.
+Limit = tuple[str, str, tuple[int, int] | None]
 
 
 def rate_key(scope: str, identity: str) -> str:
@@ -54,17 +66,30 @@ def rate_key(scope: str, identity: str) -> str:
 def hit(scope: str, identity: str, rate: tuple[int, int] | None) -> int | None:
     """Count one request of ``identity`` on ``scope``; the seconds to wait if it is over
     ``rate`` (N per S seconds), else None (also when the rate is off or Redis is away)."""
-    if rate is None:
+    return hit_all([(scope, identity, rate)])
+
+
+def hit_all(limits: list[Limit]) -> int | None:
+    """Count one request against each limit, in one round trip; the longest wait among the
+    limits it is over, else None (limits that are off are not counted)."""
+    counted = [(scope, identity, rate) for scope, identity, rate in limits if rate is not None]
+    if not counted:
         return None
-    limit, window = rate
+    keys = [rate_key(scope, identity) for scope, identity, _ in counted]
+    windows = [rate[1] * 1000 for _, _, rate in counted]
     try:
-        count, ttl_ms = shared_redis().eval(_HIT, 1, rate_key(scope, identity), window * 1000)
+        # EVALSHA after the first call (redis-py's Script): the script is not re-sent.
+        flat = shared_redis().register_script(_HIT)(keys=keys, args=windows)
     except redis.RedisError as error:
-        logger.warning("rate limit %s not checked, Redis unavailable: the request goes through (%s)", scope, error)
+        scopes = ", ".join(scope for scope, _, _ in counted)
+        logger.warning("rate limit %s not checked, Redis unavailable: the request goes through (%s)", scopes, error)
         return None
-    if int(count) <= limit:
-        return None
-    return max(1, math.ceil(int(ttl_ms) / 1000))
+    waits = [
+        max(1, math.ceil(int(ttl_ms) / 1000))
+        for (_, _, (limit, _)), count, ttl_ms in zip(counted, flat[0::2], flat[1::2], strict=True)
+        if int(count) > limit
+    ]
+    return max(waits, default=None)
 
 
 def limited_response(request: HttpRequest, retry_after: int) -> HttpResponse:
@@ -100,47 +125,49 @@ def login_name(request: HttpRequest) -> str | None:
 
 
 class _RedisThrottle(BaseThrottle):
-    """A DRF throttle over :func:`hit`; ``wait()`` gives DRF the Retry-After, and the API's
-    exception handler answers 429 in the API's JSON error format."""
+    """A DRF throttle over :func:`hit_all`; ``wait()`` gives DRF the Retry-After, and the
+    API's exception handler answers 429 in the API's JSON error format."""
 
-    scope = ""
-    setting = ""
-
-    def identity(self, request: Any) -> str | None:
+    def limits(self, request: Any) -> list[Limit]:
         raise NotImplementedError
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        who = self.identity(request)
-        self._wait = None if who is None else hit(self.scope, who, getattr(settings, self.setting))
+        self._wait = hit_all(self.limits(request))
         return self._wait is None
 
     def wait(self) -> float | None:
         return self._wait
 
 
-class TokenThrottle(_RedisThrottle):
+def _token_limit(request: Any) -> list[Limit]:
     """Every authenticated API request, per API token (per user for a browser's session,
     which has no token). ``request.auth`` is then the ``ApiToken`` (collabadmin/token_auth.py):
     counted by its id, so a token's count is the same whichever node and whatever the key."""
-
-    scope = "api"
-    setting = "RATE_LIMIT_API"
-
-    def identity(self, request: Any) -> str | None:
-        token_id = getattr(request.auth, "pk", None)
-        if token_id is not None:
-            return f"token:{token_id}"
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            return f"user:{user.pk}"
-        return None
+    token_id = getattr(request.auth, "pk", None)
+    if token_id is not None:
+        return [("api", f"token:{token_id}", settings.RATE_LIMIT_API)]
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return [("api", f"user:{user.pk}", settings.RATE_LIMIT_API)]
+    return []
 
 
-class ClientAddressThrottle(_RedisThrottle):
-    """``POST /api/v1/sessions/`` (a caller's request), per client address."""
+def _address_limit(request: Any) -> list[Limit]:
+    """A caller's request (``POST /api/v1/sessions/``), per client address."""
+    address = client_ip(request)
+    return [] if address is None else [("session-requests", address, settings.RATE_LIMIT_SESSION_REQUESTS)]
 
-    scope = "session-requests"
-    setting = "RATE_LIMIT_SESSION_REQUESTS"
 
-    def identity(self, request: Any) -> str | None:
-        return client_ip(request)
+class TokenThrottle(_RedisThrottle):
+    """Every API request: RATE_LIMIT_API per token (or user)."""
+
+    def limits(self, request: Any) -> list[Limit]:
+        return _token_limit(request)
+
+
+class CallerRequestThrottle(_RedisThrottle):
+    """``POST /api/v1/sessions/``: RATE_LIMIT_API per token and RATE_LIMIT_SESSION_REQUESTS
+    per client address, counted together in one round trip (it replaces TokenThrottle)."""
+
+    def limits(self, request: Any) -> list[Limit]:
+        return _token_limit(request) + _address_limit(request)

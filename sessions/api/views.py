@@ -31,7 +31,7 @@ from common.api_conventions import (
 from common.api_exports import DATE_RANGE_PARAMETERS, EXPORT_RESPONSES, DatedExportMixin
 from common.api_views import ReadOnlyResourceViewSet
 from common.permissions import may, requires
-from common.rate_limit import ClientAddressThrottle
+from common.rate_limit import CallerRequestThrottle
 from common.roles import END_SESSIONS, VIEW_DESKTOP
 from sessions.api.serializers import (
     AgentFilterSerializer,
@@ -124,9 +124,10 @@ class SessionViewSet(DatedExportMixin, OwnRowsMixin, ReadOnlyResourceViewSet):
     )
 
     def get_throttles(self) -> list[BaseThrottle]:
-        # A caller's request is also counted per client address (RATE_LIMIT_SESSION_REQUESTS).
+        # A caller's request is also counted per client address (RATE_LIMIT_SESSION_REQUESTS),
+        # in the same round trip to Redis as its token's count.
         if self.action == "create":
-            return [*super().get_throttles(), ClientAddressThrottle()]
+            return [CallerRequestThrottle()]
         return super().get_throttles()
 
     def get_permissions(self) -> list[BasePermission]:

@@ -118,6 +118,28 @@ def test_session_requests_over_the_limit_per_address_get_a_json_429(settings):
     assert second.get("/api/v1/sessions/", REMOTE_ADDR="10.0.1.1").status_code == 200
 
 
+def _script_calls() -> int:
+    """How many Lua script calls the shared Redis has run (its own command statistics)."""
+    stats = shared_redis().info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("eval", "evalsha"))
+
+
+def test_a_callers_request_counts_its_token_and_its_address_in_one_round_trip(settings):
+    settings.RATE_LIMIT_API = (3, 60)
+    settings.RATE_LIMIT_SESSION_REQUESTS = (100, 60)
+    client = token_client()
+
+    before = _script_calls()
+    post = lambda: client.post("/api/v1/sessions/", {}, format="json", REMOTE_ADDR="10.0.1.9")  # noqa: E731
+    statuses = [post().status_code for _ in range(4)]
+
+    # One script call per request, and both counts moved: the token's limit (3) refused the 4th.
+    assert _script_calls() - before == 4
+    assert statuses[:3] == [400, 400, 400]
+    assert statuses[3] == 429
+    assert shared_redis().get(rate_limit.rate_key("session-requests", "10.0.1.9")) == b"4"
+
+
 # --- The API, per token -------------------------------------------------------------------------
 
 
