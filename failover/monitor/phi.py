@@ -23,8 +23,16 @@ WINDOW = 200
 # on a quiet machine the spread is a few milliseconds, and phi 8 would then suspect a
 # peer a few milliseconds after a heartbeat is due: a scheduler hiccup of the peer's or
 # our machine, which no history has shown yet, must not read as a stop. At 100 ms and
-# phi 8 a silence of about 100 + 5.6 x 40 = 325 ms is suspected.
+# phi 8 a silence of about 100 + 75 + 5.6 x 40 = 400 ms is suspected (with the pause below).
 MIN_SPREAD_FRACTION = 0.4
+# A silence this much longer than the history's mean is still normal (Akka's "acceptable
+# heartbeat pause"). Under random packet loss, a heartbeat that TCP cannot resend at the
+# next one's arrival (that one or its SACK lost too) is resent after the retransmission
+# time-out, at least 200 ms on Linux: it arrives about 100 + 200 = 300 ms after the previous
+# one. Without the pause the threshold (325 ms) was 25 ms above that, and one such silence
+# with a little jitter switched a healthy peer over under 10 % loss (seen 2026-12-04). 75 ms
+# leaves 100 ms of margin and still replaces a stalled peer within issue 16's 0.5 s.
+ACCEPTABLE_PAUSE_S = 0.075
 _STANDARD = NormalDist()
 
 
@@ -71,7 +79,7 @@ class PhiAccrual:
         if self.last_arrival is None:
             return 0.0
         mean, spread = self.mean_and_spread()
-        later = 1.0 - _STANDARD.cdf((now - self.last_arrival - mean) / spread)
+        later = 1.0 - _STANDARD.cdf((now - self.last_arrival - mean - ACCEPTABLE_PAUSE_S) / spread)
         # Past ~1e-300 the tail underflows to 0: as suspicious as can be.
         return -math.log10(later) if later > 0 else math.inf
 
@@ -79,4 +87,4 @@ class PhiAccrual:
         """The silence (seconds since the last heartbeat) at which phi reaches the threshold."""
         mean, spread = self.mean_and_spread()
         # inv_cdf of the small tail probability keeps precision where 1 - 1e-8 would not.
-        return mean - spread * _STANDARD.inv_cdf(10.0 ** (-self.threshold))
+        return mean + ACCEPTABLE_PAUSE_S - spread * _STANDARD.inv_cdf(10.0 ** (-self.threshold))
