@@ -49,9 +49,11 @@ def not_found(request: HttpRequest, rest: str) -> JsonResponse:
 
 
 urlpatterns = [
+    # First: a caller's POST sessions/ is the busiest path; Django tries patterns in order
+    # (the routers below would otherwise be walked in full on every caller's request).
+    path("", include("sessions.api.urls")),
     path("", include("console.api_urls")),
     path("", include("failover.api.urls")),
-    path("", include("sessions.api.urls")),
     path("", include("configsync.api_urls")),
     path("schema/", SchemaView.as_view(), name="api-schema"),
     path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
