@@ -23,13 +23,14 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
-from functools import wraps
+from functools import cache, wraps
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from redis.commands.core import Script
 from rest_framework.throttling import BaseThrottle
 
 from common.client_address import client_ip
@@ -58,6 +59,13 @@ return out
 Limit = tuple[str, str, tuple[int, int] | None]
 
 
+@cache
+def _hit_script(client: redis.Redis) -> Script:
+    """The script, registered once per client (the clients are cached too, common.redis_client):
+    its SHA1 is computed once, and each call is an EVALSHA, the script text not re-sent."""
+    return client.register_script(_HIT)
+
+
 def rate_key(scope: str, identity: str) -> str:
     digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
     return f"{KEY_PREFIX}{scope}:{digest}"
@@ -78,8 +86,7 @@ def hit_all(limits: list[Limit]) -> int | None:
     keys = [rate_key(scope, identity) for scope, identity, _ in counted]
     windows = [rate[1] * 1000 for _, _, rate in counted]
     try:
-        # EVALSHA after the first call (redis-py's Script): the script is not re-sent.
-        flat = shared_redis().register_script(_HIT)(keys=keys, args=windows)
+        flat = _hit_script(shared_redis())(keys=keys, args=windows)
     except redis.RedisError as error:
         scopes = ", ".join(scope for scope, _, _ in counted)
         logger.warning("rate limit %s not checked, Redis unavailable: the request goes through (%s)", scopes, error)
