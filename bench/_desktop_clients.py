@@ -6,9 +6,10 @@ opens one "page" per entry: a ``/ws/status/`` WebSocket (the ``websockets`` clie
 in by session cookie) and a pool of keep-alive HTTP/1.1 connections (at most 6, as a
 browser per host). Each page does what the scripts do:
 
+* the socket asks not to be sent what the page ignores (the overview's
+  ``data-live-ignore``: ``/ws/status/?ignore=agent.changed,session.changed``);
 * the snapshot, and every later event numbered above the last one seen whose type the
-  page does not ignore (the overview's ``data-live-ignore``: ``session.changed`` and
-  ``agent.changed``), *schedule* a refresh that must show at least that number;
+  page does not ignore, *schedule* a refresh that must show at least that number;
   heartbeats are ignored; a resync schedules one every 30 s that needs the server's
   current number (the page's ``setInterval``, here with a random phase, pages being
   opened at different moments);
@@ -289,6 +290,11 @@ async def run_page(page: Page, url: str, headers: dict[str, str], ready: asyncio
         await ready.put(False)
 
 
+def socket_url(url: str, page: Page) -> str:
+    """console.js asks the server not to send what the page ignores (``?ignore=``)."""
+    return f"{url}?ignore={','.join(sorted(page.ignored))}" if page.ignored else url
+
+
 async def _resync(page: Page) -> None:
     await asyncio.sleep(random.uniform(0, RESYNC_S))  # noqa: S311 (a phase, not a secret)
     while True:
@@ -307,7 +313,7 @@ async def main_async(args: argparse.Namespace) -> None:
     kinds = [kind for kind in args.pages.split(",") if kind]
     pages = [Page(kind, HttpPool(args.port, args.cookie), errors) for kind in kinds]
     ready: asyncio.Queue = asyncio.Queue()
-    tasks = [asyncio.create_task(run_page(page, url, headers, ready, stop)) for page in pages]
+    tasks = [asyncio.create_task(run_page(page, socket_url(url, page), headers, ready, stop)) for page in pages]
     for _ in pages:
         await ready.get()
     print("ready", flush=True)

@@ -27,8 +27,31 @@ from common.redis_client import shared_redis
 
 logger = logging.getLogger(__name__)
 
+# The administrators' desktops (``/ws/status/``). Publishers name this audience; which
+# channel group an event really goes to is decided here (:func:`channel_groups`).
 STATUS_GROUP = "status"
+# Session and agent events are most of the traffic (one per session change, 50 a second
+# in a busy centre) and the overview shows neither: they go to a group of their own, which
+# a status socket joins unless its page ignores them (``/ws/status/?ignore=...``). 200
+# overview pages then receive none of them instead of dropping each in the browser
+# (docs/performance.md, issue 18).
+SESSIONS_GROUP = "status.sessions"
+TOPIC_GROUPS: dict[str, frozenset[str]] = {SESSIONS_GROUP: frozenset({"session.changed", "agent.changed"})}
 SEQUENCE_KEY = "collabadmin:live:seq"
+
+
+def channel_groups(event_type: str, groups: Iterable[str]) -> tuple[str, ...]:
+    """The channel groups an event for ``groups`` goes to: the status audience's events of a
+    topic go to that topic's group instead of the status group."""
+    topic = next((name for name, types in TOPIC_GROUPS.items() if event_type in types), None)
+    return tuple(topic if group == STATUS_GROUP and topic else group for group in groups)
+
+
+def status_socket_groups(ignored: Iterable[str]) -> list[str]:
+    """The groups a status socket joins when its page ignores the event types ``ignored``:
+    the status group always, a topic's group unless every one of its types is ignored."""
+    skip = frozenset(ignored)
+    return [STATUS_GROUP, *(name for name, types in TOPIC_GROUPS.items() if not types <= skip)]
 
 
 def agent_group(agent_id: int) -> str:
@@ -124,7 +147,7 @@ def redis_run_id() -> str | None:
 
 def publish(event_type: str, data: dict[str, Any], *, groups: Iterable[str] = (STATUS_GROUP,)) -> None:
     """Broadcast ``{"type", "seq", "data"}`` to ``groups`` once the current transaction commits."""
-    targets = tuple(groups)
+    targets = channel_groups(event_type, groups)
     transaction.on_commit(lambda: send_now(event_type, data, targets))
 
 

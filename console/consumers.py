@@ -8,6 +8,7 @@ refused before this runs (``AllowedHostsOriginValidator`` in ``collabadmin.asgi`
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -31,6 +32,13 @@ def _may_view(user_id: int) -> bool:
     return may(user, VIEW_DESKTOP)
 
 
+def ignored_types(query_string: bytes) -> frozenset[str]:
+    """The event types the page asked not to hear (``?ignore=session.changed,agent.changed``,
+    commas or spaces): the page shows nothing they change (the overview shows no session)."""
+    values = parse_qs(query_string.decode("latin-1")).get("ignore", [])
+    return frozenset(part for value in values for part in value.replace(",", " ").split())
+
+
 def _snapshot() -> dict[str, Any]:
     # The sequence number is read before the rows: an event numbered up to it was sent
     # after its commit, so the rows read next include its change and the client may drop
@@ -41,6 +49,11 @@ def _snapshot() -> dict[str, Any]:
 
 class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsumer):
     """Sends the status snapshot first, then every ``{type, seq, data}`` event of the status group.
+
+    A page that shows nothing of some events names them (``?ignore=``): they are not sent,
+    and the socket does not even join the group of a topic whose every type it ignores
+    (``common.live.TOPIC_GROUPS``), so a session change costs the overview's sockets nothing.
+    Without the parameter a socket hears every event (scripts).
 
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with 4401
     and users without view_desktop with 4403 (it carries no actions: the desktop sends
@@ -54,6 +67,8 @@ class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsume
 
     user_id: int | None = None
     joined = False
+    ignored: frozenset[str] = frozenset()
+    groups: tuple[str, ...] = ()
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -66,7 +81,10 @@ class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsume
         self.user_id = user.pk
         await self.channel_layer.group_add(live.user_group(user.pk), self.channel_name)
         # Subscribe first, then take the snapshot: nothing can fall between the two.
-        await self.channel_layer.group_add(live.STATUS_GROUP, self.channel_name)
+        self.ignored = ignored_types(self.scope.get("query_string", b""))
+        self.groups = tuple(live.status_socket_groups(self.ignored))
+        for group in self.groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         self.joined = True
         await self.accept()
         # Opened with an API token: closed when it is revoked or expires.
@@ -84,15 +102,19 @@ class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsume
         if self.user_id is not None:
             await self.channel_layer.group_discard(live.user_group(self.user_id), self.channel_name)
         if self.joined:
-            self.joined = False
-            await self.channel_layer.group_discard(live.STATUS_GROUP, self.channel_name)
+            await self._leave()
+
+    async def _leave(self) -> None:
+        self.joined = False
+        for group in self.groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The desktop sends nothing; anything received (even malformed JSON) is ignored."""
 
     async def live_event(self, message: dict[str, Any]) -> None:
         """Forward one event of ``common.live`` to the browser, as it was published."""
-        if self.joined:
+        if self.joined and message["event"]["type"] not in self.ignored:
             await self.send_json(message["event"])
 
     async def access_check(self, message: dict[str, Any]) -> None:
@@ -104,7 +126,6 @@ class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsume
             return False
         if await database_sync_to_async(_may_view)(self.user_id):
             return True
-        self.joined = False
-        await self.channel_layer.group_discard(live.STATUS_GROUP, self.channel_name)
+        await self._leave()
         await self.close(code=CLOSE_FORBIDDEN)
         return False

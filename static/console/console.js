@@ -10,7 +10,8 @@
  *
  * Sequence numbers: events numbered at or below the snapshot's are already in it and are
  * dropped. Every later event refreshes the fragment, unless the page's template lists its
- * type in data-live-ignore (the page shows nothing it changes). Refreshes are throttled:
+ * type in data-live-ignore (the page shows nothing it changes; the socket asks the server
+ * not to send those at all, /ws/status/?ignore=...). Refreshes are throttled:
  * at most one in flight, at least MIN_INTERVAL_MS apart, the first at once; events that
  * come meanwhile make one refresh after it, so a burst (a switchover sends several) is one
  * fetch and a steady stream still refreshes the page several times a second. The fetch
@@ -192,8 +193,11 @@
     });
   }
 
+  // The server need not send what the page ignores (the overview: 50 session events a second).
+  const livePath = ignored.size ? `${root.dataset.liveWs}?ignore=${encodeURIComponent([...ignored].join(","))}` : root.dataset.liveWs;
+
   connectLive({
-    path: root.dataset.liveWs,
+    path: livePath,
     // The page was rendered before the socket opened: catch up to the snapshot's number.
     // A new snapshot may start a new numbering (a Sentinel failover can lose the last few
     // increments of the counter): what the page shows is compared with answers from then on.

@@ -108,6 +108,8 @@ def test_killing_the_connected_media_blender_switches_the_pair_on_the_page(
                 anonymous.close()
 
                 page = browser.new_page(viewport={"width": 1440, "height": 900})
+                sockets: list[str] = []
+                page.on("websocket", lambda socket: sockets.append(socket.url))
                 page.goto(f"{base}/")
                 page.get_by_label("Username").fill("operator")
                 page.get_by_label("Password").fill(PASSWORD)
@@ -118,6 +120,8 @@ def test_killing_the_connected_media_blender_switches_the_pair_on_the_page(
                 expect(first).to_have_attribute("data-display-state", "connected")
                 expect(second).to_have_attribute("data-display-state", "standby")
                 expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=5000)
+                # The overview shows no session: its socket asks not to be sent their events (issue 18).
+                assert sockets == [f"ws://127.0.0.1:{port}/ws/status/?ignore=session.changed%2Cagent.changed"]
                 epoch_before = int(page.locator(f"#link-{link.pk}").get_attribute("data-epoch"))
                 page.evaluate("window.__sameDocument = true")
 

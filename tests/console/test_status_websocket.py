@@ -16,11 +16,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from common import live, roles
-from console.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED
+from console.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ignored_types
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link, Peer
 from failover.services.switchover import link_switchover
-from tests.factories import AlertFactory, PeerFactory, ServerFactory, peer_mark_connected, role_user
+from sessions.choices import EndReason
+from sessions.services.lifecycle import agent_login, session_end
+from tests.factories import AlertFactory, PeerFactory, ServerFactory, SessionFactory, peer_mark_connected, role_user
 from tests.websockets import TIMEOUT, open_socket, refused_with, run, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -223,3 +225,89 @@ def test_heartbeats_carry_the_redis_run_id_of_the_snapshot(admin_user, settings)
     assert snapshot["type"] == "snapshot"
     assert heartbeat == {"type": "heartbeat", "redis": snapshot["redis"]}
     assert snapshot["redis"] == live.redis_run_id()
+
+
+# --- What a page ignores is not sent (issue 18) -------------------------------------------------
+
+
+async def _types_until_link_changed(socket) -> list[str]:
+    """The event types a socket receives after its snapshot, up to the switchover's."""
+    assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+    types: list[str] = []
+    while not types or types[-1] != "link.changed":
+        types.append((await socket.receive_json_from(timeout=TIMEOUT))["type"])
+    return types
+
+
+def test_a_page_that_ignores_sessions_is_not_sent_session_or_agent_events(admin_user, pair, agent):
+    """The overview shows no session: its socket (``?ignore=``) hears the switchover but
+    none of the session and agent events published before it; a socket that asks nothing
+    (a script) hears them all, in order."""
+    user = get_user_model().objects.get(pk=admin_user.pk)
+    cookie = session_cookie(user)
+    session = SessionFactory(server=agent.server, caller_name="Ann")
+
+    def changes() -> None:
+        agent_login(agent_id=agent.pk, actor=user)
+        session_end(session_id=session.pk, actor=user, reason=EndReason.CALLER_LEFT)
+        link_switchover(link_id=pair.pk, actor=user, reason="planned work on mb-1")
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        overview = open_socket(f"{PATH}?ignore=session.changed,agent.changed", cookie=cookie)
+        script = communicator(cookie=cookie)
+        assert (await overview.connect(timeout=TIMEOUT))[0]
+        assert (await script.connect(timeout=TIMEOUT))[0]
+        await sync_to_async(changes)()
+        try:
+            return await _types_until_link_changed(overview), await _types_until_link_changed(script)
+        finally:
+            await overview.disconnect()
+            await script.disconnect()
+
+    overview_types, script_types = run(scenario)
+
+    assert "session.changed" in script_types
+    assert "agent.changed" in script_types
+    assert script_types.index("agent.changed") < script_types.index("session.changed")
+    assert not {"session.changed", "agent.changed"} & set(overview_types)
+    assert overview_types[-1] == "link.changed"
+
+
+def test_a_page_that_ignores_one_type_of_a_topic_still_hears_the_other(admin_user, agent):
+    cookie = session_cookie(admin_user)
+    session = SessionFactory(server=agent.server, caller_name="Ann")
+
+    def changes() -> None:
+        session_end(session_id=session.pk, actor="system:test", reason=EndReason.CALLER_LEFT)
+        agent_login(agent_id=agent.pk, actor="system:test")
+
+    async def scenario() -> list[str]:
+        socket = open_socket(f"{PATH}?ignore=session.changed", cookie=cookie)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        await sync_to_async(changes)()
+        try:
+            return [(await socket.receive_json_from(timeout=TIMEOUT))["type"]]
+        finally:
+            await socket.disconnect()
+
+    assert run(scenario) == ["agent.changed"]  # the session's end, published first, was not sent
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"", frozenset()),
+        (b"ignore=session.changed,agent.changed", frozenset({"session.changed", "agent.changed"})),
+        (b"ignore=session.changed%20agent.changed", frozenset({"session.changed", "agent.changed"})),
+        (b"ignore=&other=1", frozenset()),
+    ],
+)
+def test_the_ignored_types_are_read_from_the_query_string(query, expected):
+    assert ignored_types(query) == expected
+
+
+def test_a_socket_joins_a_topic_group_unless_it_ignores_every_type_of_it():
+    assert live.status_socket_groups(set()) == [live.STATUS_GROUP, live.SESSIONS_GROUP]
+    assert live.status_socket_groups({"session.changed"}) == [live.STATUS_GROUP, live.SESSIONS_GROUP]
+    assert live.status_socket_groups({"session.changed", "agent.changed"}) == [live.STATUS_GROUP]
