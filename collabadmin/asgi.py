@@ -13,7 +13,9 @@ on a fixed pool of threads instead: one hop per request, and a thread's database
 connection lives on (``DB_CONN_MAX_AGE``): 1.1 ms and 8.8 ms (docs/performance.md,
 caller requests). Nothing else changes for a request: same middleware, same views.
 
-Two things stand in front of that pool. ``GET /healthz`` is answered on the event loop
+Three things stand in front of that pool. A watcher's next fetch of a shared live fragment
+is answered on the event loop from the render it needs (``SharedFragmentFastPath``,
+collabadmin/fragment_fast_path.py). ``GET /healthz`` is answered on the event loop
 (``HealthzFirst``, collabadmin/probes.py) so that a node with every thread busy still
 answers its probe at once: a late answer must never read as a dead node. And
 ``http_load`` notes how long each request waits for a thread, which the node's heartbeat
@@ -38,6 +40,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from collabadmin.celery import app as celery_app  # noqa: E402
+from collabadmin.fragment_fast_path import SharedFragmentFastPath  # noqa: E402
 from collabadmin.probes import HealthzFirst  # noqa: E402
 from common.http_load import http_load  # noqa: E402
 
@@ -48,7 +51,13 @@ from common.http_load import http_load  # noqa: E402
 celery_app.loader.import_default_modules()
 
 # At most this many HTTP requests run a view at once in this process; more wait their turn.
-http_app = HealthzFirst(http_load.asgi(WSGIMiddleware(http_load.wsgi(django_wsgi_app), workers=settings.HTTP_THREADS)))
+# A watcher's next fetch of a shared live fragment is answered before the pool, on the event
+# loop (collabadmin/fragment_fast_path.py): no thread, no database, no wait on a thread.
+http_app = HealthzFirst(
+    SharedFragmentFastPath(
+        http_load.asgi(WSGIMiddleware(http_load.wsgi(django_wsgi_app), workers=settings.HTTP_THREADS))
+    )
+)
 
 from collabadmin.routing import token_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
 from collabadmin.ws_token_auth import TokenAuthMiddleware  # noqa: E402

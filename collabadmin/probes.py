@@ -31,7 +31,7 @@ def _healthz_body() -> bytes:
     return json.dumps({"status": "ok", "server": settings.COLLABADMIN_SERVER_NAME or None}).encode()
 
 
-def _host_allowed(scope: dict) -> bool:
+def host_allowed(scope: dict) -> bool:
     """Django's own ALLOWED_HOSTS rule, for a request that never reaches Django."""
     host = next((value.decode("latin1") for name, value in scope.get("headers", ()) if name == b"host"), "")
     domain, _ = split_domain_port(host)
@@ -77,7 +77,7 @@ class HealthzFirst:
         path, root = scope.get("path", ""), scope.get("root_path", "")
         if not path.startswith(root) or path[len(root) :] != "/healthz":
             return False
-        return _host_allowed(scope)
+        return host_allowed(scope)
 
 
 def _check_database() -> str | None:

@@ -22,9 +22,13 @@ HEADER = "X-Request-ID"
 _ACCEPTED = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def _request_id(request: HttpRequest) -> str:
-    given = request.headers.get(HEADER, "")
+def accepted_or_new(given: str) -> str:
+    """The request id a client sent, if it is a short token; else a new one."""
     return given if _ACCEPTED.fullmatch(given) else uuid.uuid4().hex
+
+
+def _request_id(request: HttpRequest) -> str:
+    return accepted_or_new(request.headers.get(HEADER, ""))
 
 
 @sync_and_async_middleware
@@ -57,4 +61,4 @@ def request_id_middleware(get_response: Callable) -> Callable:
     return middleware
 
 
-__all__ = ["HEADER", "request_id_middleware"]
+__all__ = ["HEADER", "accepted_or_new", "request_id_middleware"]

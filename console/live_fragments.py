@@ -71,6 +71,7 @@ SEQ_HEADER = "X-Live-Seq"
 RENDERED_HEADER = "X-Live-Rendered"
 
 Key = tuple[str, str, str, str]
+Replay = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 
 
 def access_class(user: Any) -> str:
@@ -90,10 +91,14 @@ def render_key(request: HttpRequest) -> Key:
     return (request.path, query, access_class(request.user), timezone.get_current_timezone_name())
 
 
+def wanted_seq_value(value: str) -> int | None:
+    """``?live_seq=``'s number, or None (absent or not a number)."""
+    return int(value) if value.isdigit() and len(value) < 20 else None
+
+
 def wanted_seq(request: HttpRequest) -> int | None:
     """The number the page asked for, or None (then: a recent render)."""
-    value = request.GET.get(SEQ_PARAM, "")
-    return int(value) if value.isdigit() and len(value) < 20 else None
+    return wanted_seq_value(request.GET.get(SEQ_PARAM, ""))
 
 
 @dataclass(eq=False)
@@ -106,6 +111,10 @@ class Render:
     # What the middleware make of it, made once per render: {name: (their input, output)}.
     _derived: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
     _deriving: threading.Lock = field(default_factory=threading.Lock)
+    # The whole answer as it left the node, per content coding ("gzip", "identity"):
+    # (status, headers, body), replayed by collabadmin/fragment_fast_path.py.
+    replays: dict[str, Replay] = field(default_factory=dict)
+    _replay_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def serves(self, wanted: int | None) -> bool:
         """Whether this render may answer a request that needs ``wanted`` (None: a recent one)."""
@@ -130,6 +139,23 @@ class Render:
                 memo = self._derived[name] = (content, make(content))
             return memo[1]
 
+    def keep_replays(self, replays: dict[str, Replay]) -> None:
+        """Keep the answers as they left (the first kept stay), and wake who waits for them."""
+        with self._deriving:
+            for coding, replay in replays.items():
+                self.replays.setdefault(coding, replay)
+            listeners, self._replay_listeners = self._replay_listeners, []
+        for listener in listeners:
+            listener()
+
+    def when_replayed(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once the answers are kept; False (never called) if they already are."""
+        with self._deriving:
+            if self.replays:
+                return False
+            self._replay_listeners.append(callback)
+            return True
+
     def compressed(self, content: bytes) -> bytes:
         """``content`` gzipped (collabadmin/fragment_gzip.py), once per render."""
         return self.derived("gzip", content, lambda text: gzip.compress(text, compresslevel=GZIP_LEVEL, mtime=0))
@@ -141,6 +167,9 @@ class _Slot:
     rendering: bool = False
     renders: int = 0  # how many times this key was rendered (tests)
     waiters: int = 0
+    # Called (from the rendering thread) when the render under way ends: the fast path's
+    # waiters, which wait on the event loop rather than on a thread of the pool.
+    listeners: list[Callable[[], None]] = field(default_factory=list)
 
 
 class SharedRenders:
@@ -169,6 +198,23 @@ class SharedRenders:
                 del self._slots[old]
         self._slots.move_to_end(key)
         return slot
+
+    def serving(self, key: Key, wanted: int) -> Render | None:
+        """The newest render of ``key`` if it serves ``wanted``, without waiting or rendering."""
+        with self._changed:
+            slot = self._slots.get(key)
+            latest = slot.latest if slot else None
+            return latest if latest is not None and latest.serves(wanted) else None
+
+    def when_rendered(self, key: Key, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` when the render of ``key`` under way ends; False (and never
+        called) when none is under way."""
+        with self._changed:
+            slot = self._slots.get(key)
+            if slot is None or not slot.rendering:
+                return False
+            slot.listeners.append(callback)
+            return True
 
     def get(self, key: Key, wanted: int | None, render: Callable[[], HttpResponse]) -> Render | HttpResponse:
         """A render of ``key`` reflecting at least ``wanted`` (None: a recent one): shared,
@@ -222,9 +268,23 @@ class SharedRenders:
                     if slot.latest is None or made.seq >= slot.latest.seq:
                         slot.latest = made
                 self._changed.notify_all()
+                listeners, slot.listeners = slot.listeners, []
+            for listener in listeners:
+                listener()
 
 
 shared_renders = SharedRenders()
+
+SERVED_KEY = "collabadmin.shared_render"  # in the ASGI scope of a request answered from a render
+
+
+@dataclass(frozen=True)
+class Served:
+    """A request answered from a shared render, as the fast path learns of it."""
+
+    render: Render
+    key: Key
+    session_key: str
 
 
 def shared_fragment(is_fragment: Callable[[HttpRequest], bool]) -> Callable:
@@ -238,8 +298,16 @@ def shared_fragment(is_fragment: Callable[[HttpRequest], bool]) -> Callable:
             if not is_fragment(request):
                 return view(request, *args, **kwargs)
             render = lambda: view(request, *args, **kwargs)  # noqa: E731
-            answer = shared_renders.get(render_key(request), wanted_seq(request), render)
-            return answer.response() if isinstance(answer, Render) else answer
+            key = render_key(request)
+            answer = shared_renders.get(key, wanted_seq(request), render)
+            if not isinstance(answer, Render):
+                return answer
+            # For the fast path in front of the thread pool: this viewer's next requests
+            # for the view may be answered from the render without coming here.
+            scope = request.META.get("asgi.scope")
+            if scope is not None and request.session.session_key:
+                scope[SERVED_KEY] = Served(answer, key, request.session.session_key)
+            return answer.response()
 
         return wrapper
 
