@@ -54,6 +54,7 @@ from collabadmin.request_id import accepted_or_new
 from collabadmin.timezones import COOKIE as ZONE_COOKIE
 from console.live_fragments import (
     NOT_IN_KEY,
+    SEQ_PARAM,
     SERVED_KEY,
     Key,
     Render,
@@ -70,6 +71,7 @@ REPLAY_WAIT_SECONDS = 1.0
 MAX_VIEWERS = 10_000
 # Per request, never replayed: the request's own id is set afresh; cookies are never shared.
 NOT_REPLAYED = frozenset({b"set-cookie", REQUEST_ID_HEADER.lower().encode()})
+SEQ_MARK = f"{SEQ_PARAM}=".encode()
 # Set per content coding when the replays are made.
 NOT_NEEDED = NOT_REPLAYED | {b"content-encoding", b"content-length"}
 
@@ -142,13 +144,16 @@ class _Ask:
 
     @classmethod
     def of(cls, scope: dict) -> _Ask | None:
-        if scope["type"] != "http" or scope.get("method") != "GET" or not _secure_enough(scope):
+        # Cheap first: most requests are not a live fragment's fetch.
+        if scope["type"] != "http" or scope.get("method") != "GET" or SEQ_MARK not in scope.get("query_string", b""):
+            return None
+        if not _secure_enough(scope):
             return None
         headers = _headers(scope)
         cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
         session_key = cookies.get(settings.SESSION_COOKIE_NAME, "")
         params = QueryDict(scope.get("query_string", b""))
-        wanted = wanted_seq_value(params.get("live_seq", ""))
+        wanted = wanted_seq_value(params.get(SEQ_PARAM, ""))
         if not session_key or wanted is None or not host_allowed(scope):
             return None
         filters = sorted((name, value) for name, values in params.lists() if name not in NOT_IN_KEY for value in values)
