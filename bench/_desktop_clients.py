@@ -6,8 +6,9 @@ opens one "page" per entry: a ``/ws/status/`` WebSocket (the ``websockets`` clie
 in by session cookie) and a pool of keep-alive HTTP/1.1 connections (at most 6, as a
 browser per host). Each page does what the scripts do:
 
-* the socket asks not to be sent what the page ignores (the overview's
-  ``data-live-ignore``: ``/ws/status/?ignore=agent.changed,session.changed``);
+* the socket asks for the newest event per 200 ms only (``?coalesce=1``) and not to be
+  sent what the page ignores (the overview's ``data-live-ignore``:
+  ``/ws/status/?coalesce=1&ignore=agent.changed,session.changed``);
 * the snapshot, and every later event numbered above the last one seen whose type the
   page does not ignore, *schedule* a refresh that must show at least that number;
   heartbeats are ignored; a resync schedules one every 30 s that needs the server's
@@ -291,8 +292,9 @@ async def run_page(page: Page, url: str, headers: dict[str, str], ready: asyncio
 
 
 def socket_url(url: str, page: Page) -> str:
-    """console.js asks the server not to send what the page ignores (``?ignore=``)."""
-    return f"{url}?ignore={','.join(sorted(page.ignored))}" if page.ignored else url
+    """As console.js: the newest event per 200 ms only (``?coalesce=1``), and not what the
+    page ignores (``?ignore=``)."""
+    return f"{url}?coalesce=1" + (f"&ignore={','.join(sorted(page.ignored))}" if page.ignored else "")
 
 
 async def _resync(page: Page) -> None:

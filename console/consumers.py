@@ -15,6 +15,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
 
 from common import live
+from common.coalesce import CoalescingMixin
 from common.heartbeat import HeartbeatMixin
 from common.permissions import may
 from common.roles import VIEW_DESKTOP
@@ -39,6 +40,11 @@ def ignored_types(query_string: bytes) -> frozenset[str]:
     return frozenset(part for value in values for part in value.replace(",", " ").split())
 
 
+def wants_coalescing(query_string: bytes) -> bool:
+    """``?coalesce=1``: the newest event of each window only (common/coalesce.py)."""
+    return parse_qs(query_string.decode("latin-1")).get("coalesce", [""])[-1] == "1"
+
+
 def _snapshot() -> dict[str, Any]:
     # The sequence number is read before the rows: an event numbered up to it was sent
     # after its commit, so the rows read next include its change and the client may drop
@@ -47,13 +53,15 @@ def _snapshot() -> dict[str, Any]:
     return {"type": "snapshot", "seq": seq, "redis": live.redis_run_id(), "data": status_snapshot()}
 
 
-class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsumer):
+class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJsonWebsocketConsumer):
     """Sends the status snapshot first, then every ``{type, seq, data}`` event of the status group.
 
     A page that shows nothing of some events names them (``?ignore=``): they are not sent,
     and the socket does not even join the group of a topic whose every type it ignores
     (``common.live.TOPIC_GROUPS``), so a session change costs the overview's sockets nothing.
-    Without the parameter a socket hears every event (scripts).
+    Without the parameter a socket hears every event (scripts). A page that only refreshes
+    from the server on an event asks ``?coalesce=1``: at most one event per 200 ms, the
+    newest (common/coalesce.py).
 
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with 4401
     and users without view_desktop with 4403 (it carries no actions: the desktop sends
@@ -81,7 +89,8 @@ class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsume
         self.user_id = user.pk
         await self.channel_layer.group_add(live.user_group(user.pk), self.channel_name)
         # Subscribe first, then take the snapshot: nothing can fall between the two.
-        self.ignored = ignored_types(self.scope.get("query_string", b""))
+        query = self.scope.get("query_string", b"")
+        self.ignored, self.coalescing = ignored_types(query), wants_coalescing(query)
         self.groups = tuple(live.status_socket_groups(self.ignored))
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -97,6 +106,7 @@ class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsume
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
+        self.stop_coalescing()
         await self.stop_heartbeat()
         await self.unwatch_token()
         if self.user_id is not None:
@@ -115,7 +125,7 @@ class StatusConsumer(TokenSocketMixin, HeartbeatMixin, AsyncJsonWebsocketConsume
     async def live_event(self, message: dict[str, Any]) -> None:
         """Forward one event of ``common.live`` to the browser, as it was published."""
         if self.joined and message["event"]["type"] not in self.ignored:
-            await self.send_json(message["event"])
+            await self.send_event(message["event"])
 
     async def access_check(self, message: dict[str, Any]) -> None:
         """The user changed: close at once unless it still holds view_desktop."""

@@ -193,8 +193,12 @@
     });
   }
 
-  // The server need not send what the page ignores (the overview: 50 session events a second).
-  const livePath = ignored.size ? `${root.dataset.liveWs}?ignore=${encodeURIComponent([...ignored].join(","))}` : root.dataset.liveWs;
+  // The server need not send what the page ignores (the overview: 50 session events a
+  // second), nor more than the newest event of each MIN_INTERVAL_MS (the page would not
+  // refresh sooner): ?coalesce=1 (common/coalesce.py).
+  const liveQuery = new URLSearchParams({ coalesce: "1" });
+  if (ignored.size) liveQuery.set("ignore", [...ignored].join(","));
+  const livePath = `${root.dataset.liveWs}?${liveQuery}`;
 
   connectLive({
     path: livePath,

@@ -311,3 +311,45 @@ def test_a_socket_joins_a_topic_group_unless_it_ignores_every_type_of_it():
     assert live.status_socket_groups(set()) == [live.STATUS_GROUP, live.SESSIONS_GROUP]
     assert live.status_socket_groups({"session.changed"}) == [live.STATUS_GROUP, live.SESSIONS_GROUP]
     assert live.status_socket_groups({"session.changed", "agent.changed"}) == [live.STATUS_GROUP]
+
+
+# --- A page's socket coalesces (issue 18) --------------------------------------------------------
+
+
+def _burst(count: int) -> int:
+    """``count`` events through the real sender, back to back; the last one's number."""
+    for index in range(count):
+        live.send_now("test.changed", {"n": index}, [live.STATUS_GROUP])
+    assert live.flush()
+    return live.current_sequence()
+
+
+@pytest.mark.parametrize(("query", "coalesced"), [("?coalesce=1", True), ("", False)])
+def test_a_page_that_asks_gets_the_newest_event_of_a_burst_and_a_script_gets_every_one(admin_user, query, coalesced):
+    cookie = session_cookie(admin_user)
+
+    async def scenario() -> tuple[list[int], int]:
+        socket = open_socket(f"{PATH}{query}", cookie=cookie)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        last = await sync_to_async(_burst)(20)
+        received: list[int] = []
+        try:
+            while not received or received[-1] < last:
+                event = await socket.receive_json_from(timeout=TIMEOUT)
+                if event["type"] == "test.changed":
+                    received.append(event["seq"])
+            quiet = await socket.receive_nothing(timeout=0.5)
+        finally:
+            await socket.disconnect()
+        assert quiet
+        return received, last
+
+    received, last = run(scenario)
+
+    assert received[-1] == last  # the newest always arrives: it covers the ones left out
+    assert received == sorted(received)
+    if coalesced:
+        assert len(received) <= 3  # the first at once, then one per 200 ms window
+    else:
+        assert len(received) == 20
