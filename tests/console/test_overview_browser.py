@@ -121,7 +121,9 @@ def test_killing_the_connected_media_blender_switches_the_pair_on_the_page(
                 expect(second).to_have_attribute("data-display-state", "standby")
                 expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=5000)
                 # The overview shows no session: its socket asks not to be sent their events (issue 18).
-                assert sockets == [f"ws://127.0.0.1:{port}/ws/status/?coalesce=1&ignore=session.changed%2Cagent.changed"]
+                assert sockets == [
+                    f"ws://127.0.0.1:{port}/ws/status/?coalesce=1&ignore=session.changed%2Cagent.changed"
+                ]
                 epoch_before = int(page.locator(f"#link-{link.pk}").get_attribute("data-epoch"))
                 page.evaluate("window.__sameDocument = true")
 
