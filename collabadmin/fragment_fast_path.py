@@ -227,19 +227,52 @@ class _Capture:
         }
 
 
+class _Starters:
+    """Per view, the one request on its way through Django to make the render that the
+    others need: they wait for it on the loop instead of each taking a thread to wait on.
+    Used on the event loop only."""
+
+    def __init__(self) -> None:
+        self._going: dict[Key, asyncio.Future[None]] = {}
+
+    def going(self, key: Key) -> asyncio.Future[None] | None:
+        return self._going.get(key)
+
+    def start(self, key: Key) -> asyncio.Future[None] | None:
+        if key in self._going:
+            return None
+        self._going[key] = asyncio.get_running_loop().create_future()
+        return self._going[key]
+
+    def done(self, key: Key, going: asyncio.Future[None]) -> None:
+        if self._going.get(key) is going:
+            del self._going[key]
+        _settle(going)
+
+
 class SharedFragmentFastPath:
     """ASGI: see the module's docstring. ``app`` is the node's HTTP stack (Django on its pool)."""
 
     def __init__(self, app: Asgi, viewers: RecentViewers = recent_viewers) -> None:
         self.app = app
         self.viewers = viewers
+        self.starters = _Starters()
         self.answered = 0  # requests answered here (tests, benchmarks)
 
     async def __call__(self, scope: dict, receive, send) -> None:
         ask = _Ask.of(scope)
-        if ask is not None and await self._answer(ask, send):
+        answered, key = await self._answer(ask, send) if ask is not None else (False, None)
+        if answered:
             self.answered += 1
             return
+        going = self.starters.start(key) if key is not None else None
+        try:
+            await self._through_django(scope, receive, send)
+        finally:
+            if going is not None and key is not None:
+                self.starters.done(key, going)
+
+    async def _through_django(self, scope: dict, receive, send) -> None:
         capture = _Capture(send)
         await self.app(scope, receive, capture.send)
         served = scope.get(SERVED_KEY)
@@ -248,30 +281,35 @@ class SharedFragmentFastPath:
             zone_cookie = parse_cookie(_headers(scope).get(b"cookie", b"").decode("latin-1")).get(ZONE_COOKIE, "")
             self.viewers.remember(served.session_key, zone_cookie, served.key)
 
-    async def _answer(self, ask: _Ask, send) -> bool:
+    async def _answer(self, ask: _Ask, send) -> tuple[bool, Key | None]:
+        """(answered here, the render's key when known: the request then goes to Django)."""
         viewer = self.viewers.recall(ask.session_key, ask.zone_cookie, ask.path)
         if viewer is None:
-            return False
-        render = await _render_serving((ask.path, ask.query, viewer.access, viewer.zone), ask.wanted)
+            return False, None
+        key = (ask.path, ask.query, viewer.access, viewer.zone)
+        render = await _render_serving(key, ask.wanted, self.starters)
         if render is None or not await _replayed(render):
-            return False
-        replay = render.replays[ask.coding]
-        status, headers, body = replay
+            return False, key
+        status, headers, body = render.replays[ask.coding]
         headers = [*headers, (REQUEST_ID_HEADER.lower().encode(), ask.request_id.encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        return True
+        return True, key
 
 
-async def _render_serving(key: Key, wanted: int) -> Render | None:
-    """A render of ``key`` serving ``wanted``: the newest, or the one under way once it
-    ends, waited for on the event loop (never a thread); None when there is neither."""
+async def _render_serving(key: Key, wanted: int, starters: _Starters | None = None) -> Render | None:
+    """A render of ``key`` serving ``wanted``: the newest, or the next one, waited for on the
+    event loop (never a thread): the render under way, or the request on its way through
+    Django to make one. None when there is neither (this request then goes to make it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_SECONDS
     while (render := shared_renders.serving(key, wanted)) is None:
         ended = loop.create_future()
         if not shared_renders.when_rendered(key, functools.partial(loop.call_soon_threadsafe, _settle, ended)):
-            return None
+            going = starters.going(key) if starters is not None else None
+            if going is None:
+                return None
+            ended = asyncio.shield(going)
         try:
             await asyncio.wait_for(ended, max(0.0, deadline - loop.time()))
         except TimeoutError:

@@ -24,7 +24,7 @@ from django.http import HttpResponse
 from django.test import Client
 
 from collabadmin import asgi
-from collabadmin.fragment_fast_path import SharedFragmentFastPath, _render_serving, recent_viewers
+from collabadmin.fragment_fast_path import SharedFragmentFastPath, _render_serving, _Starters, recent_viewers
 from common import live, roles
 from console.live_fragments import shared_renders
 from tests.factories import StaffFactory, role_user
@@ -210,3 +210,30 @@ def test_a_fetch_that_needs_the_render_under_way_waits_for_it_on_the_event_loop(
     assert still_waiting
     assert render is not None
     assert render.content == b"fresh"
+
+
+def test_a_fetch_waits_on_the_loop_for_the_request_on_its_way_to_make_the_render():
+    """The render a page needs is not under way yet, but another fetch of the same view is on
+    its way through Django to make it: wait for that one, not for a thread of one's own."""
+    key = ("/partials/test/", "", "view_desktop", "UTC")
+    starters = _Starters()
+
+    async def scenario() -> tuple[bool, object, object]:
+        going = starters.start(key)
+        assert going is not None
+        waiting = asyncio.ensure_future(_render_serving(key, 0, starters))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        still_waiting = not waiting.done()
+        # The starter's Django request renders, then ends.
+        await asyncio.to_thread(shared_renders.get, key, None, lambda: HttpResponse(b"made by the starter"))
+        starters.done(key, going)
+        render = await asyncio.wait_for(waiting, 5)
+        alone = await _render_serving(key, 10**18, starters)  # nobody on the way: go to Django
+        return still_waiting, render, alone
+
+    still_waiting, render, alone = run(scenario)
+
+    assert still_waiting
+    assert render.content == b"made by the starter"
+    assert alone is None
