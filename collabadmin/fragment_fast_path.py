@@ -10,21 +10,24 @@ threads were all waiting for renders and every other request queued behind them
 
 How: when Django answers a request from a shared render, this middleware keeps the whole
 answer as it left (status, headers and body, per content coding) with the render, and
-remembers for :data:`VIEWER_SECONDS` that this log-in (its session cookie), with its
-time-zone cookie, was let see that path, and with which access class and zone (the other
-parts of the render's key). The same log-in's next request for the same path that names
+remembers (for :data:`VIEWER_SECONDS`, while no access changes) that this log-in (its
+session cookie), with its time-zone cookie, was let see that path, and with which access
+class and zone (the other parts of the render's key). The same log-in's next request for the same path that names
 the number its page needs (``?live_seq=N``) is answered here, from a render that serves
 it, or after waiting *on the event loop* for the render under way. Everything else goes to
 Django as before: a log-in not seen lately, no number, no render that serves it in
 :data:`WAIT_SECONDS`, a host not allowed, plain HTTP where HTTPS is required, any method
 but GET.
 
-What this costs in access control, and why it is acceptable: a role taken away, a log-in
-ended on another node or a user deactivated is seen by the fragment requests within
-:data:`VIEWER_SECONDS` (2 s), not at once. The page's socket is closed at once on such a
-change (``access.check``) and the page then reloads through Django, which refuses it. A
-log-out on this node forgets the log-in at once. Nothing new is shown in that window: only
-renders of the view the log-in was let see, for the same access class.
+What this costs in access control, and why it is acceptable: a log-out, a user saved
+(deactivated, made non-superuser) or deleted, a role given or taken away move one counter
+in Redis (``common.access_epoch``); every node checks it (at most every 0.5 s) and trusts
+nothing it remembered before the move. A change that bypasses ``save()`` (a queryset
+``update()``, SQL), a log-in that expired, or a change made while Redis was away is seen
+within :data:`VIEWER_SECONDS`, as the page's socket sees the first within a heartbeat and
+closes, which makes the page reload through Django. Nothing new is shown meanwhile: only
+renders of the view the log-in was let see, for the same access class. Without Redis
+nothing is answered here.
 
 Hand-written (no library caches per log-in *and* per live sequence number); measured in
 docs/performance.md, issue 18.
@@ -52,6 +55,7 @@ from collabadmin.probes import host_allowed
 from collabadmin.request_id import HEADER as REQUEST_ID_HEADER
 from collabadmin.request_id import accepted_or_new
 from collabadmin.timezones import COOKIE as ZONE_COOKIE
+from common import access_epoch
 from console.live_fragments import (
     NOT_IN_KEY,
     SEQ_PARAM,
@@ -64,7 +68,10 @@ from console.live_fragments import (
     wanted_seq_value,
 )
 
-VIEWER_SECONDS = 2.0
+# As long as a page's resync (30 s): an overview page, which fetches on a failover and at
+# its resync, stays known between the two. Access changes are not waited out: they move
+# common.access_epoch, which every node checks (at most CACHE_SECONDS late).
+VIEWER_SECONDS = 30.0
 WAIT_SECONDS = 5.0  # then Django (which waits up to live_fragments.WAIT_SECONDS, then renders)
 # A render's answer leaves through this middleware a moment after the render ends.
 REPLAY_WAIT_SECONDS = 1.0
@@ -83,6 +90,7 @@ class _Viewer:
     access: str
     zone: str
     until: float  # monotonic
+    epoch: int  # common.access_epoch when Django let it see the path
 
 
 class RecentViewers:
@@ -94,18 +102,22 @@ class RecentViewers:
         self.seconds = seconds
         self._max = max_entries
 
-    def remember(self, session_key: str, zone_cookie: str, key: Key) -> None:
+    def remember(self, session_key: str, zone_cookie: str, key: Key, epoch: int) -> None:
         path, _, access, zone = key
+        viewer = _Viewer(access, zone, time.monotonic() + self.seconds, epoch)
         with self._lock:
-            self._entries[(session_key, zone_cookie, path)] = _Viewer(access, zone, time.monotonic() + self.seconds)
+            self._entries[(session_key, zone_cookie, path)] = viewer
             self._entries.move_to_end((session_key, zone_cookie, path))
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
 
     def recall(self, session_key: str, zone_cookie: str, path: str) -> _Viewer | None:
+        """The log-in's entry for the path, unless it expired or any access changed since."""
         with self._lock:
             viewer = self._entries.get((session_key, zone_cookie, path))
-        return viewer if viewer is not None and viewer.until > time.monotonic() else None
+        if viewer is None or viewer.until <= time.monotonic():
+            return None
+        return viewer if viewer.epoch == access_epoch.current() else None
 
     def forget(self, session_key: str) -> None:
         with self._lock:
@@ -121,10 +133,12 @@ recent_viewers = RecentViewers()
 
 
 def _forget_on_log_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    # Sent before the session is flushed: its key is still there.
+    # Sent before the session is flushed: its key is still there. Other nodes forget it
+    # when the epoch moves.
     session = getattr(request, "session", None)
     if session is not None and session.session_key:
         recent_viewers.forget(session.session_key)
+    access_epoch.bump_after_commit()
 
 
 user_logged_out.connect(_forget_on_log_out, dispatch_uid="fragment_fast_path.forget")
@@ -273,13 +287,16 @@ class SharedFragmentFastPath:
                 self.starters.done(key, going)
 
     async def _through_django(self, scope: dict, receive, send) -> None:
+        # Read before Django checks the log-in: a change made meanwhile moves it past this.
+        epoch = access_epoch.current()
         capture = _Capture(send)
         await self.app(scope, receive, capture.send)
         served = scope.get(SERVED_KEY)
         if isinstance(served, Served) and capture.complete and capture.status == 200:
             served.render.keep_replays(capture.replays(served.render))
-            zone_cookie = parse_cookie(_headers(scope).get(b"cookie", b"").decode("latin-1")).get(ZONE_COOKIE, "")
-            self.viewers.remember(served.session_key, zone_cookie, served.key)
+            if epoch is not None:
+                zone_cookie = parse_cookie(_headers(scope).get(b"cookie", b"").decode("latin-1")).get(ZONE_COOKIE, "")
+                self.viewers.remember(served.session_key, zone_cookie, served.key, epoch)
 
     async def _answer(self, ask: _Ask, send) -> tuple[bool, Key | None]:
         """(answered here, the render's key when known: the request then goes to Django)."""

@@ -5,7 +5,9 @@ or permissions change (a role taken away), every WebSocket of
 that user re-checks its access at once (``common.live.access_changed``), instead of
 every socket querying the database for every event it forwards. Changes that bypass
 ``save()`` (a queryset ``update()``, SQL) are caught by the heartbeat's re-check within
-``LIVE_HEARTBEAT_SECONDS``. Connected in ``FailoverConfig.ready``.
+``LIVE_HEARTBEAT_SECONDS``. Every such change also moves ``common.access_epoch``, so
+what a node remembers of who may see what (the live fragments' fast path) is forgotten
+on every node. Connected in ``FailoverConfig.ready``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from common import live
+from common import access_epoch, live
 
 
 def _changed(sender: Any, instance: Any, **_: object) -> None:
     live.access_changed(instance.pk)
+    access_epoch.bump_after_commit()
 
 
 def _membership_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_set: Any, **_: object) -> None:
@@ -30,6 +33,7 @@ def _membership_changed(sender: Any, instance: Any, action: str, reverse: bool, 
         return
     for user_id in pk_set or () if reverse else (instance.pk,):
         live.access_changed(user_id)
+    access_epoch.bump_after_commit()
 
 
 def connect() -> None:

@@ -23,9 +23,10 @@ from django.contrib.auth.models import Group
 from django.http import HttpResponse
 from django.test import Client
 
-from collabadmin import asgi
+from collabadmin import asgi, embedded_redis
 from collabadmin.fragment_fast_path import SharedFragmentFastPath, _render_serving, _Starters, recent_viewers
-from common import live, roles
+from common import access_epoch, live, roles
+from common.redis_client import shared_redis
 from console.live_fragments import shared_renders
 from tests.factories import StaffFactory, role_user
 from tests.websockets import run, session_cookie
@@ -165,22 +166,68 @@ def test_a_log_out_is_seen_at_once():
     assert answer["status"] == 302  # to the log-in page
 
 
-def test_a_role_taken_away_is_refused_within_the_viewer_seconds(monkeypatch):
-    monkeypatch.setattr(recent_viewers, "seconds", 0.3)
+def test_a_role_taken_away_is_refused_at_once():
     viewer = role_user(roles.VIEWER, username="watcher")
     cookie = session_cookie(viewer)
     path = with_seq(OVERVIEW)
     answered_here(path, cookie)
-    viewer.groups.remove(Group.objects.get(name=roles.VIEWER.group))
+    assert answered_here(path, cookie)[1]
 
-    refused_at = None
+    viewer.groups.remove(Group.objects.get(name=roles.VIEWER.group))  # as the Django admin does
+
+    answer, here = answered_here(path, cookie)
+    assert not here
+    assert answer["status"] == 403
+
+
+def test_an_access_change_on_another_node_is_seen_within_the_epochs_cache():
+    cookie = session_cookie(StaffFactory())
+    path = with_seq(OVERVIEW)
+    answered_here(path, cookie)
+    assert answered_here(path, cookie)[1]
+
+    shared_redis().incr(access_epoch.KEY)  # what another node's change does
+
+    deadline = time.monotonic() + access_epoch.CACHE_SECONDS + 2
+    while answered_here(path, cookie)[1]:
+        assert time.monotonic() < deadline, "still answered from what was remembered"
+
+
+def test_a_change_that_bypasses_save_is_seen_within_the_viewer_seconds(monkeypatch):
+    """A queryset update() sends no signal: the remembered log-in expires (the page's socket
+    closes within a heartbeat, as before)."""
+    monkeypatch.setattr(recent_viewers, "seconds", 0.3)
+    user = StaffFactory()
+    cookie = session_cookie(user)
+    path = with_seq(OVERVIEW)
+    answered_here(path, cookie)
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+
     deadline = time.monotonic() + 5
-    while refused_at is None and time.monotonic() < deadline:
-        asked = time.monotonic()
-        if get(path, cookie)["status"] == 403:
-            refused_at = asked
+    while get(path, cookie)["status"] == 200:
+        assert time.monotonic() < deadline, "a deactivated user still served"
 
-    assert refused_at is not None
+
+@pytest.fixture
+def own_redis(tmp_path, settings):
+    """A real Redis server of this test's own, which the test may stop."""
+    socket = embedded_redis.ensure_running(tmp_path)
+    settings.REDIS_URL = f"unix://{socket}"
+    yield tmp_path
+    embedded_redis.stop(tmp_path)
+
+
+def test_without_redis_nothing_is_answered_from_memory(own_redis):
+    cookie = session_cookie(StaffFactory())
+    path = with_seq(OVERVIEW)
+    answered_here(path, cookie)
+    assert answered_here(path, cookie)[1]
+
+    assert embedded_redis.stop(own_redis) is True
+
+    deadline = time.monotonic() + access_epoch.CACHE_SECONDS + 2
+    while answered_here(path, cookie)[1]:
+        assert time.monotonic() < deadline, "still answered from memory without Redis"
 
 
 def test_a_fetch_that_needs_the_render_under_way_waits_for_it_on_the_event_loop():
