@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 
 import pytest
 from django.test import Client
+from django.utils import timezone, translation
 
 from collabadmin.bidi import CONTROLS
+from collabadmin.template_filters import when
 from failover.choices import AuditAction
 from failover.models import AuditEntry
 from sessions.choices import AgentState, EndReason
@@ -117,3 +119,21 @@ def test_audit_values_name_servers_and_agents(admin_client, installation):
     assert '<span class="change-after">Maria Lopez</span>' in routed
     entry = AuditEntry.objects.filter(action=AuditAction.SESSION_ROUTED).first()
     assert isinstance(entry.after["agent"], int)  # stored as the id, shown as the name
+
+
+def test_a_time_formatted_once_is_formatted_again_in_another_zone_and_language():
+    """``when`` remembers what it formatted (a live page shows the same times again and
+    again): the zone and the language are part of what it remembers."""
+    instant = datetime(2026, 12, 3, 13, 5, 9, tzinfo=UTC)
+    with timezone.override("Europe/Paris"):
+        paris = when(instant)
+        assert when(instant) == paris
+    with timezone.override("Asia/Tokyo"):
+        tokyo = when(instant)
+    with timezone.override("Europe/Paris"), translation.override("de"):
+        german = when(instant)
+
+    assert "14:05:09 CET" in paris
+    assert "22:05:09 JST" in tokyo
+    assert 'datetime="2026-12-03T13:05:09+00:00"' in paris
+    assert german.startswith('<time datetime="2026-12-03T13:05:09+00:00">')
