@@ -11,6 +11,7 @@ from celery._state import _set_task_join_will_block
 from django.test import Client
 from rest_framework.test import APIClient
 
+from collabadmin import embedded_redis
 from common import live, rate_limit
 from common.redis_client import shared_redis
 from console.live_fragments import shared_renders
@@ -141,3 +142,12 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"browser test skipped: {CHROMIUM} not found (apt-get install -y chromium)")
     for item in browser_tests:
         item.add_marker(skip)
+
+
+@pytest.fixture
+def own_redis(tmp_path, settings):
+    """A real Redis server of this test's own, which the test may stop."""
+    socket = embedded_redis.ensure_running(tmp_path)
+    settings.REDIS_URL = f"unix://{socket}"
+    yield tmp_path
+    embedded_redis.stop(tmp_path)

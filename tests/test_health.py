@@ -29,15 +29,6 @@ def test_readyz_is_ready_when_the_database_and_redis_answer(anonymous_client):
     assert body["checks"]["redis"]["ok"] is True
 
 
-@pytest.fixture
-def own_redis(tmp_path, settings):
-    """A real Redis server of this test's own, which the test may stop."""
-    socket = embedded_redis.ensure_running(tmp_path)
-    settings.REDIS_URL = f"unix://{socket}"
-    yield tmp_path
-    embedded_redis.stop(tmp_path)
-
-
 def test_readyz_turns_unavailable_when_redis_is_stopped_and_recovers_when_it_is_back(anonymous_client, own_redis):
     assert anonymous_client.get("/readyz").status_code == 200
 

@@ -208,15 +208,6 @@ def test_a_change_that_bypasses_save_is_seen_within_the_viewer_seconds(monkeypat
         assert time.monotonic() < deadline, "a deactivated user still served"
 
 
-@pytest.fixture
-def own_redis(tmp_path, settings):
-    """A real Redis server of this test's own, which the test may stop."""
-    socket = embedded_redis.ensure_running(tmp_path)
-    settings.REDIS_URL = f"unix://{socket}"
-    yield tmp_path
-    embedded_redis.stop(tmp_path)
-
-
 def test_without_redis_nothing_is_answered_from_memory(own_redis):
     cookie = session_cookie(StaffFactory())
     path = with_seq(OVERVIEW)

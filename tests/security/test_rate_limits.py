@@ -213,15 +213,6 @@ def test_a_malformed_rate_stops_start_up():
 # --- Redis down: fail open ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def own_redis(tmp_path, settings):
-    """A real Redis server of this test's own, which the test may stop."""
-    socket = embedded_redis.ensure_running(tmp_path)
-    settings.REDIS_URL = f"unix://{socket}"
-    yield tmp_path
-    embedded_redis.stop(tmp_path)
-
-
 def test_with_redis_down_requests_go_through_and_a_warning_is_logged(settings, own_redis, caplog):
     settings.RATE_LIMIT_CALLER = (1, 60)
     client = Client(REMOTE_ADDR="10.0.3.1")
