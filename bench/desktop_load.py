@@ -377,6 +377,14 @@ def group_cpu_seconds(child: Child) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (every core; /proc/stat: all but
+    idle and iowait): the share of the two cores that the nodes, the pages, the balancer,
+    the load, PostgreSQL and everything else on the machine took."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_idle(node: Node, timeout: float = 60.0) -> float:
     """Wait (up to ``timeout``) until the node uses under 20 % of a core: the renders the
     previous N's pages asked for and left behind must not load the next one."""
@@ -409,10 +417,11 @@ class Nodes:
             node.child.stop()
 
 
-def start_nodes(stack: BenchStack, count: int) -> Nodes:
+def start_nodes(stack: BenchStack, count: int, tag: str) -> Nodes:
     """One node (the pages connect to it), or two behind deploy/haproxy.cfg (as routing-a
     and routing-b; the pages connect to the balancer). The nodes trust the balancer's
-    X-Forwarded-For, as docs/operations.md asks (``TRUSTED_PROXY_COUNT=1``)."""
+    X-Forwarded-For, as docs/operations.md asks (``TRUSTED_PROXY_COUNT=1``). The balancer's
+    folder (its log) is ``haproxy-<tag>``: one per N."""
     if count == 1:
         return Nodes([stack.node(monitor=False, **NODE_ENV)], ["bench-a"])
     names = [f"bench-{'ab'[i]}" for i in range(count)]
@@ -420,7 +429,9 @@ def start_nodes(stack: BenchStack, count: int) -> Nodes:
     try:
         for name in names:
             nodes.nodes.append(stack.node(name, monitor=False, TRUSTED_PROXY_COUNT="1", **NODE_ENV))
-        nodes.balancer = Balancer(stack, [n.port for n in nodes.nodes], NODE_ENV["ALLOWED_HOSTS"], "haproxy").start()
+        nodes.balancer = Balancer(
+            stack, [n.port for n in nodes.nodes], NODE_ENV["ALLOWED_HOSTS"], f"haproxy-{tag}"
+        ).start()
     except BaseException:
         nodes.stop()
         raise
@@ -490,9 +501,11 @@ def measure(stack: BenchStack, nodes: Nodes, cookie: str, load: Load, watchers: 
     # CPU is reported too.
     watching = [entry[0] for entry in children if entry is not None]
     measured = [node.child for node in nodes.nodes] + ([nodes.balancer.child] if nodes.balancer else []) + watching
+    busy0, load_cpu0 = machine_busy_seconds(), time.process_time()
     cpu0, t0, wall0 = [group_cpu_seconds(c) for c in measured], time.monotonic(), time.time() * 1000
     took = drive(load, args.seconds, args.rate, args.failover_every, rng)
     cpu1, t1, wall1 = [group_cpu_seconds(c) for c in measured], time.monotonic(), time.time() * 1000
+    busy1, load_cpu1 = machine_busy_seconds(), time.process_time()
     cpu = [round((b - a) / (t1 - t0) * 100, 1) for a, b in zip(cpu0, cpu1, strict=True)]
     nodes_cpu, cpu = cpu[: len(nodes.nodes)], cpu[len(nodes.nodes) :]
     balancer_cpu = cpu.pop(0) if nodes.balancer else None
@@ -545,6 +558,10 @@ def measure(stack: BenchStack, nodes: Nodes, cookie: str, load: Load, watchers: 
         "node_cpu_pct": round(sum(nodes_cpu), 1),
         "per_node": per_node,
         "balancer_cpu_pct": balancer_cpu,
+        # This process (the load: the services' transactions) and the whole machine (of
+        # 100 % per core: 200 % is both cores busy), both over the measured seconds.
+        "load_cpu_pct": round((load_cpu1 - load_cpu0) / (t1 - t0) * 100, 1),
+        "machine_cpu_pct": round((busy1 - busy0) / (t1 - t0) * 100, 1),
         "watchers_cpu_pct": dict(zip([c.name for c in watching], cpu, strict=True)),
         "load_1m": loads,
         "errors": emulated_result["errors"] if emulated_result else 0,
@@ -578,7 +595,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             watchers, count = sizes.pop(0)
             # Nodes of their own for each N: the renders the pages of the previous N asked
             # for go on after they leave (a minute after 200 pages), and would load them.
-            nodes = start_nodes(stack, count)
+            nodes = start_nodes(stack, count, f"n{watchers}")
             try:
                 rows.append(measure(stack, nodes, cookie, load, watchers, args))
             finally:
@@ -650,7 +667,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def node_table(rows: list[dict[str, Any]]) -> str:
     """Per node: what each of the nodes did (one node: all of it), to read off the share."""
     headers = ["N", "nodes", "node", "status sockets", "answers/s (overview/sessions)", "renders/s overview/sessions"]
-    headers += ["node's answer p50/p99 ms", "node CPU %", "balancer CPU %", "load 1m"]
+    headers += ["node's answer p50/p99 ms", "node CPU %", "balancer / load / machine CPU %", "load 1m"]
     out = []
     for r in rows:
         for share in r.get("per_node", []):
@@ -667,7 +684,7 @@ def node_table(rows: list[dict[str, Any]]) -> str:
                     f"{share['renders_per_s']['overview']}/{share['renders_per_s']['sessions']}",
                     f"{answer['p50']}/{answer['p99']}" if answer and answer["n"] else "-",
                     share["cpu_pct"],
-                    r.get("balancer_cpu_pct"),
+                    f"{r.get('balancer_cpu_pct') or '-'} / {r.get('load_cpu_pct')} / {r.get('machine_cpu_pct')}",
                     "–".join(map(str, r["load_1m"])),
                 ]
             )
