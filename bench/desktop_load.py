@@ -439,6 +439,7 @@ def start_nodes(stack: BenchStack, count: int, tag: str) -> Nodes:
 
 
 FRAGMENT_PATHS = {"/partials/overview/": "overview", "/console/sessions/": "sessions"}
+BALANCER_STATS = ("status", "stot", "hrsp_2xx", "hrsp_5xx", "econ", "eresp", "wretr", "wredis", "cli_abrt", "srv_abrt")
 
 
 def node_figures_balanced(
@@ -530,8 +531,15 @@ def measure(stack: BenchStack, nodes: Nodes, cookie: str, load: Load, watchers: 
     flow = traffic(emulated_result, browser_result, (t0, t1), (wall0, wall1))
     per_page = flow.pop("bytes_per_page_per_s")
     if nodes.balancer is not None:
+        # What the balancer counted per node over the whole N (streams, errors, retries,
+        # redispatches, aborts): an uneven share or a node in trouble shows there.
+        stats = {
+            server: {k: row.get(k) for k in BALANCER_STATS} for server, row in nodes.balancer.server_stats().items()
+        }
         nodes.stop()  # every stream ends, and is in the balancer's log
         per_node = node_figures_balanced(parse_log(nodes.balancer.log), nodes.names, (wall0, wall1), t1 - t0)
+        for share in per_node:
+            share["balancer_stats"] = stats.get(share["server"], {})
     else:
         per_node = node_figures_direct(nodes.names[0], watchers, flow)
     for figures_of_node, node_cpu in zip(per_node, nodes_cpu, strict=True):
