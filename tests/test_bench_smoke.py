@@ -64,3 +64,33 @@ def test_the_quick_desktop_load_runs_emulated_and_chromium_pages(tmp_path):
     assert row["refused_changes"] == 0
     # Both browsers reported what their DOM showed (whatever the times).
     assert set(row["dom_ms"]) == {"sessions", "overview"}
+
+
+@pytest.mark.browser
+def test_the_quick_desktop_load_on_two_nodes_behind_the_balancer(tmp_path):
+    """``bench.desktop_load --quick --nodes 2`` (issue 18 point 3): two nodes behind HAProxy
+    running deploy/haproxy.cfg, the pages connecting to the balancer. Checks the harness
+    (every socket and answer is on one of the two nodes), not the figures."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.desktop_load", "--quick", "--nodes", "2"],
+        cwd=ROOT,
+        env=project_env(BENCH_RESULTS_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "per node:" in result.stdout
+    data = json.loads((tmp_path / "desktop_load.json").read_text())
+    (row,) = data["rows"]
+    assert (row["watchers"], row["nodes"]) == (5, 2)
+    assert row["errors"] == 0, row["error_samples"]
+    assert row["refused_changes"] == 0
+    assert set(row["dom_ms"]) == {"sessions", "overview"}
+    nodes = row["per_node"]
+    assert [n["node"] for n in nodes] == ["bench-a", "bench-b"]
+    # Round robin: the 5 status sockets (3 emulated pages, 2 browser pages) on both nodes.
+    assert sum(n["websockets"] for n in nodes) == 5
+    assert all(n["websockets"] >= 1 and n["answers_per_s"] > 0 and n["not_200"] == 0 for n in nodes)
+    assert row["balancer_cpu_pct"] is not None
