@@ -13,10 +13,12 @@ browser per host). Each desktop does what the scripts do:
   (``templates/agent/desktop.html``: the state panel on ``agent.changed``
   ``server.changed``, the sessions list on ``session.changed`` ``agent.changed``); the
   snapshot and the resync (every 30 s, here with a random phase) schedule both;
-* ``desktop.js``'s coalescing: every schedule (re)starts a 25 ms timer; when it fires,
-  each pending fragment is fetched (``/agent/partials/state/``,
-  ``/agent/partials/sessions/``) with the headers ``fetch()`` sends, several in flight if
-  need be (no throttle);
+* ``desktop.js``'s coalescing: every schedule (re)starts a 25 ms timer; when it fires, the
+  pending fragment is fetched (``/agent/partials/state/`` or ``/agent/partials/sessions/``)
+  with the headers ``fetch()`` sends, or, both being due (the snapshot, the resync, an
+  agent change), the one answer holding both (``/agent/partials/desk/``, the page's
+  ``data-live-all``; ``--separate``: one fetch each, as desktop.js did before), several
+  in flight if need be (no throttle);
 * an answer is applied only if it is the newest request of its fragment (the ticket).
 
 Nothing is swapped: the HTML is only scanned for the sessions it lists
@@ -54,6 +56,10 @@ FRAGMENTS = {
     "state": ("/agent/partials/state/", frozenset({"agent.changed", "server.changed"})),
     "sessions": ("/agent/partials/sessions/", frozenset({"session.changed", "agent.changed"})),
 }
+# The desktop's data-live-all: one answer holding both, each in its data-live-part, fetched
+# when both are due at once (the snapshot, the resync, an agent change).
+TOGETHER = "/agent/partials/desk/"
+SESSIONS_PART = b'data-live-part="sessions"'
 SESSION_ID = re.compile(rb'data-session-id="([0-9a-f-]{36})"')
 OPEN_TIMEOUT_S = 120
 
@@ -154,8 +160,9 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
 class Desktop:
     """One Agent desktop: live.js's sequence rules and desktop.js's schedule/refresh."""
 
-    def __init__(self, index: int, pool: HttpPool, errors: dict[str, Any]) -> None:
+    def __init__(self, index: int, pool: HttpPool, errors: dict[str, Any], *, together: bool) -> None:
         self.index = index
+        self.together = together
         self.pool = pool
         self.errors = errors
         self.pending: set[str] = set()
@@ -187,28 +194,38 @@ class Desktop:
     def flush(self) -> None:
         self.flush_timer = None
         names, self.pending = sorted(self.pending), set()
-        for name in names:
-            task = asyncio.create_task(self.refresh(name))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        if not self.together or len(names) < 2:
+            for name in names:
+                self.start(self.refresh([name], FRAGMENTS[name][0]))
+        else:
+            self.start(self.refresh(names, TOGETHER))
 
-    async def refresh(self, name: str) -> None:
-        self.tickets[name] += 1
-        ticket = self.tickets[name]
+    def start(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def refresh(self, names: list[str], path: str) -> None:
+        """One fetch of ``path`` for the fragments ``names`` (both: the combined answer)."""
+        tickets = {}
+        for name in names:
+            self.tickets[name] += 1
+            tickets[name] = self.tickets[name]
         started = time.monotonic()
         try:
-            status, size, body = await self.pool.get(FRAGMENTS[name][0])
+            status, size, body = await self.pool.get(path)
         except Exception as exc:  # noqa: BLE001 (counted: the next event or resync retries, as the page does)
             self.error(exc)
             return
         done = time.monotonic()
         self.count_bytes(done, size, "http")
-        self.fetches.append((started, name, status, size, done))
+        self.fetches.append((started, "+".join(names), status, size, done))
         if status != 200:
-            self.error(RuntimeError(f"GET {FRAGMENTS[name][0]}: {status}"))
+            self.error(RuntimeError(f"GET {path}: {status}"))
             return
-        if name == "sessions" and self.tickets[name] == ticket:
-            ids = [match.decode() for match in SESSION_ID.findall(body)]
+        if "sessions" in names and self.tickets["sessions"] == tickets["sessions"]:
+            part = body.partition(SESSIONS_PART)[2] if len(names) > 1 else body
+            ids = [match.decode() for match in SESSION_ID.findall(part)]
             self.swaps.append((started, done, ids))
 
     def error(self, exc: BaseException) -> None:
@@ -294,7 +311,7 @@ async def main_async(args: argparse.Namespace) -> None:
     desktops, tasks = [], []
     ready: asyncio.Queue = asyncio.Queue()
     for offset, cookie in enumerate(cookies):
-        desktop = Desktop(args.first + offset, HttpPool(args.port, cookie), errors)
+        desktop = Desktop(args.first + offset, HttpPool(args.port, cookie), errors, together=not args.separate)
         desktops.append(desktop)
         headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{args.port}"}
         tasks.append(asyncio.create_task(run_desktop(desktop, url, headers, ready, stop)))
@@ -318,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--spread", type=float, default=0.0, help="seconds over which the desktops open")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--separate", action="store_true", help="one fetch per fragment always (desktop.js before the combined answer)"
+    )
     asyncio.run(main_async(parser.parse_args(argv)))
     return 0
 

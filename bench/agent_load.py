@@ -53,6 +53,7 @@ import json
 import math
 import os
 import random
+import resource
 import signal
 import sys
 import time
@@ -61,7 +62,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench._common import format_table, loadavg_1m, percentile, write_results
+from bench._common import format_table, loadavg_1m, machine_cpu_seconds, percentile, write_results
 from bench._stack import PYTHON, BenchStack, Child, Node, django_stack, wait_until
 from bench.desktop_load import NODE_ENV, group_cpu_seconds, wait_idle, with_never
 
@@ -285,7 +286,7 @@ def agent_cookies(agent_ids: list[int]) -> list[str]:
     return cookies
 
 
-def start_clients(stack: BenchStack, node: Node, cookies: list[str], processes: int, spread: float):
+def start_clients(stack: BenchStack, node: Node, cookies: list[str], processes: int, spread: float, separate: bool):
     """The desktops' processes, all ready (every desktop has its snapshot)."""
     path = stack.run_dir / "agent-cookies.json"
     path.write_text(json.dumps(cookies))
@@ -299,6 +300,7 @@ def start_clients(stack: BenchStack, node: Node, cookies: list[str], processes: 
         out = stack.run_dir / f"agent-clients-{k}.json"
         argv = [PYTHON, "-m", "bench._agent_clients", "--port", str(node.port), "--cookies", str(path)]
         argv += ["--first", str(first), "--count", str(count), "--spread", str(spread), "--out", str(out)]
+        argv += ["--separate"] if separate else []
         log = stack.run_dir / f"agent-clients-{k}.log"
         child = stack.track(Child(f"agent-clients-{k}", argv, stack.peer_env(), log, stdout_pipe=True).start())
         children.append((child, out))
@@ -383,7 +385,8 @@ def traffic(desktops: list[dict[str, Any]], window: tuple[float, float]) -> dict
         channel: sum(d["bytes"][channel].get(str(s), 0) for d in desktops for s in whole) for channel in ("http", "ws")
     }
     durations = [(f[4] - f[0]) * 1000 for f in fetches]
-    by_fragment = {name: sum(1 for f in fetches if f[1] == name) / seconds for name in ("state", "sessions")}
+    names = sorted({f[1] for f in fetches})  # state, sessions, or both in one (sessions+state)
+    by_fragment = {name: sum(1 for f in fetches if f[1] == name) / seconds for name in names}
     return {
         "fetches_per_s": round(len(fetches) / seconds, 1),
         "fetches_per_s_by_fragment": {k: round(v, 1) for k, v in by_fragment.items()},
@@ -399,7 +402,7 @@ def traffic(desktops: list[dict[str, Any]], window: tuple[float, float]) -> dict
 def measure(stack: BenchStack, node: Node, cookies: list[str], agent_ids, load: Load, args) -> dict[str, Any]:
     idle_after_s = wait_idle(node)
     opened = time.monotonic()
-    children = start_clients(stack, node, cookies, args.client_processes, args.spread)
+    children = start_clients(stack, node, cookies, args.client_processes, args.spread, args.separate)
     open_s = round(time.monotonic() - opened, 1)
     wait_idle(node, 30)  # the desktops' first fetches are done
     rng = random.Random(len(cookies))  # noqa: S311 (arrival times, not a secret)
@@ -408,9 +411,16 @@ def measure(stack: BenchStack, node: Node, cookies: list[str], agent_ids, load: 
     load.failed = load.unrouted = 0
     loads = [loadavg_1m()]
     clients = [child for child, _ in children]
-    cpu0, t0 = [group_cpu_seconds(c) for c in (node.child, *clients)], time.monotonic()
+    # The load's own process (this one) and the whole machine (PostgreSQL, Redis, others) too.
+    cpu0, t0 = (
+        [*(group_cpu_seconds(c) for c in (node.child, *clients)), own_cpu(), machine_cpu_seconds()],
+        time.monotonic(),
+    )
     took = drive(load, args.seconds, args.rate, args.failover_every, rng)
-    cpu1, t1 = [group_cpu_seconds(c) for c in (node.child, *clients)], time.monotonic()
+    cpu1, t1 = (
+        [*(group_cpu_seconds(c) for c in (node.child, *clients)), own_cpu(), machine_cpu_seconds()],
+        time.monotonic(),
+    )
     cpu = [round((b - a) / (t1 - t0) * 100, 1) for a, b in zip(cpu0, cpu1, strict=True)]
     loads.append(loadavg_1m())
     commits = [c for c in load.commits if c.mono]
@@ -443,11 +453,19 @@ def measure(stack: BenchStack, node: Node, cookies: list[str], agent_ids, load: 
         "correctness": foreign_sessions(desktops, agent_ids),
         **traffic(desktops, (t0, t1)),
         "node_cpu_pct": cpu[0],
-        "clients_cpu_pct": cpu[1:],
+        "clients_cpu_pct": cpu[1:-2],
+        "load_generator_cpu_pct": cpu[-2],
+        "machine_cpu_pct": cpu[-1],  # of one core: 200 = both cores of this machine busy
         "load_1m": loads,
         "errors": result["errors"],
         "error_samples": result["error_samples"][:5],
     }
+
+
+def own_cpu() -> float:
+    """User + system CPU of this process so far (the load and its broadcasts' sender thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def holds(row: dict[str, Any]) -> bool:
@@ -481,8 +499,8 @@ def ms(value: float | str | None) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["agents", "changes/s", "event p50/p99 ms", "page updated p50/p99 ms", "not heard/updated"]
-    headers += ["foreign sessions", "fetches/s (state/sessions)", "fetch p50/p99 ms", "KiB/s (of it WS)"]
-    headers += ["node CPU %", "clients CPU %", "load 1m", "errors"]
+    headers += ["foreign sessions", "fetches/s (by fragment)", "fetch p50/p99 ms", "KiB/s (of it WS)"]
+    headers += ["node CPU %", "clients CPU %", "load's CPU %", "machine CPU %", "load 1m", "errors"]
     out = []
     for r in rows:
         ev, pg = r["event_ms"], r["page_updated_ms"]
@@ -496,11 +514,13 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"{pg['p50']} / {pg['p99']}",
                 f"{r['never_heard']} / {r['never_updated']}",
                 r["correctness"]["foreign"],
-                f"{r['fetches_per_s']} ({by['state']}/{by['sessions']})",
+                f"{r['fetches_per_s']} ({', '.join(f'{k} {v}' for k, v in by.items())})",
                 f"{r['fetch_ms']['p50']} / {r['fetch_ms']['p99']}" if r["fetch_ms"] else "-",
                 kib,
                 r["node_cpu_pct"],
                 "+".join(str(v) for v in r["clients_cpu_pct"]),
+                r.get("load_generator_cpu_pct", "-"),
+                r.get("machine_cpu_pct", "-"),
                 "–".join(map(str, r["load_1m"])),
                 r["errors"],
             ]
@@ -537,6 +557,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=50.0, help="session changes a second (default 50)")
     parser.add_argument("--failover-every", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--seconds", type=float, default=None, help="measured (default 30, 10 quick)")
+    parser.add_argument(
+        "--separate", action="store_true", help="desktops fetch each fragment alone (desktop.js before data-live-all)"
+    )
     parser.add_argument("--output", default="agent_load")
     args = parser.parse_args(argv)
     args.quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
