@@ -56,9 +56,11 @@ import random
 import resource
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +96,18 @@ class Load:
     failovers: int = 0
     failed: int = 0
     unrouted: int = 0  # requests no agent could take (the route refused)
+    threads: int = 4
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pool: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="load")
+
+    def number(self, counter: str) -> int:
+        with self.lock:
+            value = getattr(self, counter) + 1
+            setattr(self, counter, value)
+            return value
 
 
 def _stamped(commit: Commit, change: Any) -> Any:
@@ -134,19 +148,18 @@ def _new_caller(load: Load) -> Commit | None:
     from sessions.services.requests import session_request
     from sessions.services.routes import RouteOutcome, session_route
 
-    load.callers += 1
-    request = Commit("request", load.callers)
+    request = Commit("request", load.number("callers"))
     session = _stamped(request, lambda: session_request(caller_name=f"Load caller {request.number}", actor=None))
     load.commits.append(request)
     agent = _free_agent(session.server_id)
     if agent is None:
-        load.unrouted += 1
+        load.number("unrouted")
         return None
     epoch = Link.objects.filter(server_id=session.server_id, kind=PeerKind.MEDIA_BLENDER).values_list("epoch")[0][0]
-    commit = Commit("route", load.callers, session=str(session.pk), agent=agent[0])
+    commit = Commit("route", request.number, session=str(session.pk), agent=agent[0])
     outcome = _stamped(commit, lambda: session_route(session_id=session.pk, agent_icm_id=agent[1], epoch=epoch))
     if outcome != RouteOutcome.ROUTED:
-        load.unrouted += 1
+        load.number("unrouted")
         return None
     load.routed.append((commit.session, commit.agent, time.monotonic()))
     return commit
@@ -157,10 +170,12 @@ def _one_change(load: Load, n: int) -> Commit | None:
     from sessions.choices import EndReason
     from sessions.services.lifecycle import session_end
 
-    old_enough = load.routed and time.monotonic() - load.routed[0][2] >= HOLD_S
-    if n % 2 == 0 or not old_enough:
+    with load.lock:
+        old_enough = load.routed and time.monotonic() - load.routed[0][2] >= HOLD_S
+        oldest = load.routed.popleft() if n % 2 and old_enough else None
+    if oldest is None:
         return _new_caller(load)
-    session_id, agent_id, _ = load.routed.popleft()
+    session_id, agent_id, _ = oldest
     commit = Commit("end", n, session=session_id, agent=agent_id)
     _stamped(commit, lambda: session_end(session_id=session_id, actor=MONITOR, reason=EndReason.CALLER_LEFT))
     return commit
@@ -171,9 +186,8 @@ def _failover(load: Load) -> Commit:
     from failover.choices import FailoverKind
     from failover.services.switchover import link_switchover
 
-    load.failovers += 1
-    commit = Commit("failover", load.failovers)
-    link_id = load.links[load.failovers % len(load.links)]
+    commit = Commit("failover", load.number("failovers"))
+    link_id = load.links[commit.number % len(load.links)]
     _stamped(
         commit,
         lambda: link_switchover(
@@ -183,33 +197,48 @@ def _failover(load: Load) -> Commit:
     return commit
 
 
+def _run_change(load: Load, change: Any, *args: Any) -> None:
+    """One change on a thread of the load's pool; what it commits is kept, a refusal counted."""
+    try:
+        commit = change(load, *args)
+    except Exception:  # noqa: BLE001 (a refused change is counted; the load goes on)
+        with load.lock:
+            load.failed += 1
+        return
+    if commit is not None:
+        load.commits.append(commit)
+
+
 def drive(load: Load, seconds: float, rate: float, failover_every: float, rng: random.Random) -> float:
-    """Make the changes for ``seconds`` (``desktop_load.drive``'s schedule); returns the seconds it took."""
+    """Make the changes for ``seconds`` on ``desktop_load.drive``'s schedule, each on one of
+    the load's threads (a caller's request and route take tens of ms on a busy machine: one
+    after the other they fell short of the rate); returns the seconds it took."""
     started = time.monotonic()
     next_change = started + rng.expovariate(rate)
     next_failover = started + failover_every / 2
     n = 0
+    under_way: list[Future] = []
     while (now := time.monotonic()) < started + seconds:
-        next_change = max(next_change, now - 0.5)  # far behind: drop the backlog (changes/s is reported)
+        next_change = max(next_change, now - 0.5)
         due = min(next_change, next_failover)
         if now < due:
             time.sleep(due - now)
-        try:
-            if next_failover <= next_change:
-                next_failover += failover_every
-                load.commits.append(_failover(load))
-            else:
-                next_change += rng.expovariate(rate)
-                commit = _one_change(load, n)
-                n += 1
-                if commit is not None:
-                    load.commits.append(commit)
-        except Exception:  # noqa: BLE001 (a refused change is counted; the load goes on)
-            load.failed += 1
-    return time.monotonic() - started
+        under_way = [future for future in under_way if not future.done()]
+        if next_failover <= next_change:
+            next_failover += failover_every
+            under_way.append(load.pool.submit(_run_change, load, _failover))
+            continue
+        next_change += rng.expovariate(rate)
+        if len(under_way) >= 2 * load.threads:
+            continue  # far behind, every thread busy: dropped, not piled up (changes/s is reported)
+        under_way.append(load.pool.submit(_run_change, load, _one_change, n))
+        n += 1
+    took = time.monotonic() - started
+    wait(under_way, timeout=60)
+    return took
 
 
-def prepare(servers: int, sessions: int, agents: int, rate: float) -> tuple[Load, list[int]]:
+def prepare(servers: int, sessions: int, agents: int, rate: float, threads: int) -> tuple[Load, list[int]]:
     """Seed the installation and the N agents; (the load, the agents' ids in desktop order)."""
     from bench.admin_desktop import build_installation
     from failover.choices import PeerKind
@@ -222,7 +251,7 @@ def prepare(servers: int, sessions: int, agents: int, rate: float) -> tuple[Load
         .values_list("pk", "server_id")
     )
     agent_ids = _agents(agents, [server_id for _, server_id in links], rate)
-    return Load(links=[pk for pk, _ in links][:: max(1, len(links) // 50)]), agent_ids
+    return Load(links=[pk for pk, _ in links][:: max(1, len(links) // 50)], threads=threads), agent_ids
 
 
 def _agents(count: int, server_ids: list[int], rate: float) -> list[int]:
@@ -478,7 +507,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from django.core.management import call_command
 
         seeded = time.monotonic()
-        load, agent_ids = prepare(args.servers, args.sessions, args.agents, args.rate)
+        load, agent_ids = prepare(args.servers, args.sessions, args.agents, args.rate, args.load_threads)
         cookies = agent_cookies(agent_ids)
         seed_s = round(time.monotonic() - seeded, 1)
         call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: whitenoise serves STATIC_ROOT
@@ -556,6 +585,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--spread", type=float, default=None, help="seconds over which the desktops open (20, 2 quick)")
     parser.add_argument("--rate", type=float, default=50.0, help="session changes a second (default 50)")
     parser.add_argument("--failover-every", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--load-threads", type=int, default=4, help="changes made at once at most (default 4)")
     parser.add_argument("--seconds", type=float, default=None, help="measured (default 30, 10 quick)")
     parser.add_argument(
         "--separate", action="store_true", help="desktops fetch each fragment alone (desktop.js before data-live-all)"
