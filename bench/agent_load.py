@@ -19,8 +19,12 @@ one agent per server, Ready, holding one active session).
   second (50), Poisson arrivals, alternately a new caller routed to an agent (the caller's
   ``session_request``, the director picking the server, then ``session_route``: the Media
   Blender's answer as the worker records it, to the least loaded free agent of that
-  server) and the end of the oldest routed session once it is at least ``HOLD_S`` old
-  (``session_end``, the caller leaving); plus a failover every ``--failover-every``
+  server) and the end of the oldest routed session (``session_end``, the caller leaving),
+  once ``OPEN_SHARE`` of the N agents (3 in 4) hold one of the load's sessions: the
+  warm-up routes until then, so the sessions last about N × 3/4 ÷ (rate/2) seconds
+  (30 s at N = 1,000) and the changes go to most of the agents (the director sends a
+  request to the server with the fewest open sessions, then by name: with few sessions
+  open the same hundred would take them all); plus a failover every ``--failover-every``
   seconds (10): an automatic ``link_switchover`` of a Media Blender link. The changes an
   agent sees (the route, the end) are counted in the rate; the request before each route
   is a commit too (no agent's, not counted). Each commit is stamped (``desktop_load``'s
@@ -69,10 +73,11 @@ from bench._stack import PYTHON, BenchStack, Child, Node, django_stack, wait_unt
 from bench.desktop_load import NODE_ENV, group_cpu_seconds, wait_idle, with_never
 
 TARGET_P99_MS = 300.0  # issue 18 point 4
-WARMUP_S = 8.0  # --quick: 5 s; the first HOLD_S of it routes only (no session old enough to end)
+WARMUP_S = 5.0  # after the agents hold their share of sessions (routes only until then)
+WARMUP_MAX_S = 120.0
 GRACE_S = 5.0  # --quick: 3 s
 QUIET_S = 0.5
-HOLD_S = 4.0  # a routed session is ended once at least this old: the agent sees it come and go
+OPEN_SHARE = 0.75  # of the N agents, how many hold one of the load's sessions once warm
 
 
 @dataclass
@@ -91,6 +96,7 @@ class Load:
 
     links: list[int]  # Media Blender links to fail over, in turn
     routed: deque = field(default_factory=deque)  # (session id, agent id, routed at), oldest first
+    open_target: int = 1  # ends start once this many are routed
     commits: list[Commit] = field(default_factory=list)
     callers: int = 0
     failovers: int = 0
@@ -171,8 +177,8 @@ def _one_change(load: Load, n: int) -> Commit | None:
     from sessions.services.lifecycle import session_end
 
     with load.lock:
-        old_enough = load.routed and time.monotonic() - load.routed[0][2] >= HOLD_S
-        oldest = load.routed.popleft() if n % 2 and old_enough else None
+        full = len(load.routed) >= load.open_target
+        oldest = load.routed.popleft() if n % 2 and full else None
     if oldest is None:
         return _new_caller(load)
     session_id, agent_id, _ = oldest
@@ -211,8 +217,9 @@ def _run_change(load: Load, change: Any, *args: Any) -> None:
 
 def drive(load: Load, seconds: float, rate: float, failover_every: float, rng: random.Random) -> float:
     """Make the changes for ``seconds`` on ``desktop_load.drive``'s schedule, each on one of
-    the load's threads (a caller's request and route take tens of ms on a busy machine: one
-    after the other they fell short of the rate); returns the seconds it took."""
+    the load's threads (``--load-threads``: 1, one after the other as desktop_load does; on
+    the 2-core machine 4 reached no more changes a second and slowed everything else);
+    returns the seconds it took."""
     started = time.monotonic()
     next_change = started + rng.expovariate(rate)
     next_failover = started + failover_every / 2
@@ -238,7 +245,7 @@ def drive(load: Load, seconds: float, rate: float, failover_every: float, rng: r
     return took
 
 
-def prepare(servers: int, sessions: int, agents: int, rate: float, threads: int) -> tuple[Load, list[int]]:
+def prepare(servers: int, sessions: int, agents: int, threads: int) -> tuple[Load, list[int]]:
     """Seed the installation and the N agents; (the load, the agents' ids in desktop order)."""
     from bench.admin_desktop import build_installation
     from failover.choices import PeerKind
@@ -250,14 +257,16 @@ def prepare(servers: int, sessions: int, agents: int, rate: float, threads: int)
         .order_by("server__name")
         .values_list("pk", "server_id")
     )
-    agent_ids = _agents(agents, [server_id for _, server_id in links], rate)
-    return Load(links=[pk for pk, _ in links][:: max(1, len(links) // 50)], threads=threads), agent_ids
+    agent_ids = _agents(agents, [server_id for _, server_id in links])
+    failing = [pk for pk, _ in links][:: max(1, len(links) // 50)]
+    target = max(1, round(len(agent_ids) * OPEN_SHARE))
+    return Load(links=failing, threads=threads, open_target=target), agent_ids
 
 
-def _agents(count: int, server_ids: list[int], rate: float) -> list[int]:
+def _agents(count: int, server_ids: list[int]) -> list[int]:
     """The first ``count`` agents of the healthy servers, more if need be (round robin over
-    them), all Ready with room for the load (about ``rate`` × ``HOLD_S`` / 2 sessions are
-    open at a time) on top of the sessions they hold."""
+    them), all Ready with room for the load (``OPEN_SHARE`` of them hold one of its sessions
+    at a time, a few two) on top of the sessions they hold."""
     from django.contrib.auth import get_user_model
     from django.db.models import Count
     from django.utils import timezone
@@ -281,7 +290,7 @@ def _agents(count: int, server_ids: list[int], rate: float) -> list[int]:
     # Room for the load on top of what each already holds (build_installation gives the agents
     # of one server in ten all of that server's active sessions); the agents without a desktop
     # take nothing (Not ready), so every session routed goes to one of the N.
-    room = max(2, math.ceil(rate * HOLD_S * 2 / max(1, count)))
+    room = 2
     held = dict(
         CollaborationSession.objects.filter(agent_id__in=ids, state__in=ROUTED_STATES)
         .order_by()
@@ -435,7 +444,10 @@ def measure(stack: BenchStack, node: Node, cookies: list[str], agent_ids, load: 
     open_s = round(time.monotonic() - opened, 1)
     wait_idle(node, 30)  # the desktops' first fetches are done
     rng = random.Random(len(cookies))  # noqa: S311 (arrival times, not a secret)
-    drive(load, 5.0 if args.quick else WARMUP_S, args.rate, args.failover_every, rng)
+    warm_until = time.monotonic() + WARMUP_MAX_S
+    while len(load.routed) < load.open_target and time.monotonic() < warm_until:
+        drive(load, 1.0, args.rate, args.failover_every, rng)
+    drive(load, 2.0 if args.quick else WARMUP_S, args.rate, args.failover_every, rng)
     load.commits.clear()
     load.failed = load.unrouted = 0
     loads = [loadavg_1m()]
@@ -507,7 +519,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from django.core.management import call_command
 
         seeded = time.monotonic()
-        load, agent_ids = prepare(args.servers, args.sessions, args.agents, args.rate, args.load_threads)
+        load, agent_ids = prepare(args.servers, args.sessions, args.agents, args.load_threads)
         cookies = agent_cookies(agent_ids)
         seed_s = round(time.monotonic() - seeded, 1)
         call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: whitenoise serves STATIC_ROOT
@@ -585,7 +597,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--spread", type=float, default=None, help="seconds over which the desktops open (20, 2 quick)")
     parser.add_argument("--rate", type=float, default=50.0, help="session changes a second (default 50)")
     parser.add_argument("--failover-every", type=float, default=10.0, help="seconds (default 10)")
-    parser.add_argument("--load-threads", type=int, default=4, help="changes made at once at most (default 4)")
+    parser.add_argument("--load-threads", type=int, default=1, help="changes made at once at most (default 1)")
     parser.add_argument("--seconds", type=float, default=None, help="measured (default 30, 10 quick)")
     parser.add_argument(
         "--separate", action="store_true", help="desktops fetch each fragment alone (desktop.js before data-live-all)"
