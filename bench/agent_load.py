@@ -5,7 +5,7 @@ One web node (uvicorn, the project's ASGI app, production settings but plain HTT
 health monitor: ``bench.desktop_load.NODE_ENV``), the run's Redis and database
 (PostgreSQL if ``BENCH_DATABASE_URL`` names a server, else SQLite), seeded with
 ``--servers`` servers and ``--sessions`` sessions (``bench.admin_desktop.build_installation``:
-one agent per server, Ready, holding one active session).
+one agent per server, Ready; one server in ten has all its sessions active, with its agent).
 
 * **N agents** (``--agents``, 1,000): the agents of the servers whose Media Blender link is
   connected (build_installation's troubled servers have theirs down: nothing is routed
@@ -14,7 +14,7 @@ one agent per server, Ready, holding one active session).
   cookie of its own. Each is an emulated Agent desktop (``bench/_agent_clients.py``), in
   ``--client-processes`` processes: the ``/ws/agent/`` socket and its sequence rules, the
   fragment fetches ``static/agent/desktop.js`` makes on each event (after its 25 ms
-  coalescing), a resync every 30 s.
+  coalescing; both fragments in one answer when both are due), a resync every 30 s.
 * **The load**, from this process, through the services, ``--rate`` session changes a
   second (50), Poisson arrivals, alternately a new caller routed to an agent (the caller's
   ``session_request``, the director picking the server, then ``session_route``: the Media
@@ -42,7 +42,8 @@ the desktops are. Only the commits of the measured seconds count.
 * **correctness**: every session an agent's socket told it of, and every session its list
   showed, must be that agent's (the database says whose at the end).
 * **fetches/s** and their time, **bytes/s** to the desktops, the **node's CPU** (% of one
-  core), the client processes' CPU, the machine's load.
+  core), the client processes' CPU, the load's own (this process), the whole machine's
+  and its load average.
 
 Run: ``.venv/bin/python -m bench.agent_load [--quick]`` (``BENCH_QUICK=1`` is the same:
 50 servers, 500 sessions, 20 agents, 10 s). Prints a table, writes
@@ -102,7 +103,7 @@ class Load:
     failovers: int = 0
     failed: int = 0
     unrouted: int = 0  # requests no agent could take (the route refused)
-    threads: int = 4
+    threads: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock)
     pool: ThreadPoolExecutor = field(init=False)
 
