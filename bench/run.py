@@ -45,6 +45,7 @@ BENCHMARKS = [
     "caller_requests",
     "admin_desktop",
     "desktop_load",
+    "agent_load",
     "notify_latency",
 ]
 DOC = REPO_ROOT / "docs" / "performance.md"
@@ -219,6 +220,10 @@ def detail_tables(names: Sequence[str]) -> str:
             from bench import desktop_load
 
             text = desktop_load.table(data["rows"]) + f"\n\nLargest N with p99 ≤ 1 s: {data['largest_n_p99_1s']}."
+        elif name == "agent_load":
+            from bench import agent_load
+
+            text = agent_load.table(data["rows"])
         elif name == "notify_latency":
             from bench import notify_latency
 

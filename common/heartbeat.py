@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -19,6 +21,28 @@ from django.conf import settings
 from common import live
 
 log = logging.getLogger(__name__)
+
+
+# The run id is one for the whole process: each socket asking it through a thread on every
+# beat was a thread hop per socket every 3 s (333 a second with 1,000 Agent desktops open,
+# bench.agent_load) for an answer ``live.redis_run_id`` mostly read from its own cache. The
+# sockets of the process now share one ask every half second; a restart is still seen
+# within a beat and a second and a half.
+RUN_ID_SHARED_SECONDS = 0.5
+_asked: tuple[float, str | None] = (-math.inf, None)
+
+
+async def shared_run_id() -> str | None:
+    """``live.redis_run_id()``, asked through a thread at most every ``RUN_ID_SHARED_SECONDS``
+    by the sockets of this process (an event loop's coroutines: no lock needed)."""
+    global _asked
+    at, run_id = _asked
+    now = time.monotonic()
+    if run_id is not None and now - at < RUN_ID_SHARED_SECONDS:
+        return run_id
+    run_id = await sync_to_async(live.redis_run_id, thread_sensitive=False)()
+    _asked = (now, run_id)
+    return run_id
 
 
 def heartbeat_seconds() -> float:
@@ -74,6 +98,6 @@ class HeartbeatMixin:
             await asyncio.sleep(heartbeat_seconds())
             if not await self.still_allowed():
                 return
-            run_id = await sync_to_async(live.redis_run_id, thread_sensitive=False)()
+            run_id = await shared_run_id()
             if run_id is not None:
                 await self.send_json({"type": "heartbeat", "redis": run_id})  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ agent_patterns = (
         path("state/", agent.set_ready, name="state"),
         path("partials/state/", agent.state_partial, name="state-partial"),
         path("partials/sessions/", agent.sessions_partial, name="sessions-partial"),
+        path("partials/desk/", agent.desk_partial, name="desk-partial"),
         path("partials/sessions/<uuid:session_id>/", agent.session_partial, name="session-partial"),
         path("sessions/<uuid:session_id>/", agent.session_detail, name="session"),
         path("sessions/<uuid:session_id>/end/", agent.session_end_view, name="session-end"),

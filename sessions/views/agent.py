@@ -122,6 +122,17 @@ def sessions_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
     return render(request, "agent/_sessions.html", _sessions_context(agent))
 
 
+@never_cache
+@require_GET
+@agent_required
+def desk_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
+    """The state panel and the open-sessions list in one answer, each in its
+    ``data-live-part``: what the desktop fetches on its snapshot and its periodic resync,
+    which refresh both (one request instead of two, and the session, user and agent read
+    once: with a thousand desktops open, their resyncs were most of a node's requests)."""
+    return render(request, "agent/_desk.html", _sessions_context(agent) | _state_context(agent))
+
+
 @require_POST
 @agent_required
 def set_ready(request: HttpRequest, agent: Agent) -> HttpResponse:

@@ -5,7 +5,9 @@
  * server renders with the same template for the page and for updates; data-live-on names
  * the event types that refresh it (data-live-id narrows session.changed to one session).
  * On the snapshot and on each event the affected fragments are fetched again, so the page
- * never shows anything the server did not render.
+ * never shows anything the server did not render; when several are due at once (the
+ * snapshot, the resync) and the page names one answer for them all (data-live-all, each
+ * region's part in data-live-part), that one is fetched instead.
  *
  * Sequence numbers: events numbered at or below the snapshot's are already in it and are
  * dropped. The sequence is shared by every event of the installation, so an agent sees
@@ -21,6 +23,10 @@
 
   const { connectLive, fetchFragment } = window.CollabLive;
   const COALESCE_MS = 25; // a burst of events (a switchover) becomes one fetch per fragment
+  // One answer holding every region that names its data-live-part (the desktop's state and
+  // sessions): fetched instead of one request per region when several are due at once
+  // (the snapshot, the resync, an agent change).
+  const togetherUrl = root.dataset.liveAll || null;
 
   const announcer = document.getElementById("live-announcer");
   const pending = new Set();
@@ -224,12 +230,42 @@
     if (news.length) announce(news.join(" "));
   }
 
+  /** A new request of ``region``: only the newest may write it (answers can arrive out of order). */
+  function nextTicket(region) {
+    const ticket = String((Number(region.dataset.liveTicket) || 0) + 1);
+    region.dataset.liveTicket = ticket;
+    return ticket;
+  }
+
   async function refresh(region) {
-    // Only the newest request of a fragment may write it: answers can arrive out of order.
-    const ticket = (Number(region.dataset.liveTicket) || 0) + 1;
-    region.dataset.liveTicket = String(ticket);
+    const ticket = nextTicket(region);
     const html = await fetchFragment(region.dataset.livePartial);
-    if (html !== null && region.dataset.liveTicket === String(ticket)) swap(region, html);
+    if (html !== null && region.dataset.liveTicket === ticket) swap(region, html);
+  }
+
+  /** Several regions with one request: each takes its own part of the answer. */
+  async function refreshTogether(regions) {
+    const tickets = new Map(regions.map((region) => [region, nextTicket(region)]));
+    const html = await fetchFragment(togetherUrl);
+    if (html === null) return;
+    const answer = document.createElement("template");
+    answer.innerHTML = html;
+    tickets.forEach((ticket, region) => {
+      const part = answer.content.querySelector(`[data-live-part="${region.dataset.livePart}"]`);
+      if (part && region.dataset.liveTicket === ticket) swap(region, part.innerHTML);
+    });
+  }
+
+  function flush() {
+    const regions = Array.from(pending);
+    pending.clear();
+    const together = togetherUrl ? regions.filter((region) => region.dataset.livePart) : [];
+    if (together.length > 1) {
+      refreshTogether(together);
+      regions.filter((region) => !together.includes(region)).forEach(refresh);
+    } else {
+      regions.forEach(refresh);
+    }
   }
 
   function schedule(eventType, data) {
@@ -243,11 +279,7 @@
       pending.add(region);
     });
     window.clearTimeout(flushTimer);
-    flushTimer = window.setTimeout(() => {
-      const regions = Array.from(pending);
-      pending.clear();
-      regions.forEach(refresh);
-    }, COALESCE_MS);
+    flushTimer = window.setTimeout(flush, COALESCE_MS);
   }
 
   const everything = () => schedule("*");

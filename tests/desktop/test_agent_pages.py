@@ -25,6 +25,7 @@ LOGOUT = "/agent/logout/"
 STATE = "/agent/state/"
 SESSIONS_PARTIAL = "/agent/partials/sessions/"
 STATE_PARTIAL = "/agent/partials/state/"
+DESK_PARTIAL = "/agent/partials/desk/"  # both, for the desktop's snapshot and resync
 
 
 def session_url(session, suffix: str = "") -> str:
@@ -117,7 +118,7 @@ def test_log_out_is_post_only(agent_client, logged_in_agent):
 # --- Who may open the desktop ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [DESKTOP, SESSIONS_PARTIAL, STATE_PARTIAL])
+@pytest.mark.parametrize("path", [DESKTOP, SESSIONS_PARTIAL, STATE_PARTIAL, DESK_PARTIAL])
 def test_an_anonymous_visitor_is_sent_to_the_agent_log_in_page(anonymous_client, path):
     response = anonymous_client.get(path)
 
@@ -125,7 +126,7 @@ def test_an_anonymous_visitor_is_sent_to_the_agent_log_in_page(anonymous_client,
     assert response["Location"] == f"{LOGIN}?next={path}"
 
 
-@pytest.mark.parametrize("path", [DESKTOP, SESSIONS_PARTIAL, STATE_PARTIAL])
+@pytest.mark.parametrize("path", [DESKTOP, SESSIONS_PARTIAL, STATE_PARTIAL, DESK_PARTIAL])
 def test_staff_without_an_agent_is_refused_with_403(admin_client, path):
     response = admin_client.get(path)
 
@@ -176,6 +177,38 @@ def test_the_partial_is_the_same_fragment_the_desktop_includes(agent_client, own
     assert first_line in desktop
     assert f'id="session-{own_session.pk}"' in desktop
     assert f'id="session-{own_session.pk}"' in partial
+
+
+def test_the_desk_partial_holds_both_fragments_the_desktop_includes_each_in_its_part(
+    agent_client, own_session, foreign_session
+):
+    desk = text(agent_client.get(DESK_PARTIAL))
+    desktop = text(agent_client.get(DESKTOP))
+
+    state_part, sessions_part = desk.split('data-live-part="sessions"')
+    assert 'data-live-part="state"' in state_part
+    assert 'name="ready" value="1"' in state_part
+    assert f'id="session-{own_session.pk}"' in sessions_part
+    assert f'id="session-{foreign_session.pk}"' not in desk
+    # The page names the combined answer and each region's part of it (static/agent/desktop.js).
+    assert f'data-live-all="{DESK_PARTIAL}"' in desktop
+    assert f'data-live-partial="{STATE_PARTIAL}" data-live-part="state"' in desktop
+    assert f'data-live-partial="{SESSIONS_PARTIAL}" data-live-part="sessions"' in desktop
+
+
+def test_the_desk_partial_costs_fewer_queries_than_its_two_fragments_apart(agent_client, logged_in_agent):
+    def queries(path: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert agent_client.get(path).status_code == 200
+        return len(captured)
+
+    routed_session(logged_in_agent)
+    one = queries(DESK_PARTIAL)
+    for _ in range(9):
+        routed_session(logged_in_agent)
+
+    assert queries(DESK_PARTIAL) == one
+    assert one < queries(SESSIONS_PARTIAL) + queries(STATE_PARTIAL)
 
 
 def test_the_desktop_shows_the_agents_state_with_ready_and_not_ready_buttons(agent_client, logged_in_agent):

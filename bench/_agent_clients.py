@@ -1,0 +1,346 @@
+"""Many Agent desktops in one process, each behaving as ``static/agent/desktop.js`` and
+``static/js/live.js`` make a browser behave (``bench.agent_load``).
+
+``python -m bench._agent_clients --port P --cookies FILE --first I --count N --out FILE``
+opens one desktop for each of the cookies ``I .. I+N-1`` of FILE (a JSON list, one
+logged-in agent each): a ``/ws/agent/`` WebSocket (the ``websockets`` client, logged in by
+its session cookie) and a pool of keep-alive HTTP/1.1 connections (at most 6, as a
+browser per host). Each desktop does what the scripts do:
+
+* the snapshot and every later event numbered above the last one seen (``live.js``:
+  events at or below the snapshot's number, and duplicates, are dropped; heartbeats are
+  ignored) *schedule* the fragments whose ``data-live-on`` names the event type
+  (``templates/agent/desktop.html``: the state panel on ``agent.changed``
+  ``server.changed``, the sessions list on ``session.changed`` ``agent.changed``); the
+  snapshot and the resync (every 30 s, here with a random phase) schedule both;
+* ``desktop.js``'s coalescing: every schedule (re)starts a 25 ms timer; when it fires, the
+  pending fragment is fetched (``/agent/partials/state/`` or ``/agent/partials/sessions/``)
+  with the headers ``fetch()`` sends, or, both being due (the snapshot, the resync, an
+  agent change), the one answer holding both (``/agent/partials/desk/``, the page's
+  ``data-live-all``; ``--separate``: one fetch each, as desktop.js did before), several
+  in flight if need be (no throttle);
+* an answer is applied only if it is the newest request of its fragment (the ticket).
+
+Nothing is swapped: the HTML is only scanned for the sessions it lists
+(``data-session-id``) and the ended ones (``data-ended-id``). Per desktop it keeps, in
+``time.monotonic()`` (one clock for the machine): every ``session.changed`` received
+(receipt, session id, state, agent), the count of other events, every applied answer of
+the sessions list (request start, answer complete, the session ids listed), every fetch
+(start, fragment, status, bytes, complete) and the bytes received per second (HTTP
+answers with their headers; WebSocket messages). Prints ``ready`` once every desktop has
+its snapshot; on SIGUSR1 (or SIGTERM) writes ``{"desktops": [...], "errors": n,
+"error_samples": [...]}`` to FILE and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+COALESCE_S = 0.025  # desktop.js COALESCE_MS
+RESYNC_S = 30.0  # live.js resyncMs
+MAX_CONNECTIONS = 6  # a browser's connections per host (HTTP/1.1)
+# templates/agent/desktop.html: each fragment and the event types it is refreshed on.
+FRAGMENTS = {
+    "state": ("/agent/partials/state/", frozenset({"agent.changed", "server.changed"})),
+    "sessions": ("/agent/partials/sessions/", frozenset({"session.changed", "agent.changed"})),
+}
+# The desktop's data-live-all: one answer holding both, each in its data-live-part, fetched
+# when both are due at once (the snapshot, the resync, an agent change).
+TOGETHER = "/agent/partials/desk/"
+SESSIONS_PART = b'data-live-part="sessions"'
+SESSION_ID = re.compile(rb'data-session-id="([0-9a-f-]{36})"')
+OPEN_TIMEOUT_S = 120
+
+
+class HttpPool:
+    """Keep-alive HTTP/1.1 connections to the node; a GET reads the whole answer."""
+
+    def __init__(self, port: int, cookie: str) -> None:
+        self.port = port
+        self.head = (
+            f"Host: 127.0.0.1:{port}\r\nCookie: {cookie}\r\nX-Requested-With: fetch\r\nAccept: */*\r\n"
+            "Accept-Encoding: gzip, deflate, br, zstd\r\nCache-Control: no-cache\r\nPragma: no-cache\r\n"
+            "Connection: keep-alive\r\n\r\n"
+        )
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.open = 0
+        self.freed = asyncio.Condition()
+
+    async def _take(self, fresh: bool) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], bool]:
+        async with self.freed:
+            while not self.idle and self.open >= MAX_CONNECTIONS:
+                await self.freed.wait()
+            if self.idle and not fresh:
+                return self.idle.pop(), True
+            if not self.idle:
+                self.open += 1
+            else:
+                self.idle.pop()[1].close()
+        try:
+            return await asyncio.open_connection("127.0.0.1", self.port, limit=2**20), False
+        except BaseException:
+            await self._give(None)
+            raise
+
+    async def _give(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
+        async with self.freed:
+            if conn is None:
+                self.open -= 1
+            else:
+                self.idle.append(conn)
+            self.freed.notify()
+
+    async def get(self, path: str) -> tuple[int, int, bytes]:
+        """(status, bytes received, body) of one GET; a kept-alive connection the server
+        closed meanwhile is retried once on a new one, as a browser does."""
+        for fresh in (False, True):
+            conn, reused = await self._take(fresh)
+            try:
+                reader, writer = conn
+                writer.write(f"GET {path} HTTP/1.1\r\n{self.head}".encode())
+                await writer.drain()
+                answer = await _read_answer(reader)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                conn[1].close()
+                await self._give(None)
+                if reused and not isinstance(exc, asyncio.IncompleteReadError):
+                    continue
+                raise
+            except BaseException:
+                conn[1].close()
+                await self._give(None)
+                raise
+            await self._give(conn)
+            return answer
+        raise ConnectionError("unreachable")
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed")
+    size, length, chunked = len(status_line), 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        size += len(line)
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+        elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    size += 2
+    body = b""
+    if chunked:
+        parts = []
+        while True:
+            header = await reader.readline()
+            chunk = int(header.split(b";")[0], 16)
+            parts.append((await reader.readexactly(chunk + 2))[:-2])
+            size += len(header) + chunk + 2
+            if chunk == 0:
+                break
+        body = b"".join(parts)
+    elif length:
+        body = await reader.readexactly(length)
+        size += length
+    return int(status_line.split()[1]), size, body
+
+
+class Desktop:
+    """One Agent desktop: live.js's sequence rules and desktop.js's schedule/refresh."""
+
+    def __init__(self, index: int, pool: HttpPool, errors: dict[str, Any], *, together: bool) -> None:
+        self.index = index
+        self.together = together
+        self.pool = pool
+        self.errors = errors
+        self.pending: set[str] = set()
+        self.flush_timer: asyncio.TimerHandle | None = None
+        self.tickets = dict.fromkeys(FRAGMENTS, 0)
+        self.snapshot_seq: int | None = None
+        self.last_seq: int | None = None
+        self.events: list[tuple[float, str, str | None, int | None]] = []  # session.changed
+        self.other_events = 0
+        # Applied answers of the sessions list: (request start, complete, session ids listed).
+        self.swaps: list[tuple[float, float, list[str]]] = []
+        self.fetches: list[tuple[float, str, int, int, float]] = []  # start, fragment, status, bytes, done
+        self.bytes_by_second: dict[str, dict[int, int]] = {"http": {}, "ws": {}}
+        self.tasks: set[asyncio.Task] = set()
+
+    def count_bytes(self, at: float, size: int, channel: str) -> None:
+        seconds = self.bytes_by_second[channel]
+        seconds[int(at)] = seconds.get(int(at), 0) + size
+
+    def schedule(self, event_type: str) -> None:
+        """desktop.js ``schedule``: the fragments the event refreshes, after 25 ms of quiet."""
+        for name, (_, types) in FRAGMENTS.items():
+            if event_type == "*" or event_type in types:
+                self.pending.add(name)
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+        self.flush_timer = asyncio.get_running_loop().call_later(COALESCE_S, self.flush)
+
+    def flush(self) -> None:
+        self.flush_timer = None
+        names, self.pending = sorted(self.pending), set()
+        if not self.together or len(names) < 2:
+            for name in names:
+                self.start(self.refresh([name], FRAGMENTS[name][0]))
+        else:
+            self.start(self.refresh(names, TOGETHER))
+
+    def start(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def refresh(self, names: list[str], path: str) -> None:
+        """One fetch of ``path`` for the fragments ``names`` (both: the combined answer)."""
+        tickets = {}
+        for name in names:
+            self.tickets[name] += 1
+            tickets[name] = self.tickets[name]
+        started = time.monotonic()
+        try:
+            status, size, body = await self.pool.get(path)
+        except Exception as exc:  # noqa: BLE001 (counted: the next event or resync retries, as the page does)
+            self.error(exc)
+            return
+        done = time.monotonic()
+        self.count_bytes(done, size, "http")
+        self.fetches.append((started, "+".join(names), status, size, done))
+        if status != 200:
+            self.error(RuntimeError(f"GET {path}: {status}"))
+            return
+        if "sessions" in names and self.tickets["sessions"] == tickets["sessions"]:
+            part = body.partition(SESSIONS_PART)[2] if len(names) > 1 else body
+            ids = [match.decode() for match in SESSION_ID.findall(part)]
+            self.swaps.append((started, done, ids))
+
+    def error(self, exc: BaseException) -> None:
+        self.errors["errors"] += 1
+        if len(self.errors["error_samples"]) < 20:
+            self.errors["error_samples"].append(f"desktop {self.index}: {exc!r}"[:200])
+
+    def on_message(self, raw: str | bytes, at: float) -> None:
+        self.count_bytes(at, len(raw), "ws")
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return
+        kind = message.get("type")
+        if kind == "heartbeat":
+            return
+        if kind == "snapshot":
+            self.snapshot_seq = self.last_seq = message.get("seq")
+            self.schedule("*")
+            return
+        seq = message.get("seq")
+        if self.snapshot_seq is None or not isinstance(seq, int) or seq <= (self.last_seq or 0):
+            return
+        self.last_seq = seq
+        data = message.get("data") or {}
+        if kind == "session.changed":
+            self.events.append((at, str(data.get("id")), data.get("state"), data.get("agent")))
+        else:
+            self.other_events += 1
+        self.schedule(str(kind))
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "events": self.events,
+            "other_events": self.other_events,
+            "swaps": self.swaps,
+            "fetches": self.fetches,
+            "bytes": self.bytes_by_second,
+        }
+
+
+async def run_desktop(
+    desktop: Desktop, url: str, headers: dict[str, str], ready: asyncio.Queue, stop: asyncio.Event
+) -> None:
+    try:
+        async with connect(url, additional_headers=headers, max_size=None, open_timeout=OPEN_TIMEOUT_S) as ws:
+            first = await ws.recv()
+            desktop.on_message(first, time.monotonic())
+            if desktop.snapshot_seq is None:
+                raise RuntimeError(f"no snapshot first: {str(first)[:100]}")
+            await ready.put(True)
+            resync = asyncio.create_task(_resync(desktop))
+            stopper = asyncio.create_task(stop.wait())
+            while True:
+                receiving = asyncio.create_task(ws.recv())
+                done, _ = await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done:
+                    receiving.cancel()
+                    resync.cancel()
+                    return
+                desktop.on_message(receiving.result(), time.monotonic())
+    except Exception as exc:  # noqa: BLE001 (counted and reported)
+        desktop.error(exc)
+        await ready.put(False)
+
+
+async def _resync(desktop: Desktop) -> None:
+    await asyncio.sleep(random.uniform(0, RESYNC_S))  # noqa: S311 (a phase, not a secret)
+    while True:
+        desktop.schedule("*")
+        await asyncio.sleep(RESYNC_S)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    url = f"ws://127.0.0.1:{args.port}/ws/agent/"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGUSR1, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    errors: dict[str, Any] = {"errors": 0, "error_samples": []}
+    cookies = json.loads(Path(args.cookies).read_text())[args.first : args.first + args.count]
+    desktops, tasks = [], []
+    ready: asyncio.Queue = asyncio.Queue()
+    for offset, cookie in enumerate(cookies):
+        desktop = Desktop(args.first + offset, HttpPool(args.port, cookie), errors, together=not args.separate)
+        desktops.append(desktop)
+        headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{args.port}"}
+        tasks.append(asyncio.create_task(run_desktop(desktop, url, headers, ready, stop)))
+        await asyncio.sleep(args.spread / max(1, len(cookies)))  # agents open their desktops over a while
+    for _ in desktops:
+        await ready.get()
+    print("ready", flush=True)
+    await stop.wait()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    out = {"desktops": [desktop.result() for desktop in desktops], **errors}
+    tmp = Path(args.out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(args.out)  # whole or absent: the benchmark waits for the file
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cookies", required=True, help="a JSON list of session cookies, one agent each")
+    parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--spread", type=float, default=0.0, help="seconds over which the desktops open")
+    parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--separate", action="store_true", help="one fetch per fragment always (desktop.js before the combined answer)"
+    )
+    asyncio.run(main_async(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
