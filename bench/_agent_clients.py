@@ -48,9 +48,10 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from bench._http_pool import HttpPool
+
 COALESCE_S = 0.025  # desktop.js COALESCE_MS
 RESYNC_S = 30.0  # live.js resyncMs
-MAX_CONNECTIONS = 6  # a browser's connections per host (HTTP/1.1)
 # templates/agent/desktop.html: each fragment and the event types it is refreshed on.
 FRAGMENTS = {
     "state": ("/agent/partials/state/", frozenset({"agent.changed", "server.changed"})),
@@ -62,99 +63,6 @@ TOGETHER = "/agent/partials/desk/"
 SESSIONS_PART = b'data-live-part="sessions"'
 SESSION_ID = re.compile(rb'data-session-id="([0-9a-f-]{36})"')
 OPEN_TIMEOUT_S = 120
-
-
-class HttpPool:
-    """Keep-alive HTTP/1.1 connections to the node; a GET reads the whole answer."""
-
-    def __init__(self, port: int, cookie: str) -> None:
-        self.port = port
-        self.head = (
-            f"Host: 127.0.0.1:{port}\r\nCookie: {cookie}\r\nX-Requested-With: fetch\r\nAccept: */*\r\n"
-            "Accept-Encoding: gzip, deflate, br, zstd\r\nCache-Control: no-cache\r\nPragma: no-cache\r\n"
-            "Connection: keep-alive\r\n\r\n"
-        )
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self.open = 0
-        self.freed = asyncio.Condition()
-
-    async def _take(self, fresh: bool) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], bool]:
-        async with self.freed:
-            while not self.idle and self.open >= MAX_CONNECTIONS:
-                await self.freed.wait()
-            if self.idle and not fresh:
-                return self.idle.pop(), True
-            if not self.idle:
-                self.open += 1
-            else:
-                self.idle.pop()[1].close()
-        try:
-            return await asyncio.open_connection("127.0.0.1", self.port, limit=2**20), False
-        except BaseException:
-            await self._give(None)
-            raise
-
-    async def _give(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
-        async with self.freed:
-            if conn is None:
-                self.open -= 1
-            else:
-                self.idle.append(conn)
-            self.freed.notify()
-
-    async def get(self, path: str) -> tuple[int, int, bytes]:
-        """(status, bytes received, body) of one GET; a kept-alive connection the server
-        closed meanwhile is retried once on a new one, as a browser does."""
-        for fresh in (False, True):
-            conn, reused = await self._take(fresh)
-            try:
-                reader, writer = conn
-                writer.write(f"GET {path} HTTP/1.1\r\n{self.head}".encode())
-                await writer.drain()
-                answer = await _read_answer(reader)
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                conn[1].close()
-                await self._give(None)
-                if reused and not isinstance(exc, asyncio.IncompleteReadError):
-                    continue
-                raise
-            except BaseException:
-                conn[1].close()
-                await self._give(None)
-                raise
-            await self._give(conn)
-            return answer
-        raise ConnectionError("unreachable")
-
-
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("connection closed")
-    size, length, chunked = len(status_line), 0, False
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        size += len(line)
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            length = int(value)
-        elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-    size += 2
-    body = b""
-    if chunked:
-        parts = []
-        while True:
-            header = await reader.readline()
-            chunk = int(header.split(b";")[0], 16)
-            parts.append((await reader.readexactly(chunk + 2))[:-2])
-            size += len(header) + chunk + 2
-            if chunk == 0:
-                break
-        body = b"".join(parts)
-    elif length:
-        body = await reader.readexactly(length)
-        size += length
-    return int(status_line.split()[1]), size, body
 
 
 class Desktop:
@@ -213,7 +121,8 @@ class Desktop:
             tickets[name] = self.tickets[name]
         started = time.monotonic()
         try:
-            status, size, body = await self.pool.get(path)
+            answer = await self.pool.get(path)
+            status, size, body = answer.status, answer.size, answer.body
         except Exception as exc:  # noqa: BLE001 (counted: the next event or resync retries, as the page does)
             self.error(exc)
             return

@@ -48,104 +48,19 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from bench._http_pool import Answer, HttpPool
+
 MIN_INTERVAL_S = 0.2  # console.js MIN_INTERVAL_MS
 # console.js's data-live-ignore, as templates/console/overview.html sets it.
 IGNORED = {"overview": frozenset({"session.changed", "agent.changed"}), "sessions": frozenset()}
 RESYNC_S = 30.0  # live.js resyncMs
-MAX_CONNECTIONS = 6  # a browser's connections per host (HTTP/1.1)
 FRAGMENTS = {"overview": "/partials/overview/", "sessions": "/console/sessions/?fragment=1"}
 
 
-class HttpPool:
-    """Keep-alive HTTP/1.1 connections to the node; a GET reads the whole answer."""
-
-    def __init__(self, port: int, cookie: str) -> None:
-        self.port = port
-        self.head = (
-            f"Host: 127.0.0.1:{port}\r\nCookie: {cookie}\r\nX-Requested-With: fetch\r\nAccept: */*\r\n"
-            "Accept-Encoding: gzip, deflate, br, zstd\r\nCache-Control: no-cache\r\nPragma: no-cache\r\n"
-            "Connection: keep-alive\r\n\r\n"
-        )
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self.open = 0
-        self.freed = asyncio.Condition()
-
-    async def _take(self, fresh: bool) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], bool]:
-        """(a connection, whether it was used before)."""
-        async with self.freed:
-            while not self.idle and self.open >= MAX_CONNECTIONS:
-                await self.freed.wait()
-            if self.idle and not fresh:
-                return self.idle.pop(), True
-            if not self.idle:
-                self.open += 1
-            else:
-                self.idle.pop()[1].close()  # a new one in its place
-        return await asyncio.open_connection("127.0.0.1", self.port, limit=2**20), False
-
-    async def _give(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
-        async with self.freed:
-            if conn is None:
-                self.open -= 1
-            else:
-                self.idle.append(conn)
-            self.freed.notify()
-
-    async def get(self, path: str) -> tuple[int, int, tuple[int, int] | None]:
-        """(status, bytes received, (X-Live-Seq, X-Live-Rendered) or None) of one GET. A
-        kept-alive connection the server has closed meanwhile (uvicorn closes them after 5 s
-        idle) is retried once on a new one, as a browser does."""
-        for fresh in (False, True):
-            conn, reused = await self._take(fresh)
-            try:
-                reader, writer = conn
-                writer.write(f"GET {path} HTTP/1.1\r\n{self.head}".encode())
-                await writer.drain()
-                status, size, version = await _read_answer(reader)
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                conn[1].close()
-                await self._give(None)
-                if reused and not isinstance(exc, asyncio.IncompleteReadError):
-                    continue
-                raise
-            except BaseException:
-                conn[1].close()
-                await self._give(None)
-                raise
-            await self._give(conn)
-            return status, size, version
-        raise ConnectionError("unreachable")
-
-
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, int, tuple[int, int] | None]:
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("connection closed")
-    size, length, chunked = len(status_line), 0, False
-    live: dict[bytes, int] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        size += len(line)
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            length = int(value)
-        elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-        elif name.lower() in (b"x-live-seq", b"x-live-rendered") and value.strip().isdigit():
-            live[name.lower()] = int(value)
-    size += 2
-    if chunked:
-        while True:
-            header = await reader.readline()
-            chunk = int(header.split(b";")[0], 16)
-            await reader.readexactly(chunk + 2)
-            size += len(header) + chunk + 2
-            if chunk == 0:
-                break
-    elif length:
-        await reader.readexactly(length)
-        size += length
-    version = (live[b"x-live-seq"], live[b"x-live-rendered"]) if len(live) == 2 else None
-    return int(status_line.split()[1]), size, version
+def live_version(answer: Answer) -> tuple[int, int] | None:
+    """(X-Live-Seq, X-Live-Rendered) of a fragment's answer, or None (the server sent none)."""
+    seq, rendered = answer.number(b"x-live-seq"), answer.number(b"x-live-rendered")
+    return (seq, rendered) if seq is not None and rendered is not None else None
 
 
 class Page:
@@ -215,11 +130,12 @@ class Page:
         self.fetches.append(started)
         path = self.path if math.isinf(seq) else f"{self.path}{'&' if '?' in self.path else '?'}live_seq={int(seq)}"
         try:
-            status, size, version = await self.pool.get(path)
+            answer = await self.pool.get(path)
         except Exception as exc:  # noqa: BLE001 (counted: the next event or resync retries, as the page does)
             self.error(exc)
             return
         done = time.monotonic()
+        status, size, version = answer.status, answer.size, live_version(answer)
         self.count_bytes(done, size, "http")
         self.answers.append((done, size, *(version or (None, None))))
         if status != 200:
