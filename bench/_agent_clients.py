@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
-import random
 import re
 import signal
 import sys
@@ -46,12 +46,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import connect
-
 from bench._http_pool import HttpPool
+from bench._live_socket import follow
 
 COALESCE_S = 0.025  # desktop.js COALESCE_MS
-RESYNC_S = 30.0  # live.js resyncMs
 # templates/agent/desktop.html: each fragment and the event types it is refreshed on.
 FRAGMENTS = {
     "state": ("/agent/partials/state/", frozenset({"agent.changed", "server.changed"})),
@@ -177,38 +175,6 @@ class Desktop:
         }
 
 
-async def run_desktop(
-    desktop: Desktop, url: str, headers: dict[str, str], ready: asyncio.Queue, stop: asyncio.Event
-) -> None:
-    try:
-        async with connect(url, additional_headers=headers, max_size=None, open_timeout=OPEN_TIMEOUT_S) as ws:
-            first = await ws.recv()
-            desktop.on_message(first, time.monotonic())
-            if desktop.snapshot_seq is None:
-                raise RuntimeError(f"no snapshot first: {str(first)[:100]}")
-            await ready.put(True)
-            resync = asyncio.create_task(_resync(desktop))
-            stopper = asyncio.create_task(stop.wait())
-            while True:
-                receiving = asyncio.create_task(ws.recv())
-                done, _ = await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if stopper in done:
-                    receiving.cancel()
-                    resync.cancel()
-                    return
-                desktop.on_message(receiving.result(), time.monotonic())
-    except Exception as exc:  # noqa: BLE001 (counted and reported)
-        desktop.error(exc)
-        await ready.put(False)
-
-
-async def _resync(desktop: Desktop) -> None:
-    await asyncio.sleep(random.uniform(0, RESYNC_S))  # noqa: S311 (a phase, not a secret)
-    while True:
-        desktop.schedule("*")
-        await asyncio.sleep(RESYNC_S)
-
-
 async def main_async(args: argparse.Namespace) -> None:
     url = f"ws://127.0.0.1:{args.port}/ws/agent/"
     stop = asyncio.Event()
@@ -223,7 +189,9 @@ async def main_async(args: argparse.Namespace) -> None:
         desktop = Desktop(args.first + offset, HttpPool(args.port, cookie), errors, together=not args.separate)
         desktops.append(desktop)
         headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{args.port}"}
-        tasks.append(asyncio.create_task(run_desktop(desktop, url, headers, ready, stop)))
+        resync = functools.partial(desktop.schedule, "*")
+        follows = follow(desktop, url, headers, ready, stop, resync=resync, open_timeout=OPEN_TIMEOUT_S)
+        tasks.append(asyncio.create_task(follows))
         await asyncio.sleep(args.spread / max(1, len(cookies)))  # agents open their desktops over a while
     for _ in desktops:
         await ready.get()

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
-import random
 import signal
 import sys
 import time
@@ -46,14 +46,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import connect
-
 from bench._http_pool import Answer, HttpPool
+from bench._live_socket import follow
 
 MIN_INTERVAL_S = 0.2  # console.js MIN_INTERVAL_MS
 # console.js's data-live-ignore, as templates/console/overview.html sets it.
 IGNORED = {"overview": frozenset({"session.changed", "agent.changed"}), "sessions": frozenset()}
-RESYNC_S = 30.0  # live.js resyncMs
 FRAGMENTS = {"overview": "/partials/overview/", "sessions": "/console/sessions/?fragment=1"}
 
 
@@ -184,40 +182,10 @@ class Page:
         }
 
 
-async def run_page(page: Page, url: str, headers: dict[str, str], ready: asyncio.Queue, stop: asyncio.Event) -> None:
-    try:
-        async with connect(url, additional_headers=headers, max_size=None, open_timeout=60) as ws:
-            first = await ws.recv()
-            page.on_message(first, time.monotonic())
-            if page.snapshot_seq is None:
-                raise RuntimeError(f"no snapshot first: {str(first)[:100]}")
-            await ready.put(True)
-            resync = asyncio.create_task(_resync(page))
-            stopper = asyncio.create_task(stop.wait())
-            while True:
-                receiving = asyncio.create_task(ws.recv())
-                done, _ = await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if stopper in done:
-                    receiving.cancel()
-                    resync.cancel()
-                    return
-                page.on_message(receiving.result(), time.monotonic())
-    except Exception as exc:  # noqa: BLE001 (counted and reported)
-        page.error(exc)
-        await ready.put(False)
-
-
 def socket_url(url: str, page: Page) -> str:
     """As console.js: the newest event per 200 ms only (``?coalesce=1``), and not what the
     page ignores (``?ignore=``)."""
     return f"{url}?coalesce=1" + (f"&ignore={','.join(sorted(page.ignored))}" if page.ignored else "")
-
-
-async def _resync(page: Page) -> None:
-    await asyncio.sleep(random.uniform(0, RESYNC_S))  # noqa: S311 (a phase, not a secret)
-    while True:
-        page.schedule(math.inf)
-        await asyncio.sleep(RESYNC_S)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -231,7 +199,12 @@ async def main_async(args: argparse.Namespace) -> None:
     kinds = [kind for kind in args.pages.split(",") if kind]
     pages = [Page(kind, HttpPool(args.port, args.cookie), errors) for kind in kinds]
     ready: asyncio.Queue = asyncio.Queue()
-    tasks = [asyncio.create_task(run_page(page, socket_url(url, page), headers, ready, stop)) for page in pages]
+    tasks = [
+        asyncio.create_task(
+            follow(page, socket_url(url, page), headers, ready, stop, resync=functools.partial(page.schedule, math.inf))
+        )
+        for page in pages
+    ]
     for _ in pages:
         await ready.get()
     print("ready", flush=True)

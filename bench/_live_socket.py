@@ -1,0 +1,65 @@
+"""One emulated page's live socket, as ``static/js/live.js`` keeps it: the snapshot first,
+then every message to the page, a resync every 30 s (random phase: pages are opened at
+different moments), until told to stop (``bench/_desktop_clients.py``,
+``bench/_agent_clients.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from websockets.asyncio.client import connect
+
+RESYNC_S = 30.0  # live.js resyncMs
+
+
+class LivePage(Protocol):
+    snapshot_seq: int | None
+
+    def on_message(self, raw: str | bytes, at: float) -> None: ...
+
+    def error(self, exc: BaseException) -> None: ...
+
+
+async def follow(
+    page: LivePage,
+    url: str,
+    headers: dict[str, str],
+    ready: asyncio.Queue,
+    stop: asyncio.Event,
+    *,
+    resync: Callable[[], None],
+    open_timeout: float = 60,
+) -> None:
+    """Keep ``page``'s socket until ``stop``; puts True in ``ready`` once the snapshot came
+    (False if it failed: counted by the page)."""
+    try:
+        async with connect(url, additional_headers=headers, max_size=None, open_timeout=open_timeout) as ws:
+            first = await ws.recv()
+            page.on_message(first, time.monotonic())
+            if page.snapshot_seq is None:
+                raise RuntimeError(f"no snapshot first: {str(first)[:100]}")
+            await ready.put(True)
+            resyncing = asyncio.create_task(_resync(resync))
+            stopper = asyncio.create_task(stop.wait())
+            while True:
+                receiving = asyncio.create_task(ws.recv())
+                done, _ = await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done:
+                    receiving.cancel()
+                    resyncing.cancel()
+                    return
+                page.on_message(receiving.result(), time.monotonic())
+    except Exception as exc:  # noqa: BLE001 (counted and reported)
+        page.error(exc)
+        await ready.put(False)
+
+
+async def _resync(resync: Callable[[], None]) -> None:
+    await asyncio.sleep(random.uniform(0, RESYNC_S))  # noqa: S311 (a phase, not a secret)
+    while True:
+        resync()
+        await asyncio.sleep(RESYNC_S)
