@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._http_pool import HttpPool
-from bench._live_socket import follow
+from bench._live_socket import follow, report_when_stopped
 
 COALESCE_S = 0.025  # desktop.js COALESCE_MS
 # templates/agent/desktop.html: each fragment and the event types it is refreshed on.
@@ -193,15 +193,9 @@ async def main_async(args: argparse.Namespace) -> None:
         follows = follow(desktop, url, headers, ready, stop, resync=resync, open_timeout=OPEN_TIMEOUT_S)
         tasks.append(asyncio.create_task(follows))
         await asyncio.sleep(args.spread / max(1, len(cookies)))  # agents open their desktops over a while
-    for _ in desktops:
-        await ready.get()
-    print("ready", flush=True)
-    await stop.wait()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    out = {"desktops": [desktop.result() for desktop in desktops], **errors}
-    tmp = Path(args.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(args.out)  # whole or absent: the benchmark waits for the file
+    await report_when_stopped(
+        tasks, ready, stop, args.out, lambda: {"desktops": [desktop.result() for desktop in desktops], **errors}
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,11 +43,10 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from bench._http_pool import Answer, HttpPool
-from bench._live_socket import follow
+from bench._live_socket import follow, report_when_stopped
 
 MIN_INTERVAL_S = 0.2  # console.js MIN_INTERVAL_MS
 # console.js's data-live-ignore, as templates/console/overview.html sets it.
@@ -205,15 +204,8 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         for page in pages
     ]
-    for _ in pages:
-        await ready.get()
-    print("ready", flush=True)
-    await stop.wait()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    out = {"pages": [page.result() for page in pages], **errors}
-    tmp = Path(args.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(args.out)  # whole or absent: the benchmark waits for the file
+    result = lambda: {"pages": [page.result() for page in pages], **errors}  # noqa: E731
+    await report_when_stopped(tasks, ready, stop, args.out, result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

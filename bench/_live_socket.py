@@ -6,9 +6,11 @@ different moments), until told to stop (``bench/_desktop_clients.py``,
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from websockets.asyncio.client import connect
@@ -63,3 +65,18 @@ async def _resync(resync: Callable[[], None]) -> None:
     while True:
         resync()
         await asyncio.sleep(RESYNC_S)
+
+
+async def report_when_stopped(
+    tasks: list[asyncio.Task], ready: asyncio.Queue, stop: asyncio.Event, out: str, result: Callable[[], dict]
+) -> None:
+    """Print ``ready`` once every page has its snapshot; on ``stop``, let the pages close and
+    write ``result()`` to ``out``, whole or absent (the benchmark waits for the file)."""
+    for _ in tasks:
+        await ready.get()
+    print("ready", flush=True)
+    await stop.wait()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tmp = Path(out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result()))
+    tmp.replace(out)
