@@ -201,4 +201,5 @@ def test_the_end_is_pushed_live_to_administrators_and_to_the_agent(
 
     (event,) = [e for e in live_events if e["type"] == "session.changed"]
     assert (event["data"]["id"], event["data"]["state"]) == (str(own.pk), "ended")
-    assert set(event["groups"]) == {live.STATUS_GROUP, live.agent_group(agent.pk)}
+    # The administrators' pages that show sessions listen to the session topic's group.
+    assert set(event["groups"]) == {live.SESSIONS_GROUP, live.agent_group(agent.pk)}
