@@ -15,6 +15,7 @@ every request) are printed.
 from __future__ import annotations
 
 import csv
+import http.client
 import io
 import json
 import os
@@ -168,7 +169,7 @@ class Callers:
                 return response.status, json.loads(response.read())["id"]
         except urllib.error.HTTPError as error:
             return error.code, None
-        except OSError as error:
+        except (OSError, http.client.HTTPException) as error:  # an answer cut short (IncompleteRead) too
             return type(error).__name__, None
 
     def run(self, worker: int) -> None:
