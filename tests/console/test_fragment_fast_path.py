@@ -20,6 +20,7 @@ import pytest
 from channels.testing import HttpCommunicator
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpResponse
 from django.test import Client
 
@@ -35,6 +36,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 OVERVIEW = "/partials/overview/"
 SESSIONS = "/console/sessions/?fragment=1"
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_outlives_its_request(monkeypatch):
+    """The node's HTTP threads (a2wsgi's pool, in this process here) keep their database
+    connection between requests (``DB_CONN_MAX_AGE``); in a test they must close it at the
+    end of each request, or PostgreSQL refuses to drop the test database afterwards."""
+    monkeypatch.setitem(connections.settings[DEFAULT_DB_ALIAS], "CONN_MAX_AGE", 0)
 
 
 @pytest.fixture(autouse=True)
