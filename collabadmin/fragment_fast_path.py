@@ -44,7 +44,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
@@ -57,13 +56,13 @@ from collabadmin.request_id import accepted_or_new
 from collabadmin.timezones import COOKIE as ZONE_COOKIE
 from common import access_epoch
 from console.live_fragments import (
-    NOT_IN_KEY,
     SEQ_PARAM,
     SERVED_KEY,
     Key,
     Render,
     Replay,
     Served,
+    filters_query,
     shared_renders,
     wanted_seq_value,
 )
@@ -170,11 +169,10 @@ class _Ask:
         wanted = wanted_seq_value(params.get(SEQ_PARAM, ""))
         if not session_key or wanted is None or not host_allowed(scope):
             return None
-        filters = sorted((name, value) for name, values in params.lists() if name not in NOT_IN_KEY for value in values)
         accepts = headers.get(b"accept-encoding", b"").decode("latin-1").lower()
         return cls(
             path=scope.get("root_path", "") + scope["path"],
-            query=urlencode(filters),
+            query=filters_query(params),
             wanted=wanted,
             session_key=session_key,
             zone_cookie=cookies.get(ZONE_COOKIE, ""),

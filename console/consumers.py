@@ -33,16 +33,15 @@ def _may_view(user_id: int) -> bool:
     return may(user, VIEW_DESKTOP)
 
 
-def ignored_types(query_string: bytes) -> frozenset[str]:
-    """The event types the page asked not to hear (``?ignore=session.changed,agent.changed``,
-    commas or spaces): the page shows nothing they change (the overview shows no session)."""
-    values = parse_qs(query_string.decode("latin-1")).get("ignore", [])
-    return frozenset(part for value in values for part in value.replace(",", " ").split())
+def socket_options(query_string: bytes) -> tuple[frozenset[str], bool]:
+    """(the event types the page asked not to hear, whether it asked for coalescing).
 
-
-def wants_coalescing(query_string: bytes) -> bool:
-    """``?coalesce=1``: the newest event of each window only (common/coalesce.py)."""
-    return parse_qs(query_string.decode("latin-1")).get("coalesce", [""])[-1] == "1"
+    ``?ignore=session.changed,agent.changed`` (commas or spaces): the page shows nothing
+    they change (the overview shows no session). ``?coalesce=1``: the newest event of each
+    window only (common/coalesce.py)."""
+    options = parse_qs(query_string.decode("latin-1"))
+    ignored = frozenset(part for value in options.get("ignore", []) for part in value.replace(",", " ").split())
+    return ignored, options.get("coalesce", [""])[-1] == "1"
 
 
 def _snapshot() -> dict[str, Any]:
@@ -89,8 +88,7 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
         self.user_id = user.pk
         await self.channel_layer.group_add(live.user_group(user.pk), self.channel_name)
         # Subscribe first, then take the snapshot: nothing can fall between the two.
-        query = self.scope.get("query_string", b"")
-        self.ignored, self.coalescing = ignored_types(query), wants_coalescing(query)
+        self.ignored, self.coalescing = socket_options(self.scope.get("query_string", b""))
         self.groups = tuple(live.status_socket_groups(self.ignored))
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)

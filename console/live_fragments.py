@@ -50,7 +50,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 
 from common import live
@@ -83,12 +83,16 @@ def access_class(user: Any) -> str:
     return ",".join(permission.codename for permission in PERMISSIONS if may(user, permission))
 
 
-def render_key(request: HttpRequest) -> Key:
-    filters = sorted(
-        (name, value) for name, values in request.GET.lists() if name not in NOT_IN_KEY for value in values
+def filters_query(params: QueryDict) -> str:
+    """The filters part of a render's key: the query, sorted, without ``fragment`` and
+    ``live_seq`` (also what collabadmin/fragment_fast_path.py keys by: they must agree)."""
+    return urlencode(
+        sorted((name, value) for name, values in params.lists() if name not in NOT_IN_KEY for value in values)
     )
-    query = urlencode(filters)
-    return (request.path, query, access_class(request.user), timezone.get_current_timezone_name())
+
+
+def render_key(request: HttpRequest) -> Key:
+    return (request.path, filters_query(request.GET), access_class(request.user), timezone.get_current_timezone_name())
 
 
 def wanted_seq_value(value: str) -> int | None:

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from common import live, roles
-from console.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, ignored_types
+from console.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, socket_options
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Link, Peer
 from failover.services.switchover import link_switchover
@@ -304,7 +304,7 @@ def test_a_page_that_ignores_one_type_of_a_topic_still_hears_the_other(admin_use
     ],
 )
 def test_the_ignored_types_are_read_from_the_query_string(query, expected):
-    assert ignored_types(query) == expected
+    assert socket_options(query)[0] == expected
 
 
 def test_a_socket_joins_a_topic_group_unless_it_ignores_every_type_of_it():
