@@ -19,6 +19,9 @@ browser per host). Each desktop does what the scripts do:
   agent change), the one answer holding both (``/agent/partials/desk/``, the page's
   ``data-live-all``; ``--separate``: one fetch each, as desktop.js did before), several
   in flight if need be (no throttle);
+* the socket asks for the sessions list with each session change (``?push=sessions``,
+  sessions/list_push.py): a pushed list is applied at once and not fetched
+  (``--fetch-list``: no push, the list fetched after each change, as desktop.js did before);
 * an answer is applied only if it is the newest request of its fragment (the ticket).
 
 Nothing is swapped: the HTML is only scanned for the sessions it lists
@@ -88,11 +91,14 @@ class Desktop:
         seconds = self.bytes_by_second[channel]
         seconds[int(at)] = seconds.get(int(at), 0) + size
 
-    def schedule(self, event_type: str) -> None:
-        """desktop.js ``schedule``: the fragments the event refreshes, after 25 ms of quiet."""
-        for name, (_, types) in FRAGMENTS.items():
-            if event_type == "*" or event_type in types:
-                self.pending.add(name)
+    def schedule(self, event_type: str, besides: str | None = None) -> None:
+        """desktop.js ``schedule``: the fragments the event refreshes (but ``besides``, pushed
+        with it), after 25 ms of quiet."""
+        due = {name for name, (_, types) in FRAGMENTS.items() if event_type == "*" or event_type in types}
+        due.discard(besides)
+        if not due:
+            return
+        self.pending |= due
         if self.flush_timer is not None:
             self.flush_timer.cancel()
         self.flush_timer = asyncio.get_running_loop().call_later(COALESCE_S, self.flush)
@@ -162,6 +168,14 @@ class Desktop:
             self.events.append((at, str(data.get("id")), data.get("state"), data.get("agent")))
         else:
             self.other_events += 1
+        pushed = (message.get("html") or {}).get("sessions")
+        if isinstance(pushed, str):
+            # desktop.js applyPushed: the list came with the event; no fetch of it is due.
+            self.tickets["sessions"] += 1
+            self.pending.discard("sessions")
+            self.swaps.append((at, at, [match.decode() for match in SESSION_ID.findall(pushed.encode())]))
+            self.schedule(str(kind), besides="sessions")
+            return
         self.schedule(str(kind))
 
     def result(self) -> dict[str, Any]:
@@ -176,7 +190,7 @@ class Desktop:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    url = f"ws://127.0.0.1:{args.port}/ws/agent/"
+    url = f"ws://127.0.0.1:{args.port}/ws/agent/" + ("" if args.fetch_list else "?push=sessions")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGUSR1, signal.SIGTERM):
@@ -208,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument(
         "--separate", action="store_true", help="one fetch per fragment always (desktop.js before the combined answer)"
+    )
+    parser.add_argument(
+        "--fetch-list", action="store_true", help="the sessions list fetched after each change (desktop.js before the push)"
     )
     asyncio.run(main_async(parser.parse_args(argv)))
     return 0

@@ -315,17 +315,22 @@ def agent_cookies(agent_ids: list[int]) -> list[str]:
 
     from sessions.models import Agent
 
+    from django.utils.crypto import get_random_string
+
     users = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "user_id"))
     by_pk = get_user_model().objects.in_bulk(list(users.values()))
     cookies = []
     for agent_id in agent_ids:
         client = Client()
         client.force_login(by_pk[users[agent_id]])
-        cookies.append(f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}")
+        session = client.cookies[settings.SESSION_COOKIE_NAME].value
+        # A browser has the CSRF cookie from the desktop page it opened (a secret of 32
+        # letters and digits): the list pushed on its socket needs it (sessions/list_push.py).
+        cookies.append(f"{settings.SESSION_COOKIE_NAME}={session}; {settings.CSRF_COOKIE_NAME}={get_random_string(32)}")
     return cookies
 
 
-def start_clients(stack: BenchStack, node: Node, cookies: list[str], processes: int, spread: float, separate: bool):
+def start_clients(stack: BenchStack, node: Node, cookies: list[str], processes: int, spread: float, flags: list[str]):
     """The desktops' processes, all ready (every desktop has its snapshot)."""
     path = stack.run_dir / "agent-cookies.json"
     path.write_text(json.dumps(cookies))
@@ -339,7 +344,7 @@ def start_clients(stack: BenchStack, node: Node, cookies: list[str], processes: 
         out = stack.run_dir / f"agent-clients-{k}.json"
         argv = [PYTHON, "-m", "bench._agent_clients", "--port", str(node.port), "--cookies", str(path)]
         argv += ["--first", str(first), "--count", str(count), "--spread", str(spread), "--out", str(out)]
-        argv += ["--separate"] if separate else []
+        argv += flags
         log = stack.run_dir / f"agent-clients-{k}.log"
         child = stack.track(Child(f"agent-clients-{k}", argv, stack.peer_env(), log, stdout_pipe=True).start())
         children.append((child, out))
@@ -441,7 +446,8 @@ def traffic(desktops: list[dict[str, Any]], window: tuple[float, float]) -> dict
 def measure(stack: BenchStack, node: Node, cookies: list[str], agent_ids, load: Load, args) -> dict[str, Any]:
     idle_after_s = wait_idle(node)
     opened = time.monotonic()
-    children = start_clients(stack, node, cookies, args.client_processes, args.spread, args.separate)
+    flags = ["--separate"] * args.separate + ["--fetch-list"] * args.fetch_list
+    children = start_clients(stack, node, cookies, args.client_processes, args.spread, flags)
     open_s = round(time.monotonic() - opened, 1)
     wait_idle(node, 30)  # the desktops' first fetches are done
     rng = random.Random(len(cookies))  # noqa: S311 (arrival times, not a secret)
@@ -602,6 +608,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=None, help="measured (default 30, 10 quick)")
     parser.add_argument(
         "--separate", action="store_true", help="desktops fetch each fragment alone (desktop.js before data-live-all)"
+    )
+    parser.add_argument(
+        "--fetch-list",
+        action="store_true",
+        help="desktops fetch the sessions list after each change (desktop.js before ?push=sessions)",
     )
     parser.add_argument("--output", default="agent_load")
     args = parser.parse_args(argv)

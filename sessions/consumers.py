@@ -8,12 +8,14 @@ refused before this runs (``AllowedHostsOriginValidator`` in ``collabadmin.asgi`
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from common import live
 from common.heartbeat import HeartbeatMixin
+from sessions.list_push import PUSH_PARAM, SESSIONS, sessions_list_html
 from sessions.models import Agent
 from sessions.payloads import agent_payload, session_payload
 from sessions.views.access import own_open_sessions
@@ -27,6 +29,25 @@ CLOSE_FORBIDDEN = 4403
 def _enabled_agent_id(user_id: int) -> int | None:
     agent = Agent.objects.filter(user_id=user_id, enabled=True, user__is_active=True).values_list("pk", flat=True)
     return agent.first()
+
+
+def _enabled_agent(user_id: int, agent_id: int) -> Agent | None:
+    return Agent.objects.filter(pk=agent_id, user_id=user_id, enabled=True, user__is_active=True).first()
+
+
+def _checked_event(user_id: int, agent_id: int, cookies: dict[str, str] | None) -> tuple[bool, str | None]:
+    """(the user is still that enabled agent, the sessions list to push with the event or
+    None): the check every forwarded event makes and, given the socket's ``cookies``, the
+    list's render, in one thread hop."""
+    agent = _enabled_agent(user_id, agent_id)
+    if agent is None:
+        return False, None
+    return True, None if cookies is None else sessions_list_html(agent, cookies)
+
+
+def wants_sessions_pushed(query_string: bytes) -> bool:
+    """``?push=sessions``: the desktop's list comes with each ``session.changed``."""
+    return SESSIONS in parse_qs(query_string.decode("latin-1")).get(PUSH_PARAM, [])
 
 
 def _snapshot(agent_id: int) -> dict[str, Any]:
@@ -50,10 +71,17 @@ class AgentConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with
     4401 and users who are not an enabled agent with 4403. Each forwarded event re-checks
     that the agent is still enabled: a disabled agent's desktop stops hearing at once.
+    With ``?push=sessions`` each ``session.changed`` also carries the agent's sessions list
+    as the desktop shows it (``html.sessions``: sessions/list_push.py).
+
+    The checks and renders run on the loop's thread pool, not on the one thread that every
+    consumer's database work otherwise shares: with a thousand desktops, an event for one
+    agent need not queue behind the others'.
     """
 
     agent_id: int | None = None
     group: str | None = None
+    push_sessions = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -66,6 +94,7 @@ class AgentConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
             await self._refuse(CLOSE_FORBIDDEN)
             return
         self.agent_id = agent_id
+        self.push_sessions = wants_sessions_pushed(self.scope.get("query_string", b""))
         # Subscribe first, then take the snapshot: nothing can fall between the two.
         self.group = live.agent_group(agent_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -89,7 +118,12 @@ class AgentConsumer(HeartbeatMixin, AsyncJsonWebsocketConsumer):
         """Forward one event of ``common.live`` to the browser, as it was published."""
         if self.agent_id is None:
             return
-        if await database_sync_to_async(_enabled_agent_id)(self.user_id) != self.agent_id:
+        event = message["event"]
+        push = self.push_sessions and event.get("type") == "session.changed"
+        cookies = self.scope.get("cookies", {}) if push else None
+        check = database_sync_to_async(_checked_event, thread_sensitive=False)
+        allowed, html = await check(self.user_id, self.agent_id, cookies)
+        if not allowed:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        await self.send_json(message["event"])
+        await self.send_json(event if html is None else {**event, "html": {SESSIONS: html}})

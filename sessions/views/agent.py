@@ -85,7 +85,9 @@ def _state_context(agent: Agent) -> dict[str, Any]:
     }
 
 
-def _sessions_context(agent: Agent) -> dict[str, Any]:
+def sessions_context(agent: Agent) -> dict[str, Any]:
+    """The open-sessions list's context (the page, its fetch, and the list pushed on the
+    agent's socket: sessions/list_push.py)."""
     sessions = list(own_open_sessions(agent.pk))
     return {
         "agent": agent,
@@ -103,7 +105,7 @@ def _sessions_context(agent: Agent) -> dict[str, Any]:
 @agent_required
 def desktop(request: HttpRequest, agent: Agent) -> HttpResponse:
     """The desktop: the agent's state and its open sessions, kept live by desktop.js."""
-    return render(request, "agent/desktop.html", _sessions_context(agent) | _state_context(agent))
+    return render(request, "agent/desktop.html", sessions_context(agent) | _state_context(agent))
 
 
 @never_cache
@@ -119,7 +121,7 @@ def state_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
 @agent_required
 def sessions_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
     """The open-sessions list alone (the fragment the desktop includes), for live refreshes."""
-    return render(request, "agent/_sessions.html", _sessions_context(agent))
+    return render(request, "agent/_sessions.html", sessions_context(agent))
 
 
 @never_cache
@@ -130,7 +132,7 @@ def desk_partial(request: HttpRequest, agent: Agent) -> HttpResponse:
     ``data-live-part``: what the desktop fetches on its snapshot and its periodic resync,
     which refresh both (one request instead of two, and the session, user and agent read
     once: with a thousand desktops open, their resyncs were most of a node's requests)."""
-    return render(request, "agent/_desk.html", _sessions_context(agent) | _state_context(agent))
+    return render(request, "agent/_desk.html", sessions_context(agent) | _state_context(agent))
 
 
 @require_POST

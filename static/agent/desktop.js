@@ -9,6 +9,11 @@
  * snapshot, the resync) and the page names one answer for them all (data-live-all, each
  * region's part in data-live-part), that one is fetched instead.
  *
+ * The sessions list (data-live-part="sessions") is not fetched on a session change: the
+ * socket is opened with ?push=sessions and each session.changed brings the list as the
+ * server rendered it for this agent (message.html.sessions, sessions/list_push.py), which
+ * is swapped in at once. An event without it (the server could not render it) fetches.
+ *
  * Sequence numbers: events numbered at or below the snapshot's are already in it and are
  * dropped. The sequence is shared by every event of the installation, so an agent sees
  * gaps (other agents' events) all the time; a gap therefore proves nothing, and instead
@@ -268,8 +273,21 @@
     }
   }
 
-  function schedule(eventType, data) {
+  // The region whose fragment the server pushes with each session change.
+  const pushedRegion = document.querySelector('[data-live-partial][data-live-part="sessions"]');
+
+  /** The list pushed with a session change, swapped in at once (newer than any answer on its
+   * way, which the new ticket drops, and than any fetch still due, which is no longer). */
+  function applyPushed(html) {
+    nextTicket(pushedRegion);
+    pending.delete(pushedRegion);
+    swap(pushedRegion, html);
+  }
+
+  function schedule(eventType, data, pushed = null) {
+    let added = false;
     document.querySelectorAll("[data-live-partial]").forEach((region) => {
+      if (region === pushed) return;
       if (eventType !== "*") {
         const types = (region.dataset.liveOn || "").split(/\s+/);
         if (!types.includes(eventType)) return;
@@ -277,16 +295,28 @@
         if (onlyId && eventType === "session.changed" && data && data.id !== onlyId) return;
       }
       pending.add(region);
+      added = true;
     });
+    if (!added) return; // nothing (more) to fetch: a pushed list, or an event no region shows
     window.clearTimeout(flushTimer);
     flushTimer = window.setTimeout(flush, COALESCE_MS);
   }
 
+  function onEvent(message) {
+    const html = message.html && typeof message.html.sessions === "string" ? message.html.sessions : null;
+    if (pushedRegion && html !== null) {
+      applyPushed(html);
+      schedule(message.type, message.data, pushedRegion);
+    } else {
+      schedule(message.type, message.data);
+    }
+  }
+
   const everything = () => schedule("*");
   connectLive({
-    path: root.dataset.liveWs,
+    path: pushedRegion ? `${root.dataset.liveWs}?push=sessions` : root.dataset.liveWs,
     onSnapshot: everything, // the page was rendered before the socket opened: catch up
-    onEvent: (message) => schedule(message.type, message.data),
+    onEvent,
     // Refused: a fragment refresh finds out whether the log-in is gone (then reloads).
     onRefused: everything,
     resync: everything,

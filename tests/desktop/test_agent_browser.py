@@ -107,6 +107,8 @@ def test_an_agent_sees_the_caller_hang_up_live_and_ends_the_session(node, monkey
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
+            sockets: list[str] = []
+            page.on("websocket", lambda socket: sockets.append(socket.url))
             page.goto(f"{node}/agent/")
             expect(page).to_have_url(f"{node}/agent/login/?next=/agent/")
             page.get_by_label("Username").fill("agent")
@@ -119,12 +121,18 @@ def test_an_agent_sees_the_caller_hang_up_live_and_ends_the_session(node, monkey
             expect(row).to_contain_text("Phone connected")
             expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=LIVE_TIMEOUT_MS)
             page.evaluate("window.__sameDocument = true")
+            fetched: list[str] = []
+            page.on("request", lambda request: fetched.append(request.url) if "/partials/" in request.url else None)
 
             outside_playwrights_loop(hang_up, hanging)
 
             expect(row).to_contain_text("Caller hung up at", timeout=LIVE_TIMEOUT_MS)
             expect(page.locator("#live-announcer")).to_contain_text("Ada Lovelace hung up the phone")
             assert page.evaluate("window.__sameDocument") is True  # updated in place, no reload
+            # The list came with the event (?push=sessions): no fetch for it. The End button
+            # clicked below is the pushed list's, so its CSRF token is proven here too.
+            assert sockets == [f"{node.replace('http', 'ws')}/ws/agent/?push=sessions"]
+            assert fetched == []
             # COLLABADMIN_SCREENSHOT_DIR keeps it (for the README); otherwise it goes with tmp_path.
             shots = Path(os.environ.get("COLLABADMIN_SCREENSHOT_DIR") or tmp_path)
             page.screenshot(path=str(shots / "agent-desktop.png"), full_page=True)
