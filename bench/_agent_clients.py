@@ -224,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--separate", action="store_true", help="one fetch per fragment always (desktop.js before the combined answer)"
     )
     parser.add_argument(
-        "--fetch-list", action="store_true", help="the sessions list fetched after each change (desktop.js before the push)"
+        "--fetch-list",
+        action="store_true",
+        help="the sessions list fetched after each change (desktop.js before the push)",
     )
     asyncio.run(main_async(parser.parse_args(argv)))
     return 0

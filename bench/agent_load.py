@@ -312,10 +312,9 @@ def agent_cookies(agent_ids: list[int]) -> list[str]:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
+    from django.utils.crypto import get_random_string
 
     from sessions.models import Agent
-
-    from django.utils.crypto import get_random_string
 
     users = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "user_id"))
     by_pk = get_user_model().objects.in_bulk(list(users.values()))

@@ -15,31 +15,18 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
-from functools import lru_cache
-from urllib.parse import unquote
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-COOKIE = "tz"
+from common.viewer_zone import COOKIE, zone_from_cookies
 
-
-@lru_cache(maxsize=1)
-def known_zones() -> frozenset[str]:
-    """The IANA zone names this machine knows (read once: ``available_timezones`` walks the tz database)."""
-    return frozenset(zoneinfo.available_timezones())
+__all__ = ["COOKIE", "ViewerTimeZoneMiddleware", "viewer_zone"]
 
 
 def viewer_zone(request: HttpRequest) -> zoneinfo.ZoneInfo | None:
-    """The zone the viewer's browser reported, or ``None`` (use ``TIME_ZONE``).
-
-    Only a name from the tz database is accepted: the cookie is the client's to write, and
-    ``ZoneInfo`` would otherwise be handed arbitrary text.
-    """
-    name = unquote(request.COOKIES.get(COOKIE, ""))  # "Asia%2FKolkata" from other writers
-    if not name or len(name) > 64 or name not in known_zones():
-        return None
-    return zoneinfo.ZoneInfo(name)
+    """The zone the viewer's browser reported, or ``None`` (use ``TIME_ZONE``): common/viewer_zone.py."""
+    return zone_from_cookies(request.COOKIES)
 
 
 class ViewerTimeZoneMiddleware:

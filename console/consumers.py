@@ -15,9 +15,10 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
 
 from common import live
+from common.batched_checks import BatchedCheck
 from common.coalesce import CoalescingMixin
 from common.heartbeat import HeartbeatMixin
-from common.permissions import may
+from common.permissions import may, users_who_may
 from common.roles import VIEW_DESKTOP
 from console.selectors import status_snapshot
 from console.token_sockets import TokenSocketMixin
@@ -31,6 +32,11 @@ def _may_view(user_id: int) -> bool:
     """The user (read afresh: roles change while a socket is open) holds view_desktop."""
     user = get_user_model().objects.filter(pk=user_id).first()
     return may(user, VIEW_DESKTOP)
+
+
+# The re-checks of the open sockets (each heartbeat, each change of a user): those of one
+# quarter of a second in one query (common/batched_checks.py).
+still_may_view = BatchedCheck(lambda user_ids: users_who_may(VIEW_DESKTOP, user_ids))
 
 
 def socket_options(query_string: bytes) -> tuple[frozenset[str], bool]:
@@ -69,7 +75,8 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
     sockets close at once when the user is saved (``access.check`` on the user's group,
     ``failover.access_changes``) and within a heartbeat otherwise (a re-check every few seconds),
     so forwarding an event costs no database query: with hundreds of desktops open, a
-    query per event and socket was most of the web process's time.
+    query per event and socket was most of the web process's time. The re-checks of all the
+    sockets of the process within a quarter of a second are one query (``still_may_view``).
     """
 
     user_id: int | None = None
@@ -132,7 +139,7 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
     async def still_allowed(self) -> bool:
         if self.user_id is None or not self.joined:
             return False
-        if await database_sync_to_async(_may_view)(self.user_id):
+        if await still_may_view(self.user_id):
             return True
         await self._leave()
         await self.close(code=CLOSE_FORBIDDEN)

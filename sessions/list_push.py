@@ -27,7 +27,7 @@ from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from collabadmin.timezones import viewer_zone
+from common.viewer_zone import zone_from_cookies
 from sessions.models import Agent
 from sessions.views.agent import sessions_context
 
@@ -53,8 +53,7 @@ def sessions_list_html(agent: Agent, cookies: Mapping[str, str]) -> str | None:
     if secret is None:
         return None
     request = HttpRequest()
-    request.COOKIES = dict(cookies)
     request.META["CSRF_COOKIE"] = secret  # what the CSRF middleware sets from the cookie
     context = sessions_context(agent) | {"csrf_token": get_token(request)}
-    with timezone.override(viewer_zone(request)):  # None: the installation's TIME_ZONE
+    with timezone.override(zone_from_cookies(cookies)):  # None: the installation's TIME_ZONE
         return render_to_string(TEMPLATE, context)
