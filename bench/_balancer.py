@@ -33,6 +33,7 @@ from bench._common import REPO_ROOT, BenchError, free_port, tail
 HAPROXY = "/usr/sbin/haproxy"
 SHIPPED = REPO_ROOT / "deploy" / "haproxy.cfg"
 BACKEND = "routing_servers"
+FRAGMENTS_BACKEND = "live_fragments"  # the live fragments' fetches, by view (same servers)
 SERVERS = ("routing-a", "routing-b")  # the file's two servers, ROUTING_A and ROUTING_B
 ANCHOR = "    default_backend routing_servers\n"
 CAPTURES = (
@@ -45,7 +46,7 @@ CAPTURES = (
 # TR/Tw/Tc/Tr/Ta status bytes ... {captured response headers} "METHOD path HTTP/1.1"
 LOG_LINE = re.compile(
     r"\[(?P<accepted>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3})\] \S+ "
-    rf"{BACKEND}/(?P<server>\S+) (?P<timers>\S+) (?P<status>-?\d+) (?P<bytes>\d+) "
+    rf"(?:{BACKEND}|{FRAGMENTS_BACKEND})/(?P<server>\S+) (?P<timers>\S+) (?P<status>-?\d+) (?P<bytes>\d+) "
     r'.*?(?:\{(?P<captures>[^}]*)\} )?"(?P<method>[A-Z]+) (?P<path>\S+)'
 )
 

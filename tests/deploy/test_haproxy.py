@@ -19,6 +19,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -283,3 +284,65 @@ def test_the_shipped_configuration_is_valid_as_installed():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLAB_", "ROUTING_", "HAPROXY_"))}
     check = subprocess.run([HAPROXY, "-c", "-f", str(CONFIG)], env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# What console.js fetches: the page's path, ?fragment=1, its filters, then ?live_seq=N.
+# Twelve views: enough that a hash spreading them over two nodes puts some on each.
+VIEWS = (
+    "/?fragment=1",
+    "/console/sessions/?fragment=1",
+    "/console/sessions/?fragment=1&state=active",
+    "/console/sessions/?fragment=1&state=queued&page=2",
+    "/console/agents/?fragment=1",
+    "/console/agents/?fragment=1&state=ready",
+    "/console/queue/?fragment=1",
+    "/console/timeline/?fragment=1",
+    "/console/incidents/?fragment=1",
+    "/console/sync/?fragment=1",
+    "/console/wizards/?fragment=1",
+    "/console/notifications/?fragment=1",
+)
+FRONTEND_LOG = r"(?P<backend>\w+)/(?P<server>routing-[ab]) .*\"GET (?P<path>\S+) HTTP"
+
+
+def served_by(balanced: Balanced, log: Path, paths: list[str]) -> dict[str, tuple[str, str]]:
+    """GET each path through the balancer (no redirect followed); (backend, node) of each, from HAProxy's log."""
+    host, port = balanced.url.removeprefix("http://").split(":")
+    for path in paths:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("GET", path, headers={"Host": "localhost"})
+        conn.getresponse().read()
+        conn.close()
+
+    def logged() -> dict[str, tuple[str, str]]:
+        lines = [re.search(FRONTEND_LOG, line) for line in log.read_text(errors="replace").splitlines()]
+        return {m["path"]: (m["backend"], m["server"]) for m in lines if m and m["path"] in paths}
+
+    wait_until(lambda: len(logged()) == len(paths), timeout=5, message="every request in HAProxy's log")
+    return logged()
+
+
+def test_every_fetch_of_one_live_view_goes_to_one_node_and_moves_when_it_is_drained(balanced, tmp_path):
+    """Issue 18 point 3: a view's render is shared by the watchers of a node, so all of a
+    view's fetches (whatever ?live_seq=, and the resync without it) go to one node; other
+    requests take turns; a drained node's views move to the other node."""
+    log = tmp_path / "haproxy.log"
+    fetches_of = lambda view: [f"{view}&live_seq={seq}" for seq in (3, 17, 250)]  # noqa: E731
+    fetches = [path for view in VIEWS for path in fetches_of(view)] + list(VIEWS)
+    plain = [f"/healthz?n={n}" for n in range(6)]
+
+    served = served_by(balanced, log, fetches + plain)
+
+    node_of = {
+        view: {served[path] for path in fetches if path.startswith(view + "&") or path == view} for view in VIEWS
+    }
+    assert all(len(nodes) == 1 for nodes in node_of.values()), node_of
+    assert {backend for ((backend, _),) in node_of.values()} == {"live_fragments"}
+    assert {server for ((_, server),) in node_of.values()} == {"routing-a", "routing-b"}  # the views spread
+    assert {served[path] for path in plain} == {("routing_servers", "routing-a"), ("routing_servers", "routing-b")}
+
+    view_on_a = next(view for view, ((_, server),) in node_of.items() if server == "routing-a")
+    server_drain(server_id=Server.objects.get(name="routing-a").pk, actor="test", reason="rolling upgrade")
+    wait_until(lambda: balanced.status("routing-a").startswith("DOWN"), timeout=10, message="routing-a out")
+    again = served_by(balanced, log, [f"{view_on_a}&live_seq=999"])
+    assert again == {f"{view_on_a}&live_seq=999": ("live_fragments", "routing-b")}
