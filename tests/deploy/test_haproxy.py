@@ -287,8 +287,9 @@ def test_the_shipped_configuration_is_valid_as_installed():
 
 
 # What console.js fetches: the page's path, ?fragment=1, its filters, then ?live_seq=N.
-# Twelve views: enough that a hash spreading them over two nodes puts some on each.
+# Thirteen views: enough that a hash spreading them over two nodes puts some on each.
 VIEWS = (
+    "/partials/overview/",
     "/?fragment=1",
     "/console/sessions/?fragment=1",
     "/console/sessions/?fragment=1&state=active",
@@ -327,7 +328,7 @@ def test_every_fetch_of_one_live_view_goes_to_one_node_and_moves_when_it_is_drai
     view's fetches (whatever ?live_seq=, and the resync without it) go to one node; other
     requests take turns; a drained node's views move to the other node."""
     log = tmp_path / "haproxy.log"
-    fetches_of = lambda view: [f"{view}&live_seq={seq}" for seq in (3, 17, 250)]  # noqa: E731
+    fetches_of = lambda view: [f"{view}{'&' if '?' in view else '?'}live_seq={seq}" for seq in (3, 17, 250)]  # noqa: E731
     fetches = [path for view in VIEWS for path in fetches_of(view)] + list(VIEWS)
     plain = [f"/healthz?n={n}" for n in range(6)]
 
@@ -344,5 +345,5 @@ def test_every_fetch_of_one_live_view_goes_to_one_node_and_moves_when_it_is_drai
     view_on_a = next(view for view, ((_, server),) in node_of.items() if server == "routing-a")
     server_drain(server_id=Server.objects.get(name="routing-a").pk, actor="test", reason="rolling upgrade")
     wait_until(lambda: balanced.status("routing-a").startswith("DOWN"), timeout=10, message="routing-a out")
-    again = served_by(balanced, log, [f"{view_on_a}&live_seq=999"])
-    assert again == {f"{view_on_a}&live_seq=999": ("live_fragments", "routing-b")}
+    moved = fetches_of(view_on_a)[0].replace("live_seq=3", "live_seq=999")
+    assert served_by(balanced, log, [moved]) == {moved: ("live_fragments", "routing-b")}
