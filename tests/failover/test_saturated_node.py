@@ -123,10 +123,12 @@ def test_a_saturated_node_is_never_failed_and_loses_no_session(installation, tmp
         f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms, "
         f"unanswered {prober.unanswered}; degraded seen {degraded_seen}; monitor on {sorted(monitor_holders)}"
     )
-    # It really was more than the node could serve: requests waited half a second or more
-    # for a thread (a request takes a few ms). (A second was asked before; with CI's two
-    # suites on the same two cores the floods themselves got less CPU: 0.91 s once.)
-    assert worst_wait_ms >= 500
+    # It really was more than the node could serve: requests queued for a thread for a
+    # quarter of a second or more, dozens of times what one takes (a few ms); a node that
+    # keeps up queues nothing. (Not an absolute second, as before: the wait is the flood's
+    # 200 connections over the node's rate, 0.83-0.91 s on this machine, shorter on a
+    # faster one.)
+    assert worst_wait_ms >= 250
     assert not FailoverEvent.objects.filter(kind=FailoverKind.SERVER_FAILED).exists()
     agent = Agent.objects.get(pk=agent.pk)
     assert agent.state == AgentState.READY
