@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db.models import QuerySet
 
 from common import live
 from common.heartbeat import HeartbeatMixin
@@ -26,23 +27,27 @@ CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
 
+def _enabled_agents(user_id: int) -> QuerySet[Agent]:
+    """The user's agent while it may use the desktop: enabled, its user active (one rule
+    for the connection and for every event it forwards)."""
+    return Agent.objects.filter(user_id=user_id, enabled=True, user__is_active=True)
+
+
 def _enabled_agent_id(user_id: int) -> int | None:
-    agent = Agent.objects.filter(user_id=user_id, enabled=True, user__is_active=True).values_list("pk", flat=True)
-    return agent.first()
-
-
-def _enabled_agent(user_id: int, agent_id: int) -> Agent | None:
-    return Agent.objects.filter(pk=agent_id, user_id=user_id, enabled=True, user__is_active=True).first()
+    return _enabled_agents(user_id).values_list("pk", flat=True).first()
 
 
 def _checked_event(user_id: int, agent_id: int, cookies: dict[str, str] | None) -> tuple[bool, str | None]:
     """(the user is still that enabled agent, the sessions list to push with the event or
     None): the check every forwarded event makes and, given the socket's ``cookies``, the
-    list's render, in one thread hop."""
-    agent = _enabled_agent(user_id, agent_id)
+    list's render, in one thread hop. Without cookies (no list wanted) the check reads no row."""
+    still = _enabled_agents(user_id).filter(pk=agent_id)
+    if cookies is None:
+        return still.exists(), None
+    agent = still.first()
     if agent is None:
         return False, None
-    return True, None if cookies is None else sessions_list_html(agent, cookies)
+    return True, sessions_list_html(agent, cookies)
 
 
 def wants_sessions_pushed(query_string: bytes) -> bool:
