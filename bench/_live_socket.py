@@ -9,11 +9,11 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 RESYNC_S = 30.0  # live.js resyncMs
 
@@ -24,6 +24,21 @@ class LivePage(Protocol):
     def on_message(self, raw: str | bytes, at: float) -> None: ...
 
     def error(self, exc: BaseException) -> None: ...
+
+
+async def received_until(ws: ClientConnection, stop: asyncio.Event) -> AsyncIterator[tuple[str | bytes, float]]:
+    """Each message of ``ws`` with its receipt time (``time.monotonic()``), until ``stop`` is set."""
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        while True:
+            receiving = asyncio.create_task(ws.recv())
+            done, _ = await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                receiving.cancel()
+                return
+            yield receiving.result(), time.monotonic()
+    finally:
+        stopper.cancel()
 
 
 async def follow(
@@ -46,15 +61,11 @@ async def follow(
                 raise RuntimeError(f"no snapshot first: {str(first)[:100]}")
             await ready.put(True)
             resyncing = asyncio.create_task(_resync(resync))
-            stopper = asyncio.create_task(stop.wait())
-            while True:
-                receiving = asyncio.create_task(ws.recv())
-                done, _ = await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if stopper in done:
-                    receiving.cancel()
-                    resyncing.cancel()
-                    return
-                page.on_message(receiving.result(), time.monotonic())
+            try:
+                async for raw, at in received_until(ws, stop):
+                    page.on_message(raw, at)
+            finally:
+                resyncing.cancel()
     except Exception as exc:  # noqa: BLE001 (counted and reported)
         page.error(exc)
         await ready.put(False)

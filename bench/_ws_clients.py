@@ -23,6 +23,8 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
+from bench._live_socket import received_until
+
 
 async def client(url: str, headers: dict[str, str], ready: asyncio.Queue, stop: asyncio.Event, out: dict) -> None:
     try:
@@ -31,15 +33,8 @@ async def client(url: str, headers: dict[str, str], ready: asyncio.Queue, stop: 
             if first.get("type") != "snapshot":
                 raise RuntimeError(first)
             await ready.put(True)
-            stopper = asyncio.create_task(stop.wait())
-            while True:
-                receiving = asyncio.create_task(ws.recv())
-                done, _ = await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if stopper in done:
-                    receiving.cancel()
-                    return
-                at = time.monotonic()
-                message = json.loads(receiving.result())
+            async for raw, at in received_until(ws, stop):
+                message = json.loads(raw)
                 if message.get("type") == "bench.change":
                     data = message["data"]
                     out["latencies"].setdefault(str(data.get("phase", 0)), []).append(at - data["t"])
