@@ -180,12 +180,13 @@ def build_installation(
         )
 
 
-def _measure(call: Callable[[], Any], requests: int) -> dict[str, Any]:
+def _measure(call: Callable[[], Any], requests: int, prepare: Callable[[], Any] = lambda: None) -> dict[str, Any]:
     """Median and p95 server time (ms) of ``requests`` calls after 3 warm-ups, and the
-    query count and size of one call."""
+    query count and size of one call; ``prepare()`` runs before each call, untimed."""
     from django.db import connection
 
     for _ in range(3):
+        prepare()
         call()
     # Counted by an execute wrapper: unlike connection.queries, it survives the connection
     # being closed at the end of a request.
@@ -195,10 +196,12 @@ def _measure(call: Callable[[], Any], requests: int) -> dict[str, Any]:
         captured.append(sql)
         return execute(sql, *rest)
 
+    prepare()
     with connection.execute_wrapper(count):
         result = call()
     times = []
     for _ in range(requests):
+        prepare()
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1000)
@@ -283,7 +286,39 @@ def measure_all(requests: int) -> dict[str, dict[str, Any]]:
         "status_snapshot()": status_snapshot,
         "/api/v1/status/": get("/api/v1/status/"),
     }
-    return {name: _measure(call, requests) for name, call in targets.items()}
+    figures = {name: _measure(call, requests) for name, call in targets.items()}
+    # A live refresh after a change: every server card rendered (what each refresh cost
+    # before console/server_cards.py), and with one card changed (a failover).
+    partial = get("/partials/overview/")
+    figures["/partials/overview/, all cards new"] = _measure(partial, requests, _forget_renders)
+    figures["/partials/overview/, one card new"] = _measure(partial, requests, _one_card_changed())
+    return figures
+
+
+def _forget_renders() -> None:
+    from django.core.cache import caches
+
+    from console.live_fragments import shared_renders
+
+    shared_renders.clear()
+    caches["server_cards"].clear()
+
+
+def _one_card_changed() -> Callable[[], None]:
+    """A change to the first card of the overview's first page (a peer's latency), and no
+    shared render to answer from."""
+    from console.live_fragments import shared_renders
+    from console.views.overview import TopologyFilter, topology_rows
+    from failover.models import Peer
+
+    peer = Peer.objects.filter(server=topology_rows(TopologyFilter()).first()).first()
+    latencies = iter(range(1, 10**9))
+
+    def change() -> None:
+        Peer.objects.filter(pk=peer.pk).update(last_latency_ms=next(latencies))
+        shared_renders.clear()
+
+    return change
 
 
 def table(results: dict[str, Any]) -> str:

@@ -365,6 +365,20 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Caches -------------------------------------------------------------------------------
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # The overview's server cards, each rendered once per change of what it shows
+    # (console/server_cards.py). Per process; 24 cards of about 9 KB a page and view: 2,048
+    # cards hold every page of 1,000 servers for several readers' classes and zones (~18 MB).
+    "server_cards": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "server-cards",
+        "TIMEOUT": None,
+        "OPTIONS": {"MAX_ENTRIES": 2048},
+    },
+}
+
 # --- Internationalization, static ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"  # the default; each viewer sees their own zone (collabadmin/timezones.py)

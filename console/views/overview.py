@@ -42,6 +42,7 @@ from common.roles import VIEW_DESKTOP
 from console.incidents import with_incidents
 from console.live_fragments import NOT_IN_KEY, shared_fragment
 from console.pages import render_console, requires_permission, wants_fragment
+from console.server_cards import with_cards
 from failover import charts
 from failover.choices import Health, LinkState, PeerKind
 from failover.models import Alert, FailoverEvent, Link, Peer, Server
@@ -81,6 +82,7 @@ class ServerView:
     links: list[LinkView] = field(default_factory=list)
     # Only counted for a draining server: how much is left before it may be restarted.
     open_sessions: int | None = None
+    html: str = ""  # the card as the reader sees it (console/server_cards.py)
 
     @property
     def safe_to_restart(self) -> bool:
@@ -295,7 +297,7 @@ def overview_context(request: HttpRequest) -> dict[str, Any]:
     )
     now = timezone.now()
     return {
-        "servers": [server_view(server) for server in page.object_list],
+        "servers": with_cards([server_view(server) for server in page.object_list], request.user),
         "page": page,
         "filters": filters,
         "urls": {

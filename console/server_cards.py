@@ -1,0 +1,85 @@
+"""Each server card of the overview rendered once per change of what it shows.
+
+Why: one overview refresh at 1,000 servers cost 68 ms of CPU, over half of it Django's
+template engine walking the page's 24 server cards (207 of its 249 KB: links, peers and
+every action button with its dialog's texts); a failover changes one or two of them
+(docs/performance.md, issue 18). So each card is rendered alone
+(``console/_server_card.html``) and kept, keyed by everything that can make two renders
+of it differ:
+
+* **what it shows**: every stored field of the server, its links and its peers, the
+  silence in force on it (annotated by the overview's query) and, while it drains, its
+  open sessions. The card's template reads nothing else, and every property it uses
+  (``display_state``, ``is_eligible``, ``is_draining``...) is computed from those fields;
+  a field added to a model is in the key by itself.
+* **who looks**: the reader's access class (``console.live_fragments.access_class``: a
+  card shows only the buttons its reader may use), time zone and language (the ``when``
+  filter renders times in them).
+
+Nothing in a card is relative to now, so a kept card is as good as a new one for as long
+as its key holds. Kept per process in a size-bounded local-memory cache
+(``CACHES["server_cards"]``, Django's own LRU backend), never shared between nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.context_processors import PermWrapper
+from django.core.cache import caches
+from django.db.models import Model
+from django.template.loader import get_template
+from django.utils import timezone, translation
+from django.utils.safestring import SafeString, mark_safe
+
+from console.live_fragments import access_class
+
+if TYPE_CHECKING:
+    from console.views.overview import ServerView
+
+CACHE_ALIAS = "server_cards"
+TEMPLATE = "console/_server_card.html"
+
+
+def _stored(row: Model) -> tuple[Any, ...]:
+    return tuple(getattr(row, field.attname) for field in row._meta.concrete_fields)
+
+
+def shown_values(entry: ServerView) -> tuple[Any, ...]:
+    """Everything of ``entry`` the card's template can show (see the module's doc)."""
+    server = entry.server
+    return (
+        _stored(server),
+        getattr(server, "silenced_until", None),
+        getattr(server, "silence_reason", None),
+        entry.open_sessions,
+        tuple((_stored(item.link), tuple(_stored(peer) for peer in item.peers)) for item in entry.links),
+    )
+
+
+def card_key(entry: ServerView, reader_class: str) -> str:
+    """The cache key of ``entry``'s card for a reader of ``reader_class`` in the active zone
+    and language (a digest: the values themselves are long)."""
+    shown = repr((shown_values(entry), reader_class, timezone.get_current_timezone_name(), translation.get_language()))
+    return "card:" + hashlib.blake2b(shown.encode(), digest_size=20).hexdigest()
+
+
+def card_html(entry: ServerView, user: Any, reader_class: str | None = None) -> SafeString:
+    """``entry``'s card as ``user`` sees it: kept, or rendered now and kept."""
+    reader_class = access_class(user) if reader_class is None else reader_class
+    cache = caches[CACHE_ALIAS]
+    key = card_key(entry, reader_class)
+    html = cache.get(key)
+    if html is None:
+        html = get_template(TEMPLATE).render({"entry": entry, "perms": PermWrapper(user)})
+        cache.set(key, html)
+    return mark_safe(html)  # noqa: S308 - the template's own output, escaped when it was rendered
+
+
+def with_cards(entries: list[ServerView], user: Any) -> list[ServerView]:
+    """Each entry with its card (``entry.html``) for ``user``."""
+    reader_class = access_class(user)
+    for entry in entries:
+        entry.html = card_html(entry, user, reader_class)
+    return entries
