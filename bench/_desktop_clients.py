@@ -19,7 +19,10 @@ browser per host). Each page does what the scripts do:
   meanwhile making one refresh after it;
 * a refresh fetches the page's fragment (``/partials/overview/`` or
   ``/console/sessions/?fragment=1``, plus ``live_seq=N`` unless it needs the current
-  number) with the headers ``fetch()`` sends; the answer is applied if its version
+  number) with the headers ``fetch()`` sends, ``X-Live-Base`` naming the render the page
+  shows (console/live_blocks.py: the answer may then leave out the blocks the page
+  has; one made for another version is not applied, a refresh follows); the answer is
+  applied if its version
   (``X-Live-Seq``, ``X-Live-Rendered``) is newer than the page's, an answer without one
   only if it is the newest request's (the ``ticket``), as in console.js; a refresh due
   for events that the applied answer already reflects is dropped.
@@ -126,8 +129,11 @@ class Page:
         started = time.monotonic()
         self.fetches.append(started)
         path = self.path if math.isinf(seq) else f"{self.path}{'&' if '?' in self.path else '?'}live_seq={int(seq)}"
+        # As console.js: name the render the page shows; the answer may then carry only
+        # the blocks the page lacks (console/live_blocks.py).
+        base = f"{self.shown[0]}.{self.shown[1]}" if self.shown[0] >= 0 else None
         try:
-            answer = await self.pool.get(path)
+            answer = await self.pool.get(path, {"X-Live-Base": base} if base else None)
         except Exception as exc:  # noqa: BLE001 (counted: the next event or resync retries, as the page does)
             self.error(exc)
             return
@@ -138,6 +144,10 @@ class Page:
         if status != 200:
             self.error(RuntimeError(f"GET {self.path}: {status}"))
         elif self.newer(version, mine):
+            delta = answer.headers.get(b"x-live-delta")
+            if delta is not None and delta.decode() != base:  # made for another version: useless
+                self.schedule(version[0] if version else math.inf)
+                return
             self.shown = version or self.shown
             if self.pending and self.wanted <= self.shown[0]:  # already in it: no refresh due
                 self.pending, self.wanted = False, -math.inf

@@ -67,14 +67,15 @@ class HttpPool:
                 self.idle.append(conn)
             self.freed.notify()
 
-    async def get(self, path: str) -> Answer:
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> Answer:
         """One GET. A kept-alive connection the server has closed meanwhile (uvicorn closes
         them after 5 s idle) is retried once on a new one, as a browser does."""
         for fresh in (False, True):
             conn, reused = await self._take(fresh)
             try:
                 reader, writer = conn
-                writer.write(f"GET {path} HTTP/1.1\r\n{self.head}".encode())
+                extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+                writer.write(f"GET {path} HTTP/1.1\r\n{extra}{self.head}".encode())
                 await writer.drain()
                 answer = await read_answer(reader)
             except (ConnectionError, asyncio.IncompleteReadError) as exc:

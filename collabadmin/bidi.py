@@ -12,15 +12,13 @@ left as it was (the API returns it, JSON-escaped by clients that care).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-# One character class over the decoded body: a single linear scan; most pages have
-# nothing to remove, and are then sent as they were.
-_CONTROL = re.compile(f"[{CONTROLS}]")
+from common.bidi_controls import CONTROLS, without_controls
+
+__all__ = ["CONTROLS", "BidiControlMiddleware", "without_controls"]
 
 
 class BidiControlMiddleware:
@@ -43,11 +41,3 @@ class BidiControlMiddleware:
             if response.has_header("Content-Length"):
                 response["Content-Length"] = str(len(response.content))
         return response
-
-
-def without_controls(content: bytes) -> bytes:
-    """``content`` without the controls; the very same object when it has none."""
-    text = content.decode(errors="surrogateescape")
-    if not _CONTROL.search(text):
-        return content
-    return _CONTROL.sub("", text).encode(errors="surrogateescape")

@@ -19,6 +19,10 @@ Django as before: a log-in not seen lately, no number, no render that serves it 
 :data:`WAIT_SECONDS`, a host not allowed, plain HTTP where HTTPS is required, any method
 but GET.
 
+A page that names the render it shows (``X-Live-Base``) is answered, here as in Django,
+with only the blocks it lacks (``console/live_blocks.py``); the answer kept for replay is
+always the whole render.
+
 What this costs in access control, and why it is acceptable: a log-out, a user saved
 (deactivated, made non-superuser) or deleted, a role given or taken away move one counter
 in Redis (``common.access_epoch``); every node checks it (at most every 0.5 s) and trusts
@@ -55,6 +59,7 @@ from collabadmin.request_id import HEADER as REQUEST_ID_HEADER
 from collabadmin.request_id import accepted_or_new
 from collabadmin.timezones import COOKIE as ZONE_COOKIE
 from common import access_epoch
+from console import live_blocks
 from console.live_fragments import (
     SEQ_PARAM,
     SERVED_KEY,
@@ -78,8 +83,10 @@ MAX_VIEWERS = 10_000
 # Per request, never replayed: the request's own id is set afresh; cookies are never shared.
 NOT_REPLAYED = frozenset({b"set-cookie", REQUEST_ID_HEADER.lower().encode()})
 SEQ_MARK = f"{SEQ_PARAM}=".encode()
+BASE_HEADER = live_blocks.BASE_HEADER.lower().encode()
+DELTA_HEADER = live_blocks.DELTA_HEADER.lower().encode()
 # Set per content coding when the replays are made.
-NOT_NEEDED = NOT_REPLAYED | {b"content-encoding", b"content-length"}
+NOT_NEEDED = NOT_REPLAYED | {b"content-encoding", b"content-length", DELTA_HEADER}
 
 Asgi = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -154,6 +161,7 @@ class _Ask:
     zone_cookie: str
     coding: str
     request_id: str
+    base: str  # the render the page shows (X-Live-Base), "" for none
 
     @classmethod
     def of(cls, scope: dict) -> _Ask | None:
@@ -178,6 +186,7 @@ class _Ask:
             zone_cookie=cookies.get(ZONE_COOKIE, ""),
             coding="gzip" if "gzip" in accepts else "identity",
             request_id=accepted_or_new(headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")),
+            base=headers.get(BASE_HEADER, b"").decode("latin-1")[:64],
         )
 
 
@@ -226,8 +235,11 @@ class _Capture:
         """The answer for both content codings: the one that left, and the other made from
         it as fragment_gzip.py would (``render.compressed``: the same bytes, made once)."""
         headers = [(name, value) for name, value in self.headers if name.lower() not in NOT_NEEDED]
-        body = b"".join(self.body)
-        plain = gzip.decompress(body) if self.coding() == "gzip" else body
+        if any(name.lower() == DELTA_HEADER for name, _ in self.headers):
+            plain = render.content  # a delta left: the whole is the render (already clean of bidi controls)
+        else:
+            body = b"".join(self.body)
+            plain = gzip.decompress(body) if self.coding() == "gzip" else body
         packed = render.compressed(plain)
         return {
             "identity": (self.status, [*headers, (b"content-length", str(len(plain)).encode())], plain),
@@ -306,6 +318,14 @@ class SharedFragmentFastPath:
         if render is None or not await _replayed(render):
             return False, key
         status, headers, body = render.replays[ask.coding]
+        base = shared_renders.held(key, ask.base) if ask.base else None
+        if base is not None:  # the page holds that render: only the blocks it lacks
+            body = render.delta_from(base, ask.coding)
+            headers = [
+                *((name, value) for name, value in headers if name.lower() != b"content-length"),
+                (b"content-length", str(len(body)).encode()),
+                (DELTA_HEADER, base.version.encode()),
+            ]
         headers = [*headers, (REQUEST_ID_HEADER.lower().encode(), ask.request_id.encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -40,10 +40,24 @@
   let timer = null;
   let ticket = 0;
   let shown = { seq: -1, rendered: -1 }; // the version on the page (the page's own render: none)
+  let wholeNeeded = false; // the next refresh asks for the whole fragment (no X-Live-Base)
 
-  function swap(html) {
+  /** Put the page's own copy of each block the answer left out (<template data-keep>) in
+   * its place; false when the page lacks one (then only a whole fragment will do). */
+  function keepBlocks(incoming) {
+    for (const keep of incoming.content.querySelectorAll("template[data-keep]")) {
+      const held = container.querySelector(`[data-block="${CSS.escape(keep.dataset.keep)}"]`);
+      if (!held) return false;
+      keep.replaceWith(held.cloneNode(true));
+    }
+    return true;
+  }
+
+  /** Apply an answer; false when it was a delta the page cannot complete. */
+  function swap(html, delta) {
     const incoming = document.createElement("template");
     incoming.innerHTML = html;
+    if (delta && !keepBlocks(incoming)) return false;
     const focused = document.activeElement;
     const focusKey = focused && container.contains(focused) ? focused.getAttribute("aria-label") : null;
     incoming.content.querySelectorAll("[data-region]").forEach((fresh) => {
@@ -57,6 +71,7 @@
       const again = Array.from(container.querySelectorAll("[aria-label]")).find((el) => el.getAttribute("aria-label") === focusKey);
       if (again) again.focus({ preventScroll: true });
     }
+    return true;
   }
 
   /** Whether an answer may replace what the page shows: any answer newer than it (a
@@ -69,10 +84,18 @@
 
   async function refresh(seq) {
     const mine = ++ticket;
-    const answer = await fetchVersioned(fragmentUrl(seq));
+    const base = wholeNeeded || shown.seq < 0 ? null : `${shown.seq}.${shown.rendered}`;
+    const answer = await fetchVersioned(fragmentUrl(seq), base);
     if (answer === null || !isNewer(answer, mine)) return;
+    // A delta is made against what the page showed when it asked: only then can it apply.
+    const from = answer.delta || null;
+    if (from !== null && from !== `${shown.seq}.${shown.rendered}`) return schedule(answer.seq);
+    if (!swap(answer.html, from !== null)) {
+      wholeNeeded = true; // a block the page should hold is missing: ask for everything
+      return schedule(answer.seq);
+    }
+    wholeNeeded = false;
     if (answer.seq !== null && answer.rendered !== null) shown = { seq: answer.seq, rendered: answer.rendered };
-    swap(answer.html);
     // The events heard of while it was on its way may already be in it (a render reflects
     // every event numbered before it started): then no refresh is due for them.
     if (pending && wanted <= shown.seq) {

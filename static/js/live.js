@@ -47,11 +47,15 @@
    * sequence number the server's render reflects (X-Live-Seq) and ``rendered`` when it was
    * made (X-Live-Rendered, ms): a page applies only an answer newer than what it shows
    * (console/live_fragments.py). Both are null when the server sent none (Redis away).
+   * ``base`` names the render the page shows ("seq.rendered"): the server may then leave
+   * out the blocks the page has (``delta`` is then that name, console/live_blocks.py).
    */
-  async function fetchVersioned(url) {
+  async function fetchVersioned(url, base = null) {
     let response;
+    const headers = { "X-Requested-With": "fetch" };
+    if (base) headers["X-Live-Base"] = base;
     try {
-      response = await fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "X-Requested-With": "fetch" } });
+      response = await fetch(url, { credentials: "same-origin", cache: "no-store", headers });
     } catch (error) {
       return null;
     }
@@ -66,7 +70,12 @@
     } catch (error) {
       return null;
     }
-    return { html, seq: headerNumber(response, "X-Live-Seq"), rendered: headerNumber(response, "X-Live-Rendered") };
+    return {
+      html,
+      seq: headerNumber(response, "X-Live-Seq"),
+      rendered: headerNumber(response, "X-Live-Rendered"),
+      delta: response.headers.get("X-Live-Delta"),
+    };
   }
 
   /**

@@ -62,8 +62,8 @@ def fast_path() -> SharedFragmentFastPath:
     return fast
 
 
-def get(path: str, cookie: str, *, host: str = "localhost", gzip_ok: bool = False) -> dict:
-    headers = [(b"host", host.encode()), (b"cookie", cookie.encode())]
+def get(path: str, cookie: str, *, host: str = "localhost", gzip_ok: bool = False, extra_headers=()) -> dict:
+    headers = [(b"host", host.encode()), (b"cookie", cookie.encode()), *extra_headers]
     if gzip_ok:
         headers.append((b"accept-encoding", b"gzip, deflate, br"))
 

@@ -162,3 +162,92 @@ def test_killing_the_connected_media_blender_switches_the_pair_on_the_page(
         except Exception:
             node.kill()
             node.wait()
+
+
+def test_a_refresh_brings_only_the_changed_card_and_the_page_keeps_its_own(tmp_path, settings, monkeypatch):
+    """console/live_blocks.py in the browser: after the first refresh the page names the
+    render it shows; the next answer leaves out the cards it has (data-keep), console.js
+    puts its own copies back, and the page then shows exactly what a whole render shows."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from failover.services.alert_actions import server_silence_start
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    servers = [ServerFactory(name=f"routing-{name}") for name in "abc"]
+    for server in servers:
+        for priority in (PeerPriority.PRIMARY, PeerPriority.SECONDARY):
+            PeerFactory(
+                server=server, kind=PeerKind.MEDIA_BLENDER, priority=priority, name=f"{server.name}-mb-{priority}"
+            )
+    staff = StaffFactory(username="operator")
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    staff.set_password(PASSWORD)
+    staff.save(update_fields=["password"])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "node.log"
+    node = start_node("routing-a", port, log)
+    try:
+        wait_for_http(f"{base}/healthz", timeout=30, log=log)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 900})
+                answers: list[dict] = []
+                page.on(
+                    "response",
+                    lambda response: (
+                        "/partials/overview/" in response.url
+                        and answers.append({"headers": response.all_headers(), "body": response.text()})
+                    ),
+                )
+                page.goto(f"{base}/")
+                page.get_by_label("Username").fill("operator")
+                page.get_by_label("Password").fill(PASSWORD)
+                # The page's first refresh (whole: it names no render yet).
+                with page.expect_response(lambda response: "/partials/overview/" in response.url, timeout=10_000):
+                    page.get_by_role("button", name="Log in").click()
+                expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=5000)
+                page.evaluate("window.__sameDocument = true")
+
+                for turn, server in enumerate(servers[1:], start=1):
+                    outside_playwrights_loop(
+                        server_silence_start,
+                        server_id=server.pk,
+                        minutes=30,
+                        actor="system:test",
+                        reason=f"work {turn}",
+                    )
+                    expect(page.locator(f"#server-{server.pk} [data-silenced-until]")).to_have_attribute(
+                        "title", f"work {turn}", timeout=LIVE_TIMEOUT_MS
+                    )
+
+                deltas = [answer for answer in answers if "x-live-delta" in answer["headers"]]
+                assert deltas, [(answer["headers"].get("x-live-seq"), len(answer["body"])) for answer in answers]
+                last = deltas[-1]["body"]
+                assert last.count("<template data-keep=") == 2  # routing-a and routing-b as the page had them
+                assert f'id="server-{servers[2].pk}"' in last
+                assert f'id="server-{servers[0].pk}"' not in last
+                # What the page shows is what a whole render shows, region by region.
+                shown, whole = page.evaluate(
+                    """async () => {
+                        const regions = (root) => Array.from(
+                            root.querySelectorAll("[data-region]"), (r) => [r.dataset.region, r.innerHTML]
+                        );
+                        const answer = await fetch("/partials/overview/", {cache: "no-store"});
+                        const fresh = document.createElement("template");
+                        fresh.innerHTML = await answer.text();
+                        return [regions(document.querySelector("[data-live-partial]")), regions(fresh.content)];
+                    }"""
+                )
+                assert dict(shown)["topology"] == dict(whole)["topology"]
+                assert page.evaluate("window.__sameDocument") is True
+            finally:
+                browser.close()
+    finally:
+        node.terminate()
+        try:
+            node.wait(timeout=10)
+        except Exception:
+            node.kill()
+            node.wait()

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 def cards(html: str) -> list[str]:
     """The servers of the topology, in page order."""
-    return re.findall(r'<article class="card server-card[^"]*" id="server-\d+" [^>]*data-server="([^"]+)"', html)
+    return re.findall(r'<article[^>]* class="card server-card[^"]*" id="server-\d+" [^>]*data-server="([^"]+)"', html)
 
 
 def text(html: str) -> str:

@@ -24,7 +24,7 @@ URL = "/console/sessions/"
 
 def row_ids(html: str) -> list[str]:
     """The sessions listed, in page order."""
-    return re.findall(r'<tr id="session-([0-9a-f-]+)"', html)
+    return re.findall(r'<tr[^>]* id="session-([0-9a-f-]+)"', html)
 
 
 @pytest.fixture
