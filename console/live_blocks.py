@@ -48,6 +48,15 @@ class Numbered:
         return frozenset(name for name, _, _ in self.blocks)
 
 
+@dataclass(frozen=True)
+class Base:
+    """A render a page may show, as far as a delta to a later one goes: its name and the
+    names of its blocks (what the page holds)."""
+
+    version: str
+    names: frozenset[str]
+
+
 def numbered(content: bytes) -> Numbered:
     """``content`` with each marked block named (``data-block``) and its marks removed."""
     parts: list[bytes] = []

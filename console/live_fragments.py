@@ -70,10 +70,10 @@ NOT_IN_KEY = frozenset({SEQ_PARAM, "fragment"})
 MAX_AGE_SECONDS = 10.0
 RECENT_SECONDS = 2.0  # what a request without a number accepts
 MAX_KEYS = 256
-# The renders of a key a delta may start from (console/live_blocks.py): a page is one or
-# two renders behind (it refreshes at most every 200 ms, each render follows the last).
-# Each holds its content, gzipped copy and replays: ~0.5 MB for a 1,000-server overview.
-HISTORY = 3
+# The renders of a key a delta may start from (console/live_blocks.py), by their block
+# names only (~1 KB each): an overview page refreshes on a failover or at its 30 s resync,
+# while its view is rendered every 2 s or so for the other pages' resyncs.
+HISTORY = 64
 # A waiter gives up on a render that takes longer than this and renders for itself.
 WAIT_SECONDS = 30.0
 GZIP_LEVEL = 6  # 200 KiB of overview in a few ms, to about a tenth
@@ -136,19 +136,23 @@ class Render:
     def version(self) -> str:
         return live_blocks.version(self.seq, self.rendered_ms)
 
-    def delta_from(self, base: Render, coding: str) -> bytes:
+    @property
+    def base(self) -> live_blocks.Base:
+        """What a later render needs of this one to answer a page that shows it."""
+        return live_blocks.Base(self.version, live_blocks.Numbered(self.content, self.blocks).names)
+
+    def delta_from(self, base: live_blocks.Base, coding: str) -> bytes:
         """This render for a page that shows ``base``: the blocks it has left out
         (``coding`` "gzip" or "identity"), made once per base and coding."""
-        held = live_blocks.Numbered(base.content, base.blocks).names
         numbered = live_blocks.Numbered(self.content, self.blocks)
 
         def make(content: bytes) -> bytes:
-            body = live_blocks.delta(numbered, held)
+            body = live_blocks.delta(numbered, base.names)
             return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if coding == "gzip" else body
 
         return self.derived(f"delta:{base.version}:{coding}", self.content, make)
 
-    def delta_response(self, base: Render) -> HttpResponse:
+    def delta_response(self, base: live_blocks.Base) -> HttpResponse:
         """The answer for a page that shows ``base`` (collabadmin/fragment_gzip.py
         compresses it from :meth:`delta_from`, made once per base)."""
         response = self.response()
@@ -209,7 +213,7 @@ class _Slot:
     rendering: bool = False
     renders: int = 0  # how many times this key was rendered (tests)
     waiters: int = 0
-    history: deque[Render] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    history: deque[live_blocks.Base] = field(default_factory=lambda: deque(maxlen=HISTORY))
     # Called (from the rendering thread) when the render under way ends: the fast path's
     # waiters, which wait on the event loop rather than on a thread of the pool.
     listeners: list[Callable[[], None]] = field(default_factory=list)
@@ -249,11 +253,11 @@ class SharedRenders:
             latest = slot.latest if slot else None
             return latest if latest is not None and latest.serves(wanted) else None
 
-    def held(self, key: Key, version: str) -> Render | None:
-        """The render of ``key`` named ``version`` (``X-Live-Base``), if still held."""
+    def held(self, key: Key, version: str) -> live_blocks.Base | None:
+        """The blocks of the render of ``key`` named ``version`` (``X-Live-Base``), if still held."""
         with self._changed:
             slot = self._slots.get(key)
-            return next((render for render in slot.history if render.version == version), None) if slot else None
+            return next((base for base in slot.history if base.version == version), None) if slot else None
 
     def when_rendered(self, key: Key, callback: Callable[[], None]) -> bool:
         """Call ``callback`` when the render of ``key`` under way ends; False (and never
@@ -318,7 +322,7 @@ class SharedRenders:
                 slot.rendering = False
                 if made is not None:
                     slot.renders += 1
-                    slot.history.append(made)
+                    slot.history.append(made.base)
                     if slot.latest is None or made.seq >= slot.latest.seq:
                         slot.latest = made
                 self._changed.notify_all()

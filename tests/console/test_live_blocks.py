@@ -209,3 +209,22 @@ def test_a_render_of_another_view_is_never_a_base() -> None:
 
     assert here
     assert header(answer, "x-live-delta") is None
+
+
+@pytest.mark.usefixtures("node")
+def test_a_page_many_renders_behind_still_gets_only_what_changed() -> None:
+    """An overview page refreshes on a failover or at its resync, while its view is
+    rendered for other pages every few seconds: the render it shows is many renders old."""
+    servers = installation()
+    cookie = session_cookie(StaffFactory())
+    shown, _ = fetch(OVERVIEW, cookie)
+    for _ in range(8):  # other pages' refreshes
+        an_event()
+        fetch(OVERVIEW, cookie)
+    Peer.objects.filter(server=servers[0], priority=PeerPriority.PRIMARY).update(health=Health.DOWN)
+    an_event()
+
+    answer, _ = fetch(OVERVIEW, cookie, base=version(shown))
+
+    assert header(answer, "x-live-delta") == version(shown)
+    assert len(KEEP.findall(answer["body"])) == 2
