@@ -156,6 +156,9 @@ class Render:
         """The answer for a page that shows ``base`` (collabadmin/fragment_gzip.py
         compresses it from :meth:`delta_from`, made once per base)."""
         response = self.response()
+        # The whole, gzipped, is what the fast path keeps for replay (from this answer): made
+        # here, on the request's thread, rather than on the event loop when it is kept.
+        self.compressed(self.content)
         response.content = self.delta_from(base, "identity")
         response[live_blocks.DELTA_HEADER] = base.version
         del response.shared_render  # its content is not the render's
