@@ -19,7 +19,7 @@ from failover.services.switchover import link_switchover
 from tests.desktop.test_agent_browser import wait_for_http
 from tests.factories import PASSWORD, PeerFactory, ServerFactory, StaffFactory
 from tests.peering.conftest import start_peer  # noqa: F401  (fixture)
-from tests.processes import free_port, start_node
+from tests.processes import free_port, start_node, stop_process
 from tests.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -40,6 +40,16 @@ def outside_playwrights_loop(function: Callable[..., object], *args: object, **k
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(run).result(timeout=30)
+
+
+def operator_who_logs_in(settings, **fields: str) -> object:
+    """Staff user "operator" with the tests' PASSWORD, hashed as the node checks it (with
+    the production hashers, not the tests' fast one)."""
+    staff = StaffFactory(username="operator", **fields)
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    staff.set_password(PASSWORD)
+    staff.save(update_fields=["password"])
+    return staff
 
 
 def connected_name(link: Link) -> str | None:
@@ -72,11 +82,7 @@ def test_killing_the_connected_media_blender_switches_the_pair_on_the_page(
         PeerFactory(server=server, kind=PeerKind.ADMIN_WORKSTATION, priority=priority, name=name, port=workstation.port)
     link = Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
     primary, secondary = (Peer.objects.get(name=name) for name in simulators)
-    staff = StaffFactory(username="operator", first_name="Olivia", last_name="Stone")
-    # The node checks the password with the production hashers, not the tests' fast one.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-    staff.set_password(PASSWORD)
-    staff.save(update_fields=["password"])
+    staff = operator_who_logs_in(settings, first_name="Olivia", last_name="Stone")
 
     log = tmp_path / "node.log"
     node = start_node("routing-a", port, log, COLLABADMIN_RUN_MONITOR="1")
@@ -156,12 +162,7 @@ def test_killing_the_connected_media_blender_switches_the_pair_on_the_page(
         entry = AuditEntry.objects.get(action=AuditAction.PEER_MAINTENANCE_ON)
         assert (entry.actor_id, entry.reason) == (staff.pk, "Firmware upgrade")
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except Exception:
-            node.kill()
-            node.wait()
+        stop_process(node)
 
 
 def test_a_refresh_brings_only_the_changed_card_and_the_page_keeps_its_own(tmp_path, settings, monkeypatch):
@@ -179,10 +180,7 @@ def test_a_refresh_brings_only_the_changed_card_and_the_page_keeps_its_own(tmp_p
             PeerFactory(
                 server=server, kind=PeerKind.MEDIA_BLENDER, priority=priority, name=f"{server.name}-mb-{priority}"
             )
-    staff = StaffFactory(username="operator")
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-    staff.set_password(PASSWORD)
-    staff.save(update_fields=["password"])
+    operator_who_logs_in(settings)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "node.log"
@@ -245,9 +243,4 @@ def test_a_refresh_brings_only_the_changed_card_and_the_page_keeps_its_own(tmp_p
             finally:
                 browser.close()
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except Exception:
-            node.kill()
-            node.wait()
+        stop_process(node)
