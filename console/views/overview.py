@@ -13,7 +13,7 @@ find servers by name), and the banner lists the newest open alerts. Ten queries 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,12 +42,11 @@ from common.roles import VIEW_DESKTOP
 from console.incidents import with_incidents
 from console.live_fragments import NOT_IN_KEY, shared_fragment
 from console.pages import render_console, requires_permission, wants_fragment
-from console.server_cards import with_cards
+from console.server_cards import server_view, with_cards
 from failover import charts
-from failover.choices import Health, LinkState, PeerKind
+from failover.choices import Health, LinkState
 from failover.models import Alert, FailoverEvent, Link, Peer, Server
 from failover.services.alert_actions import active_silences, silenced_q
-from sessions.choices import SessionState
 from sessions.models import SessionSample
 
 RECENT_EVENTS = 10
@@ -62,31 +61,6 @@ SHOW_PROBLEMS = "problems"
 RANK_SERVER_DOWN = 3
 RANK_LINK_NOT_CONNECTED = 2
 RANK_ATTENTION = 1  # a peer down or in maintenance, or an open alert
-
-
-@dataclass
-class LinkView:
-    link: Link
-    peers: list[Peer]
-    active: Peer | None = None
-    target: Peer | None = None
-
-    @property
-    def busy(self) -> bool:
-        return self.link.state == LinkState.SWITCHING
-
-
-@dataclass
-class ServerView:
-    server: Server
-    links: list[LinkView] = field(default_factory=list)
-    # Only counted for a draining server: how much is left before it may be restarted.
-    open_sessions: int | None = None
-    html: str = ""  # the card as the reader sees it (console/server_cards.py)
-
-    @property
-    def safe_to_restart(self) -> bool:
-        return self.server.is_draining and self.open_sessions == 0
 
 
 @dataclass(frozen=True)
@@ -214,23 +188,6 @@ def topology_page(request: HttpRequest, filters: TopologyFilter, shown: int) -> 
     paginator = Paginator(topology_rows(filters), TOPOLOGY_PAGE_SIZE)
     paginator.count = shown  # counted by installation_counts(): no COUNT query of its own
     return paginator.get_page(request.GET.get("page"))
-
-
-def server_view(server: Server) -> ServerView:
-    by_kind: dict[str, list[Peer]] = {}
-    for peer in server.peers.all():
-        by_kind.setdefault(peer.kind, []).append(peer)
-    entry = ServerView(server)
-    if server.is_draining:
-        entry.open_sessions = server.sessions.exclude(state=SessionState.ENDED).count()
-    # Media Blender first: the pair the sessions follow.
-    for link in sorted(server.links.all(), key=lambda link: link.kind != PeerKind.MEDIA_BLENDER):
-        peers = by_kind.get(link.kind, [])
-        active = next((peer for peer in peers if peer.is_connected), None)
-        # The peer the service switches to by default: the other one (the first when none is connected).
-        target = next((peer for peer in peers if active is None or peer.pk != active.pk), None)
-        entry.links.append(LinkView(link, peers, active, target))
-    return entry
 
 
 def _ms(seconds: float | None) -> float | None:
