@@ -319,7 +319,7 @@ class SharedFragmentFastPath:
             return False, key
         status, headers, body = render.replays[ask.coding]
         base = shared_renders.held(key, ask.base) if ask.base else None
-        if base is not None:  # the page holds that render: only the blocks it lacks
+        if render.keeps_any(base):  # the page holds blocks of it: only the ones it lacks
             body = render.delta_from(base, ask.coding)
             headers = [
                 *((name, value) for name, value in headers if name.lower() != b"content-length"),

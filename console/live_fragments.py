@@ -141,6 +141,11 @@ class Render:
         """What a later render needs of this one to answer a page that shows it."""
         return live_blocks.Base(self.version, live_blocks.Numbered(self.content, self.blocks).names)
 
+    def keeps_any(self, base: live_blocks.Base | None) -> bool:
+        """Whether a page that shows ``base`` holds any block of this render (else a delta
+        would be the whole, compressed once more for nothing)."""
+        return base is not None and any(name in base.names for name, _, _ in self.blocks)
+
     def delta_from(self, base: live_blocks.Base, coding: str) -> bytes:
         """This render for a page that shows ``base``: the blocks it has left out
         (``coding`` "gzip" or "identity"), made once per base and coding."""
@@ -370,7 +375,7 @@ def shared_fragment(is_fragment: Callable[[HttpRequest], bool]) -> Callable:
                 scope[SERVED_KEY] = Served(answer, key, request.session.session_key)
             # The page holds an earlier render of this view: only the blocks it lacks.
             base = shared_renders.held(key, request.headers.get(live_blocks.BASE_HEADER, "")[:64])
-            return answer.response() if base is None else answer.delta_response(base)
+            return answer.delta_response(base) if answer.keeps_any(base) else answer.response()
 
         return wrapper
 

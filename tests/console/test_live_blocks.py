@@ -228,3 +228,19 @@ def test_a_page_many_renders_behind_still_gets_only_what_changed() -> None:
 
     assert header(answer, "x-live-delta") == version(shown)
     assert len(KEEP.findall(answer["body"])) == 2
+
+
+@pytest.mark.usefixtures("node")
+def test_a_page_that_holds_no_block_of_the_new_render_gets_it_whole() -> None:
+    """An empty sessions list has no rows to keep: the answer is the whole, not a "delta"."""
+    installation(1)
+    cookie = session_cookie(StaffFactory())
+    shown, _ = fetch(SESSIONS, cookie)
+    an_event()
+    fetch(SESSIONS, cookie)
+
+    answer, here = fetch(SESSIONS, cookie, base=version(shown))
+
+    assert here
+    assert header(answer, "x-live-delta") is None
+    assert b"data-keep" not in answer["body"]
