@@ -40,6 +40,12 @@ def mb_agents(process: PeerProcess) -> dict[str, dict[str, Any]]:
     return {a["agent_id"]: a for a in mb_call(process, "list_agents")["agents"]}
 
 
+def mb_agent_state(process: PeerProcess, agent_id: str) -> str | None:
+    """The agent's state at the Media Blender, None while it is not registered there (a
+    condition to wait on: registration at a new MB follows its switchover)."""
+    return mb_agents(process).get(agent_id, {}).get("state")
+
+
 def mb_routes(process: PeerProcess) -> list[dict[str, Any]]:
     return mb_call(process, "list_routes")["routes"]
 

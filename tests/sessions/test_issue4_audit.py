@@ -26,7 +26,7 @@ from sessions.models import CollaborationSession
 from sessions.services.timeouts import sessions_requeue_expired_transits
 from tests.desktop.conftest import logged_in, routed_session
 from tests.factories import PASSWORD, AgentFactory, ServerFactory, SessionFactory, SkillGroupFactory
-from tests.sessions.conftest import connected_peer, mb_agents, mb_call, mb_routes, wait_until
+from tests.sessions.conftest import connected_peer, mb_agent_state, mb_agents, mb_call, mb_routes, wait_until
 from tests.websockets import open_socket, run, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -146,7 +146,7 @@ def test_the_desktop_registers_readiness_with_the_media_blender_and_hears_every_
 
     # Not ready on the desktop reaches the MB too.
     assert desk.post("/agent/state/", {"ready": "0"}).status_code == 302
-    wait_until(lambda: mb_agents(mb)["ann"]["state"] == "not_ready", timeout=5, message="not ready at the MB")
+    wait_until(lambda: mb_agent_state(mb, "ann") == "not_ready", timeout=5, message="not ready at the MB")
 
 
 def test_a_transit_that_times_out_is_pushed_back_to_the_queue_live_and_drained_again(connected):

@@ -29,7 +29,7 @@ from sessions.services.phone_tracking import sessions_end_phone_untracked_after_
 from sessions.services.requests import session_request
 from sessions.tasks import phone_untracked_sweep
 from tests.factories import AgentFactory, PeerFactory, peer_mark_connected
-from tests.sessions.conftest import connected_peer, mb_agents, wait_until
+from tests.sessions.conftest import connected_peer, mb_agent_state, mb_agents, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -86,7 +86,7 @@ def test_killing_the_mb_of_a_call_makes_its_phone_state_unknown_and_the_new_mb_s
 
         # The agent ends it (the call is over); its slot returns at the new MB.
         session_end(session_id=through_old.pk, actor=ann.user, reason=EndReason.AGENT_ENDED)
-        wait_until(lambda: mb_agents(new)["ann"]["state"] == "ready", timeout=5, message="ann ready at the new MB")
+        wait_until(lambda: mb_agent_state(new, "ann") == "ready", timeout=5, message="ann ready at the new MB")
 
         through_new = request()
         wait_until(lambda: fresh(through_new).state == SessionState.ACTIVE, timeout=5, message="new MB confirmed")
