@@ -463,6 +463,8 @@ class StatusSocket:
     async def _main(self) -> None:
         from websockets.asyncio.client import connect
 
+        from bench._live_socket import received_until
+
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
@@ -471,15 +473,7 @@ class StatusSocket:
                 if first.get("type") != "snapshot":
                     raise BenchError(f"expected a snapshot, got {first.get('type')}")
                 self.ready.set()
-                stopper = asyncio.create_task(self._stop.wait())
-                while True:
-                    receiving = asyncio.create_task(ws.recv())
-                    done, _ = await asyncio.wait({receiving, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    if stopper in done:
-                        receiving.cancel()
-                        return
-                    raw = receiving.result()
-                    at = time.monotonic()
+                async for raw, at in received_until(ws, self._stop):
                     with self.condition:
                         self.messages.append((at, json.loads(raw)))
                         self.condition.notify_all()
