@@ -318,7 +318,7 @@ class SharedFragmentFastPath:
         if render is None or not await _replayed(render):
             return False, key
         status, headers, body = render.replays[ask.coding]
-        base = shared_renders.held(key, ask.base) if ask.base else None
+        base = shared_renders.held(key, ask.base)
         if render.keeps_any(base):  # the page holds blocks of it: only the ones it lacks
             body = render.delta_from(base, ask.coding)
             headers = [

@@ -262,7 +262,10 @@ class SharedRenders:
             return latest if latest is not None and latest.serves(wanted) else None
 
     def held(self, key: Key, version: str) -> live_blocks.Base | None:
-        """The blocks of the render of ``key`` named ``version`` (``X-Live-Base``), if still held."""
+        """The blocks of the render of ``key`` named ``version`` (``X-Live-Base``), if still
+        held; None for no name (a page showing its own first render)."""
+        if not version:
+            return None
         with self._changed:
             slot = self._slots.get(key)
             return next((base for base in slot.history if base.version == version), None) if slot else None
