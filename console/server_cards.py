@@ -109,9 +109,8 @@ def card_key(entry: ServerView, reader_class: str) -> str:
     return "card:" + hashlib.blake2b(shown.encode(), digest_size=20).hexdigest()
 
 
-def card_html(entry: ServerView, user: Any, reader_class: str | None = None) -> SafeString:
-    """``entry``'s card as ``user`` sees it: kept, or rendered now and kept."""
-    reader_class = access_class(user) if reader_class is None else reader_class
+def card_html(entry: ServerView, user: Any, reader_class: str) -> SafeString:
+    """``entry``'s card as ``user`` (of ``reader_class``) sees it: kept, or rendered now and kept."""
     cache = caches[CACHE_ALIAS]
     key = card_key(entry, reader_class)
     html = cache.get(key)
