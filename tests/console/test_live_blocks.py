@@ -22,6 +22,7 @@ from console.live_fragments import shared_renders
 from failover.choices import Health, PeerKind, PeerPriority
 from failover.models import Peer
 from tests.console.test_fragment_fast_path import answered_here, header
+from tests.console.test_live_fragments import new_event
 from tests.factories import PeerFactory, ServerFactory, SessionFactory, StaffFactory
 from tests.websockets import session_cookie
 
@@ -107,13 +108,6 @@ def installation(servers: int = 3) -> list:
     return made
 
 
-def an_event() -> int:
-    """An event on the status group, sent and numbered: the number a page then asks for."""
-    live.send_now("test.changed", {}, [live.STATUS_GROUP])
-    assert live.flush()
-    return live.current_sequence()
-
-
 def fetch(path: str, cookie: str, base: str | None = None, **options) -> tuple[dict, bool]:
     seq = live.current_sequence()
     extra = [(live_blocks.BASE_HEADER.lower().encode(), base.encode())] if base else []
@@ -139,7 +133,7 @@ def test_after_a_failover_the_overview_sends_only_the_card_that_changed(alone: b
     fetch(OVERVIEW, cookie)  # now known to the fast path
 
     Peer.objects.filter(server=servers[1], priority=PeerPriority.SECONDARY).update(health=Health.DOWN)
-    an_event()
+    new_event()
     if not alone:
         fetch(OVERVIEW, cookie)
     answer, here = fetch(OVERVIEW, cookie, base=version(shown), gzip_ok=gzip_ok)
@@ -167,7 +161,7 @@ def test_a_session_change_sends_the_sessions_page_only_that_row() -> None:
     fetch(SESSIONS, cookie)
 
     type(sessions[0]).objects.filter(pk=sessions[7].pk).update(caller_name="Renamed\u202e Caller")
-    an_event()
+    new_event()
     fetch(SESSIONS, cookie)
     answer, here = fetch(SESSIONS, cookie, base=version(shown), gzip_ok=True)
     whole, _ = fetch(SESSIONS, cookie)
@@ -219,10 +213,10 @@ def test_a_page_many_renders_behind_still_gets_only_what_changed() -> None:
     cookie = session_cookie(StaffFactory())
     shown, _ = fetch(OVERVIEW, cookie)
     for _ in range(8):  # other pages' refreshes
-        an_event()
+        new_event()
         fetch(OVERVIEW, cookie)
     Peer.objects.filter(server=servers[0], priority=PeerPriority.PRIMARY).update(health=Health.DOWN)
-    an_event()
+    new_event()
 
     answer, _ = fetch(OVERVIEW, cookie, base=version(shown))
 
@@ -236,7 +230,7 @@ def test_a_page_that_holds_no_block_of_the_new_render_gets_it_whole() -> None:
     installation(1)
     cookie = session_cookie(StaffFactory())
     shown, _ = fetch(SESSIONS, cookie)
-    an_event()
+    new_event()
     fetch(SESSIONS, cookie)
 
     answer, here = fetch(SESSIONS, cookie, base=version(shown))
