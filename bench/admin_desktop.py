@@ -292,6 +292,9 @@ def measure_all(requests: int) -> dict[str, dict[str, Any]]:
     partial = get("/partials/overview/")
     figures["/partials/overview/, all cards new"] = _measure(partial, requests, _forget_renders)
     figures["/partials/overview/, one card new"] = _measure(partial, requests, _one_card_changed())
+    # The sessions page's live fragment, rendered afresh each time (what its 50 watchers
+    # wait for after each session change: bench.desktop_load).
+    figures["/console/sessions/?fragment=1"] = _measure(get("/console/sessions/?fragment=1"), requests, _forget_renders)
     return figures
 
 

@@ -24,17 +24,14 @@ as its key holds. Kept per process in a size-bounded local-memory cache
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.context_processors import PermWrapper
-from django.core.cache import caches
-from django.db.models import Model
 from django.template.loader import get_template
-from django.utils import timezone, translation
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
+from console.kept_html import kept_html, kept_key, stored
 from console.live_fragments import access_class
 from failover.choices import LinkState, PeerKind
 from failover.models import Link, Peer, Server
@@ -86,38 +83,28 @@ def server_view(server: Server) -> ServerView:
     return entry
 
 
-def _stored(row: Model) -> tuple[Any, ...]:
-    return tuple(getattr(row, field.attname) for field in row._meta.concrete_fields)
-
-
 def shown_values(entry: ServerView) -> tuple[Any, ...]:
     """Everything of ``entry`` the card's template can show (see the module's doc)."""
     server = entry.server
     return (
-        _stored(server),
+        stored(server),
         getattr(server, "silenced_until", None),
         getattr(server, "silence_reason", None),
         entry.open_sessions,
-        tuple((_stored(item.link), tuple(_stored(peer) for peer in item.peers)) for item in entry.links),
+        tuple((stored(item.link), tuple(stored(peer) for peer in item.peers)) for item in entry.links),
     )
 
 
 def card_key(entry: ServerView, reader_class: str) -> str:
     """The cache key of ``entry``'s card for a reader of ``reader_class`` in the active zone
-    and language (a digest: the values themselves are long)."""
-    shown = repr((shown_values(entry), reader_class, timezone.get_current_timezone_name(), translation.get_language()))
-    return "card:" + hashlib.blake2b(shown.encode(), digest_size=20).hexdigest()
+    and language."""
+    return kept_key("card", shown_values(entry), reader_class)
 
 
 def card_html(entry: ServerView, user: Any, reader_class: str) -> SafeString:
     """``entry``'s card as ``user`` (of ``reader_class``) sees it: kept, or rendered now and kept."""
-    cache = caches[CACHE_ALIAS]
-    key = card_key(entry, reader_class)
-    html = cache.get(key)
-    if html is None:
-        html = get_template(TEMPLATE).render({"entry": entry, "perms": PermWrapper(user)})
-        cache.set(key, html)
-    return mark_safe(html)  # noqa: S308 - the template's own output, escaped when it was rendered
+    render = lambda: get_template(TEMPLATE).render({"entry": entry, "perms": PermWrapper(user)})  # noqa: E731
+    return kept_html(CACHE_ALIAS, card_key(entry, reader_class), render)
 
 
 def with_cards(entries: list[ServerView], user: Any) -> list[ServerView]:

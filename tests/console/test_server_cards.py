@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 import pytest
 from django.core.cache import caches
 from django.test import Client
-from django.test.signals import template_rendered
 
 from common import roles
 from failover.choices import Health, LinkState, PeerKind, PeerPriority
 from failover.models import Link, Peer, Server
 from failover.services.alert_actions import server_silence_start
-from tests.factories import PeerFactory, ServerFactory, SessionFactory, role_user
+from tests.console.kept_pieces import client_of, counting_renders
+from tests.factories import PeerFactory, ServerFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -33,23 +33,8 @@ def no_cards_kept():
 @pytest.fixture
 def cards_rendered():
     """How many server cards were rendered (not taken from the cache) so far."""
-    rendered: list[str] = []
-
-    def count(sender, template, **kwargs):
-        if template.name == CARD_TEMPLATE:
-            rendered.append(template.name)
-
-    template_rendered.connect(count)
-    yield rendered
-    template_rendered.disconnect(count)
-
-
-def client_of(role: roles.Role, zone: str | None = None) -> Client:
-    client = Client()
-    client.force_login(role_user(role, username=f"{role.key}-{zone or 'utc'}"))
-    if zone:
-        client.cookies["tz"] = zone
-    return client
+    with counting_renders(CARD_TEMPLATE) as rendered:
+        yield rendered
 
 
 def overview(client: Client) -> str:
