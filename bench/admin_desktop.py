@@ -294,7 +294,9 @@ def measure_all(requests: int) -> dict[str, dict[str, Any]]:
     figures["/partials/overview/, one card new"] = _measure(partial, requests, _one_card_changed())
     # The sessions page's live fragment, rendered afresh each time (what its 50 watchers
     # wait for after each session change: bench.desktop_load).
-    figures["/console/sessions/?fragment=1"] = _measure(get("/console/sessions/?fragment=1"), requests, _forget_renders)
+    sessions = get("/console/sessions/?fragment=1")
+    figures["/console/sessions/?fragment=1, all rows new"] = _measure(sessions, requests, _forget_renders)
+    figures["/console/sessions/?fragment=1, one row new"] = _measure(sessions, requests, _one_row_changed())
     return figures
 
 
@@ -305,6 +307,7 @@ def _forget_renders() -> None:
 
     shared_renders.clear()
     caches["server_cards"].clear()
+    caches["session_rows"].clear()
 
 
 def _one_card_changed() -> Callable[[], None]:
@@ -319,6 +322,22 @@ def _one_card_changed() -> Callable[[], None]:
 
     def change() -> None:
         Peer.objects.filter(pk=peer.pk).update(last_latency_ms=next(latencies))
+        shared_renders.clear()
+
+    return change
+
+
+def _one_row_changed() -> Callable[[], None]:
+    """A change to the first row of the sessions page's first page (its phone note), and no
+    shared render to answer from (a waiting caller's row is new each second anyway)."""
+    from console.live_fragments import shared_renders
+    from sessions.models import CollaborationSession
+
+    session = CollaborationSession.objects.order_by("-queued_at", "-id").first()
+    notes = iter(range(1, 10**9))
+
+    def change() -> None:
+        CollaborationSession.objects.filter(pk=session.pk).update(phone_note=f"note {next(notes)}")
         shared_renders.clear()
 
     return change

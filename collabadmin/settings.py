@@ -377,6 +377,14 @@ CACHES = {
         "TIMEOUT": None,
         "OPTIONS": {"MAX_ENTRIES": 2048},
     },
+    # The sessions page's rows, likewise (console/session_rows.py): 50 rows of about 1.3 KB
+    # a page and view; a waiting caller's row is new each second, so old ones leave the LRU.
+    "session_rows": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "session-rows",
+        "TIMEOUT": None,
+        "OPTIONS": {"MAX_ENTRIES": 4096},
+    },
 }
 
 # --- Internationalization, static ------------------------------------------------------

@@ -30,6 +30,7 @@ from console.pages import (
     requires_permission,
     wants_fragment,
 )
+from console.session_rows import with_rows
 from console.views.filters import (
     choice_param,
     duration_text,
@@ -99,7 +100,8 @@ def sessions_page(request: HttpRequest) -> HttpResponse:
     dates, date_errors = dates_from_request(request)
     rows = session_rows(state=filters["state"], server_id=filters["server"], agent_id=filters["agent"])
     page = paginate(request, dates.apply(rows, "queued_at"))
-    page.object_list = _with_waits(list(page.object_list))
+    # Each row rendered once per change of what it shows (console/session_rows.py).
+    page.object_list = with_rows(_with_waits(list(page.object_list)), request.user)
     context: dict[str, Any] = {
         "page": page,
         "filters": filters,
