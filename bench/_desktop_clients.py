@@ -17,6 +17,12 @@ browser per host). Each page does what the scripts do:
 * refreshes are throttled as console.js throttles them: at most one in flight, starts at
   least ``MIN_INTERVAL_MS`` (200 ms) apart, the first at once, the events that come
   meanwhile making one refresh after it;
+* the socket also asks for the fragment's render with the events (``&push=<the fragment's
+  URL>``, as console.js does for the overview and the sessions page;
+  console/pushed_fragments.py); a pushed render (``{"type": "fragment"}``) is applied as a
+  fetched answer is (newer only; a delta only onto the render it was made from, else a
+  refresh), and after each fetched answer the page tells the socket which render it shows.
+  ``--no-push`` emulates the pages before that (or a node with ``LIVE_PUSH=0``);
 * a refresh fetches the page's fragment (``/partials/overview/`` or
   ``/console/sessions/?fragment=1``, plus ``live_seq=N`` unless it needs the current
   number) with the headers ``fetch()`` sends, ``X-Live-Base`` naming the render the page
@@ -47,6 +53,7 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from bench._http_pool import Answer, HttpPool
 from bench._live_socket import follow, report_when_stopped
@@ -66,8 +73,10 @@ def live_version(answer: Answer) -> tuple[int, int] | None:
 class Page:
     """One Administration page: console.js's schedule/refresh and live.js's sequence rules."""
 
-    def __init__(self, kind: str, pool: HttpPool, errors: dict[str, Any]) -> None:
+    def __init__(self, kind: str, pool: HttpPool, errors: dict[str, Any], push: bool = True) -> None:
         self.kind = kind
+        self.push = push
+        self.socket: Any = None  # set by bench._live_socket.follow once open
         self.path = FRAGMENTS[kind]
         self.pool = pool
         self.errors = errors
@@ -85,6 +94,8 @@ class Page:
         self.fetches: list[float] = []  # start of every fetch
         # (complete, bytes, X-Live-Seq, X-Live-Rendered or None) of every answer
         self.answers: list[tuple[float, int, int | None, int | None]] = []
+        # (received, bytes, seq, rendered) of every pushed render
+        self.pushes: list[tuple[float, int, int, int]] = []
         self.bytes_by_second: dict[str, dict[int, int]] = {"http": {}, "ws": {}}
         self.tasks: set[asyncio.Task] = set()
 
@@ -145,16 +156,38 @@ class Page:
             self.error(RuntimeError(f"GET {self.path}: {status}"))
         elif self.newer(version, mine):
             delta = answer.headers.get(b"x-live-delta")
-            if delta is not None and delta.decode() != base:  # made for another version: useless
-                self.schedule(version[0] if version else math.inf)
-                return
-            self.shown = version or self.shown
-            if self.pending and self.wanted <= self.shown[0]:  # already in it: no refresh due
-                self.pending, self.wanted = False, -math.inf
-            # The render's own start when the server says it (a shared render may be older
-            # than this request): what the page shows is the database as of then.
-            since = started if version is None else time.monotonic() - (time.time() - version[1] / 1000)
-            self.swaps.append((since, done))
+            if self.apply(version, delta.decode() if delta is not None else None, started, done) and self.push:
+                await self.tell_shown()
+
+    def apply(self, version: tuple[int, int] | None, delta: str | None, started: float, done: float) -> bool:
+        """Show an answer (fetched or pushed) as console.js's apply() does."""
+        base = f"{self.shown[0]}.{self.shown[1]}"
+        if delta is not None and delta != base:  # made for another version: useless
+            self.schedule(version[0] if version else math.inf)
+            return False
+        self.shown = version or self.shown
+        if self.pending and self.wanted <= self.shown[0]:  # already in it: no refresh due
+            self.pending, self.wanted = False, -math.inf
+        # The render's own start when the server says it (a shared render may be older
+        # than this request): what the page shows is the database as of then.
+        since = started if version is None else time.monotonic() - (time.time() - version[1] / 1000)
+        self.swaps.append((since, done))
+        return True
+
+    async def tell_shown(self) -> None:
+        if self.socket is not None:
+            try:
+                await self.socket.send(json.dumps({"type": "shown", "version": f"{self.shown[0]}.{self.shown[1]}"}))
+            except Exception as exc:  # noqa: BLE001 (counted, as a failed fetch is)
+                self.error(exc)
+
+    def pushed(self, message: dict[str, Any], at: float, size: int) -> None:
+        version = (message.get("seq"), message.get("rendered"))
+        if not all(isinstance(part, int) for part in version):
+            return
+        self.pushes.append((at, size, *version))
+        if version > self.shown:
+            self.apply(version, message.get("delta"), at, at)
 
     def error(self, exc: BaseException) -> None:
         self.errors["errors"] += 1
@@ -178,7 +211,9 @@ class Page:
         if self.snapshot_seq is None or not isinstance(seq, int) or seq <= (self.last_seq or 0):
             return
         self.last_seq = seq
-        if message.get("type") not in self.ignored:
+        if message.get("type") == "fragment":
+            self.pushed(message, at, len(raw))
+        elif message.get("type") not in self.ignored:
             self.schedule(seq)
 
     def result(self) -> dict[str, Any]:
@@ -188,13 +223,19 @@ class Page:
             "fetches": self.fetches,
             "bytes": self.bytes_by_second,
             "answers": self.answers,
+            "pushes": self.pushes,
         }
 
 
 def socket_url(url: str, page: Page) -> str:
-    """As console.js: the newest event per 200 ms only (``?coalesce=1``), and not what the
-    page ignores (``?ignore=``)."""
-    return f"{url}?coalesce=1" + (f"&ignore={','.join(sorted(page.ignored))}" if page.ignored else "")
+    """As console.js: the newest event per 200 ms only (``?coalesce=1``), not what the
+    page ignores (``?ignore=``), the fragment's render with the events (``?push=``)."""
+    query = {"coalesce": "1"}
+    if page.ignored:
+        query["ignore"] = ",".join(sorted(page.ignored))
+    if page.push:
+        query["push"] = page.path
+    return f"{url}?{urlencode(query)}"
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -206,7 +247,7 @@ async def main_async(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     errors: dict[str, Any] = {"errors": 0, "error_samples": []}
     kinds = [kind for kind in args.pages.split(",") if kind]
-    pages = [Page(kind, HttpPool(args.port, args.cookie), errors) for kind in kinds]
+    pages = [Page(kind, HttpPool(args.port, args.cookie), errors, push=args.push) for kind in kinds]
     ready: asyncio.Queue = asyncio.Queue()
     tasks = [
         asyncio.create_task(
@@ -224,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cookie", required=True)
     parser.add_argument("--pages", required=True, help="comma-separated: overview or sessions, one per page")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--no-push", dest="push", action="store_false", help="fetch after each event (no ?push=)")
     asyncio.run(main_async(parser.parse_args(argv)))
     return 0
 

@@ -20,6 +20,7 @@ RESYNC_S = 30.0  # live.js resyncMs
 
 class LivePage(Protocol):
     snapshot_seq: int | None
+    socket: ClientConnection | None
 
     def on_message(self, raw: str | bytes, at: float) -> None: ...
 
@@ -55,6 +56,7 @@ async def follow(
     (False if it failed: counted by the page)."""
     try:
         async with connect(url, additional_headers=headers, max_size=None, open_timeout=open_timeout) as ws:
+            page.socket = ws  # what the page sends (a console page: the render it shows)
             first = await ws.recv()
             page.on_message(first, time.monotonic())
             if page.snapshot_seq is None:

@@ -238,6 +238,8 @@ def start_watchers(stack: BenchStack, port: int, cookie: str, emulated: list[str
         out = stack.run_dir / f"{module.rsplit('.', 1)[1]}-{tag}.json"
         argv = [PYTHON, "-m", module, "--port", str(port), "--cookie", cookie]
         argv += ["--pages", ",".join(pages), "--out", str(out)]
+        if module == "bench._desktop_clients" and NODE_ENV.get("LIVE_PUSH") == "0":
+            argv.append("--no-push")
         child = stack.track(
             Child(module, argv, stack.peer_env(), stack.run_dir / f"{module}-{tag}.log", stdout_pipe=True).start()
         )
@@ -351,7 +353,27 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
             if page["kind"] == kind:
                 answered = sum(1 for at, _ in page["fetches"] if wall[0] <= at < wall[1])
                 rates["chromium"][kind] = round(answered / seconds, 2)
+    # Pushed renders (console/pushed_fragments.py): per page and second, and their median size
+    # as received (after per-message deflate's decompression: the wire carries fewer bytes).
+    pushed = {kind: [p for p in pages if p["kind"] == kind] for kind in ("overview", "sessions")}
+    pushes = {
+        kind: round(sum(1 for p in mine for at, *_ in p.get("pushes", []) if t0 <= at < t1) / seconds / len(mine), 2)
+        for kind, mine in pushed.items()
+        if mine
+    }
+    push_bytes = {
+        kind: round(statistics.median(size for p in mine for _, size, *_ in p["pushes"]))
+        for kind, mine in pushed.items()
+        if any(p.get("pushes") for p in mine)
+    }
+    for kind in ("overview", "sessions"):
+        versions[kind] = len(
+            {tuple(a[2:]) for p in pushed[kind] for a in p.get("answers", []) if t0 <= a[0] < t1 and a[2]}
+            | {tuple(a[2:]) for p in pushed[kind] for a in p.get("pushes", []) if t0 <= a[0] < t1}
+        )
     return {
+        "pushes_per_page_per_s": pushes,
+        "push_bytes": push_bytes,
         "answers_per_page_per_s": rates,
         "renders_per_s": round(renders / seconds, 1),
         # Renders the node made and shared (none before issue 18 point 2: every answer a render).
@@ -747,6 +769,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(behind deploy/haproxy.cfg, the pages connect to the balancer); default 1",
     )
     parser.add_argument("--output", default="desktop_load")
+    parser.add_argument(
+        "--no-push",
+        action="store_true",
+        help="the nodes with LIVE_PUSH=0: every page fetches its fragment after each event (as before pushes)",
+    )
     args = parser.parse_args(argv)
     args.quick = args.quick or os.environ.get("BENCH_QUICK") == "1"
     args.servers = args.servers or (50 if args.quick else 1000)
@@ -763,6 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # The node's key: the administrators' session (made here) must be readable there.
     os.environ["SECRET_KEY"] = NODE_ENV["SECRET_KEY"]
+    NODE_ENV["LIVE_PUSH"] = "0" if args.no_push else "1"
     started = time.monotonic()
     result = run(args)
     data = {

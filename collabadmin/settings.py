@@ -101,6 +101,9 @@ ROOT_URLCONF = "collabadmin.urls"
 ASGI_APPLICATION = "collabadmin.asgi.application"
 # Threads per web process that run HTTP views (each holds one database connection).
 HTTP_THREADS = env_int("HTTP_THREADS", 10, minimum=1)
+# The overview and sessions pages get their fragment with the event on their socket
+# instead of fetching it (console/pushed_fragments.py); off: they fetch, as before.
+LIVE_PUSH = env_bool("LIVE_PUSH", True)
 WSGI_APPLICATION = None
 
 TEMPLATES = [

@@ -7,6 +7,7 @@ refused before this runs (``AllowedHostsOriginValidator`` in ``collabadmin.asgi`
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,6 +21,8 @@ from common.coalesce import CoalescingMixin
 from common.heartbeat import HeartbeatMixin
 from common.permissions import may, users_who_may
 from common.roles import VIEW_DESKTOP
+from console import pushed_fragments
+from console.pushed_fragments import Watcher, pushed_views
 from console.selectors import status_snapshot
 from console.token_sockets import TokenSocketMixin
 
@@ -32,6 +35,12 @@ def _may_view(user_id: int) -> bool:
     """The user (read afresh: roles change while a socket is open) holds view_desktop."""
     user = get_user_model().objects.filter(pk=user_id).first()
     return may(user, VIEW_DESKTOP)
+
+
+def _push_key(user_id: int, target: tuple[str, str], cookies: dict[str, str]) -> pushed_fragments.Key:
+    """The key of the render this user's fetch of ``target`` gets (read afresh)."""
+    user = get_user_model().objects.filter(pk=user_id).first()
+    return pushed_fragments.view_key(target, user, cookies)
 
 
 # The re-checks of the open sockets (each heartbeat, each change of a user): those of one
@@ -68,6 +77,12 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
     from the server on an event asks ``?coalesce=1``: at most one event per 200 ms, the
     newest (common/coalesce.py).
 
+    A page whose fragment is rendered once for all its watchers (``?push=<the fragment's
+    URL>``) gets that render instead of the event, sent once per window for every socket
+    of the process that shows the same view (console/pushed_fragments.py); it tells which
+    render it shows after each fetch (``{"type": "shown", "version": ...}``), the only
+    message the socket reads.
+
     Refuses (accepts, then closes, so the browser sees the code) anonymous users with 4401
     and users without view_desktop with 4403 (it carries no actions: the desktop sends
     nothing, every action is a POST that checks its own permission). A user whose role is
@@ -83,6 +98,8 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
     joined = False
     ignored: frozenset[str] = frozenset()
     groups: tuple[str, ...] = ()
+    watcher: Watcher | None = None
+    push_target: tuple[str, str] | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -100,6 +117,15 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
         self.joined = True
+        self.push_target = pushed_fragments.pushable_target(
+            pushed_fragments.push_query(self.scope.get("query_string", b""))
+        )
+        if self.push_target is not None:
+            key = await database_sync_to_async(_push_key)(user.pk, self.push_target, self.scope.get("cookies", {}))
+            environ = pushed_fragments.handshake_environ(self.scope, self.push_target)
+            session_key = getattr(self.scope.get("session"), "session_key", None) or ""
+            self.watcher = Watcher(key, environ, self._send_text, self.send_event, session_key, user.pk)
+            pushed_views.join(self.watcher)
         await self.accept()
         # Opened with an API token: closed when it is revoked or expires.
         await self.watch_token()
@@ -109,6 +135,9 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
     async def _refuse(self, code: int) -> None:
         await self.accept()
         await self.close(code=code)
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
 
     async def disconnect(self, code: int) -> None:
         self.stop_coalescing()
@@ -121,20 +150,40 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
 
     async def _leave(self) -> None:
         self.joined = False
+        if self.watcher is not None:
+            pushed_views.leave(self.watcher)
+            self.watcher = None
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """The desktop sends nothing; anything received (even malformed JSON) is ignored."""
+        """A pushed page's ``shown``; anything else (even malformed JSON) is ignored."""
+        if self.watcher is None or not text_data or len(text_data) > 200:
+            return
+        try:
+            version = pushed_fragments.shown_version(json.loads(text_data))
+        except ValueError:
+            return
+        if version is not None:
+            self.watcher.shown = version
 
     async def live_event(self, message: dict[str, Any]) -> None:
-        """Forward one event of ``common.live`` to the browser, as it was published."""
+        """Forward one event of ``common.live`` to the browser, as it was published (a
+        pushed page: the render it brings instead)."""
         if self.joined and message["event"]["type"] not in self.ignored:
-            await self.send_event(message["event"])
+            if self.watcher is not None:
+                pushed_views.heard(self.watcher, message["event"])
+            else:
+                await self.send_event(message["event"])
 
     async def access_check(self, message: dict[str, Any]) -> None:
-        """The user changed: close at once unless it still holds view_desktop."""
-        await self.still_allowed()
+        """The user changed: close at once unless it still holds view_desktop; a pushed
+        page's render key follows the user's new access class."""
+        if await self.still_allowed() and self.watcher is not None and self.push_target is not None:
+            cookies = self.scope.get("cookies", {})
+            key = await database_sync_to_async(_push_key)(self.user_id, self.push_target, cookies)
+            if self.watcher is not None:
+                pushed_views.move(self.watcher, key)
 
     async def still_allowed(self) -> bool:
         if self.user_id is None or not self.joined:

@@ -378,8 +378,13 @@ def shared_fragment(is_fragment: Callable[[HttpRequest], bool]) -> Callable:
                 scope[SERVED_KEY] = Served(answer, key, request.session.session_key)
             # The page holds an earlier render of this view: only the blocks it lacks.
             base = shared_renders.held(key, request.headers.get(live_blocks.BASE_HEADER, "")[:64])
-            return answer.delta_response(base) if answer.keeps_any(base) else answer.response()
+            if answer.keeps_any(base):
+                return answer.delta_response(base)
+            response = answer.response()
+            response.render_key = key  # for a push of this render (console/pushed_fragments.py)
+            return response
 
+        wrapper.shares_renders = True  # type: ignore[attr-defined]  (a page of it may be pushed)
         return wrapper
 
     return decorator

@@ -21,6 +21,12 @@
  * newer than what it shows. Every (re)connection starts with a fresh snapshot and a
  * refresh; a periodic resync (which asks for the server's current number) heals an event
  * lost on the way (the channel layer drops).
+ *
+ * Pushed fragments (data-live-push="1": the overview, the sessions page): the socket asks
+ * the server to send the fragment's render with the event (/ws/status/?push=URL,
+ * console/pushed_fragments.py). A pushed render is applied as a fetched answer would be
+ * (newer only; a delta only onto the render it was made from); one the page cannot apply
+ * makes it fetch. After each fetched answer the page tells the socket which render it shows.
  */
 (function () {
   "use strict";
@@ -87,12 +93,23 @@
     const base = wholeNeeded || shown.seq < 0 ? null : `${shown.seq}.${shown.rendered}`;
     const answer = await fetchVersioned(fragmentUrl(seq), base);
     if (answer === null || !isNewer(answer, mine)) return;
+    // The server pushes the next render as a delta from this one (console/pushed_fragments.py).
+    if (apply(answer) && pushed) live.send({ type: "shown", version: `${shown.seq}.${shown.rendered}` });
+  }
+
+  /** Show an answer (fetched, or pushed on the socket); false when it could not be, and
+   * a refresh is then due. */
+  function apply(answer) {
     // A delta is made against what the page showed when it asked: only then can it apply.
     const from = answer.delta || null;
-    if (from !== null && from !== `${shown.seq}.${shown.rendered}`) return schedule(answer.seq);
+    if (from !== null && from !== `${shown.seq}.${shown.rendered}`) {
+      schedule(answer.seq);
+      return false;
+    }
     if (!swap(answer.html, from !== null)) {
       wholeNeeded = true; // a block the page should hold is missing: ask for everything
-      return schedule(answer.seq);
+      schedule(answer.seq);
+      return false;
     }
     wholeNeeded = false;
     if (answer.seq !== null && answer.rendered !== null) shown = { seq: answer.seq, rendered: answer.rendered };
@@ -102,6 +119,14 @@
       pending = false;
       wanted = -Infinity;
     }
+    return true;
+  }
+
+  /** A render the server pushed with an event ({type: "fragment", seq, rendered, delta, html}). */
+  function applyPushed(message) {
+    const answer = { html: message.html, seq: message.seq, rendered: message.rendered, delta: message.delta };
+    if (typeof answer.rendered !== "number" || typeof answer.html !== "string") return schedule(answer.seq);
+    if (isNewer(answer, null)) apply(answer);
   }
 
   function fragmentUrl(seq) {
@@ -221,9 +246,16 @@
   // refresh sooner): ?coalesce=1 (common/coalesce.py).
   const liveQuery = new URLSearchParams({ coalesce: "1" });
   if (ignored.size) liveQuery.set("ignore", [...ignored].join(","));
+  // A fragment rendered once for all its watchers comes with the event instead of being
+  // fetched (the server says so by sending {type: "fragment"}; else it sends events).
+  const pushed = container.dataset.livePush === "1";
+  if (pushed) {
+    const target = new URL(fragmentUrl(CURRENT));
+    liveQuery.set("push", target.pathname + target.search);
+  }
   const livePath = `${root.dataset.liveWs}?${liveQuery}`;
 
-  connectLive({
+  const live = connectLive({
     path: livePath,
     // The page was rendered before the socket opened: catch up to the snapshot's number.
     // A new snapshot may start a new numbering (a Sentinel failover can lose the last few
@@ -233,7 +265,8 @@
       schedule(typeof message.seq === "number" ? message.seq : CURRENT);
     },
     onEvent: (message) => {
-      if (!ignored.has(message.type)) schedule(message.seq);
+      if (message.type === "fragment") applyPushed(message);
+      else if (!ignored.has(message.type)) schedule(message.seq);
     },
     onRefused: () => schedule(CURRENT), // finds out whether the log-in is gone (then reloads to the log-in page)
     resync: () => schedule(CURRENT),

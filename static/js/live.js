@@ -83,6 +83,7 @@
    * ``onEvent(message)`` on each newer event, ``onRefused()`` when the server refuses the
    * user (4401/4403: not a network failure, so no retry). ``resync()`` runs every
    * ``resyncMs`` while the socket is open and the tab visible, and when the tab shows again.
+   * Returns ``{send(message)}``: a JSON message to the server while the socket is open.
    */
   function connectLive({ path, onSnapshot, onEvent, onRefused, resync, resyncMs = 30000 }) {
     let socket = null;
@@ -156,6 +157,13 @@
       if (document.visibilityState === "visible" && isOpen()) resync();
     });
     open();
+    // Tell the server something about the page (a console page: the render it shows);
+    // dropped while the socket is not open (the next connection starts afresh anyway).
+    return {
+      send(message) {
+        if (isOpen()) socket.send(JSON.stringify(message));
+      },
+    };
   }
 
   // No time is formatted here: the server renders every time, pages and fragments alike, in

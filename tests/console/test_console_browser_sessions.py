@@ -31,10 +31,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 @pytest.fixture
 def node(tmp_path) -> Iterator[str]:
     """A real web node for routing-a (no health monitor: there are no peers to probe)."""
+    yield from _node(tmp_path)
+
+
+@pytest.fixture
+def fetching_node(tmp_path) -> Iterator[str]:
+    """The same, with its pages fetching their fragment after each event (``LIVE_PUSH=0``):
+    what the fetch path does (also the way of a page whose push could not be made)."""
+    yield from _node(tmp_path, LIVE_PUSH="0")
+
+
+def _node(tmp_path, **env: str) -> Iterator[str]:
     ServerFactory(name="routing-a")
     port = free_port()
     log = tmp_path / "node.log"
-    process = start_node("routing-a", port, log, COLLABADMIN_RUN_MONITOR="0")
+    process = start_node("routing-a", port, log, COLLABADMIN_RUN_MONITOR="0", **env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, log=log)
         yield f"http://127.0.0.1:{port}"

@@ -29,7 +29,7 @@ from tests.console.test_console_browser_sessions import (
     CHROMIUM,
     LIVE_TIMEOUT_MS,
     administrator,
-    node,  # noqa: F401  (fixture)
+    fetching_node,  # noqa: F401  (fixture)
 )
 from tests.desktop.conftest import logged_in, routed_session
 from tests.factories import PASSWORD, StaffFactory, UserFactory, role_user
@@ -268,7 +268,7 @@ STALE_WATCH = """
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_an_older_answer_never_replaces_what_the_page_shows(node, monkeypatch, settings):  # noqa: F811
+def test_an_older_answer_never_replaces_what_the_page_shows(fetching_node, monkeypatch, settings):  # noqa: F811
     """A fragment answer numbered below the one the page shows (another node's older render,
     behind the balancer) is dropped, even though it is the answer to the newest request;
     the page then converges on the next event."""
@@ -286,7 +286,7 @@ def test_an_older_answer_never_replaces_what_the_page_shows(node, monkeypatch, s
             context = browser.new_context()
             context.add_init_script(STALE_WATCH)
             page = context.new_page()
-            page.goto(f"{node}/login/?next=/console/sessions/")
+            page.goto(f"{fetching_node}/login/?next=/console/sessions/")
             page.get_by_label("Username").fill("olivia")
             page.get_by_label("Password").fill(PASSWORD)
             page.get_by_role("button", name="Log in").click()

@@ -5,6 +5,8 @@ is SIGKILL-ed, and the page shows the switch without a reload (issue 5, point 6)
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -126,12 +128,16 @@ def test_killing_the_connected_media_blender_switches_the_pair_on_the_page(
                 expect(first).to_have_attribute("data-display-state", "connected")
                 expect(second).to_have_attribute("data-display-state", "standby")
                 expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=5000)
-                # The overview shows no session: its socket asks not to be sent their events (issue 18).
+                # The overview shows no session: its socket asks not to be sent their events, and
+                # to be sent the fragment's render with the others (issue 18).
                 assert sockets == [
                     f"ws://127.0.0.1:{port}/ws/status/?coalesce=1&ignore=session.changed%2Cagent.changed"
+                    "&push=%2Fpartials%2Foverview%2F"
                 ]
                 epoch_before = int(page.locator(f"#link-{link.pk}").get_attribute("data-epoch"))
                 page.evaluate("window.__sameDocument = true")
+                refreshes: list[str] = []
+                page.on("request", lambda request: refreshes.append(request.url) if is_live_refresh(request) else None)
 
                 simulators[primary.name].kill()  # SIGKILL: a real crash of the connected Media Blender
 
@@ -141,6 +147,7 @@ def test_killing_the_connected_media_blender_switches_the_pair_on_the_page(
                 expect(page.locator(f"#link-{link.pk}")).not_to_have_attribute("data-epoch", str(epoch_before))
                 expect(page.locator("[data-region=events]")).to_contain_text("Automatic switchover")
                 assert page.evaluate("window.__sameDocument") is True  # updated in place, no reload
+                assert refreshes == []  # it came on the socket: nothing fetched for it
 
                 # An action: confirm in the dialog with a reason (refused by the browser without one).
                 page.get_by_role("button", name="Put routing-a-aw-2 into maintenance").click()
@@ -170,10 +177,17 @@ def is_live_refresh(response) -> bool:
     return "/partials/overview/" in response.url and "live_seq=" in response.url
 
 
-def test_a_refresh_brings_only_the_changed_card_and_the_page_keeps_its_own(tmp_path, settings, monkeypatch):
+def _fragment_frame(payload: str | bytes) -> bool:
+    return isinstance(payload, str) and payload.startswith('{"type": "fragment"')
+
+
+@pytest.mark.parametrize("way", ["fetched", "pushed"])
+def test_a_refresh_brings_only_the_changed_card_and_the_page_keeps_its_own(tmp_path, settings, monkeypatch, way):
     """console/live_blocks.py in the browser: after the first refresh the page names the
     render it shows; the next answer leaves out the cards it has (data-keep), console.js
-    puts its own copies back, and the page then shows exactly what a whole render shows."""
+    puts its own copies back, and the page then shows exactly what a whole render shows.
+    Fetched (``LIVE_PUSH=0``: the page fetches after each event) and pushed (the render
+    comes on the socket with the event, console/pushed_fragments.py; nothing fetched)."""
     from playwright.sync_api import expect, sync_playwright
 
     from failover.services.alert_actions import server_silence_start
@@ -189,7 +203,7 @@ def test_a_refresh_brings_only_the_changed_card_and_the_page_keeps_its_own(tmp_p
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "node.log"
-    node = start_node("routing-a", port, log)
+    node = start_node("routing-a", port, log, LIVE_PUSH="1" if way == "pushed" else "0")
     try:
         wait_for_http(f"{base}/healthz", timeout=30, log=log)
         with sync_playwright() as playwright:
@@ -200,30 +214,44 @@ def test_a_refresh_brings_only_the_changed_card_and_the_page_keeps_its_own(tmp_p
                 page.get_by_label("Username").fill("operator")
                 page.get_by_label("Password").fill(PASSWORD)
                 # The page's first refresh (whole: it names no render yet).
-                with page.expect_response(lambda response: "/partials/overview/" in response.url, timeout=10_000):
-                    page.get_by_role("button", name="Log in").click()
+                with page.expect_websocket() as opened:
+                    with page.expect_response(lambda response: "/partials/overview/" in response.url, timeout=10_000):
+                        page.get_by_role("button", name="Log in").click()
+                socket = opened.value
                 expect(page.locator("[data-live-status]")).to_have_attribute("data-state", "live", timeout=5000)
                 page.evaluate("window.__sameDocument = true")
+                refreshes: list[str] = []
+                page.on("request", lambda request: refreshes.append(request.url) if is_live_refresh(request) else None)
 
                 # Each turn's answer is taken as the refresh that brings it arrives (a "response"
                 # listener may run only after the page already shows it: seen once in CI).
                 answers: list[dict] = []
                 for turn, server in enumerate(servers[1:], start=1):
-                    with page.expect_response(is_live_refresh, timeout=LIVE_TIMEOUT_MS) as refresh:
-                        outside_playwrights_loop(
-                            server_silence_start,
-                            server_id=server.pk,
-                            minutes=30,
-                            actor="system:test",
-                            reason=f"work {turn}",
-                        )
-                    answers.append({"headers": refresh.value.all_headers(), "body": refresh.value.text()})
+                    silence = functools.partial(
+                        outside_playwrights_loop,
+                        server_silence_start,
+                        server_id=server.pk,
+                        minutes=30,
+                        actor="system:test",
+                        reason=f"work {turn}",
+                    )
+                    if way == "pushed":
+                        with socket.expect_event("framereceived", _fragment_frame, timeout=LIVE_TIMEOUT_MS) as frame:
+                            silence()
+                        message = json.loads(frame.value)
+                        answers.append({"delta": message["delta"], "body": message["html"]})
+                    else:
+                        with page.expect_response(is_live_refresh, timeout=LIVE_TIMEOUT_MS) as refresh:
+                            silence()
+                        delta = refresh.value.all_headers().get("x-live-delta")
+                        answers.append({"delta": delta, "body": refresh.value.text()})
                     expect(page.locator(f"#server-{server.pk} [data-silenced-until]")).to_have_attribute(
                         "title", f"work {turn}", timeout=LIVE_TIMEOUT_MS
                     )
 
+                assert (refreshes == []) is (way == "pushed")
                 # The second silence's refresh: a delta keeping the two cards the page had.
-                assert "x-live-delta" in answers[-1]["headers"], [a["headers"].get("x-live-seq") for a in answers]
+                assert answers[-1]["delta"] is not None
                 last = answers[-1]["body"]
                 assert last.count("<template data-keep=") == 2  # routing-a and routing-b as the page had them
                 assert f'id="server-{servers[2].pk}"' in last
