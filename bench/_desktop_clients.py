@@ -36,7 +36,8 @@ browser per host). Each page does what the scripts do:
 Nothing is parsed or swapped: the HTML is only counted. Per page it keeps every *applied*
 refresh as (request start, answer complete) in ``time.monotonic()`` (one clock for the
 machine), the start of every fetch, the end and size of every answer and, per second,
-the bytes received (HTTP answers with their headers; WebSocket messages). Prints
+the bytes received (HTTP answers with their headers; the WebSocket's bytes as they came
+on the wire, compressed by per-message deflate). Prints
 ``ready`` once every page has its snapshot; on SIGUSR1 (or SIGTERM) writes
 ``{"pages": [...], "errors": n, "error_samples": [...]}`` to FILE and exits.
 """
@@ -194,8 +195,11 @@ class Page:
         if len(self.errors["error_samples"]) < 20:
             self.errors["error_samples"].append(f"{self.kind}: {exc!r}"[:200])
 
+    def count_wire(self, size: int) -> None:
+        """Bytes the socket received, as they came on the wire (bench._live_socket)."""
+        self.count_bytes(time.monotonic(), size, "ws")
+
     def on_message(self, raw: str | bytes, at: float) -> None:
-        self.count_bytes(at, len(raw), "ws")
         try:
             message = json.loads(raw)
         except ValueError:

@@ -55,7 +55,11 @@ async def follow(
     """Keep ``page``'s socket until ``stop``; puts True in ``ready`` once the snapshot came
     (False if it failed: counted by the page)."""
     try:
-        async with connect(url, additional_headers=headers, max_size=None, open_timeout=open_timeout) as ws:
+        wire = getattr(page, "count_wire", None)
+        counting = counting_connection(wire) if wire is not None else None
+        async with connect(
+            url, additional_headers=headers, max_size=None, open_timeout=open_timeout, create_connection=counting
+        ) as ws:
             page.socket = ws  # what the page sends (a console page: the render it shows)
             first = await ws.recv()
             page.on_message(first, time.monotonic())
@@ -71,6 +75,19 @@ async def follow(
     except Exception as exc:  # noqa: BLE001 (counted and reported)
         page.error(exc)
         await ready.put(False)
+
+
+def counting_connection(count: Callable[[int], None]) -> type[ClientConnection]:
+    """A connection that tells ``count`` the size of every chunk of bytes it receives: what
+    the socket carried on the wire (compressed by per-message deflate), not the messages'
+    decoded size."""
+
+    class Counting(ClientConnection):
+        def data_received(self, data: bytes) -> None:
+            count(len(data))
+            super().data_received(data)
+
+    return Counting
 
 
 async def _resync(resync: Callable[[], None]) -> None:

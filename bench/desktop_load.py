@@ -41,8 +41,9 @@ After a warm-up, ``--seconds`` are measured; the load goes on for a grace (5 s) 
   still on its first page, 50 rows, when it refreshed: the others are never shown
   there), failovers in the overview's recent failovers.
 * **fragment renders/s** (every fetch of every page), **bytes/s to the browsers** (HTTP
-  answers and WebSocket messages of the emulated pages, scaled to N), the **node's CPU**
-  (% of one core) and the machine's load.
+  answers, and the WebSocket's bytes as they came on the wire, compressed by per-message
+  deflate, of the emulated pages; scaled to N), pushed renders per page and second and
+  their size decoded, the **node's CPU** (% of one core) and the machine's load.
 
 The largest N with p99 ≤ 1 s is read off the N measured; when even the first fails, N = 1
 (one emulated page) is measured too.
