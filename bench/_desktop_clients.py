@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gzip
 import json
 import math
 import signal
@@ -201,8 +202,9 @@ class Page:
 
     def on_message(self, raw: str | bytes, at: float) -> None:
         try:
-            message = json.loads(raw)
-        except ValueError:
+            # A pushed fragment is gzipped JSON in a binary frame (static/js/live.js).
+            message = json.loads(gzip.decompress(raw) if isinstance(raw, bytes) else raw)
+        except (ValueError, OSError):
             return
         if message.get("type") == "heartbeat":
             return

@@ -43,7 +43,7 @@ After a warm-up, ``--seconds`` are measured; the load goes on for a grace (5 s) 
 * **fragment renders/s** (every fetch of every page), **bytes/s to the browsers** (HTTP
   answers, and the WebSocket's bytes as they came on the wire, compressed by per-message
   deflate, of the emulated pages; scaled to N), pushed renders per page and second and
-  their size decoded, the **node's CPU** (% of one core) and the machine's load.
+  their size (gzipped), the **node's CPU** (% of one core) and the machine's load.
 
 The largest N with p99 ≤ 1 s is read off the N measured; when even the first fails, N = 1
 (one emulated page) is measured too.
@@ -355,7 +355,7 @@ def traffic(emulated: dict[str, Any] | None, browser: dict[str, Any] | None, win
                 answered = sum(1 for at, _ in page["fetches"] if wall[0] <= at < wall[1])
                 rates["chromium"][kind] = round(answered / seconds, 2)
     # Pushed renders (console/pushed_fragments.py): per page and second, and their median size
-    # as received (after per-message deflate's decompression: the wire carries fewer bytes).
+    # (gzipped, as the node sends them).
     pushed = {kind: [p for p in pages if p["kind"] == kind] for kind in ("overview", "sessions")}
     pushes = {
         kind: round(sum(1 for p in mine for at, *_ in p.get("pushes", []) if t0 <= at < t1) / seconds / len(mine), 2)

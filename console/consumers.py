@@ -124,7 +124,7 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
             key = await database_sync_to_async(_push_key)(user.pk, self.push_target, self.scope.get("cookies", {}))
             environ = pushed_fragments.handshake_environ(self.scope, self.push_target)
             session_key = getattr(self.scope.get("session"), "session_key", None) or ""
-            self.watcher = Watcher(key, environ, self._send_text, self.send_event, session_key, user.pk)
+            self.watcher = Watcher(key, environ, self._send_bytes, self.send_event, session_key, user.pk)
             pushed_views.join(self.watcher)
         await self.accept()
         # Opened with an API token: closed when it is revoked or expires.
@@ -136,8 +136,8 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
         await self.accept()
         await self.close(code=code)
 
-    async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
+    async def _send_bytes(self, data: bytes) -> None:
+        await self.send(bytes_data=data)
 
     async def disconnect(self, code: int) -> None:
         self.stop_coalescing()

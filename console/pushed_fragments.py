@@ -14,12 +14,13 @@ through Django, as the first watcher's own fetch would be (its cookies, its host
 view's access check; the shared render serves it, so a render a fetch made is reused),
 and every watcher of the view is sent ``{"type": "fragment", "seq", "rendered", "delta",
 "html"}``: only the blocks its page lacks when the node holds the render it shows
-(``delta`` names it; ``console/live_blocks.py``), else the whole fragment. One JSON text
-per distinct base, made once, whatever the number of watchers. The page applies it as it
+(``delta`` names it; ``console/live_blocks.py``), else the whole fragment. One message
+per distinct base, made and gzipped once whatever the number of watchers, sent as a binary
+frame. The page applies it as it
 would apply its fetch's answer and fetches nothing.
 
 Like the sockets' coalescing (``common/coalesce.py``), a view is rendered at most once per
-:data:`WINDOW_SECONDS` and never twice at once: the first event of a quiet spell at once,
+:data:`WINDOW_SECONDS` (100 ms) and never twice at once: the first event of a quiet spell at once,
 the newest of the rest after it (a render reflects every event numbered before it began).
 
 Nothing is lost when a push cannot be made: a render that fails, is not the shared
@@ -41,6 +42,7 @@ log-in is gone gets the event instead, and its fetch takes it to the log-in page
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import logging
@@ -65,9 +67,8 @@ from django.urls import Resolver404, resolve
 from django.utils import timezone
 
 from common import access_epoch
-from common.coalesce import WINDOW_SECONDS
 from common.viewer_zone import zone_from_cookies
-from console.live_fragments import SEQ_PARAM, Key, Render, access_class, filters_query, shared_renders
+from console.live_fragments import GZIP_LEVEL, SEQ_PARAM, Key, Render, access_class, filters_query, shared_renders
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,12 @@ _VERSION = re.compile(r"\d{1,20}\.\d{1,20}")
 _KEPT_HEADERS = frozenset(
     {b"host", b"cookie", b"x-forwarded-for", b"x-forwarded-proto", b"accept-language", b"user-agent"}
 )
+# At most one render of a view per window (the newest event of the rest after it). Half the
+# sockets' coalescing window (common/coalesce.py, which a fetching page needs to spare the
+# node 50 fetches per window): a push is one render and one gzip per window whatever the
+# watchers, and 0.1 s took the sessions pages' p50 from 134 to 80 ms for 9 points of a core
+# (docs/performance.md, issue 18).
+WINDOW_SECONDS = 0.1
 # Renders leave the event loop: two threads (a node has two cores at most here, and the
 # shared render admits one render of a view at a time anyway).
 RENDER_THREADS = 2
@@ -179,21 +186,25 @@ def logged_in(watchers: list[tuple[str, int]]) -> set[str]:
     return {key for key, user_id in watchers if key in users and users[key] == str(user_id)}
 
 
-def fragment_message(render: Render, key: Key, shown: str) -> str:
+def fragment_message(render: Render, key: Key, shown: str) -> bytes:
     """The push for a page that shows ``shown``: the blocks it lacks when this node still
-    holds that render, else the whole fragment."""
+    holds that render, else the whole fragment; JSON, gzipped (a binary frame).
+
+    Gzipped here, once for every socket that gets it, because per-message deflate
+    compresses each socket's copy on its own: 200 copies of a 27 KB overview delta took
+    0.4 ms each, 80 of the 140 ms a push to 200 sockets took; the gzipped bytes pass
+    through it in a sixth of that (docs/performance.md, issue 18)."""
     base = shared_renders.held(key, shown)
     delta = render.keeps_any(base)
     html = render.delta_from(base, "identity") if delta else render.content
-    return json.dumps(
-        {
-            "type": FRAGMENT_TYPE,
-            "seq": render.seq,
-            "rendered": render.rendered_ms,
-            "delta": base.version if delta and base is not None else None,
-            "html": html.decode("utf-8"),
-        }
-    )
+    message = {
+        "type": FRAGMENT_TYPE,
+        "seq": render.seq,
+        "rendered": render.rendered_ms,
+        "delta": base.version if delta and base is not None else None,
+        "html": html.decode("utf-8"),
+    }
+    return gzip.compress(json.dumps(message).encode(), compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def shown_version(message: Any) -> str | None:
@@ -211,7 +222,7 @@ class Watcher:
 
     key: Key
     environ: dict[str, Any]
-    send_text: Callable[[str], Awaitable[None]]
+    send_bytes: Callable[[bytes], Awaitable[None]]
     send_event: Callable[[dict[str, Any]], Awaitable[None]]
     session_key: str = ""
     user_id: int = 0
@@ -336,12 +347,12 @@ class PushedViews:
         return self._render(reader.environ, seq) if reader is not None else None
 
     async def _send(self, render: Render, key: Key, watchers: list[Watcher]) -> None:
-        messages: dict[str, str] = {}
+        messages: dict[str, bytes] = {}
         sends = []
         for watcher in watchers:
             if watcher.shown not in messages:
                 messages[watcher.shown] = fragment_message(render, key, watcher.shown)
-            sends.append(watcher.send_text(messages[watcher.shown]))
+            sends.append(watcher.send_bytes(messages[watcher.shown]))
             watcher.shown = render.version
         await asyncio.gather(*sends, return_exceptions=True)
 

@@ -248,7 +248,7 @@
   if (ignored.size) liveQuery.set("ignore", [...ignored].join(","));
   // A fragment rendered once for all its watchers comes with the event instead of being
   // fetched (the server says so by sending {type: "fragment"}; else it sends events).
-  const pushed = container.dataset.livePush === "1";
+  const pushed = container.dataset.livePush === "1" && window.CollabLive.readsGzip;
   if (pushed) {
     const target = new URL(fragmentUrl(CURRENT));
     liveQuery.set("push", target.pathname + target.search);

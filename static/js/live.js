@@ -78,6 +78,15 @@
     };
   }
 
+  /** The text of gzipped bytes (the browser's own DecompressionStream). */
+  function gunzip(buffer) {
+    const stream = new Blob([buffer]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text();
+  }
+
+  /** Whether this browser can read pushed fragments (gzipped binary messages). */
+  const readsGzip = typeof DecompressionStream === "function";
+
   /**
    * Keep a WebSocket to ``path`` open. ``onSnapshot(message)`` runs on each snapshot,
    * ``onEvent(message)`` on each newer event, ``onRefused()`` when the server refuses the
@@ -116,18 +125,20 @@
       onEvent(message);
     }
 
+    // Messages are handled one after the other, in the order they came: a binary one (a
+    // pushed fragment: gzipped JSON) is decompressed first, and what follows it waits.
+    let handled = Promise.resolve();
+
     function open() {
       const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
       socket = new WebSocket(`${scheme}//${window.location.host}${path}`);
+      socket.binaryType = "arraybuffer";
       snapshotSeq = null;
       socket.addEventListener("message", (event) => {
-        let message;
-        try {
-          message = JSON.parse(event.data);
-        } catch (error) {
-          return;
-        }
-        onMessage(message);
+        handled = handled
+          .then(() => (typeof event.data === "string" ? event.data : gunzip(event.data)))
+          .then((text) => onMessage(JSON.parse(text)))
+          .catch(() => {}); // not JSON, not gzip: ignored, as any malformed message
       });
       socket.addEventListener("close", (event) => {
         socket = null;
@@ -168,5 +179,5 @@
 
   // No time is formatted here: the server renders every time, pages and fragments alike, in
   // the viewer's zone and one format (collabadmin/timezones.py, static/js/timezone.js).
-  window.CollabLive = { connectLive, fetchFragment, fetchVersioned, setStatus };
+  window.CollabLive = { connectLive, fetchFragment, fetchVersioned, setStatus, readsGzip };
 })();
