@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
@@ -20,12 +21,10 @@ from django.contrib.sessions.models import Session
 from common import roles
 from console.live_fragments import shared_renders
 from console.pushed_fragments import pushable_target, pushed_views, shown_version
-from failover.choices import Health, PeerKind, PeerPriority
-from failover.models import Link, Peer
 from failover.services.switchover import link_switchover
 from sessions.choices import EndReason
 from sessions.services.lifecycle import session_end
-from tests.factories import PeerFactory, ServerFactory, SessionFactory, peer_mark_connected, role_user
+from tests.factories import ServerFactory, SessionFactory, role_user
 from tests.websockets import TIMEOUT, open_socket, run, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,17 +38,6 @@ def fresh_renders():
     shared_renders.clear()
     yield
     shared_renders.clear()
-
-
-@pytest.fixture
-def pair():
-    """routing-a with its Media Blender pair, the primary connected."""
-    server = ServerFactory(name="routing-a")
-    primary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="mb-1")
-    PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="mb-2")
-    Peer.objects.filter(server=server).update(health=Health.UP)
-    peer_mark_connected(primary, epoch=3)
-    return Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
 
 
 async def _opened(path: str, cookie: str):
@@ -76,6 +64,22 @@ async def _next_of(socket, *types: str) -> dict:
 
 def _switch(pair, reason: str) -> None:
     link_switchover(link_id=pair.pk, actor="system:test", reason=reason)
+
+
+def _overview_message_after(cookie: str, change: Callable[[], None], sends: tuple[str, ...] = ()) -> dict:
+    """What an overview socket is sent first (the render or the event) after ``change``,
+    the socket having sent ``sends`` before it."""
+
+    async def scenario() -> dict:
+        socket = await _opened(OVERVIEW, cookie)
+        for text in sends:
+            await socket.send_to(text_data=text)
+        await sync_to_async(change)()
+        message = await _next_of(socket, "fragment", "link.changed")
+        await socket.disconnect()
+        return message
+
+    return run(scenario)
 
 
 def test_every_overview_socket_gets_the_render_with_the_switchover_made_once(admin_user, pair):
@@ -203,17 +207,12 @@ def test_a_supervisor_made_viewer_gets_the_viewers_render_from_then_on(pair):
 def test_a_logged_out_browser_gets_the_plain_event_and_no_render(admin_user, pair):
     """The render is the browser's own fetch: with its log-in gone Django answers a redirect,
     which is never pushed; the page gets the event and fetches (then goes to the log-in)."""
-    cookie = session_cookie(admin_user)
 
-    async def scenario() -> dict:
-        socket = await _opened(OVERVIEW, cookie)
-        await sync_to_async(Session.objects.all().delete)()  # every log-in ended
-        await sync_to_async(_switch)(pair, "planned work on mb-1")
-        message = await _next_of(socket, "fragment", "link.changed")
-        await socket.disconnect()
-        return message
+    def log_ins_end_then_switch() -> None:
+        Session.objects.all().delete()
+        _switch(pair, "planned work on mb-1")
 
-    message = run(scenario)
+    message = _overview_message_after(session_cookie(admin_user), log_ins_end_then_switch)
 
     assert message["type"] == "link.changed"
     assert "html" not in message
@@ -275,18 +274,11 @@ def test_a_page_may_only_name_a_render_version(message, expected):
 
 
 def test_whatever_else_a_pushed_page_sends_is_ignored(admin_user, pair):
-    cookie = session_cookie(admin_user)
+    junk = ("not json", json.dumps({"type": "shown", "version": "x" * 300}), "[1, 2]", "{}")
 
-    async def scenario() -> dict:
-        socket = await _opened(OVERVIEW, cookie)
-        for junk in ("not json", json.dumps({"type": "shown", "version": "x" * 300}), "[1, 2]", "{}"):
-            await socket.send_to(text_data=junk)
-        await sync_to_async(_switch)(pair, "planned work on mb-1")
-        message = await _next_of(socket, "fragment", "link.changed")
-        await socket.disconnect()
-        return message
-
-    message = run(scenario)
+    message = _overview_message_after(
+        session_cookie(admin_user), lambda: _switch(pair, "planned work on mb-1"), sends=junk
+    )
 
     assert message["type"] == "fragment"
     assert message["delta"] is None

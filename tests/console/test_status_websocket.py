@@ -17,29 +17,17 @@ from django.contrib.auth.models import Group
 
 from common import live, roles
 from console.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, socket_options
-from failover.choices import Health, PeerKind, PeerPriority
-from failover.models import Link, Peer
+from failover.choices import PeerKind
 from failover.services.switchover import link_switchover
 from sessions.choices import EndReason
 from sessions.services.lifecycle import agent_login, session_end
-from tests.factories import AlertFactory, PeerFactory, ServerFactory, SessionFactory, peer_mark_connected, role_user
+from tests.factories import AlertFactory, SessionFactory, role_user
 from tests.websockets import TIMEOUT, open_socket, refused_with, run, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PATH = "/ws/status/"
 communicator = partial(open_socket, PATH)
-
-
-@pytest.fixture
-def pair():
-    """routing-a with its Media Blender pair, the primary connected."""
-    server = ServerFactory(name="routing-a")
-    primary = PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.PRIMARY, name="mb-1")
-    PeerFactory(server=server, kind=PeerKind.MEDIA_BLENDER, priority=PeerPriority.SECONDARY, name="mb-2")
-    Peer.objects.filter(server=server).update(health=Health.UP)
-    peer_mark_connected(primary, epoch=3)
-    return Link.objects.get(server=server, kind=PeerKind.MEDIA_BLENDER)
 
 
 # --- Who is refused ----------------------------------------------------------------------------
