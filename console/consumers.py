@@ -79,7 +79,8 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
 
     A page whose fragment is rendered once for all its watchers (``?push=<the fragment's
     URL>``) gets that render instead of the event, sent once per window for every socket
-    of the process that shows the same view (console/pushed_fragments.py); it tells which
+    of the process that shows the same view (console/pushed_fragments.py; such a socket
+    joins no event group: the process hears them once for all its pushed sockets); it tells which
     render it shows after each fetch (``{"type": "shown", "version": ...}``), the only
     message the socket reads.
 
@@ -113,19 +114,24 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
         await self.channel_layer.group_add(live.user_group(user.pk), self.channel_name)
         # Subscribe first, then take the snapshot: nothing can fall between the two.
         self.ignored, self.coalescing = socket_options(self.scope.get("query_string", b""))
-        self.groups = tuple(live.status_socket_groups(self.ignored))
-        for group in self.groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.joined = True
+        groups = live.status_socket_groups(self.ignored)
         self.push_target = pushed_fragments.pushable_target(
             pushed_fragments.push_query(self.scope.get("query_string", b""))
         )
         if self.push_target is not None:
+            # A pushed page: the process hears the groups' events once for all its pages.
             key = await database_sync_to_async(_push_key)(user.pk, self.push_target, self.scope.get("cookies", {}))
             environ = pushed_fragments.handshake_environ(self.scope, self.push_target)
             session_key = getattr(self.scope.get("session"), "session_key", None) or ""
-            self.watcher = Watcher(key, environ, self._send_bytes, self.send_event, session_key, user.pk)
-            pushed_views.join(self.watcher)
+            self.watcher = Watcher(
+                key, environ, self._send_bytes, self.send_event, session_key, user.pk, ignored=self.ignored
+            )
+            await pushed_views.join(self.watcher, groups)
+        else:
+            self.groups = tuple(groups)
+            for group in self.groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = True
         await self.accept()
         # Opened with an API token: closed when it is revoked or expires.
         await self.watch_token()
@@ -169,12 +175,9 @@ class StatusConsumer(TokenSocketMixin, CoalescingMixin, HeartbeatMixin, AsyncJso
 
     async def live_event(self, message: dict[str, Any]) -> None:
         """Forward one event of ``common.live`` to the browser, as it was published (a
-        pushed page: the render it brings instead)."""
+        pushed page's socket is in no event group: the process hears for it)."""
         if self.joined and message["event"]["type"] not in self.ignored:
-            if self.watcher is not None:
-                pushed_views.heard(self.watcher, message["event"])
-            else:
-                await self.send_event(message["event"])
+            await self.send_event(message["event"])
 
     async def access_check(self, message: dict[str, Any]) -> None:
         """The user changed: close at once unless it still holds view_desktop; a pushed

@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 
-from common import roles
+from common import live, roles
 from console.live_fragments import shared_renders
 from console.pushed_fragments import pushable_target, pushed_views, shown_version
 from failover.services.switchover import link_switchover
@@ -314,3 +314,29 @@ def test_a_watcher_that_logs_out_gets_the_event_and_the_others_the_render(pair, 
 
     assert before == ["fragment", "fragment"]
     assert after == ["fragment", "link.changed"]
+
+
+def test_the_process_hears_each_event_once_for_all_its_pushed_sockets(admin_user, pair):
+    """Pushed sockets are in no event group themselves: the process's one channel is, and
+    tells every view (a delivery per event, not per event and socket). A socket that asks
+    no push (a script) is in the group as before. Read off the channel layer's own
+    membership (channels_redis' pubsub layer, the one the product uses)."""
+    from channels.layers import get_channel_layer
+
+    cookie = session_cookie(admin_user)
+
+    async def scenario() -> tuple[int, list[str]]:
+        pushed = [await _opened(OVERVIEW, cookie) for _ in range(3)]
+        script = await _opened("/ws/status/", cookie)
+        layer = get_channel_layer()
+        members = len(layer._get_layer().groups[layer._get_layer()._get_group_channel_name(live.STATUS_GROUP)])
+        await sync_to_async(_switch)(pair, "planned work on mb-1")
+        types = [(await _next_of(socket, "fragment", "link.changed"))["type"] for socket in [*pushed, script]]
+        for socket in [*pushed, script]:
+            await socket.disconnect()
+        return members, types
+
+    members, types = run(scenario)
+
+    assert members == 2  # the process's channel for the three pushed sockets, and the script's
+    assert types == ["fragment", "fragment", "fragment", "link.changed"]
