@@ -39,6 +39,11 @@ would have got; the key's access class is read again when the user is saved
 anyone's access changed since the last check (``common.access_epoch``: a log-out moves it)
 and at least every :data:`LOGIN_CHECK_SECONDS`, in one query for the view: a page whose
 log-in is gone gets the event instead, and its fetch takes it to the log-in page.
+
+Hand-written: Channels sends what each consumer is given; rendering once for a group of
+sockets, by the key their own fetches would share, is this product's (measured against
+the fetching pages in docs/performance.md, issue 18). The render itself is Django's own
+handler, the transport Channels' layer and uvicorn's WebSockets.
 """
 
 from __future__ import annotations
