@@ -413,9 +413,6 @@ class PushedViews:
             watcher.shown = render.version
         await asyncio.gather(*sends, return_exceptions=True)
 
-    def views(self) -> int:
-        return len(self._views)
-
 
 pushed_views = PushedViews()
 
