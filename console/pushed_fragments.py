@@ -385,9 +385,7 @@ class PushedViews:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._prepare, view, watchers, seq)
         except Exception:  # the pages fetch instead; the error is the node's to log
-            logger.exception(
-                "pushed fragment %s: render failed; the pages fetch it", view.watchers and watchers[0].key[0]
-            )
+            logger.exception("pushed fragment %s: render failed; the pages fetch it", watchers[0].key[0])
             return None
 
     def _prepare(self, view: _View, watchers: list[Watcher], seq: int) -> tuple[Render, Key] | None:
